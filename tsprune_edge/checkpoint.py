@@ -1,0 +1,66 @@
+"""Checkpoints: weights plus everything needed to rebuild the model and its data, loadable with weights_only=True."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tsprune_edge.atomic import write_atomic
+from tsprune_edge.errors import UserError
+from tsprune_edge.models import create_model
+
+FORMAT = "tsprune-edge/checkpoint"
+VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    model_name: str
+    config: dict
+    state_dict: dict
+    data: dict  # ForecastData.describe()
+    scaling: dict  # ForecastData.scaling()
+    training: dict  # schedule, epochs run, history
+
+    def build_model(self) -> nn.Module:
+        model = create_model(self.model_name, **self.config)
+        model.load_state_dict(self.state_dict)
+        return model.eval()
+
+
+def make_checkpoint(model: nn.Module, data: dict, scaling: dict, training: dict) -> Checkpoint:
+    config = dataclasses.asdict(model.config)
+    config["calendar_features"] = list(config["calendar_features"])
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return Checkpoint(model.name, config, state, data, scaling, training)
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: Path) -> None:
+    payload = {"format": FORMAT, "version": VERSION, **dataclasses.asdict(checkpoint)}
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_atomic(path, lambda handle: handle.write(buffer.getvalue()))
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint; pass the model.pt that `tsprune-edge train` wrote")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} is not a tsprune-edge checkpoint ({first_line[:120]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(f"{path} is not a tsprune-edge checkpoint (no '{FORMAT}' marker); "
+                        "train one with `tsprune-edge train`")
+    if payload.get("version") != VERSION:
+        raise UserError(f"{path} is checkpoint version {payload.get('version')}; this tsprune-edge reads {VERSION}")
+    fields = {f.name for f in dataclasses.fields(Checkpoint)}
+    return Checkpoint(**{k: v for k, v in payload.items() if k in fields})

@@ -1,0 +1,34 @@
+"""The `tsprune-edge` command line: thin commands over library functions; UserError becomes one line and exit 2."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from tsprune_edge.cli import data_cmd, model_cmd, pipeline_cmd
+from tsprune_edge.errors import UserError
+
+app = typer.Typer(
+    name="tsprune-edge",
+    help="Train, prune, export and benchmark Transformer forecasters on edge boards.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # never print locals (hosts, keys) in a traceback
+    add_completion=False,
+)
+app.add_typer(data_cmd.app, name="data")
+app.command("train")(model_cmd.train_command)
+app.command("evaluate")(model_cmd.evaluate_command)
+app.command("models")(model_cmd.models_command)
+app.command("pipeline")(pipeline_cmd.pipeline_command)
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing half-written was kept", file=sys.stderr)
+        sys.exit(130)

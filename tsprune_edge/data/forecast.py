@@ -1,0 +1,194 @@
+"""Standard splits, train-only scaling and sliding forecast windows, as the long-term forecasting literature uses them.
+
+A window gives the deployment signature's inputs and its target:
+  history  [seq_len, n_inputs]          scaled values before the forecast start
+  calendar [seq_len + pred_len, n_cal]  calendar features of the history and of the forecast horizon
+  target   [pred_len, n_targets]        scaled values to forecast
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tsprune_edge.data.calendar import calendar_features, features_for_step
+from tsprune_edge.data.fetch import fetch, sha256_of, spec_for
+from tsprune_edge.data.registry import DATASETS, SYNTHETIC, data_dir
+from tsprune_edge.data.synthetic import synthetic_table
+from tsprune_edge.data.table import SeriesTable, read_table
+from tsprune_edge.errors import UserError
+
+FEATURE_MODES = ("M", "S", "MS")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    seq_len: int
+    label_len: int
+    pred_len: int
+
+    def check(self) -> None:
+        if self.pred_len <= 0:
+            raise UserError(f"pred_len must be positive, got {self.pred_len}")
+        if self.seq_len <= 0:
+            raise UserError(f"seq_len must be positive, got {self.seq_len}")
+        if not 0 <= self.label_len <= self.seq_len:
+            raise UserError(f"label_len must be between 0 and seq_len ({self.seq_len}), got {self.label_len}")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Which data a model was trained on, enough to find and check it again."""
+
+    name: str  # registered name, "synthetic", or the CSV's file name
+    path: str | None  # None for built-in and registered data
+    sha256: str | None
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "path": self.path, "sha256": self.sha256}
+
+
+def split_borders(n_rows: int, split: str, seq_len: int) -> list[tuple[int, int]]:
+    """Row ranges of train, val and test; val and test start seq_len rows early so their first target is the border."""
+    if split in ("ett-hour", "ett-15min"):
+        per_month = 30 * 24 * (4 if split == "ett-15min" else 1)
+        ends = [12 * per_month, 16 * per_month, 20 * per_month]
+        if n_rows < ends[-1]:
+            raise UserError(f"an ETT file needs {ends[-1]} rows for its 12/4/4-month split, this one has {n_rows}")
+    else:
+        n_train, n_test = int(n_rows * 0.7), int(n_rows * 0.2)
+        ends = [n_train, n_rows - n_test, n_rows]
+    starts = [0, ends[0] - seq_len, ends[1] - seq_len]
+    return [(max(start, 0), end) for start, end in zip(starts, ends, strict=True)]
+
+
+@dataclass
+class ForecastData:
+    """Scaled splits of one series, and batches of windows drawn from them."""
+
+    source: Source
+    columns: tuple[str, ...]
+    features: str
+    target: str
+    windows: WindowSpec
+    calendar_names: tuple[str, ...]
+    step_seconds: int
+    borders: list[tuple[int, int]]
+    mean: np.ndarray
+    std: np.ndarray
+    _values: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    _calendar: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+
+    @property
+    def input_columns(self) -> list[int]:
+        return [self.columns.index(self.target)] if self.features == "S" else list(range(len(self.columns)))
+
+    @property
+    def target_columns(self) -> list[int]:
+        return list(range(len(self.columns))) if self.features == "M" else [self.columns.index(self.target)]
+
+    def n_windows(self, split: str) -> int:
+        w = self.windows
+        return len(self._values[split]) - w.seq_len - w.pred_len + 1
+
+    def window_arrays(self, split: str, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """history, calendar, target (float32 numpy) for windows beginning at `starts`."""
+        w = self.windows
+        values, calendar = self._values[split], self._calendar[split]
+        starts = np.asarray(starts)[:, None]
+        history = values[starts + np.arange(w.seq_len)][:, :, self.input_columns]
+        cal = calendar[starts + np.arange(w.seq_len + w.pred_len)]
+        target = values[starts + w.seq_len + np.arange(w.pred_len)][:, :, self.target_columns]
+        return history, cal, target
+
+    def batches(self, split: str, batch_size: int, shuffle: bool = False,
+                rng: np.random.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        order = np.arange(self.n_windows(split))
+        if shuffle:
+            (rng or np.random.default_rng(0)).shuffle(order)
+        for first in range(0, len(order), batch_size):
+            arrays = self.window_arrays(split, order[first:first + batch_size])
+            yield tuple(torch.from_numpy(a) for a in arrays)
+
+    def scaling(self) -> dict:
+        return {"columns": list(self.columns), "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    def describe(self) -> dict:
+        """What a checkpoint records to rebuild these windows and to explain the model's inputs."""
+        return {
+            **self.source.to_dict(),
+            "features": self.features,
+            "target": self.target,
+            "seq_len": self.windows.seq_len,
+            "label_len": self.windows.label_len,
+            "pred_len": self.windows.pred_len,
+            "columns": list(self.columns),
+            "input_columns": [self.columns[i] for i in self.input_columns],
+            "target_columns": [self.columns[i] for i in self.target_columns],
+            "calendar_features": list(self.calendar_names),
+            "step_seconds": self.step_seconds,
+            "borders": [list(b) for b in self.borders],
+        }
+
+
+def _resolve(data: str) -> tuple[SeriesTable, Source, str, str]:
+    """Load a built-in, registered or CSV-path dataset: its table, source, split rule and default target."""
+    if data == SYNTHETIC:
+        return synthetic_table(), Source(SYNTHETIC, None, None), "ratio", "OT"
+    if data in DATASETS:
+        spec = DATASETS[data]
+        path = data_dir() / spec.filename
+        if not path.is_file():
+            path = fetch(data)
+        digest = sha256_of(path)
+        if spec.sha256 and digest != spec.sha256:
+            raise UserError(f"{path} is not the official {data} file (sha256 {digest[:12]}…); "
+                            f"delete it and run `tsprune-edge data fetch {data}`")
+        return read_table(path), Source(data, None, digest), spec.split, spec.target
+    path = Path(data)
+    if path.suffix.lower() != ".csv" and not path.exists():
+        spec_for(data)  # raises the unknown-name error with the list of names
+    table = read_table(path)
+    return table, Source(path.name, str(path.resolve()), sha256_of(path)), "ratio", "OT"
+
+
+def load_forecast_data(data: str, windows: WindowSpec, features: str = "M", target: str | None = None,
+                       expected_sha256: str | None = None) -> ForecastData:
+    """Everything training, evaluation and export need to draw windows from `data`."""
+    windows.check()
+    if features not in FEATURE_MODES:
+        raise UserError(f"features must be one of {', '.join(FEATURE_MODES)}, got {features!r}")
+    table, source, split, default_target = _resolve(data)
+    if expected_sha256 and source.sha256 != expected_sha256:
+        raise UserError(f"{data} changed since the checkpoint was made (sha256 {source.sha256} != {expected_sha256})")
+    target = target or default_target
+    if target not in table.columns:
+        if features != "M" or target != default_target:
+            raise UserError(f"target column {target!r} is not in {source.name}; columns: {', '.join(table.columns)}")
+        target = table.columns[-1]
+    if len(table.dates) < 2:
+        raise UserError(f"{source.name} has {len(table.dates)} rows; a forecast needs far more")
+    step = int(np.median(np.diff(table.dates).astype(np.int64)))
+    borders = split_borders(len(table.dates), split, windows.seq_len)
+    need = windows.seq_len + windows.pred_len
+    for name, (start, end) in zip(SPLITS, borders, strict=True):
+        if end - start < need:
+            raise UserError(f"{source.name} has too few rows for seq_len {windows.seq_len} + pred_len "
+                            f"{windows.pred_len}: its {name} split holds {end - start} rows, needs at least {need}")
+    train_rows = table.values[borders[0][0]:borders[0][1]]
+    mean = train_rows.mean(axis=0)
+    std = train_rows.std(axis=0)
+    std[std == 0] = 1.0
+    scaled = ((table.values - mean) / std).astype(np.float32)
+    cal_names = features_for_step(step)
+    calendar = calendar_features(table.dates, cal_names)
+    result = ForecastData(source, table.columns, features, target, windows, cal_names, step, borders, mean, std)
+    for name, (start, end) in zip(SPLITS, borders, strict=True):
+        result._values[name] = scaled[start:end]
+        result._calendar[name] = calendar[start:end]
+    return result
