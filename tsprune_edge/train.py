@@ -89,7 +89,7 @@ def train(model: nn.Module, data: ForecastData, schedule: TrainSchedule, seed: i
     train_seconds = 0.0
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
+                  console=console, transient=True, disable=not console.is_terminal) as progress:
         for epoch in range(1, schedule.max_epochs + 1):
             lr = learning_rate(schedule, epoch)
             for group in optimiser.param_groups:

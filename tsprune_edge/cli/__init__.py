@@ -23,9 +23,9 @@ app.command("models")(model_cmd.models_command)
 app.command("pipeline")(pipeline_cmd.pipeline_command)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     try:
-        app()
+        app(args=argv, prog_name="tsprune-edge")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from tsprune_edge.atomic import write_atomic
@@ -55,16 +56,20 @@ def fetch(name: str, mirror: str | None = None, dest_dir: Path | None = None, ti
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 total = int(response.headers.get("Content-Length") or 0) or None
-                with Progress(TextColumn(f"fetch {spec.name}"), BarColumn(), DownloadColumn(),
-                              TransferSpeedColumn(), disable=not show_progress, transient=True) as progress:
+                console = Console(stderr=True)
+                with Progress(TextColumn(f"fetch {spec.name}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                              console=console, disable=not (show_progress and console.is_terminal),
+                              transient=True) as progress:
                     task = progress.add_task("download", total=total)
                     for chunk in iter(lambda: response.read(_CHUNK), b""):
                         digest.update(chunk)
                         handle.write(chunk)
                         progress.advance(task, len(chunk))
         except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise UserError(f"could not download {spec.name} from {url}: {reason}; check the network or use --mirror")
+            reason = f"HTTP {exc.code} {exc.reason}" if isinstance(exc, urllib.error.HTTPError) else \
+                getattr(exc, "reason", exc)
+            raise UserError(f"could not download {spec.name} from {url}: {reason}; "
+                            "check the network or use --mirror") from None
         if spec.sha256 and digest.hexdigest() != spec.sha256:
             raise UserError(f"{spec.name} from {url} has sha256 {digest.hexdigest()}, expected {spec.sha256}; "
                             "the download is corrupt or not the official file, nothing was saved")

@@ -1,0 +1,29 @@
+"""The command line as a user meets it, and the README's main job."""
+
+from __future__ import annotations
+
+import json
+
+
+def test_help_lists_the_commands(cli):
+    result = cli("--help")
+    assert result.code == 0
+    for command in ("data", "train", "evaluate", "models", "pipeline"):
+        assert command in result.out
+
+
+def test_models_lists_the_registry(cli):
+    result = cli("models")
+    assert result.code == 0
+    assert "transformer" in result.out and "patchtst" in result.out
+
+
+def test_pipeline_runs_on_the_builtin_default(cli, tmp_path):
+    """The README's main-job command, one epoch instead of its default three."""
+    out = tmp_path / "pipeline"
+    result = cli("pipeline", "--epochs", "1", "--out", str(out))
+    assert result.code == 0, result.err
+    metrics = json.loads((out / "dense" / "metrics.json").read_text())
+    assert metrics["data"]["name"] == "synthetic" and metrics["model"] == "transformer"
+    assert "repeat last value" in result.out and f"{metrics['test']['mse']:.4f}" in result.out
+    assert metrics["test"]["mse"] < metrics["naive_test"]["mse"]

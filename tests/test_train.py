@@ -1,0 +1,76 @@
+"""Training, checkpoints and evaluation on real data, through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tsprune_edge.checkpoint import load_checkpoint
+from tsprune_edge.models.registry import TrainSchedule
+from tsprune_edge.train import learning_rate
+
+
+def test_published_learning_rate_schedules():
+    halve = TrainSchedule(1e-4, 32, 10, "halve")
+    assert [learning_rate(halve, e) for e in (1, 2, 3)] == pytest.approx([1e-4, 5e-5, 2.5e-5])
+    hold = TrainSchedule(1e-4, 128, 100, "hold3")
+    assert [learning_rate(hold, e) for e in (1, 3, 4, 5)] == pytest.approx([1e-4, 1e-4, 9e-5, 8.1e-5])
+
+
+def test_train_then_evaluate_reproduces_the_metrics(cli, shared_data, tmp_path):
+    out = tmp_path / "run"
+    result = cli("train", "--model", "patchtst", "--data", "illness", "--pred-len", "24", "--seq-len", "36",
+                 "--label-len", "18", "--epochs", "2", "--out", str(out))
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.pt"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"]["name"] == "illness" and metrics["data"]["pred_len"] == 24
+    assert metrics["training"]["epochs_run"] == 2 and len(metrics["training"]["history"]) == 2
+    assert metrics["test"]["windows"] == 170
+
+    checkpoint = load_checkpoint(out / "model.pt")  # weights_only=True inside
+    assert checkpoint.model_name == "patchtst" and checkpoint.config["seq_len"] == 36
+    assert checkpoint.scaling["columns"][-1] == "OT" and len(checkpoint.scaling["mean"]) == 7
+    assert torch.load(out / "model.pt", weights_only=True)["format"] == "tsprune-edge/checkpoint"
+
+    evaluated = cli("evaluate", str(out / "model.pt"))
+    assert evaluated.code == 0, evaluated.err
+    again = json.loads((out / "evaluation-test.json").read_text())
+    assert again["mse"] == pytest.approx(metrics["test"]["mse"], rel=1e-6)
+    assert again["mae"] == pytest.approx(metrics["test"]["mae"], rel=1e-6)
+    assert f"MSE {metrics['test']['mse']:.4f}" in evaluated.out
+
+
+def test_training_is_reproducible_with_a_seed(cli, shared_data, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert cli("train", "--model", "transformer", "--data", "illness", "--pred-len", "24", "--seq-len", "36",
+                   "--label-len", "18", "--epochs", "1", "--seed", "7", "--out", str(out)).code == 0
+        runs.append(json.loads((out / "metrics.json").read_text())["test"]["mse"])
+    assert runs[0] == runs[1]
+
+
+def test_evaluate_refuses_a_changed_dataset(cli, shared_data, tmp_path):
+    csv = tmp_path / "data.csv"
+    csv.write_bytes((shared_data / "national_illness.csv").read_bytes())
+    out = tmp_path / "run"
+    assert cli("train", "--model", "patchtst", "--data", str(csv), "--pred-len", "24", "--seq-len", "36",
+               "--epochs", "1", "--out", str(out)).code == 0
+    csv.write_text(csv.read_text().replace("176569", "176570"))
+    result = cli("evaluate", str(out / "model.pt"))
+    assert result.code == 2 and "changed since the checkpoint was made" in result.err
+
+
+@pytest.mark.slow
+def test_patchtst_small_reaches_published_accuracy_on_etth1(cli, shared_data, tmp_path):
+    """Acceptance: PatchTST small preset, ETTh1 pred_len 96, test MSE <= 0.45 (published ~0.414)."""
+    out = tmp_path / "run"
+    result = cli("train", "--model", "patchtst", "--data", "ETTh1", "--pred-len", "96", "--epochs", "10",
+                 "--out", str(out))
+    assert result.code == 0, result.err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["mse"] <= 0.45
+    assert metrics["test"]["mse"] < metrics["naive_test"]["mse"]

@@ -1,0 +1,3 @@
+from tsprune_edge.cli import main
+
+main()
