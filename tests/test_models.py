@@ -100,19 +100,14 @@ def test_patchtst_ms_forecasts_the_target_channel():
     torch.testing.assert_close(model(history, calendar), full(history, calendar)[:, :, 1:2])
 
 
-@pytest.mark.parametrize("name", available_models())
-def test_exports_to_onnx_and_matches_in_onnx_runtime(name, tmp_path):
-    """The signature's two inputs survive export, also for models that ignore the calendar."""
-    import onnxruntime as ort
+def test_moving_average_matches_a_direct_computation():
+    from tsprune_edge.models.decomposition import MovingAverage, SeriesDecomposition
 
-    model = create_model(name, "small").eval()
-    history, calendar = inputs(model, batch=1)
-    path = tmp_path / "model.onnx"
-    torch.onnx.export(model, (history, calendar), str(path), input_names=["history", "calendar"],
-                      output_names=["forecast"], dynamo=True, external_data=False, verbose=False)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == ["history", "calendar"]
-    (got,) = session.run(None, {"history": history.numpy(), "calendar": calendar.numpy()})
-    with torch.no_grad():
-        expected = model(history, calendar).numpy()
-    assert abs(got - expected).max() <= 1e-4
+    x = torch.randn(2, 30, 3)
+    for k in (3, 4, 25):
+        front, back = (k - 1) // 2, k - 1 - (k - 1) // 2
+        padded = torch.cat([x[:, :1].repeat(1, front, 1), x, x[:, -1:].repeat(1, back, 1)], dim=1)
+        expected = torch.stack([padded[:, t:t + k].mean(dim=1) for t in range(30)], dim=1)
+        torch.testing.assert_close(MovingAverage(k)(x), expected)
+    seasonal, trend = SeriesDecomposition(25)(x)
+    torch.testing.assert_close(seasonal + trend, x)

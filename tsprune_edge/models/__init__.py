@@ -1,6 +1,9 @@
-"""Model zoo. Importing this package registers every model."""
+"""Model zoo. Importing this package registers every model: each module here that defines one registers it
+with `@register_model` when imported, so adding a model is adding its file."""
 
-from tsprune_edge.models import patchtst, transformer  # noqa: F401  (registration)
+import importlib
+import pkgutil
+
 from tsprune_edge.models.registry import (
     ForecastConfig,
     TrainSchedule,
@@ -9,5 +12,10 @@ from tsprune_edge.models.registry import (
     model_entry,
     resolve_config,
 )
+
+_INFRASTRUCTURE = {"registry", "layers", "deployment", "decomposition"}
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in _INFRASTRUCTURE:
+        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["ForecastConfig", "TrainSchedule", "available_models", "create_model", "model_entry", "resolve_config"]

@@ -1,0 +1,72 @@
+"""Every registered model, small preset, exports to ONNX and TFLite and matches torch in ONNX Runtime and
+ai-edge-litert within 1e-4 on real ETTh1 test windows. A model is tested here the moment it is registered."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from tsprune_edge.export.artifacts import export_onnx, export_tflite
+from tsprune_edge.export.runtimes import run_onnx, run_tflite
+
+from tsprune_edge.data import WindowSpec, load_forecast_data
+from tsprune_edge.models import available_models, create_model, resolve_config
+
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def etth1_windows(tmp_path_factory):
+    from tests.conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "ETTh1.csv").is_file():
+        pytest.fail(f"the benchmark datasets are missing: expected {SHARED_DATA}/ETTh1.csv")
+    cache = {}
+
+    def windows(seq_len: int, label_len: int) -> tuple[np.ndarray, np.ndarray]:
+        if (seq_len, label_len) not in cache:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("TSPRUNE_EDGE_DATA_DIR", str(SHARED_DATA))
+                data = load_forecast_data("ETTh1", WindowSpec(seq_len, label_len, 96))
+                history, calendar, _ = data.window_arrays("test", np.array([0, 1000, 2784]))
+            cache[seq_len, label_len] = (history, calendar)
+        return cache[seq_len, label_len]
+
+    return windows
+
+
+def _model(name: str, etth1_windows):
+    torch.manual_seed(0)
+    cfg = resolve_config(name, "small")
+    model = create_model(name, "small", pred_len=96).eval()
+    history, calendar = etth1_windows(cfg.seq_len, cfg.label_len)
+    return model, history, calendar
+
+
+def _torch_forecast(model, history, calendar, index):
+    with torch.no_grad():
+        return model(torch.from_numpy(history[index:index + 1]), torch.from_numpy(calendar[index:index + 1])).numpy()
+
+
+@pytest.mark.parametrize("name", available_models())
+def test_onnx_runtime_matches_torch(name, etth1_windows, tmp_path):
+    model, history, calendar = _model(name, etth1_windows)
+    sample = (torch.from_numpy(history[:1]), torch.from_numpy(calendar[:1]))
+    path = export_onnx(model, sample, tmp_path / "model.onnx")
+    for index in range(len(history)):
+        got = run_onnx(path, history[index:index + 1], calendar[index:index + 1])
+        expected = _torch_forecast(model, history, calendar, index)
+        assert got.shape == expected.shape
+        assert np.abs(got - expected).max() <= TOLERANCE, (name, index, np.abs(got - expected).max())
+
+
+@pytest.mark.parametrize("name", available_models())
+def test_litert_matches_torch(name, etth1_windows, tmp_path):
+    model, history, calendar = _model(name, etth1_windows)
+    sample = (torch.from_numpy(history[:1]), torch.from_numpy(calendar[:1]))
+    path = export_tflite(model, sample, tmp_path / "model.tflite")
+    for index in range(len(history)):
+        got = run_tflite(path, history[index:index + 1], calendar[index:index + 1])
+        expected = _torch_forecast(model, history, calendar, index)
+        assert got.shape == expected.shape
+        assert np.abs(got - expected).max() <= TOLERANCE, (name, index, np.abs(got - expected).max())
