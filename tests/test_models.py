@@ -56,6 +56,13 @@ def test_one_training_step_changes_every_trainable_weight_without_nan(name):
 
 
 @pytest.mark.parametrize("name", available_models())
+def test_horizon_longer_than_history(name):
+    model = create_model(name, "small", seq_len=48, label_len=24, pred_len=96).eval()
+    history, calendar = inputs(model, batch=2)
+    assert model(history, calendar).shape == (2, 96, 7)
+
+
+@pytest.mark.parametrize("name", available_models())
 def test_eval_mode_is_deterministic(name):
     model = create_model(name, "small", **SMALL).eval()
     history, calendar = inputs(model)

@@ -47,7 +47,7 @@ def test_training_is_reproducible_with_a_seed(cli, shared_data, tmp_path):
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        assert cli("train", "--model", "transformer", "--data", "illness", "--pred-len", "24", "--seq-len", "36",
+        assert cli("train", "--model", "patchtst", "--data", "illness", "--pred-len", "24", "--seq-len", "36",
                    "--label-len", "18", "--epochs", "1", "--seed", "7", "--out", str(out)).code == 0
         runs.append(json.loads((out / "metrics.json").read_text())["test"]["mse"])
     assert runs[0] == runs[1]
@@ -58,7 +58,7 @@ def test_evaluate_refuses_a_changed_dataset(cli, shared_data, tmp_path):
     csv.write_bytes((shared_data / "national_illness.csv").read_bytes())
     out = tmp_path / "run"
     assert cli("train", "--model", "patchtst", "--data", str(csv), "--pred-len", "24", "--seq-len", "36",
-               "--epochs", "1", "--out", str(out)).code == 0
+               "--label-len", "18", "--epochs", "1", "--out", str(out)).code == 0
     csv.write_text(csv.read_text().replace("176569", "176570"))
     result = cli("evaluate", str(out / "model.pt"))
     assert result.code == 2 and "changed since the checkpoint was made" in result.err

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +53,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise UserError(f"{path}: no such checkpoint; pass the model.pt that `tsprune-edge train` wrote")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as exc:
+    except Exception as exc:  # any file torch cannot read safely is, for us, not a checkpoint
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path} is not a tsprune-edge checkpoint ({first_line[:120]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

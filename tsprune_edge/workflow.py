@@ -13,7 +13,7 @@ from tsprune_edge.checkpoint import load_checkpoint, make_checkpoint, save_check
 from tsprune_edge.data.forecast import SPLITS, WindowSpec, load_forecast_data
 from tsprune_edge.errors import UserError
 from tsprune_edge.models import create_model, model_entry, resolve_config
-from tsprune_edge.train import evaluate, evaluate_naive, train
+from tsprune_edge.train import evaluate, evaluate_naive, seed_everything, train
 
 
 def train_to_dir(*, model: str, data: str, pred_len: int, preset: str, out: Path, features: str = "M",
@@ -27,6 +27,7 @@ def train_to_dir(*, model: str, data: str, pred_len: int, preset: str, out: Path
         raise UserError(f"epochs must be positive, got {epochs}")
     forecast = load_forecast_data(data, WindowSpec(base.seq_len, base.label_len, pred_len), features, target)
     targets = forecast.target_columns
+    seed_everything(seed)  # the initial weights too, not only shuffling and dropout
     net = create_model(model, preset, seq_len=base.seq_len, label_len=base.label_len, pred_len=pred_len,
                        enc_in=len(forecast.input_columns), c_out=len(targets),
                        calendar_features=forecast.calendar_names,

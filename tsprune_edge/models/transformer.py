@@ -79,7 +79,8 @@ class Transformer(nn.Module):
 
     def forward(self, history: torch.Tensor, calendar: torch.Tensor) -> torch.Tensor:
         start = self.seq_len - self.label_len
-        dec_in = torch.cat([history[:, start:], torch.zeros_like(history[:, : self.pred_len])], dim=1)
+        zeros = history.new_zeros(history.shape[0], self.pred_len, history.shape[2])
+        dec_in = torch.cat([history[:, start:], zeros], dim=1)
         memory = self.enc_embedding(history, calendar[:, : self.seq_len])
         for layer in self.encoder:
             memory = layer(memory)
