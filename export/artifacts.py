@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -23,34 +25,55 @@ OUTPUT_NAMES = ("forecast",)
 DEFAULT_OPSET = 20
 
 
-def _temporary_beside(path: Path) -> Path:
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_ATEN_OP = re.compile(r"aten(?:\.|::)(\w+)")
+
+
+def _explain(exc: BaseException) -> str:
+    """The operator that failed to convert, where the exporter's error chain names one, else its first line."""
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(_ANSI.sub("", str(exc)))
+        exc = exc.__cause__ or exc.__context__
+    for text in chain:
+        match = _ATEN_OP.search(text)
+        if match:
+            return f"operator aten.{match.group(1)} does not convert"
+    first = chain[0].strip().splitlines()
+    return (first[0] if first else "unknown error")[:200]
+
+
+def _write_artifact(model: nn.Module, path: Path, what: str, write: Callable[[Path], None]) -> Path:
+    """Run `write(tmp)` with the model in its deployment form, then rename tmp to `path`; on failure nothing is
+    left behind and the error names the model and the first line of the cause."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    return Path(tmp)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+    tmp = Path(name)
+    try:
+        with deployment_form(model.eval()), torch.no_grad():
+            write(tmp)
+        os.replace(tmp, path)
+    except Exception as exc:
+        name = getattr(model, "name", type(model).__name__)
+        raise UserError(f"{name} cannot be {what}: {_explain(exc)}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def export_onnx(model: nn.Module, sample: tuple[torch.Tensor, torch.Tensor], path: Path,
                 opset: int = DEFAULT_OPSET) -> Path:
     """One self-contained .onnx file (no external data) of `model` in its deployment form."""
-    path = Path(path)
-    tmp = _temporary_beside(path)
-    try:
-        with deployment_form(model.eval()), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+
+    def write(tmp: Path) -> None:
+        with contextlib.redirect_stdout(io.StringIO()):
             torch.onnx.export(model, sample, str(tmp), input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
                               opset_version=opset, dynamo=True, external_data=False, verbose=False)
-        os.replace(tmp, path)
-    except Exception as exc:
-        raise UserError(f"{getattr(model, 'name', type(model).__name__)} cannot be exported to ONNX: "
-                        f"{_first_line(exc)}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+
+    return _write_artifact(model, path, "exported to ONNX", write)
 
 
 def export_tflite(model: nn.Module, sample: tuple[torch.Tensor, torch.Tensor], path: Path) -> Path:
@@ -59,16 +82,5 @@ def export_tflite(model: nn.Module, sample: tuple[torch.Tensor, torch.Tensor], p
         import litert_torch
     except ImportError:
         raise UserError("TFLite export needs litert-torch: pip install 'tsprune-edge[tflite]'") from None
-    path = Path(path)
-    tmp = _temporary_beside(path)
-    try:
-        with deployment_form(model.eval()), torch.no_grad():
-            converted = litert_torch.convert(model, sample)
-        converted.export(str(tmp))
-        os.replace(tmp, path)
-    except Exception as exc:
-        raise UserError(f"{getattr(model, 'name', type(model).__name__)} cannot be converted to TFLite: "
-                        f"{_first_line(exc)}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return _write_artifact(model, path, "converted to TFLite",
+                           lambda tmp: litert_torch.convert(model, sample).export(str(tmp)))

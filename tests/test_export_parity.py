@@ -48,25 +48,34 @@ def _torch_forecast(model, history, calendar, index):
         return model(torch.from_numpy(history[index:index + 1]), torch.from_numpy(calendar[index:index + 1])).numpy()
 
 
+RUNTIMES = {"onnxruntime": (export_onnx, run_onnx, "model.onnx"), "ai-edge-litert": (export_tflite, run_tflite,
+                                                                                  "model.tflite")}
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("name", available_models())
-def test_onnx_runtime_matches_torch(name, etth1_windows, tmp_path):
+def test_runtime_matches_torch(name, runtime, etth1_windows, tmp_path):
+    export, run, filename = RUNTIMES[runtime]
     model, history, calendar = _model(name, etth1_windows)
     sample = (torch.from_numpy(history[:1]), torch.from_numpy(calendar[:1]))
-    path = export_onnx(model, sample, tmp_path / "model.onnx")
+    path = export(model, sample, tmp_path / filename)
     for index in range(len(history)):
-        got = run_onnx(path, history[index:index + 1], calendar[index:index + 1])
+        got = run(path, history[index:index + 1], calendar[index:index + 1])
         expected = _torch_forecast(model, history, calendar, index)
         assert got.shape == expected.shape
         assert np.abs(got - expected).max() <= TOLERANCE, (name, index, np.abs(got - expected).max())
 
 
-@pytest.mark.parametrize("name", available_models())
-def test_litert_matches_torch(name, etth1_windows, tmp_path):
-    model, history, calendar = _model(name, etth1_windows)
-    sample = (torch.from_numpy(history[:1]), torch.from_numpy(calendar[:1]))
-    path = export_tflite(model, sample, tmp_path / "model.tflite")
-    for index in range(len(history)):
-        got = run_tflite(path, history[index:index + 1], calendar[index:index + 1])
-        expected = _torch_forecast(model, history, calendar, index)
-        assert got.shape == expected.shape
-        assert np.abs(got - expected).max() <= TOLERANCE, (name, index, np.abs(got - expected).max())
+def test_a_failed_export_leaves_nothing_and_names_the_model(tmp_path):
+    from tsprune_edge.errors import UserError
+
+    class Unexportable(torch.nn.Module):
+        name = "unexportable"
+
+        def forward(self, history, calendar):
+            return history + torch.histc(history, bins=4).sum()  # no ONNX conversion for histc
+
+    expected = "^unexportable cannot be exported to ONNX: operator aten.histc does not convert$"
+    with pytest.raises(UserError, match=expected):
+        export_onnx(Unexportable(), (torch.zeros(1, 8, 2), torch.zeros(1, 10, 4)), tmp_path / "model.onnx")
+    assert list(tmp_path.iterdir()) == []

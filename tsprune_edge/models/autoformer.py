@@ -43,8 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tsprune_edge.models.decomposition import SeriesDecomposition
-from tsprune_edge.models.layers import CalendarEmbedding, TokenEmbedding
+from tsprune_edge.models.decomposition import SeasonalLayerNorm, SeriesDecomposition, decoder_init
+from tsprune_edge.models.layers import CircularConv, ValueCalendarEmbedding
 from tsprune_edge.models.registry import ForecastConfig, TrainSchedule, register_model
 
 
@@ -139,43 +139,6 @@ class FeedForward(nn.Module):
         return self.dropout(self.linear2(self.dropout(F.gelu(self.linear1(x)))))
 
 
-class SeasonalLayerNorm(nn.Module):
-    """Layer norm minus its mean over time ("my_Layernorm"): a seasonal part has no level."""
-
-    def __init__(self, d_model: int) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(d_model, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm(x)
-        return x - x.mean(dim=1, keepdim=True)
-
-
-class CircularConv(nn.Module):
-    """Kernel-3 convolution over time with circular padding (by concatenation, which exports), no bias."""
-
-    def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv1d(c_in, c_out, kernel_size=3, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.transpose(1, 2)
-        return self.conv(torch.cat([x[:, :, -1:], x, x[:, :, :1]], dim=2)).transpose(1, 2)
-
-
-class Embedding(nn.Module):
-    """Token convolution + calendar embedding, no positional encoding (delays carry the order)."""
-
-    def __init__(self, c_in: int, cfg: AutoformerConfig) -> None:
-        super().__init__()
-        self.value = TokenEmbedding(c_in, cfg.d_model)
-        self.calendar = CalendarEmbedding(cfg.calendar_features, cfg.d_model)
-        self.dropout = nn.Dropout(cfg.dropout)
-
-    def forward(self, x: torch.Tensor, calendar: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.value(x) + self.calendar(calendar))
-
-
 class EncoderLayer(nn.Module):
     def __init__(self, cfg: AutoformerConfig) -> None:
         super().__init__()
@@ -225,8 +188,8 @@ class Autoformer(nn.Module):
         if cfg.c_out not in (cfg.enc_in, 1):
             raise ValueError(f"c_out {cfg.c_out} must equal enc_in {cfg.enc_in} or be 1")
         self.decomposition = SeriesDecomposition(cfg.moving_avg)
-        self.enc_embedding = Embedding(cfg.enc_in, cfg)
-        self.dec_embedding = Embedding(cfg.enc_in, cfg)
+        self.enc_embedding = ValueCalendarEmbedding(cfg.enc_in, cfg.d_model, cfg.calendar_features, cfg.dropout)
+        self.dec_embedding = ValueCalendarEmbedding(cfg.enc_in, cfg.d_model, cfg.calendar_features, cfg.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.e_layers))
         self.encoder_norm = SeasonalLayerNorm(cfg.d_model)
         self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.d_layers))
@@ -236,16 +199,7 @@ class Autoformer(nn.Module):
         self.target = cfg.target_index % cfg.enc_in if cfg.c_out < cfg.enc_in else None
 
     def decoder_init(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Seasonal init: the seasonal part of the last label_len inputs, then zeros. Trend init: their trend,
-        then the input mean over time (of the target input alone when forecasting one of several)."""
-        seasonal, trend = self.decomposition(history)
-        start = self.seq_len - self.label_len
-        seasonal = F.pad(seasonal[:, start:], (0, 0, 0, self.pred_len))
-        mean = history.mean(dim=1, keepdim=True).expand(-1, self.pred_len, -1)
-        trend = torch.cat([trend[:, start:], mean], dim=1)
-        if self.target is not None:
-            trend = trend[:, :, self.target : self.target + 1]
-        return seasonal, trend
+        return decoder_init(self.decomposition, history, self.label_len, self.pred_len, self.target)
 
     def forward(self, history: torch.Tensor, calendar: torch.Tensor) -> torch.Tensor:
         seasonal, trend = self.decoder_init(history)

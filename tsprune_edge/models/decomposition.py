@@ -51,3 +51,31 @@ class MixtureDecomposition(nn.Module):
         weights = torch.softmax(self.gate(x), dim=-1).unsqueeze(-2)  # [B, L, 1, K]
         trend = (trends * weights).sum(dim=-1)
         return x - trend, trend
+
+
+class SeasonalLayerNorm(nn.Module):
+    """Layer norm minus its mean over time (Autoformer's "my_Layernorm"): a seasonal part has no level. No bias:
+    removing the time mean would cancel it."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x)
+        return x - x.mean(dim=1, keepdim=True)
+
+
+def decoder_init(decomposition: nn.Module, history: torch.Tensor, label_len: int, pred_len: int,
+                 target: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decomposition decoders' start (Autoformer, FEDformer). Seasonal: the seasonal part of the last
+    label_len inputs, then zeros. Trend: their trend, then the input mean over time; of input `target` alone
+    when one output is forecast from several inputs."""
+    seasonal, trend = decomposition(history)
+    start = history.shape[1] - label_len
+    mean = history.mean(dim=1, keepdim=True).expand(-1, pred_len, -1)
+    seasonal = torch.cat([seasonal[:, start:], torch.zeros_like(mean)], dim=1)
+    trend = torch.cat([trend[:, start:], mean], dim=1)
+    if target is not None:
+        trend = trend[:, :, target : target + 1]
+    return seasonal, trend

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from tsprune_edge.models.decomposition import SeriesDecomposition
+from tsprune_edge.models.layers import select_target
 from tsprune_edge.models.registry import ForecastConfig, TrainSchedule, register_model
 
 
@@ -58,8 +59,4 @@ class DLinear(nn.Module):
     def forward(self, history: torch.Tensor, calendar: torch.Tensor) -> torch.Tensor:
         seasonal, trend = self.decomposition(history)
         forecast = self.seasonal_linear(seasonal) + self.trend_linear(trend)  # [B, pred_len, enc_in]
-        n_vars = history.shape[2]
-        if self.c_out == 1 and n_vars > 1:
-            index = self.target_index % n_vars
-            forecast = forecast[:, :, index : index + 1]
-        return forecast
+        return select_target(forecast, self.c_out, self.target_index)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from tsprune_edge.data.calendar import FEATURE_MAX
-from tsprune_edge.models.layers import FeedForward, MultiHeadAttention
+from tsprune_edge.models.layers import EncoderLayer, select_target
 from tsprune_edge.models.patchtst import RevIN
 from tsprune_edge.models.registry import ForecastConfig, TrainSchedule, register_model
 
@@ -33,22 +33,6 @@ class ITransformerConfig(ForecastConfig):
     d_ff: int = 256
     dropout: float = 0.1
     use_norm: bool = True
-
-
-class EncoderLayer(nn.Module):
-    """Post-norm layer with full attention over the variate tokens."""
-
-    def __init__(self, cfg: ITransformerConfig) -> None:
-        super().__init__()
-        self.attention = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.dropout)
-        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.dropout)
-        self.norm1 = nn.LayerNorm(cfg.d_model)
-        self.norm2 = nn.LayerNorm(cfg.d_model)
-        self.dropout = nn.Dropout(cfg.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm1(x + self.dropout(self.attention(x, x, x)))
-        return self.norm2(x + self.ffn(x))
 
 
 _PAPER = dict(seq_len=96, label_len=48, d_model=256, n_heads=8, e_layers=2, d_ff=256, dropout=0.1)
@@ -68,7 +52,8 @@ class ITransformer(nn.Module):
         self.register_buffer("calendar_scale", scale, persistent=False)
         self.embedding = nn.Linear(cfg.seq_len, cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.e_layers))
+        self.encoder = nn.ModuleList(EncoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout)
+                                     for _ in range(cfg.e_layers))
         self.encoder_norm = nn.LayerNorm(cfg.d_model)
         self.projector = nn.Linear(cfg.d_model, cfg.pred_len)
 
@@ -88,7 +73,4 @@ class ITransformer(nn.Module):
         forecast = self.projector(tokens[:, :n_vars]).transpose(1, 2)  # [B, pred_len, enc_in]
         if self.norm is not None:
             forecast = self.norm.restore(forecast, mean, std)
-        if self.c_out == 1 and n_vars > 1:
-            index = self.target_index % n_vars
-            forecast = forecast[:, :, index : index + 1]
-        return forecast
+        return select_target(forecast, self.c_out, self.target_index)

@@ -7,6 +7,7 @@ head width is read from the weights at run time, so only `n_heads` must change w
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -55,18 +56,51 @@ class FeedForward(nn.Module):
         return self.dropout(self.linear2(self.dropout(F.gelu(self.linear1(x)))))
 
 
-class TokenEmbedding(nn.Module):
-    """Kernel-3 convolution over time with circular padding, done by concatenation so it exports anywhere."""
+class CircularConv(nn.Module):
+    """Kernel-3 convolution over time of [batch, time, channels] with circular padding, done by concatenation so
+    it exports anywhere; no bias."""
 
-    def __init__(self, c_in: int, d_model: int) -> None:
+    def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(c_in, d_model, kernel_size=3, bias=False)
-        nn.init.kaiming_normal_(self.conv.weight, mode="fan_in", nonlinearity="leaky_relu")
+        self.conv = nn.Conv1d(c_in, c_out, kernel_size=3, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.transpose(1, 2)
-        x = torch.cat([x[:, :, -1:], x, x[:, :, :1]], dim=2)
-        return self.conv(x).transpose(1, 2)
+        return self.conv(torch.cat([x[:, :, -1:], x, x[:, :, :1]], dim=2)).transpose(1, 2)
+
+
+class TokenEmbedding(CircularConv):
+    """The value embedding of Informer and its successors: a circular kernel-3 convolution, Kaiming-initialised."""
+
+    def __init__(self, c_in: int, d_model: int) -> None:
+        super().__init__(c_in, d_model)
+        nn.init.kaiming_normal_(self.conv.weight, mode="fan_in", nonlinearity="leaky_relu")
+
+
+class EncoderLayer(nn.Module):
+    """Post-norm Transformer encoder layer: self-attention, then the FFN, each added back and normalised."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float,
+                 norm: Callable[[int], nn.Module] = nn.LayerNorm) -> None:
+        super().__init__()
+        self.attention = MultiHeadAttention(d_model, n_heads, dropout)
+        self.ffn = FeedForward(d_model, d_ff, dropout)
+        self.norm1 = norm(d_model)
+        self.norm2 = norm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(x + self.dropout(self.attention(x, x, x)))
+        return self.norm2(x + self.ffn(x))
+
+
+def select_target(forecast: torch.Tensor, c_out: int, target_index: int) -> torch.Tensor:
+    """[B, T, n_vars] -> [B, T, 1] of the target input when one output is forecast from several inputs (MS)."""
+    n_vars = forecast.shape[2]
+    if c_out == 1 and n_vars > 1:
+        index = target_index % n_vars
+        return forecast[:, :, index : index + 1]
+    return forecast
 
 
 def sinusoid_table(length: int, d_model: int) -> torch.Tensor:
@@ -88,6 +122,20 @@ class CalendarEmbedding(nn.Module):
 
     def forward(self, calendar: torch.Tensor) -> torch.Tensor:
         return self.proj(calendar * self.scale - 0.5)
+
+
+class ValueCalendarEmbedding(nn.Module):
+    """Value + calendar embedding without positions (Autoformer, FEDformer: their delays and decomposition carry
+    the order)."""
+
+    def __init__(self, c_in: int, d_model: int, calendar: tuple[str, ...], dropout: float) -> None:
+        super().__init__()
+        self.value = TokenEmbedding(c_in, d_model)
+        self.calendar = CalendarEmbedding(calendar, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, calendar: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.value(x) + self.calendar(calendar))
 
 
 class DataEmbedding(nn.Module):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tsprune_edge.models.layers import FeedForward, MultiHeadAttention
+from tsprune_edge.models.layers import EncoderLayer, select_target
 from tsprune_edge.models.registry import ForecastConfig, TrainSchedule, register_model
 
 
@@ -57,20 +57,6 @@ class BatchNormTokens(nn.BatchNorm1d):
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
-class EncoderLayer(nn.Module):
-    def __init__(self, cfg: PatchTSTConfig) -> None:
-        super().__init__()
-        self.attention = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.dropout)
-        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.dropout)
-        self.norm1 = BatchNormTokens(cfg.d_model)
-        self.norm2 = BatchNormTokens(cfg.d_model)
-        self.dropout = nn.Dropout(cfg.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm1(x + self.dropout(self.attention(x, x, x)))
-        return self.norm2(x + self.ffn(x))
-
-
 def patch_count(cfg: PatchTSTConfig) -> int:
     """Patches after padding the end of the window with `stride` copies of its last value."""
     return (cfg.seq_len - cfg.patch_len) // cfg.stride + 2
@@ -96,7 +82,8 @@ class PatchTST(nn.Module):
         self.patch_embedding = nn.Linear(cfg.patch_len, cfg.d_model)
         self.position = nn.Parameter(torch.empty(self.n_patches, cfg.d_model).uniform_(-0.02, 0.02))
         self.dropout = nn.Dropout(cfg.dropout)
-        self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.e_layers))
+        self.encoder = nn.ModuleList(EncoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, BatchNormTokens)
+                                     for _ in range(cfg.e_layers))
         self.head = nn.Linear(cfg.d_model * self.n_patches, cfg.pred_len)
         self.head_dropout = nn.Dropout(cfg.head_dropout)
 
@@ -115,7 +102,4 @@ class PatchTST(nn.Module):
             tokens = layer(tokens)
         forecast = self.head_dropout(self.head(tokens.reshape(batch, n_vars, -1)))  # [B, C, pred_len]
         forecast = self.revin.restore(forecast.transpose(1, 2), mean, std)
-        if self.c_out == 1 and n_vars > 1:
-            index = self.target_index % n_vars
-            forecast = forecast[:, :, index : index + 1]
-        return forecast
+        return select_target(forecast, self.c_out, self.target_index)

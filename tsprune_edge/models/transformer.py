@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tsprune_edge.models.layers import DataEmbedding, FeedForward, MultiHeadAttention
+from tsprune_edge.models.layers import DataEmbedding, EncoderLayer, FeedForward, MultiHeadAttention
 from tsprune_edge.models.registry import ForecastConfig, TrainSchedule, register_model
 
 
@@ -22,20 +22,6 @@ class TransformerConfig(ForecastConfig):
     d_layers: int = 1
     d_ff: int = 2048
     dropout: float = 0.05
-
-
-class EncoderLayer(nn.Module):
-    def __init__(self, cfg: TransformerConfig) -> None:
-        super().__init__()
-        self.attention = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.dropout)
-        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.dropout)
-        self.norm1 = nn.LayerNorm(cfg.d_model)
-        self.norm2 = nn.LayerNorm(cfg.d_model)
-        self.dropout = nn.Dropout(cfg.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm1(x + self.dropout(self.attention(x, x, x)))
-        return self.norm2(x + self.ffn(x))
 
 
 class DecoderLayer(nn.Module):
@@ -69,7 +55,8 @@ class Transformer(nn.Module):
         dec_len = cfg.label_len + cfg.pred_len
         self.enc_embedding = DataEmbedding(cfg.enc_in, cfg.d_model, cfg.calendar_features, cfg.dropout, cfg.seq_len)
         self.dec_embedding = DataEmbedding(cfg.enc_in, cfg.d_model, cfg.calendar_features, cfg.dropout, dec_len)
-        self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.e_layers))
+        self.encoder = nn.ModuleList(EncoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout)
+                                     for _ in range(cfg.e_layers))
         self.encoder_norm = nn.LayerNorm(cfg.d_model)
         self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.d_layers))
         self.decoder_norm = nn.LayerNorm(cfg.d_model)
