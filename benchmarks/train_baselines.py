@@ -4,10 +4,14 @@ Two phases. Accuracy: each model at the small preset, trained with its published
 (patience 3); test metrics of the best epoch. Load on the machine does not change these. Timing: seconds per
 training step, median of `--steps` real ETTh1 steps after 2 warm-up steps, at the small and the paper preset,
 times the steps in one epoch (the paper preset is too slow to train to convergence on a 2-core CPU). Timing
-must run on a quiet machine: `--timing-only` re-times and keeps the accuracy rows already in the JSON.
+must run on a quiet machine.
 
-Usage: python benchmarks/train_baselines.py [--data-dir ../shared/data] [--models a,b] [--steps 20] [--timing-only]
-Writes benchmarks/results/train_baselines.{json,md}.
+Usage: python benchmarks/train_baselines.py [--phase accuracy|timing|all] [--models a,b] [--steps 20]
+                                            [--data-dir ../shared/data]
+Accuracy writes one file per model into benchmarks/results/train_accuracy/ as it finishes (a rerun skips models
+already there, so an interrupted run loses nothing); timing and the report go to
+benchmarks/results/train_baselines.{json,md}. Accuracy workers may run side by side (one thread each);
+timing must run alone.
 """
 
 from __future__ import annotations
@@ -96,47 +100,56 @@ def render(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def train_accuracy(name: str) -> dict:
+    from tsprune_edge.workflow import train_to_dir
+
+    with tempfile.TemporaryDirectory() as tmp:
+        m = train_to_dir(model=name, data="ETTh1", pred_len=96, preset="small", out=Path(tmp) / name)
+    t = m["training"]
+    return {"model": name, "parameters": m["parameters"], "epochs_run": t["epochs_run"],
+            "best_epoch": t["best_epoch"], "schedule": t["schedule"], "history": t["history"],
+            "wall_seconds_per_epoch": round(t["seconds_per_epoch"], 2), "torch_threads": torch.get_num_threads(),
+            "test_mse": round(m["test"]["mse"], 4), "test_mae": round(m["test"]["mae"], 4),
+            "naive_test_mse": round(m["naive_test"]["mse"], 4), "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
     parser.add_argument("--models", default=None, help="comma-separated subset (default: all registered)")
+    parser.add_argument("--phase", choices=("accuracy", "timing", "all"), default="all")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--timing-only", action="store_true", help="re-time; keep the accuracy rows in the JSON")
     args = parser.parse_args()
     os.environ["TSPRUNE_EDGE_DATA_DIR"] = args.data_dir
 
     from tsprune_edge.atomic import write_json_atomic
     from tsprune_edge.models import available_models
-    from tsprune_edge.workflow import train_to_dir
 
     names = args.models.split(",") if args.models else available_models()
-    out = HERE / "results" / "train_baselines.json"
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE)
-    if args.timing_only:
-        result = json.loads(out.read_text())
-    else:
-        small = []
-        with tempfile.TemporaryDirectory() as tmp:
-            for name in names:
-                print(f"== {name} small", file=sys.stderr, flush=True)
-                m = train_to_dir(model=name, data="ETTh1", pred_len=96, preset="small", out=Path(tmp) / name)
-                t = m["training"]
-                small.append({"model": name, "parameters": m["parameters"], "epochs_run": t["epochs_run"],
-                              "best_epoch": t["best_epoch"], "schedule": t["schedule"],
-                              "wall_seconds_per_epoch": round(t["seconds_per_epoch"], 2),
-                              "test_mse": round(m["test"]["mse"], 4), "test_mae": round(m["test"]["mae"], 4),
-                              "naive_test_mse": round(m["naive_test"]["mse"], 4)})
-        result = {"benchmark": "train_baselines", "data": "ETTh1", "seq_len": 96, "pred_len": 96,
-                  "date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit.stdout.strip(),
-                  "published_mse": PUBLISHED_MSE, "small": small}
+    accuracy_dir = HERE / "results" / "train_accuracy"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=HERE).stdout.strip()
+    if args.phase in ("accuracy", "all"):
+        for name in names:
+            if (accuracy_dir / f"{name}.json").is_file():
+                continue
+            print(f"== {name}: training (small preset)", file=sys.stderr, flush=True)
+            row = train_accuracy(name)
+            write_json_atomic(accuracy_dir / f"{name}.json", {**row, "commit": commit, "machine": machine()})
+    if args.phase == "accuracy":
+        return
     timing = []
     for name in names:
         for preset in ("small", "paper"):
             print(f"== {name} {preset}: timing {args.steps} steps", file=sys.stderr, flush=True)
             timing.append(time_steps(name, preset, args.steps))
-    result.update(timing=timing, timed_steps=args.steps, timed_at=time.strftime("%Y-%m-%d %H:%M"),
-                  timing_commit=commit.stdout.strip(), machine=machine())
-    write_json_atomic(out, result)
+    small = [json.loads((accuracy_dir / f"{n}.json").read_text()) for n in available_models()
+             if (accuracy_dir / f"{n}.json").is_file()]
+    result = {"benchmark": "train_baselines", "data": "ETTh1", "seq_len": 96, "pred_len": 96,
+              "date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit,
+              "published_mse": PUBLISHED_MSE, "small": small, "timing": timing, "timed_steps": args.steps,
+              "timed_at": time.strftime("%Y-%m-%d %H:%M")}
+    write_json_atomic(HERE / "results" / "train_baselines.json", result)
     text = render(result)
     (HERE / "results" / "train_baselines.md").write_text(text)
     print(text)
