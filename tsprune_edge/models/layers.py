@@ -138,16 +138,12 @@ class ValueCalendarEmbedding(nn.Module):
         return self.dropout(self.value(x) + self.calendar(calendar))
 
 
-class DataEmbedding(nn.Module):
+class DataEmbedding(ValueCalendarEmbedding):
     """Value + sinusoidal position + calendar embedding, as in Informer and its successors."""
 
     def __init__(self, c_in: int, d_model: int, calendar: tuple[str, ...], dropout: float, max_len: int) -> None:
-        super().__init__()
-        self.value = TokenEmbedding(c_in, d_model)
+        super().__init__(c_in, d_model, calendar, dropout)
         self.register_buffer("position", sinusoid_table(max_len, d_model).unsqueeze(0), persistent=False)
-        self.calendar = CalendarEmbedding(calendar, d_model)
-        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, calendar: torch.Tensor) -> torch.Tensor:
-        length = x.shape[1]
-        return self.dropout(self.value(x) + self.position[:, :length] + self.calendar(calendar))
+        return self.dropout(self.value(x) + self.position[:, : x.shape[1]] + self.calendar(calendar))
