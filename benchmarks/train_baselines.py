@@ -6,7 +6,7 @@ training step, median of `--steps` real ETTh1 steps after 2 warm-up steps, at th
 times the steps in one epoch (the paper preset is too slow to train to convergence on a 2-core CPU). Timing
 must run on a quiet machine.
 
-Usage: python benchmarks/train_baselines.py [--phase accuracy|timing|all] [--models a,b] [--steps 20]
+Usage: python benchmarks/train_baselines.py [--phase accuracy|timing|all|report] [--models a,b] [--steps 20]
                                             [--data-dir ../shared/data]
 Accuracy writes one file per model into benchmarks/results/train_accuracy/ as it finishes (a rerun skips models
 already there, so an interrupted run loses nothing); timing and the report go to
@@ -82,7 +82,8 @@ def render(result: dict) -> str:
              f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
              f"Python {m['python']}. Commit {result['commit']}.", "",
              "Small preset: each model's published schedule, early stopping on validation loss (patience 3), "
-             "test metrics of the best epoch. Published MSE: seq_len 96 figures quoted in the model-zoo issue "
+             "test metrics of the best epoch; trained with one torch thread, two models side by side (load does not "
+             "change these figures). Published MSE: seq_len 96 figures quoted in the model-zoo issue "
              "(other models: not quoted). The naive forecast repeats the last observed value.", "",
              "| model | params | epochs run (best) | test MSE | test MAE | naive MSE | published MSE |",
              "|---|---:|---:|---:|---:|---:|---:|"]
@@ -117,7 +118,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
     parser.add_argument("--models", default=None, help="comma-separated subset (default: all registered)")
-    parser.add_argument("--phase", choices=("accuracy", "timing", "all"), default="all")
+    parser.add_argument("--phase", choices=("accuracy", "timing", "all", "report"), default="all",
+                        help="report: re-render the Markdown from the committed JSON, measuring nothing")
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
     os.environ["TSPRUNE_EDGE_DATA_DIR"] = args.data_dir
@@ -137,6 +139,10 @@ def main() -> None:
             row = train_accuracy(name)
             write_json_atomic(accuracy_dir / f"{name}.json", {**row, "commit": commit, "machine": machine()})
     if args.phase == "accuracy":
+        return
+    if args.phase == "report":
+        result = json.loads((HERE / "results" / "train_baselines.json").read_text())
+        (HERE / "results" / "train_baselines.md").write_text(render(result))
         return
     timing = []
     for name in names:
