@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.inputs import random_calendar
 from tsprune_edge.data import WindowSpec, load_forecast_data
 from tsprune_edge.models import create_model, model_entry, resolve_config
 from tsprune_edge.models.autoformer import (
@@ -20,13 +21,6 @@ from tsprune_edge.models.autoformer import (
 from tsprune_edge.models.deployment import deployment_form
 
 PARITY = 1e-5
-
-
-def random_calendar(batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
-    """month, day, weekday, hour"""
-    ranges = ((1, 13), (1, 29), (0, 7), (0, 24))
-    return torch.stack([torch.randint(lo, hi, (batch, length), generator=generator) for lo, hi in ranges],
-                       dim=-1).float()
 
 
 def both_forms(model: torch.nn.Module, history: torch.Tensor, calendar: torch.Tensor) -> tuple[torch.Tensor, ...]:

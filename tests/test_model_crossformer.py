@@ -6,16 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.inputs import random_calendar
 from tsprune_edge.models import create_model, resolve_config
 from tsprune_edge.models.crossformer import Crossformer, SegmentMerging, scale_segment_counts
 
 # The study's structure (seg_len 6, three scale blocks) at the small widths: the architecture under test.
 STUDY = dict(seg_len=6, e_layers=3)
-
-
-def _calendar(batch: int, length: int) -> torch.Tensor:
-    return torch.stack([torch.randint(1, 13, (batch, length)), torch.randint(1, 29, (batch, length)),
-                        torch.randint(0, 7, (batch, length)), torch.randint(0, 24, (batch, length))], dim=-1).float()
 
 
 def test_history_is_padded_at_the_front_with_its_first_value_and_cut_into_segments():
@@ -77,7 +73,7 @@ def test_ms_forecasts_the_target_channel():
                          pred_len=24).eval()
     full = create_model("crossformer", "small", **STUDY, enc_in=3, c_out=3, seq_len=48, pred_len=24).eval()
     full.load_state_dict(model.state_dict())
-    history, calendar = torch.randn(2, 48, 3), _calendar(2, 72)
+    history, calendar = torch.randn(2, 48, 3), random_calendar(2, 72)
     with torch.no_grad():
         torch.testing.assert_close(model(history, calendar), full(history, calendar)[:, :, 1:2])
 
@@ -86,8 +82,8 @@ def test_forecast_ignores_the_calendar_and_crops_to_pred_len():
     model = create_model("crossformer", "small", **STUDY, pred_len=20).eval()
     history = torch.randn(2, 96, 7)
     with torch.no_grad():
-        first = model(history, _calendar(2, 116))
-        second = model(history, _calendar(2, 116))
+        first = model(history, random_calendar(2, 116))
+        second = model(history, random_calendar(2, 116))
     assert first.shape == (2, 20, 7)
     torch.testing.assert_close(first, second)
 
@@ -100,7 +96,7 @@ def test_c_out_other_than_enc_in_or_one_is_refused():
 def test_forecast_is_the_sum_of_every_decoder_layers_prediction():
     """Keeping one decoder layer's prediction head at a time, the forecasts add up to the full forecast."""
     model = create_model("crossformer", "small", **STUDY, seq_len=48, pred_len=24).eval()
-    history, calendar = torch.randn(2, 48, 7), _calendar(2, 72)
+    history, calendar = torch.randn(2, 48, 7), random_calendar(2, 72)
     heads = [layer.prediction for layer in model.decoder]
     saved = [(head.weight.clone(), head.bias.clone()) for head in heads]
     with torch.no_grad():

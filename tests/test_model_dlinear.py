@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tests.test_models import SMALL, inputs
+from tests.inputs import SMALL, inputs
 from tsprune_edge.models import create_model, resolve_config
 from tsprune_edge.models.decomposition import SeriesDecomposition
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.inputs import random_calendar
 from tsprune_edge.data import WindowSpec, load_forecast_data
 from tsprune_edge.models import create_model, resolve_config
 from tsprune_edge.models.decomposition import MixtureDecomposition, SeriesDecomposition
@@ -20,13 +21,6 @@ from tsprune_edge.models.fedformer import (
 )
 
 TOLERANCE = 1e-5
-
-
-def random_calendar(batch: int, length: int, generator: torch.Generator) -> torch.Tensor:
-    return torch.stack([torch.randint(1, 13, (batch, length), generator=generator),
-                        torch.randint(1, 29, (batch, length), generator=generator),
-                        torch.randint(0, 7, (batch, length), generator=generator),
-                        torch.randint(0, 24, (batch, length), generator=generator)], dim=-1).float()
 
 
 def both_forms(module: torch.nn.Module, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,24 +6,11 @@ import pytest
 import torch
 from torch import nn
 
+from tests.inputs import SMALL, inputs
 from tsprune_edge.errors import UserError
 from tsprune_edge.models import available_models, create_model, resolve_config
 from tsprune_edge.models.layers import TokenEmbedding
 from tsprune_edge.models.patchtst import PatchTST
-
-SMALL = dict(seq_len=48, label_len=24, pred_len=24)
-
-
-def inputs(model: nn.Module, batch: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
-    cfg = model.config
-    generator = torch.Generator().manual_seed(0)
-    history = torch.randn(batch, cfg.seq_len, cfg.enc_in, generator=generator)
-    calendar = torch.stack([torch.randint(1, 13, (batch, cfg.seq_len + cfg.pred_len), generator=generator),
-                            torch.randint(1, 29, (batch, cfg.seq_len + cfg.pred_len), generator=generator),
-                            torch.randint(0, 7, (batch, cfg.seq_len + cfg.pred_len), generator=generator),
-                            torch.randint(0, 24, (batch, cfg.seq_len + cfg.pred_len), generator=generator)],
-                           dim=-1).float()
-    return history, calendar
 
 
 def test_registry_holds_the_foundation_models():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -129,6 +129,3 @@ def train(model: nn.Module, data: ForecastData, schedule: TrainSchedule, seed: i
     result.seconds_per_epoch = train_seconds / max(result.epochs_run, 1)
     return result
 
-
-def schedule_dict(schedule: TrainSchedule) -> dict:
-    return asdict(schedule)
