@@ -13,9 +13,11 @@ from torch import nn
 from tsprune_edge.atomic import write_atomic
 from tsprune_edge.errors import UserError
 from tsprune_edge.models import create_model
+from tsprune_edge.prune.architecture import architecture_record, conform
 
 FORMAT = "tsprune-edge/checkpoint"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 2 added the architecture record and the pruning summary
 
 
 @dataclass
@@ -26,18 +28,25 @@ class Checkpoint:
     data: dict  # ForecastData.describe()
     scaling: dict  # ForecastData.scaling()
     training: dict  # schedule, epochs run, history
+    architecture: dict | None = None  # shape record of a pruned model (prune/architecture.py); None when dense
+    pruning: dict | None = None  # what pruning did (method, requested and achieved sparsity); None when dense
 
     def build_model(self) -> nn.Module:
+        """The model, rebuilt at its recorded (possibly pruned) widths."""
         model = create_model(self.model_name, **self.config)
+        if self.architecture is not None:
+            conform(model, self.architecture)
         model.load_state_dict(self.state_dict)
         return model.eval()
 
 
-def make_checkpoint(model: nn.Module, data: dict, scaling: dict, training: dict) -> Checkpoint:
+def make_checkpoint(model: nn.Module, data: dict, scaling: dict, training: dict,
+                    pruning: dict | None = None) -> Checkpoint:
     config = dataclasses.asdict(model.config)
     config["calendar_features"] = list(config["calendar_features"])
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return Checkpoint(model.name, config, state, data, scaling, training)
+    architecture = architecture_record(model) if pruning is not None else None
+    return Checkpoint(model.name, config, state, data, scaling, training, architecture, pruning)
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: Path) -> None:
@@ -59,7 +68,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path} is not a tsprune-edge checkpoint (no '{FORMAT}' marker); "
                         "train one with `tsprune-edge train`")
-    if payload.get("version") != VERSION:
-        raise UserError(f"{path} is checkpoint version {payload.get('version')}; this tsprune-edge reads {VERSION}")
+    if payload.get("version") not in READABLE_VERSIONS:
+        raise UserError(f"{path} is checkpoint version {payload.get('version')}; this tsprune-edge reads "
+                        f"{', '.join(map(str, READABLE_VERSIONS))}")
     fields = {f.name for f in dataclasses.fields(Checkpoint)}
     return Checkpoint(**{k: v for k, v in payload.items() if k in fields})

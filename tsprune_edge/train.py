@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,8 +77,13 @@ def evaluate_naive(data: ForecastData, split: str = "test", batch_size: int = 10
 
 
 def train(model: nn.Module, data: ForecastData, schedule: TrainSchedule, seed: int = 2021,
-          console: Console | None = None) -> TrainResult:
-    """Adam on MSE; keeps the weights of the best validation epoch and stops after `patience` worse ones."""
+          console: Console | None = None, *, after_step: Callable[[], None] | None = None,
+          before_epoch: Callable[[int], None] | None = None, keep_best: bool = True) -> TrainResult:
+    """Adam on MSE; keeps the weights of the best validation epoch and stops after `patience` worse ones.
+
+    Fine-tuning hooks: `after_step` runs after every optimiser step (pruning masks are reapplied there),
+    `before_epoch(epoch)` before each epoch (a sparsity schedule steps there). With `keep_best=False` every
+    epoch runs and the last weights are kept (a schedule that ends at its target must not be undone)."""
     console = console or Console(stderr=True)
     seed_everything(seed)
     rng = np.random.default_rng(seed)
@@ -91,6 +97,8 @@ def train(model: nn.Module, data: ForecastData, schedule: TrainSchedule, seed: i
                   TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(),
                   console=console, transient=True, disable=not console.is_terminal) as progress:
         for epoch in range(1, schedule.max_epochs + 1):
+            if before_epoch is not None:
+                before_epoch(epoch)
             lr = learning_rate(schedule, epoch)
             for group in optimiser.param_groups:
                 group["lr"] = lr
@@ -103,6 +111,8 @@ def train(model: nn.Module, data: ForecastData, schedule: TrainSchedule, seed: i
                 loss = loss_fn(model(history, calendar), target)
                 loss.backward()
                 optimiser.step()
+                if after_step is not None:
+                    after_step()
                 total, batches = total + loss.item(), batches + 1
                 progress.update(task, advance=1, loss=total / batches)
             train_seconds += time.perf_counter() - started
@@ -114,7 +124,9 @@ def train(model: nn.Module, data: ForecastData, schedule: TrainSchedule, seed: i
             result.epochs_run = epoch
             console.print(f"epoch {epoch:3d}  lr {lr:.2e}  train {record['train_loss']:.4f}  "
                           f"val {val:.4f}  {record['seconds']:.1f}s")
-            if val < best_val:
+            if not keep_best:
+                best_epoch = epoch
+            elif val < best_val:
                 best_val, best_epoch, waited = val, epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
             else:
@@ -122,7 +134,7 @@ def train(model: nn.Module, data: ForecastData, schedule: TrainSchedule, seed: i
                 if waited >= schedule.patience:
                     console.print(f"early stop: validation loss has not improved for {waited} epochs")
                     break
-    if best_state is not None:
+    if keep_best and best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     result.best_epoch = best_epoch

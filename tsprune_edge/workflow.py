@@ -9,8 +9,8 @@ from pathlib import Path
 from rich.console import Console
 
 from tsprune_edge.atomic import write_json_atomic
-from tsprune_edge.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from tsprune_edge.data.forecast import SPLITS, WindowSpec, load_forecast_data
+from tsprune_edge.checkpoint import Checkpoint, load_checkpoint, make_checkpoint, save_checkpoint
+from tsprune_edge.data.forecast import SPLITS, ForecastData, WindowSpec, load_forecast_data
 from tsprune_edge.errors import UserError
 from tsprune_edge.models import create_model, model_entry, resolve_config
 from tsprune_edge.train import evaluate, evaluate_naive, seed_everything, train
@@ -53,14 +53,20 @@ def train_to_dir(*, model: str, data: str, pred_len: int, preset: str, out: Path
     return metrics
 
 
+def checkpoint_data(checkpoint: Checkpoint) -> ForecastData:
+    """The windows a checkpoint was trained on, refused if the dataset changed since."""
+    d = checkpoint.data
+    return load_forecast_data(d["path"] or d["name"], WindowSpec(d["seq_len"], d["label_len"], d["pred_len"]),
+                              d["features"], d["target"], expected_sha256=d["sha256"])
+
+
 def evaluate_checkpoint(path: Path, split: str, out: Path) -> dict:
     """Re-score a checkpoint on its recorded dataset and write the metrics JSON."""
     if split not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     checkpoint = load_checkpoint(path)
     d = checkpoint.data
-    forecast = load_forecast_data(d["path"] or d["name"], WindowSpec(d["seq_len"], d["label_len"], d["pred_len"]),
-                                  d["features"], d["target"], expected_sha256=d["sha256"])
+    forecast = checkpoint_data(checkpoint)
     metrics = evaluate(checkpoint.build_model(), forecast, split)
     result = {"model": checkpoint.model_name, "data": d["name"], "split": split, "checkpoint": str(path),
               **dataclasses.asdict(metrics)}

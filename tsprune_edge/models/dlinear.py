@@ -29,14 +29,28 @@ class DLinearConfig(ForecastConfig):
 
 
 class TimeLinear(nn.Module):
-    """Linear(seq_len, pred_len) along time of [B, L, C]: one shared, or one per variable."""
+    """Linear(seq_len, pred_len) along time of [B, L, C]: one shared, or one per variable.
+
+    Structured pruning removes input steps (lags) rather than widths, since DLinear has no hidden width: the
+    steps kept are the buffer `lags` (None, and no gather, in a dense model), shared by the per-variable layers.
+    """
 
     def __init__(self, seq_len: int, pred_len: int, n_vars: int, individual: bool) -> None:
         super().__init__()
         self.layers = nn.ModuleList(nn.Linear(seq_len, pred_len) for _ in range(n_vars if individual else 1))
+        self.register_buffer("lags", None)
+
+    def keep_lags(self, keep: torch.Tensor) -> None:
+        """Keep only the input steps `keep` (sorted indices into the current inputs)."""
+        for layer in self.layers:
+            layer.weight = nn.Parameter(layer.weight.detach()[:, keep].contiguous())
+            layer.in_features = len(keep)
+        self.lags = keep.clone() if self.lags is None else self.lags[keep]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.transpose(1, 2)  # [B, C, L]
+        if self.lags is not None:
+            x = x.index_select(2, self.lags)
         if len(self.layers) == 1:
             return self.layers[0](x).transpose(1, 2)
         return torch.stack([layer(x[:, i]) for i, layer in enumerate(self.layers)], dim=2)

@@ -154,6 +154,25 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 1, 2).reshape(x.shape[0], x.shape[3], -1)
 
 
+def keep_heads(block: nn.Module, keep: torch.Tensor) -> None:
+    """Structured pruning of FEB/FEA: keep whole heads `keep` (sorted indices), slicing the rows of the input
+    projections, the columns of the output projection and the heads of the Fourier weights alike. torch-pruning
+    cannot follow channels through the Fourier transforms, so this is done here, where the layout is known."""
+    width = block.q_proj.out_features // block.n_heads
+    channels = (keep[:, None] * width + torch.arange(width)).reshape(-1)
+    for name in ("q_proj", "k_proj", "v_proj"):
+        projection = getattr(block, name, None)
+        if projection is not None:
+            projection.weight = nn.Parameter(projection.weight.detach()[channels].contiguous())
+            projection.bias = nn.Parameter(projection.bias.detach()[channels].contiguous())
+            projection.out_features = len(channels)
+    block.out_proj.weight = nn.Parameter(block.out_proj.weight.detach()[:, channels].contiguous())
+    block.out_proj.in_features = len(channels)
+    block.weights.weight_real = nn.Parameter(block.weights.weight_real.detach()[keep].contiguous())
+    block.weights.weight_imag = nn.Parameter(block.weights.weight_imag.detach()[keep].contiguous())
+    block.n_heads = len(keep)
+
+
 class FrequencyEnhancedBlock(nn.Module):
     """FEB-f: a learned filter on a random subset of the query projection's frequencies."""
 
@@ -165,6 +184,9 @@ class FrequencyEnhancedBlock(nn.Module):
         self.modes = FourierModes(length, modes, generator)
         self.weights = FourierWeights(n_heads, d_model // n_heads, len(self.modes.index), d_model)
         self.use_deployment_form = False
+
+    def keep_heads(self, keep: torch.Tensor) -> None:
+        keep_heads(self, keep)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = split_heads(self.q_proj(x), self.n_heads)
@@ -200,6 +222,9 @@ class FrequencyEnhancedAttention(nn.Module):
         self.weights = FourierWeights(n_heads, d_model // n_heads, len(self.modes_q.index), d_model)
         self.output_scale = 1.0 / (d_model * d_model)
         self.use_deployment_form = False
+
+    def keep_heads(self, keep: torch.Tensor) -> None:
+        keep_heads(self, keep)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         q = split_heads(self.q_proj(x), self.n_heads)

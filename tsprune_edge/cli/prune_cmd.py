@@ -1,0 +1,61 @@
+"""`tsprune-edge prune`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from tsprune_edge.cli.model_cmd import ensure_writable
+from tsprune_edge.errors import UserError
+
+_console = Console(stderr=True)
+
+
+def parse_nm(text: str) -> tuple[int, int]:
+    try:
+        n, m = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise UserError(f"--nm takes N:M, for example 2:4; got {text!r}") from None
+    return n, m
+
+
+def prune_command(
+    checkpoint: Path = typer.Argument(..., help="A dense model.pt written by `tsprune-edge train`."),
+    method: str = typer.Option("structured", help="structured (heads, neurons), unstructured (global magnitude), "
+                               "nm (N:M), block (1x4), or the baselines layerwise and random."),
+    sparsity: float = typer.Option(0.5, help="Fraction to remove, in [0, 1): of the prunable weights (mask "
+                                   "methods) or of the heads and FFN neurons of each layer (structured)."),
+    finetune_epochs: int = typer.Option(0, help="Fine-tuning epochs after pruning (masks stay in force)."),
+    lr: float = typer.Option(None, help="Fine-tuning learning rate (default: the model's published one)."),
+    gradual: bool = typer.Option(False, help="Ramp the sparsity cubically over the fine-tuning epochs."),
+    ranking: str = typer.Option("uniform", help="structured: uniform (same ratio in every layer) or global."),
+    steps: int = typer.Option(1, help="structured: reach the sparsity in this many prune + fine-tune steps."),
+    round_to: int = typer.Option(8, help="structured: kept widths are multiples of this."),
+    include_fourier: bool = typer.Option(False, help="Also prune FEDformer's complex Fourier weights."),
+    nm: str = typer.Option("2:4", help="nm: keep N of every M consecutive weights."),
+    seed: int = typer.Option(2021, help="Seed for fine-tuning and random pruning."),
+    out: Path = typer.Option(None, help="Output directory (default: beside the checkpoint, "
+                             "<dir>-<method>-<sparsity>)."),
+) -> None:
+    """Prune a trained checkpoint; writes OUT/model.pt (the pruned model) and OUT/pruning.json."""
+    from tsprune_edge.prune.stage import PruneRequest, prune_to_dir
+
+    if ranking not in ("uniform", "global"):
+        raise UserError(f"--ranking must be uniform or global, got {ranking!r}")
+    n, m = parse_nm(nm)
+    request = PruneRequest(method=method, sparsity=sparsity, finetune_epochs=finetune_epochs, lr=lr,
+                           gradual=gradual, global_ranking=ranking == "global", steps=steps, round_to=round_to,
+                           include_fourier=include_fourier, n=n, m=m, seed=seed)
+    request.validate()
+    out = out or checkpoint.parent.with_name(f"{checkpoint.parent.name}-{method}-{sparsity:g}")
+    ensure_writable(out)
+    summary = prune_to_dir(checkpoint, request, out, console=_console)
+    test = summary["test"]
+    finetuned = test["finetuned"]
+    before, after = summary["before"], summary["after"]
+    print(f"{summary['model']} {method} {sparsity:g}: nonzero params {before['nonzero_parameters']:,} -> "
+          f"{after['nonzero_parameters']:,}, MACs {before['macs']:,} -> {after['macs']:,}; "
+          f"test MSE {test['dense']['mse']:.4f} dense, {test['pruned']['mse']:.4f} pruned"
+          + (f", {finetuned['mse']:.4f} fine-tuned" if finetuned else "") + f" -> {out / 'model.pt'}")

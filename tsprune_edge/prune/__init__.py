@@ -1,0 +1,1 @@
+"""Pruning: unstructured masks, hardware-shaped sparsity, structured (DepGraph) pruning, fine-tuning, analysis."""

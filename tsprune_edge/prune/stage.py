@@ -1,0 +1,196 @@
+"""The prune stage: checkpoint -> pruned (and fine-tuned) checkpoint + pruning.json."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from torch import nn
+
+from tsprune_edge.atomic import write_json_atomic
+from tsprune_edge.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from tsprune_edge.data.forecast import ForecastData
+from tsprune_edge.errors import UserError
+from tsprune_edge.models import model_entry
+from tsprune_edge.prune.analysis import summarize
+from tsprune_edge.prune.masks import MASK_METHODS, Masks, prunable_units
+from tsprune_edge.prune.structured import StructuredConfig, StructuredPruner, check_config
+from tsprune_edge.train import Metrics, evaluate, train
+from tsprune_edge.workflow import checkpoint_data
+
+METHODS = ("unstructured", "structured", "nm", "block", "layerwise", "random")
+# The study's density grid: 0.8^n for n = 1..9 (sparsity 1 - 0.8^n).
+STUDY_DENSITIES = tuple(round(0.8**n, 6) for n in range(1, 10))
+
+
+@dataclass(frozen=True)
+class PruneRequest:
+    method: str
+    sparsity: float
+    finetune_epochs: int = 0
+    lr: float | None = None  # fine-tuning lr (default: the model's published lr)
+    gradual: bool = False  # mask methods: cubic sparsity ramp over the fine-tuning epochs
+    global_ranking: bool = False  # structured: rank heads/neurons across layers instead of a uniform ratio
+    steps: int = 1  # structured: reach the ratio in this many steps, fine-tuning spread between them
+    round_to: int = 8  # structured: kept widths are multiples of this
+    include_fourier: bool = False  # mask methods: also prune FEDformer's complex Fourier weights
+    n: int = 2  # nm: keep n of every m
+    m: int = 4
+    seed: int = 2021
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise UserError(f"unknown pruning method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if not 0.0 <= self.sparsity < 1.0:
+            raise UserError(f"--sparsity must be in [0, 1), got {self.sparsity:g}")
+        if self.finetune_epochs < 0:
+            raise UserError(f"--finetune-epochs must be 0 or more, got {self.finetune_epochs}")
+        if self.lr is not None and self.lr <= 0:
+            raise UserError(f"--lr must be positive, got {self.lr:g}")
+        if self.method == "nm":
+            if not 1 <= self.n < self.m:
+                raise UserError(f"N:M sparsity needs 1 <= N < M, got {self.n}:{self.m}; for example --nm 2:4")
+            if abs(self.sparsity - (1 - self.n / self.m)) > 1e-9:
+                raise UserError(f"{self.n}:{self.m} sparsity is {1 - self.n / self.m:g}, not --sparsity "
+                                f"{self.sparsity:g}; pass --sparsity {1 - self.n / self.m:g} or another --nm")
+        if self.gradual and (self.method not in MASK_METHODS or self.method == "nm"):
+            raise UserError("--gradual ramps magnitude, random or block masks; structured pruning uses --steps")
+        if self.gradual and self.finetune_epochs < 1:
+            raise UserError("--gradual ramps the sparsity over fine-tuning: pass --finetune-epochs 1 or more")
+        if self.steps != 1 and self.method != "structured":
+            raise UserError("--steps applies to structured pruning; mask methods ramp with --gradual")
+
+
+def prune_to_dir(checkpoint_path: Path, request: PruneRequest, out: Path, console: Console | None = None) -> dict:
+    """Prune a trained checkpoint, fine-tune, and write out/model.pt and out/pruning.json; returns the summary."""
+    console = console or Console(stderr=True)
+    request.validate()
+    checkpoint = load_checkpoint(checkpoint_path)
+    if checkpoint.pruning is not None:
+        raise UserError(f"{checkpoint_path} is already pruned ({checkpoint.pruning['method']}); "
+                        "prune the dense checkpoint that `tsprune-edge train` wrote")
+    dense = checkpoint.build_model()
+    if request.method == "structured":
+        check_config(dense, structured_config(request))
+    data = checkpoint_data(checkpoint)
+    prunable = {u.name.rsplit(".", 1)[0] for u in prunable_units(dense, request.include_fourier)}
+    before = summarize(dense, prunable)
+    test_dense = evaluate(dense, data, "test")
+
+    console.print(f"pruning {checkpoint.model_name}: {request.method} at sparsity {request.sparsity:g}")
+    one_shot = copy.deepcopy(dense)
+    achieved = apply_pruning(one_shot, request, data, finetune=False, console=console)
+    test_pruned = evaluate(one_shot, data, "test")
+    final, finetune, test_finetuned = one_shot, None, None
+    if request.finetune_epochs:
+        final = copy.deepcopy(dense)
+        achieved, finetune = apply_pruning(final, request, data, finetune=True, console=console)
+        test_finetuned = evaluate(final, data, "test")
+    after = summarize(final, prunable if request.method != "structured" else None)
+
+    summary = {
+        "method": request.method,
+        "requested_sparsity": request.sparsity,
+        "achieved": achieved,
+        "request": dataclasses.asdict(request),
+        "source_checkpoint": str(checkpoint_path),
+        "model": checkpoint.model_name,
+        "data": checkpoint.data["name"],
+        "before": {k: v for k, v in before.items() if k != "layers"},
+        "after": {k: v for k, v in after.items() if k != "layers"},
+        "parameter_reduction": round(1 - after["parameters"] / before["parameters"], 6),
+        "mac_reduction": round(1 - after["macs"] / before["macs"], 6),
+        "test": {"dense": _metrics(test_dense), "pruned": _metrics(test_pruned),
+                 "finetuned": _metrics(test_finetuned) if test_finetuned else None},
+        "finetune": finetune,
+    }
+    summary["layers"] = merge_layer_tables(before["layers"], after["layers"])
+    out = Path(out)
+    training = {**checkpoint.training, "finetune": finetune}
+    record = {k: v for k, v in summary.items() if k != "layers"}
+    save_checkpoint(make_checkpoint(final, checkpoint.data, checkpoint.scaling, training, pruning=record),
+                    out / "model.pt")
+    write_json_atomic(out / "pruning.json", summary)
+    return summary
+
+
+def structured_config(request: PruneRequest) -> StructuredConfig:
+    return StructuredConfig(request.sparsity, request.global_ranking, request.steps, request.round_to)
+
+
+def apply_pruning(model: nn.Module, request: PruneRequest, data: ForecastData, finetune: bool,
+                  console: Console) -> dict | tuple[dict, dict]:
+    """Prune `model` in place (and fine-tune it when `finetune`); returns what was achieved (and the
+    fine-tuning record)."""
+    epochs = request.finetune_epochs if finetune else 0
+    runs: list[dict] = []
+    if request.method == "structured":
+        pruner = StructuredPruner(model, structured_config(request))
+        for step in range(request.steps):
+            pruner.step()
+            share = epochs // request.steps + (1 if step >= request.steps - epochs % request.steps else 0)
+            if share:
+                runs.append(_finetune(model, data, request, share, console))
+        achieved = structured_achieved(model)
+    else:
+        masks = Masks(model, request.method, request.include_fourier, request.n, request.m, seed=request.seed)
+        if request.gradual and epochs:
+            def ramp(epoch: int) -> None:
+                masks.compute(request.sparsity * (1 - (1 - epoch / epochs) ** 3))
+                masks.apply()
+
+            runs.append(_finetune(model, data, request, epochs, console, after_step=masks.apply,
+                                  before_epoch=ramp, keep_best=False))
+        else:
+            masks.compute(request.sparsity)
+            masks.apply()
+            if epochs:
+                runs.append(_finetune(model, data, request, epochs, console, after_step=masks.apply))
+        achieved = masks.achieved(prunable_units(model, request.include_fourier))
+    model.eval()
+    if not finetune:
+        return achieved
+    return achieved, {"runs": runs, "epochs": sum(r["epochs_run"] for r in runs)}
+
+
+def _finetune(model: nn.Module, data: ForecastData, request: PruneRequest, epochs: int, console: Console,
+              **hooks) -> dict:
+    schedule = model_entry(model.name).schedule
+    schedule = dataclasses.replace(schedule, max_epochs=epochs, lr=request.lr or schedule.lr)
+    result = train(model, data, schedule, seed=request.seed, console=console, **hooks)
+    return {"schedule": dataclasses.asdict(schedule), **dataclasses.asdict(result)}
+
+
+def structured_achieved(model: nn.Module) -> dict:
+    """What structured pruning left: heads per attention and widths per FFN / time-linear layer."""
+    from tsprune_edge.prune.structured import ffn_layers, graph_attentions, hand_attentions, lag_layers
+
+    names = {m: n for n, m in model.named_modules()}
+    return {
+        "heads": {names[m]: m.n_heads for m in graph_attentions(model) + hand_attentions(model)},
+        "ffn_widths": {names[m]: m.out_features for m in ffn_layers(model)},
+        "input_lags": {names[m]: m.layers[0].in_features for m in lag_layers(model)},
+    }
+
+
+def merge_layer_tables(before: list[dict], after: list[dict]) -> list[dict]:
+    """One row per layer with its shape and MACs before and after, density and whether it was pruned."""
+    previous = {row["layer"]: row for row in before}
+    rows = []
+    for row in after:
+        old = previous.get(row["layer"], {})
+        rows.append({
+            "layer": row["layer"], "type": row["type"],
+            "shape_before": old.get("shape"), "shape": row["shape"],
+            "weights": row["weights"], "nonzero": row["nonzero"], "density": row["density"],
+            "macs_before": old.get("macs"), "macs": row["macs"],
+            "pruned": row["pruned"] or row["shape"] != old.get("shape") or row["density"] < old.get("density", 1),
+        })
+    return rows
+
+
+def _metrics(metrics: Metrics) -> dict:
+    return {"mse": metrics.mse, "mae": metrics.mae, "windows": metrics.windows}
