@@ -9,30 +9,9 @@ import torch
 from tsprune_edge.export.artifacts import export_onnx, export_tflite
 from tsprune_edge.export.runtimes import run_onnx, run_tflite
 
-from tsprune_edge.data import WindowSpec, load_forecast_data
 from tsprune_edge.models import available_models, create_model, resolve_config
 
 TOLERANCE = 1e-4
-
-
-@pytest.fixture(scope="module")
-def etth1_windows(tmp_path_factory):
-    from tests.conftest import SHARED_DATA
-
-    if not (SHARED_DATA / "ETTh1.csv").is_file():
-        pytest.fail(f"the benchmark datasets are missing: expected {SHARED_DATA}/ETTh1.csv")
-    cache = {}
-
-    def windows(seq_len: int, label_len: int) -> tuple[np.ndarray, np.ndarray]:
-        if (seq_len, label_len) not in cache:
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setenv("TSPRUNE_EDGE_DATA_DIR", str(SHARED_DATA))
-                data = load_forecast_data("ETTh1", WindowSpec(seq_len, label_len, 96))
-                history, calendar, _ = data.window_arrays("test", np.array([0, 1000, 2784]))
-            cache[seq_len, label_len] = (history, calendar)
-        return cache[seq_len, label_len]
-
-    return windows
 
 
 def _model(name: str, etth1_windows):

@@ -135,6 +135,12 @@ class Masks:
         return result
 
 
+def cubic_ramp(target: float, epoch: int, epochs: int) -> float:
+    """Sparsity for 1-based `epoch` of `epochs` on the gradual schedule of Zhu & Gupta (2017): fast at first,
+    flat at the end, reaching `target` at the last epoch."""
+    return target * (1 - (1 - epoch / epochs) ** 3)
+
+
 def nm_mask(magnitude: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """Keep the n largest of every m consecutive entries along the rows of a [out, in] weight."""
     rows, width = magnitude.shape

@@ -16,7 +16,7 @@ from tsprune_edge.data.forecast import ForecastData
 from tsprune_edge.errors import UserError
 from tsprune_edge.models import model_entry
 from tsprune_edge.prune.analysis import summarize
-from tsprune_edge.prune.masks import MASK_METHODS, Masks, prunable_units
+from tsprune_edge.prune.masks import MASK_METHODS, Masks, cubic_ramp, prunable_units
 from tsprune_edge.prune.structured import StructuredConfig, StructuredPruner, check_config
 from tsprune_edge.train import Metrics, evaluate, train
 from tsprune_edge.workflow import checkpoint_data
@@ -139,7 +139,7 @@ def apply_pruning(model: nn.Module, request: PruneRequest, data: ForecastData, f
         masks = Masks(model, request.method, request.include_fourier, request.n, request.m, seed=request.seed)
         if request.gradual and epochs:
             def ramp(epoch: int) -> None:
-                masks.compute(request.sparsity * (1 - (1 - epoch / epochs) ** 3))
+                masks.compute(cubic_ramp(request.sparsity, epoch, epochs))
                 masks.apply()
 
             runs.append(_finetune(model, data, request, epochs, console, after_step=masks.apply,

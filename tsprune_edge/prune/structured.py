@@ -119,47 +119,31 @@ def example_inputs(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class StructuredPruner:
-    """Prunes `model` in place in `config.steps` calls of `step()`."""
+    """Prunes `model` in place in `config.steps` calls of `step()`.
+
+    Each step builds a fresh DepGraph pruner for the widths the step must reach, so fine-tuning may change the
+    weights (and so the importance) between steps. In uniform mode each layer's target after step i is its
+    original count less int(count * ratio * i / steps), rounded: the same widths as one step to `ratio`.
+    """
 
     def __init__(self, model: nn.Module, config: StructuredConfig) -> None:
         check_config(model, config)
         self.model, self.config = model, config
         self.current_step = 0
         self.head_width = {m: m.q_proj.out_features // m.n_heads for m in graph_attentions(model)}
-        self.initial_heads = {m: m.n_heads for m in hand_attentions(model)}
+        self.initial_heads = {m: m.n_heads for m in graph_attentions(model) + hand_attentions(model)}
+        self.initial_neurons = {m: m.out_features for m in ffn_layers(model)}
         self.initial_lags = {m: m.layers[0].in_features for m in lag_layers(model)}
-        self.pruner = self._graph_pruner() if ffn_layers(model) or self.head_width else None
-
-    def _graph_pruner(self) -> tp.pruner.MetaPruner:
-        model, config = self.model, self.config
-        roots = set(ffn_layers(model))
-        num_heads = {}
-        for attention in graph_attentions(model):
-            for name in ("q_proj", "k_proj", "v_proj"):
-                roots.add(getattr(attention, name))
-                num_heads[getattr(attention, name)] = attention.n_heads
-        ignored: list = [m for m in model.modules() if isinstance(m, PRUNED_LAYER_TYPES) and m not in roots]
-        ignored += [p for m in model.modules() if not isinstance(m, PRUNED_LAYER_TYPES + NORM_TYPES)
-                    for p in m.parameters(recurse=False)]
-        with warnings.catch_warnings(), _tolerate_unsized_concats(), deployment_form(model):
-            warnings.simplefilter("ignore")
-            model.eval()
-            return tp.pruner.MetaPruner(
-                model, example_inputs(model), importance=tp.importance.GroupMagnitudeImportance(p=2),
-                global_pruning=config.global_ranking, pruning_ratio=config.ratio, iterative_steps=config.steps,
-                ignored_layers=ignored, round_to=config.round_to if config.round_to > 1 else None,
-                num_heads=num_heads, prune_num_heads=True, prune_head_dims=False, head_pruning_ratio=config.ratio,
-                max_pruning_ratio=0.99)
 
     def step(self) -> None:
         if self.current_step >= self.config.steps:
             raise RuntimeError("all pruning steps are done")
         self.current_step += 1
         ratio = self.config.ratio * self.current_step / self.config.steps
-        if self.pruner is not None:
+        if self.initial_neurons or self.head_width:
             with warnings.catch_warnings(), _tolerate_unsized_concats(), deployment_form(self.model):
                 warnings.simplefilter("ignore")
-                self.pruner.step()
+                self._graph_pruner(ratio).step()
             for attention, width in self.head_width.items():
                 attention.n_heads = attention.q_proj.out_features // width
         self._prune_hand_heads(ratio)
@@ -169,13 +153,43 @@ class StructuredPruner:
             layer.keep_lags(scores.topk(keep_count).indices.sort().values)
         self._check_nothing_emptied()
 
+    def _graph_pruner(self, ratio: float) -> tp.pruner.MetaPruner:
+        """A DepGraph pruner that takes the model from its current widths to those of cumulative `ratio`."""
+        model, config = self.model, self.config
+        roots = set(self.initial_neurons)
+        num_heads = {}
+        for attention in self.head_width:
+            for name in ("q_proj", "k_proj", "v_proj"):
+                roots.add(getattr(attention, name))
+                num_heads[getattr(attention, name)] = attention.n_heads
+        ignored: list = [m for m in model.modules() if isinstance(m, PRUNED_LAYER_TYPES) and m not in roots]
+        ignored += [p for m in model.modules() if not isinstance(m, PRUNED_LAYER_TYPES + NORM_TYPES)
+                    for p in m.parameters(recurse=False)]
+        round_to = config.round_to if config.round_to > 1 else 1
+        neuron_ratios = {layer: _neuron_ratio(layer.out_features, kept_after(count, ratio, round_to))
+                         for layer, count in self.initial_neurons.items()}
+        head_ratios = {}
+        for attention in self.head_width:
+            step_ratio = _head_ratio(attention.n_heads, kept_after(self.initial_heads[attention], ratio))
+            head_ratios.update({getattr(attention, name): step_ratio for name in ("q_proj", "k_proj", "v_proj")})
+        previous = config.ratio * (self.current_step - 1) / config.steps
+        global_ratio = 1 - (1 - ratio) / (1 - previous)  # of what is left now
+        model.eval()
+        return tp.pruner.MetaPruner(
+            model, example_inputs(model), importance=tp.importance.GroupMagnitudeImportance(p=2),
+            global_pruning=config.global_ranking, pruning_ratio=global_ratio, head_pruning_ratio=global_ratio,
+            pruning_ratio_dict=None if config.global_ranking else neuron_ratios,
+            head_pruning_ratio_dict=None if config.global_ranking else head_ratios,
+            ignored_layers=ignored, round_to=round_to if round_to > 1 else None, num_heads=num_heads,
+            prune_num_heads=True, prune_head_dims=False, max_pruning_ratio=0.99)
+
     def _prune_hand_heads(self, ratio: float) -> None:
-        blocks = list(self.initial_heads)
+        blocks = hand_attentions(self.model)
         if not blocks:
             return
         scores = {block: head_importance(block) for block in blocks}
         if self.config.global_ranking:
-            total = sum(self.initial_heads.values())
+            total = sum(self.initial_heads[b] for b in blocks)
             target = total - int(total * ratio)
             pooled = sorted(((float(s), i, b) for b in blocks for i, s in enumerate(scores[b])),
                             key=lambda item: item[0], reverse=True)
@@ -202,3 +216,14 @@ class StructuredPruner:
             if attention.n_heads < 1:
                 raise UserError(f"--sparsity {self.config.ratio:g} removed every head of {names[attention]}; "
                                 "choose a lower --sparsity")
+
+
+def _neuron_ratio(current: int, target: int) -> float:
+    """The ratio torch-pruning turns into exactly `target` kept neurons (it keeps int(current * (1 - ratio)))."""
+    return (current - target - 0.5) / current if target < current else 0.0
+
+
+def _head_ratio(current: int, target: int) -> float:
+    """The ratio torch-pruning turns into exactly `current - target` removed heads (it removes
+    ceil(ratio * current))."""
+    return (current - target - 0.5) / current if target < current else 0.0
