@@ -113,10 +113,21 @@ def test_pruned_checkpoint_round_trips_and_exports(name, etth1_windows, tmp_path
 
 
 def test_global_ranking_gives_uneven_widths_rounded_to_the_multiple():
-    _, pruned = pruned_pair("transformer", global_ranking=True, round_to=8)
+    _, pruned = pruned_pair("crossformer", global_ranking=True, round_to=8)
     widths = [layer.out_features for layer in ffn_layers(pruned)]
-    assert all(width % 8 == 0 and 0 < width < 256 for width in widths)
-    assert sum(widths) <= 0.55 * 256 * len(widths)
+    assert all(width % 8 == 0 and width >= 8 for width in widths)
+    assert len(set(widths)) > 1
+    initial = [layer.out_features for layer in ffn_layers(create_model("crossformer", "small"))]
+    assert sum(initial) * 0.45 <= sum(widths) <= sum(initial) * 0.5
+    heads = [m.n_heads for m in pruned.modules() if hasattr(m, "n_heads")]
+    assert min(heads) >= 1 and len(set(heads)) > 1
+    assert 2 * len(heads) <= sum(heads) <= 2 * len(heads) + 2  # half kept, plus layers raised to one head
+
+
+def test_global_ranking_never_empties_a_layer():
+    _, pruned = pruned_pair("transformer", 0.9, global_ranking=True)
+    assert [m.n_heads for m in pruned.modules() if hasattr(m, "n_heads")] == [1, 1, 1, 1]
+    assert all(layer.out_features >= 8 for layer in ffn_layers(pruned))
 
 
 def test_iterative_steps_reach_the_one_shot_widths():

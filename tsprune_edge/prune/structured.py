@@ -28,7 +28,7 @@ from torch import nn
 
 from tsprune_edge.errors import UserError
 from tsprune_edge.models.deployment import deployment_form
-from tsprune_edge.prune.importance import head_importance, lag_importance
+from tsprune_edge.prune.importance import head_importance, lag_importance, neuron_importance
 
 PRUNED_LAYER_TYPES = (nn.Linear, nn.Conv1d)
 NORM_TYPES = (nn.LayerNorm, nn.BatchNorm1d)
@@ -42,8 +42,12 @@ class StructuredConfig:
     round_to: int = 8  # kept FFN widths and lag counts are multiples of this
 
 
+def ffn_modules(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if hasattr(m, "linear1") and hasattr(m, "linear2")]
+
+
 def ffn_layers(model: nn.Module) -> list[nn.Linear]:
-    return [m.linear1 for m in model.modules() if hasattr(m, "linear1") and hasattr(m, "linear2")]
+    return [m.linear1 for m in ffn_modules(model)]
 
 
 def graph_attentions(model: nn.Module) -> list[nn.Module]:
@@ -121,9 +125,11 @@ def example_inputs(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 class StructuredPruner:
     """Prunes `model` in place in `config.steps` calls of `step()`.
 
-    Each step builds a fresh DepGraph pruner for the widths the step must reach, so fine-tuning may change the
-    weights (and so the importance) between steps. In uniform mode each layer's target after step i is its
-    original count less int(count * ratio * i / steps), rounded: the same widths as one step to `ratio`.
+    Each step first decides how many heads, neurons and lags every layer keeps: uniform, each layer's original
+    count less int(count * ratio) (rounded down to `round_to`); global, the units with the largest importance
+    across all layers of a kind, at least one head and `round_to` neurons per layer. torch-pruning then removes
+    the least important units of each layer down to its count (a fresh DepGraph pruner per step, since
+    fine-tuning between steps changes the importance), and the hand-pruned blocks do the same.
     """
 
     def __init__(self, model: nn.Module, config: StructuredConfig) -> None:
@@ -131,80 +137,65 @@ class StructuredPruner:
         self.model, self.config = model, config
         self.current_step = 0
         self.head_width = {m: m.q_proj.out_features // m.n_heads for m in graph_attentions(model)}
-        self.initial_heads = {m: m.n_heads for m in graph_attentions(model) + hand_attentions(model)}
-        self.initial_neurons = {m: m.out_features for m in ffn_layers(model)}
-        self.initial_lags = {m: m.layers[0].in_features for m in lag_layers(model)}
+        self.initial = {m: m.n_heads for m in graph_attentions(model) + hand_attentions(model)}
+        self.initial.update({m: m.linear1.out_features for m in ffn_modules(model)})
+        self.initial.update({m: m.layers[0].in_features for m in lag_layers(model)})
 
     def step(self) -> None:
         if self.current_step >= self.config.steps:
             raise RuntimeError("all pruning steps are done")
         self.current_step += 1
-        ratio = self.config.ratio * self.current_step / self.config.steps
-        if self.initial_neurons or self.head_width:
+        targets = self.targets(self.config.ratio * self.current_step / self.config.steps)
+        if self.head_width or ffn_modules(self.model):
             with warnings.catch_warnings(), _tolerate_unsized_concats(), deployment_form(self.model):
                 warnings.simplefilter("ignore")
-                self._graph_pruner(ratio).step()
+                self._graph_pruner(targets).step()
             for attention, width in self.head_width.items():
                 attention.n_heads = attention.q_proj.out_features // width
-        self._prune_hand_heads(ratio)
-        for layer, count in self.initial_lags.items():
-            keep_count = kept_after(count, ratio, self.config.round_to)
-            scores = lag_importance(layer)
-            layer.keep_lags(scores.topk(keep_count).indices.sort().values)
+        for block in hand_attentions(self.model):
+            block.keep_heads(head_importance(block).topk(targets[block]).indices.sort().values)
+        for layer in lag_layers(self.model):
+            layer.keep_lags(lag_importance(layer).topk(targets[layer]).indices.sort().values)
         self._check_nothing_emptied()
 
-    def _graph_pruner(self, ratio: float) -> tp.pruner.MetaPruner:
-        """A DepGraph pruner that takes the model from its current widths to those of cumulative `ratio`."""
-        model, config = self.model, self.config
-        roots = set(self.initial_neurons)
-        num_heads = {}
+    def targets(self, ratio: float) -> dict[nn.Module, int]:
+        """Units each layer keeps at cumulative `ratio`."""
+        kinds = {
+            "heads": ({m: head_importance(m) for m in graph_attentions(self.model) + hand_attentions(self.model)}, 1),
+            "neurons": ({m: neuron_importance(m) for m in ffn_modules(self.model)}, self.config.round_to),
+            "lags": ({m: lag_importance(m) for m in lag_layers(self.model)}, self.config.round_to),
+        }
+        targets = {}
+        for scores, round_to in kinds.values():
+            if self.config.global_ranking and scores:
+                targets.update(global_targets(scores, {m: self.initial[m] for m in scores}, ratio, round_to))
+            else:
+                targets.update({m: kept_after(self.initial[m], ratio, round_to) for m in scores})
+        return targets
+
+    def _graph_pruner(self, targets: dict[nn.Module, int]) -> tp.pruner.MetaPruner:
+        """A DepGraph pruner that removes, per layer, the units above its target (local ranking in each layer)."""
+        model = self.model
+        neuron_ratios = {m.linear1: _neuron_ratio(m.linear1.out_features, targets[m]) for m in ffn_modules(model)}
+        roots, num_heads, head_ratios = set(neuron_ratios), {}, {}
         for attention in self.head_width:
             for name in ("q_proj", "k_proj", "v_proj"):
-                roots.add(getattr(attention, name))
-                num_heads[getattr(attention, name)] = attention.n_heads
+                projection = getattr(attention, name)
+                roots.add(projection)
+                num_heads[projection] = attention.n_heads
+                head_ratios[projection] = _head_ratio(attention.n_heads, targets[attention])
         ignored: list = [m for m in model.modules() if isinstance(m, PRUNED_LAYER_TYPES) and m not in roots]
         ignored += [p for m in model.modules() if not isinstance(m, PRUNED_LAYER_TYPES + NORM_TYPES)
                     for p in m.parameters(recurse=False)]
-        round_to = config.round_to if config.round_to > 1 else 1
-        neuron_ratios = {layer: _neuron_ratio(layer.out_features, kept_after(count, ratio, round_to))
-                         for layer, count in self.initial_neurons.items()}
-        head_ratios = {}
-        for attention in self.head_width:
-            step_ratio = _head_ratio(attention.n_heads, kept_after(self.initial_heads[attention], ratio))
-            head_ratios.update({getattr(attention, name): step_ratio for name in ("q_proj", "k_proj", "v_proj")})
-        previous = config.ratio * (self.current_step - 1) / config.steps
-        global_ratio = 1 - (1 - ratio) / (1 - previous)  # of what is left now
         model.eval()
+        # torch-pruning only visits a group whose width ratio is positive, also when it removes whole heads and
+        # no head dimensions (prune_head_dims=False), so the attention projections carry their head ratio there.
+        width_ratios = {**neuron_ratios, **head_ratios}
         return tp.pruner.MetaPruner(
             model, example_inputs(model), importance=tp.importance.GroupMagnitudeImportance(p=2),
-            global_pruning=config.global_ranking, pruning_ratio=global_ratio, head_pruning_ratio=global_ratio,
-            pruning_ratio_dict=None if config.global_ranking else neuron_ratios,
-            head_pruning_ratio_dict=None if config.global_ranking else head_ratios,
-            ignored_layers=ignored, round_to=round_to if round_to > 1 else None, num_heads=num_heads,
-            prune_num_heads=True, prune_head_dims=False, max_pruning_ratio=0.99)
-
-    def _prune_hand_heads(self, ratio: float) -> None:
-        blocks = hand_attentions(self.model)
-        if not blocks:
-            return
-        scores = {block: head_importance(block) for block in blocks}
-        if self.config.global_ranking:
-            total = sum(self.initial_heads[b] for b in blocks)
-            target = total - int(total * ratio)
-            pooled = sorted(((float(s), i, b) for b in blocks for i, s in enumerate(scores[b])),
-                            key=lambda item: item[0], reverse=True)
-            keep: dict[nn.Module, list[int]] = {b: [int(scores[b].argmax())] for b in blocks}  # one head each
-            budget = target - len(blocks)
-            for _, index, block in pooled:
-                if budget <= 0:
-                    break
-                if index not in keep[block]:
-                    keep[block].append(index)
-                    budget -= 1
-        else:
-            keep = {b: scores[b].topk(kept_after(self.initial_heads[b], ratio)).indices.tolist() for b in blocks}
-        for block in blocks:
-            block.keep_heads(torch.tensor(sorted(keep[block]), dtype=torch.int64))
+            pruning_ratio=0.0, pruning_ratio_dict=width_ratios, head_pruning_ratio_dict=head_ratios,
+            ignored_layers=ignored, round_to=self.config.round_to if self.config.round_to > 1 else None,
+            num_heads=num_heads, prune_num_heads=True, prune_head_dims=False, max_pruning_ratio=1.0)
 
     def _check_nothing_emptied(self) -> None:
         names = {m: n for n, m in self.model.named_modules()}
@@ -216,6 +207,19 @@ class StructuredPruner:
             if attention.n_heads < 1:
                 raise UserError(f"--sparsity {self.config.ratio:g} removed every head of {names[attention]}; "
                                 "choose a lower --sparsity")
+
+
+def global_targets(scores: dict[nn.Module, torch.Tensor], initial: dict[nn.Module, int], ratio: float,
+                   round_to: int) -> dict[nn.Module, int]:
+    """Per-layer counts that keep the globally most important units, int(total * (1 - ratio)) of the original
+    total, each layer keeping at least `round_to` (and a multiple of it)."""
+    budget = sum(initial.values()) - int(sum(initial.values()) * ratio)
+    pooled = torch.cat([s for s in scores.values()])
+    owners = [m for m, s in scores.items() for _ in range(len(s))]
+    counts = dict.fromkeys(scores, 0)
+    for index in pooled.argsort(descending=True, stable=True)[:budget].tolist():
+        counts[owners[index]] += 1
+    return {m: max(round_to, c - c % round_to) for m, c in counts.items()}
 
 
 def _neuron_ratio(current: int, target: int) -> float:

@@ -1,0 +1,138 @@
+"""`tsprune-edge prune` end to end on real data: files, reported figures, masks kept through fine-tuning,
+pruned checkpoints that load and evaluate, and one-line refusals of bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import SHARED_DATA
+from tsprune_edge.checkpoint import load_checkpoint
+from tsprune_edge.prune.masks import Masks, prunable_units
+from tsprune_edge.workflow import train_to_dir
+
+WINDOW = ("--pred-len", "24", "--seq-len", "36", "--label-len", "18")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """Dense transformer and DLinear checkpoints trained one epoch on the real illness data."""
+    if not (SHARED_DATA / "national_illness.csv").is_file():
+        pytest.fail(f"the benchmark datasets are missing: expected {SHARED_DATA}/national_illness.csv")
+    paths = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TSPRUNE_EDGE_DATA_DIR", str(SHARED_DATA))
+        for name in ("transformer", "dlinear"):
+            out = tmp_path_factory.mktemp(name)
+            train_to_dir(model=name, data="illness", pred_len=24, seq_len=36, label_len=18, preset="small",
+                         epochs=1, out=out)
+            paths[name] = out / "model.pt"
+    return paths
+
+
+def test_structured_prune_with_finetuning_writes_a_loadable_pruned_model(cli, shared_data, trained, tmp_path):
+    out = tmp_path / "pruned"
+    result = cli("prune", str(trained["transformer"]), "--method", "structured", "--sparsity", "0.5",
+                 "--finetune-epochs", "1", "--out", str(out))
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in out.iterdir()) == ["model.pt", "pruning.json"]
+    report = json.loads((out / "pruning.json").read_text())
+    assert report["method"] == "structured" and report["requested_sparsity"] == 0.5
+    assert report["mac_reduction"] >= 0.4 and report["after"]["macs"] < report["before"]["macs"]
+    assert report["achieved"]["heads"] == {"encoder.0.attention": 2, "encoder.1.attention": 2,
+                                           "decoder.0.self_attention": 2, "decoder.0.cross_attention": 2}
+    assert set(report["achieved"]["ffn_widths"].values()) == {128}
+    for stage in ("dense", "pruned", "finetuned"):
+        assert report["test"][stage]["mse"] > 0 and report["test"][stage]["windows"] == 170
+    assert report["finetune"]["epochs"] == 1
+    rows = {row["layer"]: row for row in report["layers"]}
+    assert rows["encoder.0.ffn.linear1"]["shape_before"] == [256, 64]
+    assert rows["encoder.0.ffn.linear1"]["shape"] == [128, 64] and rows["encoder.0.ffn.linear1"]["pruned"]
+    assert not rows["projection"]["pruned"]
+
+    checkpoint = load_checkpoint(out / "model.pt")
+    assert checkpoint.pruning["method"] == "structured" and checkpoint.architecture is not None
+    model = checkpoint.build_model()
+    assert model.encoder[0].attention.n_heads == 2 and model.encoder[0].ffn.linear1.out_features == 128
+    evaluated = cli("evaluate", str(out / "model.pt"))
+    assert evaluated.code == 0, evaluated.err
+    assert json.loads((out / "evaluation-test.json").read_text())["mse"] == \
+        pytest.approx(report["test"]["finetuned"]["mse"], rel=1e-6)
+
+
+def test_unstructured_masks_stay_in_force_through_finetuning(cli, shared_data, trained, tmp_path):
+    out = tmp_path / "pruned"
+    result = cli("prune", str(trained["transformer"]), "--method", "unstructured", "--sparsity", "0.6",
+                 "--finetune-epochs", "1", "--out", str(out))
+    assert result.code == 0, result.err
+    report = json.loads((out / "pruning.json").read_text())
+    assert abs(report["achieved"]["sparsity_of_prunable"] - 0.6) <= 0.005
+    assert report["test"]["finetuned"]["mse"] != report["test"]["pruned"]["mse"]  # the weights did train
+
+    dense = load_checkpoint(trained["transformer"]).build_model()
+    masks = Masks(dense, "unstructured")
+    masks.compute(0.6)
+    tuned = load_checkpoint(out / "model.pt").build_model()
+    tuned_weights = {u.name: u.tensors[0] for u in prunable_units(tuned)}
+    for unit in masks.units:  # the zeros chosen before fine-tuning are exactly the zeros after it
+        assert torch.equal(tuned_weights[unit.name] == 0, masks.masks[unit.name] == 0), unit.name
+    assert tuned.projection.weight.count_nonzero() == tuned.projection.weight.numel()
+
+
+def test_gradual_schedule_ends_at_the_target(cli, shared_data, trained, tmp_path):
+    out = tmp_path / "pruned"
+    result = cli("prune", str(trained["transformer"]), "--method", "unstructured", "--sparsity", "0.8",
+                 "--finetune-epochs", "2", "--gradual", "--out", str(out))
+    assert result.code == 0, result.err
+    report = json.loads((out / "pruning.json").read_text())
+    assert abs(report["achieved"]["sparsity_of_prunable"] - 0.8) <= 0.005
+    assert report["finetune"]["runs"][0]["epochs_run"] == 2
+
+
+def test_dlinear_structured_pruning_drops_input_lags(cli, shared_data, trained, tmp_path):
+    out = tmp_path / "pruned"
+    assert cli("prune", str(trained["dlinear"]), "--sparsity", "0.5", "--out", str(out)).code == 0
+    report = json.loads((out / "pruning.json").read_text())
+    assert report["achieved"]["input_lags"] == {"seasonal_linear": 16, "trend_linear": 16}  # 36 -> 18 -> 16
+    assert report["mac_reduction"] >= 0.4
+    model = load_checkpoint(out / "model.pt").build_model()
+    assert model.seasonal_linear.lags.shape == (16,) and model.seasonal_linear.layers[0].in_features == 16
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--sparsity", "1.0"), r"^error: --sparsity must be in \[0, 1\), got 1$"),
+    (("--sparsity", "-0.1"), r"^error: --sparsity must be in \[0, 1\), got -0.1$"),
+    (("--method", "magic"), r"^error: unknown pruning method 'magic'; choose one of .*structured.*$"),
+    (("--method", "nm", "--nm", "4:4"), r"^error: N:M sparsity needs 1 <= N < M, got 4:4; for example --nm 2:4$"),
+    (("--method", "nm", "--nm", "3:2"), r"^error: N:M sparsity needs 1 <= N < M, got 3:2.*$"),
+    (("--method", "nm", "--nm", "two:four"), r"^error: --nm takes N:M, for example 2:4; got 'two:four'$"),
+    (("--sparsity", "0.98"), r"^error: --sparsity 0.98 would remove every one of the 256 neurons of "
+                             r"encoder.0.ffn.linear1 rounded to multiples of 8; choose a lower --sparsity or "
+                             r"--round-to$"),
+    (("--round-to", "0"), r"^error: --round-to must be at least 1, got 0$"),
+    (("--steps", "2", "--method", "unstructured"), r"^error: --steps applies to structured pruning; .*$"),
+    (("--method", "unstructured", "--gradual"), r"^error: --gradual ramps the sparsity over fine-tuning: .*$"),
+    (("--ranking", "sideways"), r"^error: --ranking must be uniform or global, got 'sideways'$"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(cli, shared_data, trained, tmp_path, args, message):
+    out = tmp_path / "pruned"
+    result = cli("prune", str(trained["transformer"]), *args, "--out", str(out))
+    assert result.code == 2
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert re.match(message, lines[0]), lines[0]
+    assert not out.exists()
+
+
+def test_an_already_pruned_checkpoint_is_refused(cli, shared_data, trained, tmp_path):
+    first = tmp_path / "once"
+    assert cli("prune", str(trained["dlinear"]), "--out", str(first)).code == 0
+    result = cli("prune", str(first / "model.pt"), "--out", str(tmp_path / "twice"))
+    assert result.code == 2
+    assert result.err.strip() == (f"error: {first / 'model.pt'} is already pruned (structured); prune the dense "
+                                  "checkpoint that `tsprune-edge train` wrote")
+    assert not (tmp_path / "twice").exists()
