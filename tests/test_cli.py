@@ -27,3 +27,6 @@ def test_pipeline_runs_on_the_builtin_default(cli, tmp_path):
     assert metrics["data"]["name"] == "synthetic" and metrics["model"] == "transformer"
     assert "repeat last value" in result.out and f"{metrics['test']['mse']:.4f}" in result.out
     assert metrics["test"]["mse"] < metrics["naive_test"]["mse"]
+    pruning = json.loads((out / "structured" / "pruning.json").read_text())
+    assert pruning["method"] == "structured" and pruning["mac_reduction"] >= 0.4
+    assert f"{pruning['after']['macs']:,}" in result.out and f"{pruning['test']['finetuned']['mse']:.4f}" in result.out
