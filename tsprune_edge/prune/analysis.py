@@ -25,16 +25,16 @@ def count_macs(model: nn.Module) -> tuple[int, dict[str, int]]:
     with deployment_form(model), counter:
         model(*example_inputs(model))
     model.train(was_training)
+    root = type(model).__name__  # the counter names modules "<root class>.<path>"
     per_module = {}
     for path, counts in counter.get_flop_counts().items():
-        name = path.removeprefix("Global").lstrip(".")
-        per_module[name] = sum(counts.values()) // 2
+        if path == root or path.startswith(root + "."):
+            per_module[path[len(root) + 1:]] = sum(counts.values()) // 2
     return counter.get_total_flops() // 2, per_module
 
 
-def layer_table(model: nn.Module, prunable: set[str] | None = None) -> list[dict]:
+def layer_table(model: nn.Module, macs: dict[str, int], prunable: set[str] | None = None) -> list[dict]:
     """One row per Linear/Conv1d layer: shape, parameters, nonzero weights, density, MACs, whether pruned."""
-    _, macs = count_macs(model)
     rows = []
     for name, module in model.named_modules():
         if not isinstance(module, (nn.Linear, nn.Conv1d)):
@@ -56,10 +56,10 @@ def layer_table(model: nn.Module, prunable: set[str] | None = None) -> list[dict
 
 def summarize(model: nn.Module, prunable: set[str] | None = None) -> dict:
     """Totals and the per-layer table, as written into pruning.json."""
-    total_macs, _ = count_macs(model)
+    total_macs, per_module = count_macs(model)
     params = sum(p.numel() for p in model.parameters())
     nonzero = sum(int(torch.count_nonzero(p)) for p in model.parameters())
-    layers = layer_table(model, prunable)
+    layers = layer_table(model, per_module, prunable)
     skippable = sum(row["macs"] * (1 - row["density"]) for row in layers)
     return {
         "parameters": params,
