@@ -6,13 +6,14 @@ without fine-tuning, and with 2 epochs of fine-tuning at part of the grid; struc
 (DepGraph) at sparsity 0.25, 0.5 and 0.75 with 2 epochs of fine-tuning. One fine-tuned `prune_to_dir` call also
 reports the one-shot (no fine-tuning) test MSE, so structured needs no separate no-fine-tune cells.
 
-Usage: python benchmarks/prune_accuracy.py [--phase run|report] [--workers 2] [--work /tmp/prune-bench]
+Usage: python benchmarks/prune_accuracy.py [--phase run|remeasure|report] [--workers 2] [--work /tmp/prune-bench]
                                            [--optional-minutes 70] [--data-dir /work/shared/data]
 Cells run in priority order (transformer and patchtst first, then the other models) by up to `--workers`
 processes with one torch thread each; each writes one JSON file into benchmarks/results/prune_accuracy/ as it
 finishes, so a rerun skips finished cells. Optional cells are not started after `--optional-minutes`.
-The report phase renders benchmarks/results/prune_accuracy.{json,md}; the hand-written "Against the study"
-section of an existing .md is carried over.
+`remeasure` recounts parameters and MACs of finished cells from the checkpoints in `--work` with the current
+analysis code. The run and report phases render benchmarks/results/prune_accuracy.{json,md}; the hand-written
+"Against the study" section of an existing .md is carried over.
 """
 
 from __future__ import annotations
@@ -105,6 +106,29 @@ def run_cell(cell: Cell, work: Path) -> dict:
     return row
 
 
+def remeasure(work: Path, commit: str) -> None:
+    """Recount parameters and MACs of finished cells from their saved checkpoints with the current analysis code
+    (before b0a9079 every layer's MACs read as zero, so `macs_if_sparse` equalled `macs`); metrics stay."""
+    from tsprune_edge.atomic import write_json_atomic
+    from tsprune_edge.checkpoint import load_checkpoint
+    from tsprune_edge.prune.analysis import summarize
+    from tsprune_edge.prune.masks import prunable_units
+
+    for path in sorted(RESULTS.glob("*.json")):
+        row = json.loads(path.read_text())
+        saved = work / row["model"] / path.stem / "model.pt"
+        if row["method"] == "dense" or "error" in row or row.get("macs_commit") == commit or not saved.is_file():
+            continue
+        dense = load_checkpoint(work / row["model"] / "model.pt").build_model()
+        pruned = load_checkpoint(saved).build_model()
+        prunable = {u.name.rsplit(".", 1)[0] for u in prunable_units(dense)}
+        before = summarize(dense, prunable)
+        after = summarize(pruned, prunable if row["method"] != "structured" else None)
+        row["before"], row["after"] = ({k: v for k, v in x.items() if k != "layers"} for x in (before, after))
+        row["mac_reduction"] = round(1 - after["macs"] / before["macs"], 6)
+        write_json_atomic(path, {**row, "macs_commit": commit})
+
+
 def claim(work: Path, cell: Cell) -> bool:
     """Atomically take a cell so that two workers never run the same one."""
     path = work / "claims" / cell.name
@@ -148,7 +172,7 @@ def worker(work: Path, deadline: float, commit: str) -> None:
                    "finetune_epochs": cell.finetune_epochs, "error": f"{type(error).__name__}: {error}",
                    "traceback": traceback.format_exc()}
             print(row["traceback"], file=sys.stderr, flush=True)
-        write_json_atomic(RESULTS / f"{cell.name}.json", {**row, "commit": commit})
+        write_json_atomic(RESULTS / f"{cell.name}.json", {**row, "commit": commit, "macs_commit": commit})
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
@@ -175,11 +199,12 @@ def render(result: dict) -> str:
     lines = [f"# Pruning accuracy: ETTh1, seq_len 96, pred_len 96, small preset ({result['date']})", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} (1 thread per worker, "
              f"{result['workers']} workers side by side), Python {m['python']}. Commit {result['commit']}. "
-             f"Wall time of the run: {result.get('wall_minutes', '?')} min.", "",
+             f"Wall time of the last `run` invocation: {result.get('wall_minutes', '?')} min.", "",
              "Each model is trained once with its published schedule and early stopping, then pruned from that "
              "checkpoint. Unstructured: global L1 magnitude over the prunable Linear weights (the study's method) at "
              "the study's densities 0.8^n, n = 1..9; sparsity is of the prunable weights, so total nonzero "
-             "parameters fall less. Structured: attention heads and FFN neurons removed with DepGraph, a uniform "
+             "parameters fall less. Structured: attention heads and FFN neurons (DLinear: input lags) removed with "
+             "DepGraph, a uniform "
              f"ratio per layer, widths rounded to multiples of 8. Fine-tuning: {FT_EPOCHS} epochs at the model's "
              "published lr, masks reapplied after every step, the best validation epoch kept. MSE/MAE on the "
              "scaled test windows. MACs: one window, deployment form, dense arithmetic; `MACs if sparse` also "
@@ -227,7 +252,7 @@ def key_numbers(result: dict) -> list[str]:
              "| model | dense MSE | naive MSE | unstr. 0.488 one-shot | unstr. 0.488 FT | MACs-if-sparse cut "
              "| struct. 0.5 one-shot | struct. 0.5 FT | MAC cut | tolerates |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for dense in result["dense"]:
+    for dense in sorted(result["dense"], key=lambda d: (REQUIRED + OPTIONAL).index(d["model"])):
         if "error" in dense:
             continue
         rows = {(r["method"], r["sparsity"]): r for r in model_rows(
@@ -266,8 +291,8 @@ def report(result: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--phase", choices=("run", "worker", "report"), default="run",
-                        help="report: re-render from the per-cell files, measuring nothing")
+    parser.add_argument("--phase", choices=("run", "worker", "remeasure", "report"), default="run",
+                        help="remeasure: recount MACs of finished cells; report: re-render, measuring nothing")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", default="/tmp/prune-bench", help="dense and pruned checkpoints (outside the repo)")
     parser.add_argument("--optional-minutes", type=float, default=70.0)
@@ -282,6 +307,8 @@ def main() -> None:
     if args.phase == "worker":
         worker(work, args.deadline, commit)
         return
+    if args.phase == "remeasure":
+        remeasure(work, commit)
     previous = read(HERE / "results" / "prune_accuracy.json") or {}
     wall = previous.get("wall_minutes")
     if args.phase == "run":
