@@ -185,8 +185,7 @@ class FrequencyEnhancedBlock(nn.Module):
         self.weights = FourierWeights(n_heads, d_model // n_heads, len(self.modes.index), d_model)
         self.use_deployment_form = False
 
-    def keep_heads(self, keep: torch.Tensor) -> None:
-        keep_heads(self, keep)
+    keep_heads = keep_heads  # structured pruning by hand (see the function)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = split_heads(self.q_proj(x), self.n_heads)
@@ -223,8 +222,7 @@ class FrequencyEnhancedAttention(nn.Module):
         self.output_scale = 1.0 / (d_model * d_model)
         self.use_deployment_form = False
 
-    def keep_heads(self, keep: torch.Tensor) -> None:
-        keep_heads(self, keep)
+    keep_heads = keep_heads  # structured pruning by hand (see the function)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         q = split_heads(self.q_proj(x), self.n_heads)

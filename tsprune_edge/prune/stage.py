@@ -17,7 +17,15 @@ from tsprune_edge.errors import UserError
 from tsprune_edge.models import model_entry
 from tsprune_edge.prune.analysis import summarize
 from tsprune_edge.prune.masks import MASK_METHODS, Masks, cubic_ramp, prunable_units
-from tsprune_edge.prune.structured import StructuredConfig, StructuredPruner, check_config
+from tsprune_edge.prune.structured import (
+    StructuredConfig,
+    StructuredPruner,
+    check_config,
+    ffn_layers,
+    graph_attentions,
+    hand_attentions,
+    lag_layers,
+)
 from tsprune_edge.train import Metrics, evaluate, train
 from tsprune_edge.workflow import checkpoint_data
 
@@ -82,12 +90,12 @@ def prune_to_dir(checkpoint_path: Path, request: PruneRequest, out: Path, consol
 
     console.print(f"pruning {checkpoint.model_name}: {request.method} at sparsity {request.sparsity:g}")
     one_shot = copy.deepcopy(dense)
-    achieved = apply_pruning(one_shot, request, data, finetune=False, console=console)
+    achieved, _ = apply_pruning(one_shot, request, data, epochs=0, console=console)
     test_pruned = evaluate(one_shot, data, "test")
     final, finetune, test_finetuned = one_shot, None, None
     if request.finetune_epochs:
         final = copy.deepcopy(dense)
-        achieved, finetune = apply_pruning(final, request, data, finetune=True, console=console)
+        achieved, finetune = apply_pruning(final, request, data, epochs=request.finetune_epochs, console=console)
         test_finetuned = evaluate(final, data, "test")
     after = summarize(final, prunable if request.method != "structured" else None)
 
@@ -121,11 +129,10 @@ def structured_config(request: PruneRequest) -> StructuredConfig:
     return StructuredConfig(request.sparsity, request.global_ranking, request.steps, request.round_to)
 
 
-def apply_pruning(model: nn.Module, request: PruneRequest, data: ForecastData, finetune: bool,
-                  console: Console) -> dict | tuple[dict, dict]:
-    """Prune `model` in place (and fine-tune it when `finetune`); returns what was achieved (and the
-    fine-tuning record)."""
-    epochs = request.finetune_epochs if finetune else 0
+def apply_pruning(model: nn.Module, request: PruneRequest, data: ForecastData, epochs: int,
+                  console: Console) -> tuple[dict, dict | None]:
+    """Prune `model` in place, fine-tuning it for `epochs`; returns what was achieved and the fine-tuning record
+    (None without fine-tuning)."""
     runs: list[dict] = []
     if request.method == "structured":
         pruner = StructuredPruner(model, structured_config(request))
@@ -151,9 +158,7 @@ def apply_pruning(model: nn.Module, request: PruneRequest, data: ForecastData, f
                 runs.append(_finetune(model, data, request, epochs, console, after_step=masks.apply))
         achieved = masks.achieved(prunable_units(model, request.include_fourier))
     model.eval()
-    if not finetune:
-        return achieved
-    return achieved, {"runs": runs, "epochs": sum(r["epochs_run"] for r in runs)}
+    return achieved, ({"runs": runs, "epochs": sum(r["epochs_run"] for r in runs)} if epochs else None)
 
 
 def _finetune(model: nn.Module, data: ForecastData, request: PruneRequest, epochs: int, console: Console,
@@ -166,8 +171,6 @@ def _finetune(model: nn.Module, data: ForecastData, request: PruneRequest, epoch
 
 def structured_achieved(model: nn.Module) -> dict:
     """What structured pruning left: heads per attention and widths per FFN / time-linear layer."""
-    from tsprune_edge.prune.structured import ffn_layers, graph_attentions, hand_attentions, lag_layers
-
     names = {m: n for n, m in model.named_modules()}
     return {
         "heads": {names[m]: m.n_heads for m in graph_attentions(model) + hand_attentions(model)},
