@@ -8,7 +8,7 @@ import json
 def test_help_lists_the_commands(cli):
     result = cli("--help")
     assert result.code == 0
-    for command in ("data", "train", "evaluate", "models", "pipeline"):
+    for command in ("data", "train", "evaluate", "models", "prune", "export", "pipeline"):
         assert command in result.out
 
 
@@ -27,6 +27,11 @@ def test_pipeline_runs_on_the_builtin_default(cli, tmp_path):
     assert metrics["data"]["name"] == "synthetic" and metrics["model"] == "transformer"
     assert "repeat last value" in result.out and f"{metrics['test']['mse']:.4f}" in result.out
     assert metrics["test"]["mse"] < metrics["naive_test"]["mse"]
-    pruning = json.loads((out / "structured" / "pruning.json").read_text())
+    pruning = json.loads((out / "structured-0.5" / "pruning.json").read_text())
     assert pruning["method"] == "structured" and pruning["mac_reduction"] >= 0.4
     assert f"{pruning['after']['macs']:,}" in result.out and f"{pruning['test']['finetuned']['mse']:.4f}" in result.out
+    for variant in ("dense", "structured-0.5"):
+        manifest = json.loads((out / "export" / variant / "manifest.json").read_text())
+        errors = [v["max_abs_error"] for a in manifest["artifacts"].values() for v in a["validation"]]
+        assert len(errors) == 2 and max(errors) <= 1e-4
+        assert f"{manifest['artifacts']['onnx']['bytes'] / 1000:.0f}" in result.out

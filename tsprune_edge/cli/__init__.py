@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from tsprune_edge.cli import data_cmd, model_cmd, pipeline_cmd, prune_cmd
+from tsprune_edge.cli import data_cmd, export_cmd, model_cmd, pipeline_cmd, prune_cmd
 from tsprune_edge.errors import UserError
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.command("train")(model_cmd.train_command)
 app.command("evaluate")(model_cmd.evaluate_command)
 app.command("models")(model_cmd.models_command)
 app.command("prune")(prune_cmd.prune_command)
+app.command("export")(export_cmd.export_command)
 app.command("pipeline")(pipeline_cmd.pipeline_command)
 
 

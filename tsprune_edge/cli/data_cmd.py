@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from tsprune_edge.cli.output import table_console
 from tsprune_edge.data.fetch import fetch
 from tsprune_edge.data.registry import DATASETS, data_dir
 from tsprune_edge.data.synthetic import ROWS
@@ -26,7 +26,7 @@ def list_command() -> None:
         cached = "yes" if (data_dir() / spec.filename).is_file() else "no"
         split = {"ett-hour": "12/4/4 months", "ett-15min": "12/4/4 months"}.get(spec.split, "70/10/20")
         table.add_row(spec.name, spec.freq, spec.target, split, cached, spec.url or spec.source)
-    Console().print(table)
+    table_console().print(table)
 
 
 @app.command("fetch")

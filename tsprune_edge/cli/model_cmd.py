@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tsprune_edge.cli.output import table_console
 from tsprune_edge.workflow import evaluate_checkpoint, train_to_dir
 
 _console = Console(stderr=True)
@@ -77,4 +78,4 @@ def models_command() -> None:
         s = dataclasses.asdict(entry.schedule)
         schedule = f"lr {s['lr']:g}, batch {s['batch_size']}, <= {s['max_epochs']} epochs, {s['lr_decay']}"
         table.add_row(name, ", ".join(entry.presets), schedule, entry.summary)
-    Console().print(table)
+    table_console().print(table)

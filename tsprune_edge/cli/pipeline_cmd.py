@@ -1,7 +1,9 @@
-"""`tsprune-edge pipeline`: the main job on the built-in default, as far as the pipeline goes today (train, prune)."""
+"""`tsprune-edge pipeline`: the main job on the built-in default, as far as the pipeline goes today (train, prune,
+export)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -9,8 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tsprune_edge.cli.model_cmd import ensure_writable
-from tsprune_edge.prune.stage import PruneRequest, prune_to_dir
-from tsprune_edge.workflow import train_to_dir
+from tsprune_edge.cli.output import table_console
 
 _console = Console(stderr=True)
 
@@ -23,24 +24,38 @@ def pipeline_command(
     finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning."),
     out: Path = typer.Option(Path("runs/pipeline"), help="Where every stage writes its files."),
 ) -> None:
-    """Train the default model on the built-in dataset, prune it (structured) and fine-tune, and show test
-    accuracy, parameters and MACs of both beside a naive forecast."""
-    request = PruneRequest(method="structured", sparsity=sparsity, finetune_epochs=finetune_epochs)
-    request.validate()
+    """Train the default model on the built-in dataset, prune it (structured), fine-tune, export dense and pruned
+    ONNX and TFLite bundles validated against torch, and table accuracy, size and MACs of both beside a naive
+    forecast."""
+    from tsprune_edge.export.bundle import ExportRequest
+    from tsprune_edge.export_job import ExportJob, run_export_job
+
+    job = ExportJob(methods=("structured",), sparsity=sparsity, finetune_epochs=finetune_epochs, model=model,
+                    data=data, epochs=epochs)
+    job.prune_requests()
     ensure_writable(out)
-    metrics = train_to_dir(model=model, data=data, pred_len=96, preset="small", epochs=epochs,
-                           out=out / "dense", console=_console)
-    pruning = prune_to_dir(out / "dense" / "model.pt", request, out / "structured", console=_console)
-    table = Table(title=f"{model} (small preset) on {metrics['data']['name']}, pred_len 96, test split")
-    for column in ("model", "MSE", "MAE", "parameters", "MACs per window"):
+    manifests = run_export_job(job, ExportRequest(), out / "export", out, console=_console)
+    metrics = json.loads((out / "dense" / "metrics.json").read_text())
+    table_console().print(summary_table(manifests, metrics))
+    print(f"bundles: {', '.join(str(out / 'export' / name) for name in manifests)}")
+
+
+def summary_table(manifests: dict[str, dict], metrics: dict) -> Table:
+    """Dense and pruned side by side: test accuracy, parameters, MACs, artifact sizes and validation errors."""
+    table = Table(title=f"{metrics['model']} (small preset) on {metrics['data']['name']}, "
+                        f"pred_len {metrics['data']['pred_len']}, test split")
+    for column in ("variant", "MSE", "MAE", "parameters", "MACs per window", "ONNX KB", "TFLite KB",
+                   "max |runtime - torch|"):
         table.add_column(column)
-    before, after, test = pruning["before"], pruning["after"], pruning["test"]
-    table.add_row("dense", f"{test['dense']['mse']:.4f}", f"{test['dense']['mae']:.4f}",
-                  f"{before['parameters']:,}", f"{before['macs']:,}")
-    tuned = test["finetuned"] or test["pruned"]
-    table.add_row(f"structured {sparsity:g}" + (", fine-tuned" if test["finetuned"] else ""),
-                  f"{tuned['mse']:.4f}", f"{tuned['mae']:.4f}", f"{after['parameters']:,}", f"{after['macs']:,}")
+    for name, manifest in manifests.items():
+        pruning = manifest["pruning"]
+        test = metrics["test"] if pruning is None else (pruning["test"]["finetuned"] or pruning["test"]["pruned"])
+        artifacts = manifest["artifacts"]
+        error = max(v["max_abs_error"] for a in artifacts.values() for v in a["validation"])
+        table.add_row(name + (", fine-tuned" if pruning and pruning["test"]["finetuned"] else ""),
+                      f"{test['mse']:.4f}", f"{test['mae']:.4f}", f"{manifest['model']['parameters']:,}",
+                      f"{manifest['model']['macs']:,}", f"{artifacts['onnx']['bytes'] / 1000:.0f}",
+                      f"{artifacts['tflite']['bytes'] / 1000:.0f}", f"{error:.1e}")
     naive = metrics["naive_test"]
-    table.add_row("repeat last value", f"{naive['mse']:.4f}", f"{naive['mae']:.4f}", "-", "-")
-    Console().print(table)
-    print(f"checkpoints: {out / 'dense' / 'model.pt'}, {out / 'structured' / 'model.pt'}")
+    table.add_row("repeat last value", f"{naive['mse']:.4f}", f"{naive['mae']:.4f}", "-", "-", "-", "-", "-")
+    return table

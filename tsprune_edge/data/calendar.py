@@ -10,6 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 ALL_FEATURES = ("month", "day", "weekday", "hour", "minute")
+# What each feature is, for anyone (a board, another language) who must compute them from a timestamp.
+DEFINITIONS = {
+    "month": "month of the year, 1-12",
+    "day": "day of the month, 1-31",
+    "weekday": "day of the week, 0-6 with Monday 0",
+    "hour": "hour of the day, 0-23",
+    "minute": "minute of the hour, 0-59",
+}
 # Largest value of each feature: models divide by it to get inputs in [0, 1].
 FEATURE_MAX = {"month": 12.0, "day": 31.0, "weekday": 6.0, "hour": 23.0, "minute": 59.0}
 

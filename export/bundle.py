@@ -1,0 +1,301 @@
+"""Export bundles: per checkpoint, validated ONNX and TFLite artifacts, reference windows and a manifest.
+
+`write_bundles` builds every bundle of a job in a hidden staging folder beside the output and moves them into
+place only when all of them validated, so a failed export leaves nothing behind and never a half bundle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import onnx
+import torch
+import zstandard
+from rich.console import Console
+from torch import nn
+from tsprune_edge.export.artifacts import DEFAULT_OPSET, export_onnx, export_tflite
+from tsprune_edge.export.encodings import Validator
+from tsprune_edge.export.onnx_sparse import compress_onnx
+from tsprune_edge.export.reference import SAMPLE_FILE, Samples, make_samples, max_abs_error, save_samples
+from tsprune_edge.export.runtimes import (
+    installed_tflite_runtimes,
+    onnx_signature,
+    run_onnx,
+    run_tflite,
+    runtime_version,
+    tflite_signature,
+)
+from tsprune_edge.export.tflite_sparse import compress_tflite
+
+from tsprune_edge import __version__
+from tsprune_edge.atomic import write_json_atomic
+from tsprune_edge.checkpoint import Checkpoint, load_checkpoint
+from tsprune_edge.data.calendar import DEFINITIONS
+from tsprune_edge.errors import UserError
+from tsprune_edge.prune.analysis import summarize
+from tsprune_edge.workflow import checkpoint_data
+
+BUNDLE_FORMAT = "tsprune-edge/bundle"
+BUNDLE_VERSION = 1
+MANIFEST = "manifest.json"
+FORMATS = ("onnx", "tflite")
+QUANTIZATIONS = ("int8",)
+FP32_TOLERANCE = 1e-4
+# Forecasts are in scaled units (z-scores). int8 weights (and ORT's int8 activations) moved the small Transformer's
+# forecasts by up to 0.08 here; a broken int8 artifact is off by about 1 or more (FIELD-NOTES: 1.59).
+INT8_TOLERANCE = 0.25
+ZSTD_LEVEL = 19
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    formats: tuple[str, ...] = FORMATS
+    quantize: str | None = None  # "int8" adds an int8 bundle beside each fp32 one
+    sparse_kernels: bool = False  # TFLite: FULLY_CONNECTED reads pruned filters sparse instead of densifying them
+
+    def validate(self) -> None:
+        unknown = [f for f in self.formats if f not in FORMATS]
+        if unknown or not self.formats:
+            raise UserError(f"unknown format {','.join(unknown) or '(none)'}; --format takes a comma-separated "
+                            f"list of {', '.join(FORMATS)}")
+        if self.quantize is not None and self.quantize not in QUANTIZATIONS:
+            raise UserError(f"unknown quantization {self.quantize!r}; --quantize takes {', '.join(QUANTIZATIONS)}")
+
+
+def parse_list(text: str) -> tuple[str, ...]:
+    """'onnx, tflite' -> ('onnx', 'tflite'), order kept, duplicates dropped."""
+    return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+
+
+def write_bundles(out: Path, checkpoints: dict[str, Path], request: ExportRequest,
+                  console: Console | None = None) -> dict[str, dict]:
+    """One bundle per variant (and an int8 one beside each when asked) under `out`; returns the manifests."""
+    console = console or Console(stderr=True)
+    request.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        manifests = {}
+        for variant, checkpoint in checkpoints.items():
+            for int8 in (False, True) if request.quantize else (False,):
+                name = f"{variant}-int8" if int8 else variant
+                console.print(f"exporting {name} ({', '.join(request.formats)})")
+                manifests[name] = build_bundle(checkpoint, staging / name, name, request, int8)
+        for name in manifests:
+            _replace_dir(staging / name, out / name, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifests
+
+
+def _replace_dir(new: Path, target: Path, trash: Path) -> None:
+    if target.exists():
+        os.replace(target, trash / f".old-{target.name}")
+    os.replace(new, target)
+
+
+def build_bundle(checkpoint_path: Path, directory: Path, variant: str, request: ExportRequest, int8: bool) -> dict:
+    """Export, compress or quantize, validate against torch, and write the manifest into `directory`."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    model = checkpoint.build_model()
+    samples = make_samples(model, checkpoint_data(checkpoint))
+    summary = summarize(model)
+    directory.mkdir(parents=True)
+    artifacts = {}
+    with tempfile.TemporaryDirectory() as work:
+        for fmt in request.formats:
+            job = _Job(model, checkpoint, summary, samples, Path(work), directory, int8, request.sparse_kernels)
+            artifacts[fmt] = _WRITERS[fmt](job)
+    save_samples(samples, directory / SAMPLE_FILE)
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "version": BUNDLE_VERSION,
+        "variant": variant,
+        "created_with": _versions(request.formats),
+        "model": _model_record(summary, checkpoint, checkpoint_path),
+        "data": checkpoint.data,
+        "scaler": checkpoint.scaling,
+        "calendar": _calendar_record(checkpoint),
+        "pruning": checkpoint.pruning,
+        "quantization": _QUANTIZATION if int8 else None,
+        "artifacts": artifacts,
+        "samples": {"file": SAMPLE_FILE, **_file_facts(directory / SAMPLE_FILE, zstd=False), "split": samples.split,
+                    "windows": len(samples), "starts": samples.starts.tolist()},
+    }
+    write_json_atomic(directory / MANIFEST, manifest)
+    return manifest
+
+
+_QUANTIZATION = {
+    "scheme": "int8 weights, float activations",
+    "onnx": "ONNX Runtime dynamic quantization (quantize_dynamic, QInt8 weights)",
+    "tflite": "ai-edge-quantizer weight-only int8 (weights stored int8, dequantized to float)",
+    "tolerance": INT8_TOLERANCE,
+}
+
+
+@dataclass
+class _Job:
+    """One checkpoint's export into one bundle folder."""
+
+    model: nn.Module
+    checkpoint: Checkpoint
+    summary: dict  # prune.analysis.summarize of the model
+    samples: Samples
+    work: Path  # scratch folder for the uncompressed fp32 files
+    directory: Path  # the bundle being written
+    int8: bool
+    sparse_kernels: bool
+
+
+def _onnx_artifact(job: _Job) -> dict:
+    samples = job.samples
+    raw = export_onnx(job.model, _first_window(samples), job.work / "fp32.onnx")
+    _set_onnx_metadata(raw, _onnx_metadata(job.summary, job.checkpoint))
+    target = job.directory / "model.onnx"
+    if job.int8:
+        _quantize_onnx(raw, target)
+        tensors = []
+    else:
+        tensors = [t.to_dict() for t in compress_onnx(raw, target, _validator(run_onnx, samples), FP32_TOLERANCE)]
+    tolerance = INT8_TOLERANCE if job.int8 else FP32_TOLERANCE
+    validation = [_validate(run_onnx, target, samples, runtime_version("onnxruntime"), tolerance)]
+    return {"file": target.name, **_file_facts(target), "fp32_dense": _file_facts(raw), "opset": DEFAULT_OPSET,
+            **onnx_signature(target), "validation": validation, "tensors": tensors}
+
+
+def _tflite_artifact(job: _Job) -> dict:
+    samples = job.samples
+    raw = export_tflite(job.model, _first_window(samples), job.work / "fp32.tflite")
+    target = job.directory / "model.tflite"
+    if job.int8:
+        _quantize_tflite(raw, target)
+        tensors = []
+    else:
+        tensors = [t.to_dict() for t in compress_tflite(raw, target, _validator(run_tflite, samples), FP32_TOLERANCE,
+                                                        job.sparse_kernels)]
+    tolerance = INT8_TOLERANCE if job.int8 else FP32_TOLERANCE
+    validation = [_validate(lambda p, h, c, r=runtime: run_tflite(p, h, c, runtime=r), target, samples,
+                            runtime_version(runtime), tolerance) for runtime in installed_tflite_runtimes()]
+    return {"file": target.name, **_file_facts(target), "fp32_dense": _file_facts(raw), **tflite_signature(target),
+            "validation": validation, "tensors": tensors}
+
+
+_WRITERS: dict[str, Callable[[_Job], dict]] = {"onnx": _onnx_artifact, "tflite": _tflite_artifact}
+
+
+def _first_window(samples: Samples) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(samples.history[:1]), torch.from_numpy(samples.calendar[:1])
+
+
+def _validator(run, samples: Samples) -> Validator:
+    return lambda path: max_abs_error(run, path, samples)
+
+
+def _validate(run, path: Path, samples: Samples, runtime: str, tolerance: float) -> dict:
+    error = max_abs_error(run, path, samples)
+    if not error <= tolerance:  # also catches NaN
+        raise UserError(f"{path.name} in {runtime} differs from torch by {error:.3g} (tolerance {tolerance:g}) "
+                        "on the sample windows; the artifact is not exported")
+    return {"runtime": runtime, "windows": len(samples), "max_abs_error": error, "tolerance": tolerance}
+
+
+def _quantize_onnx(source: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+
+
+def _quantize_tflite(source: Path, target: Path) -> None:
+    from ai_edge_quantizer import quantizer, recipe
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        engine = quantizer.Quantizer(str(source))
+        engine.load_quantization_recipe(recipe.weight_only_wi8_afp32())
+        engine.quantize().export_model(str(target), overwrite=True)
+
+
+def _set_onnx_metadata(path: Path, properties: dict[str, str]) -> None:
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, properties)
+    onnx.save(proto, str(path))
+
+
+def _onnx_metadata(summary: dict, checkpoint: Checkpoint) -> dict[str, str]:
+    """What a user of the bare .onnx file needs: what it forecasts, how it was pruned, how to scale its inputs."""
+    pruning = checkpoint.pruning or {}
+    return {
+        "tsprune_edge.model": checkpoint.model_name,
+        "tsprune_edge.dataset": checkpoint.data["name"],
+        "tsprune_edge.seq_len": str(checkpoint.data["seq_len"]),
+        "tsprune_edge.pred_len": str(checkpoint.data["pred_len"]),
+        "tsprune_edge.pruning_method": pruning.get("method", "none"),
+        "tsprune_edge.sparsity": str(pruning.get("requested_sparsity", 0.0)),
+        "tsprune_edge.density": str(summary["density"]),
+        "tsprune_edge.macs": str(summary["macs"]),
+        "tsprune_edge.scaler": json.dumps(checkpoint.scaling),
+        "tsprune_edge.calendar_features": ",".join(checkpoint.data["calendar_features"]),
+    }
+
+
+def _model_record(summary: dict, checkpoint: Checkpoint, path: Path) -> dict:
+    return {"name": checkpoint.model_name, "config": checkpoint.config, "checkpoint": str(path),
+            "checkpoint_sha256": _sha256(path),
+            **{k: summary[k] for k in ("parameters", "nonzero_parameters", "density", "macs", "macs_if_sparse")}}
+
+
+def _calendar_record(checkpoint: Checkpoint) -> dict:
+    names = checkpoint.data["calendar_features"]
+    return {
+        "features": names,
+        "definitions": {n: DEFINITIONS[n] for n in names},
+        "rows": "seq_len + pred_len: the timestamps of the history, then those of the horizon",
+        "dtype": "float32",
+        "step_seconds": checkpoint.data["step_seconds"],
+    }
+
+
+def _versions(formats: tuple[str, ...]) -> dict[str, str]:
+    distributions = ["torch", "onnx", "onnxruntime"] + (["litert-torch"] if "tflite" in formats else [])
+    return {"tsprune-edge": __version__, **{d: metadata.version(d) for d in distributions}}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _file_facts(path: Path, zstd: bool = True) -> dict:
+    facts = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+    if zstd:
+        facts["zstd_bytes"] = len(zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(path.read_bytes()))
+    return facts
+
+
+def load_manifest(directory: Path) -> dict:
+    """A bundle's manifest, refused with one line if the folder is not a bundle this version reads."""
+    path = Path(directory) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{directory} is not an export bundle ({MANIFEST}: {exc.__class__.__name__}); "
+                        "write one with `tsprune-edge export`") from None
+    if manifest.get("format") != BUNDLE_FORMAT or manifest.get("version") != BUNDLE_VERSION:
+        raise UserError(f"{path} is not a version {BUNDLE_VERSION} {BUNDLE_FORMAT} manifest")
+    return manifest
+

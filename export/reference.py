@@ -1,0 +1,64 @@
+"""Reference windows: real test inputs with the torch model's outputs, so every runtime (here and on the board)
+can be checked against the source model."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from tsprune_edge.atomic import write_atomic
+from tsprune_edge.data.forecast import ForecastData
+from tsprune_edge.models.deployment import deployment_form
+
+SAMPLE_WINDOWS = 8
+SAMPLE_FILE = "samples.npz"
+
+# A runtime call: (artifact, history [1, ...], calendar [1, ...]) -> forecast [1, ...]
+RunArtifact = Callable[[Path, np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass
+class Samples:
+    split: str
+    starts: np.ndarray  # window start rows within the split
+    history: np.ndarray  # [N, seq_len, n_inputs] float32, scaled
+    calendar: np.ndarray  # [N, seq_len + pred_len, n_cal] float32
+    expected: np.ndarray  # [N, pred_len, n_targets] float32: the torch model's forecast (deployment form)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+
+def make_samples(model: nn.Module, data: ForecastData, windows: int = SAMPLE_WINDOWS, split: str = "test") -> Samples:
+    """`windows` test windows spread evenly over the split, with the model's own forecasts."""
+    starts = np.unique(np.linspace(0, data.n_windows(split) - 1, windows).round().astype(np.int64))
+    history, calendar, _ = data.window_arrays(split, starts)
+    with deployment_form(model.eval()), torch.no_grad():
+        expected = model(torch.from_numpy(history), torch.from_numpy(calendar)).numpy()
+    return Samples(split, starts, history, calendar, expected.astype(np.float32))
+
+
+def save_samples(samples: Samples, path: Path) -> None:
+    """An .npz the board agent reads with numpy alone: history, calendar, expected, starts."""
+    buffer = io.BytesIO()
+    np.savez(buffer, history=samples.history, calendar=samples.calendar, expected=samples.expected,
+             starts=samples.starts)
+    write_atomic(path, lambda handle: handle.write(buffer.getvalue()))
+
+
+def max_abs_error(run: RunArtifact, path: Path, samples: Samples) -> float:
+    """Largest |runtime - torch| over every sample window, one window per call (artifacts have batch 1)."""
+    worst = 0.0
+    for i in range(len(samples)):
+        got = run(path, samples.history[i:i + 1], samples.calendar[i:i + 1])
+        expected = samples.expected[i:i + 1]
+        if got.shape != expected.shape:
+            raise ValueError(f"{path.name} returned shape {list(got.shape)}, expected {list(expected.shape)}")
+        worst = max(worst, float(np.abs(got - expected).max()))
+    return worst
