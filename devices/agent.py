@@ -1,0 +1,917 @@
+#!/usr/bin/env python3
+"""tsprune-edge board agent: checks a board, verifies export bundles and measures their artifacts.
+
+One file, copied to the board and run with `python3 agent.py ...`. It imports only the standard library, numpy
+(lazily, so `preflight` and `verify` work without it) and whichever runtime the board has, and runs on Python 3.6+
+(Jetson Nano's system Python). Every output is JSON. Exit codes: 0 ok, 1 a hash mismatch or a failed measurement
+in a run, 2 bad arguments, 3 could not do the work (the JSON says why in `error`), 4 another run holds the lock.
+"""
+
+import argparse
+import array
+import base64
+import gc
+import glob
+import hashlib
+import importlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+SCHEMA_VERSION = 1
+PY = tuple(sys.version_info[:2])
+# runtime name (as on the command line) -> module that holds the inference API
+RUNTIMES = {"onnxruntime": "onnxruntime", "tflite_runtime": "tflite_runtime.interpreter",
+            "ai_edge_litert": "ai_edge_litert.interpreter"}
+FORMAT_RUNTIMES = {"onnx": ("onnxruntime",), "tflite": ("ai_edge_litert", "tflite_runtime")}
+INSTALL = {"onnxruntime": "pip install onnxruntime", "tflite_runtime": "pip install tflite-runtime",
+           "ai_edge_litert": "pip install ai-edge-litert"}
+SAMPLE_INPUTS = ("history", "calendar")  # samples.npz arrays, in the artifacts' input order
+WARMUP_BLOCK, WARMUP_BLOCK_S = 20, 0.05  # a warm-up block: at least this many inferences and seconds
+WARMUP_TOLERANCE = 0.05  # ... and stops once they differ by at most this fraction
+LOCK_NAME = ".agent.lock"
+EXIT_NOT_OK, EXIT_FAILED, EXIT_LOCKED = 1, 3, 4
+# the probe's child imports this file as a module and calls probe_child(name)
+PROBE = "import sys; sys.path.insert(0, sys.argv[1]); __import__(sys.argv[2]).probe_child(sys.argv[3])"
+# Smoke models, y = x + x for a float32 [1, 4] x: ONNX (onnx.helper, IR 6, opset 11, so old ORT builds load it) and
+# TFLite (litert-torch, one ADD). One inference catches what an import does not: tflite-runtime 2.14 imports under
+# numpy 2 and fails only when it builds an interpreter.
+SMOKE_MODELS = {
+    "onnx": "CAYSADpBCg4KAXgKAXgSAXkiA0FkZBIFc21va2VaEwoBeBIOCgwIARIICgIIAQoCCARiEwoBeRIOCgwIARIICgIIAQoCCARCBAoAEAs=",
+    "tflite": (
+        "HAAAAFRGTDMUACAABAAIAAwAEAAUAAAAGAAcABQAAAADAAAAOAAAACwAAABMAQAADAAAALAAAAAsAAAABQAAAKQCAACgAgAAnAIAABAB"
+        "AADIAAAAAQAAAEQBAAABAAAAzAEAAAEAAAAQAAAAAAAKABAADAAIAAQACgAAAAwAAAAcAAAAIAAAAA8AAABzZXJ2aW5nX2RlZmF1bHQA"
+        "AQAAABQAAAABAAAAKAAAAAgADAAIAAQACAAAAAEAAAAEAAAACAAAAG91dHB1dF8wAAAAAHr///8EAAAABgAAAGFyZ3NfMAAAAgAAAEgA"
+        "AAAEAAAAyP///wgAAAAEAAAAFwAAAGtlZXBfc3RhYmxlaGxvX2NvbnN0YW50AML///8EAAAABAAAAHRydWUIAAwABAAIAAgAAAAIAAAA"
+        "AwAAABMAAABtaW5fcnVudGltZV92ZXJzaW9uAAAABgAIAAQABgAAAAQAAAAQAAAAMS41LjAAAAAAAAAAAAAAAA8AAABNTElSIENvbnZl"
+        "cnRlZC4AAAAOABgABAAIAAwAEAAUAA4AAAA4AAAALAAAACAAAAAUAAAABAAAAAQAAABtYWluAAAAAAEAAAAwAAAAAQAAAAEAAAABAAAA"
+        "AAAAAAIAAADAAAAAVAAAAAAADgAUAAAACAAMAAcAEAAOAAAAAAAACxgAAAAMAAAABAAAACj///8BAAAAAQAAAAIAAAAAAAAAAAAAAAAA"
+        "CgAIAAAAAAAEAAoAAAABAAAArv///wAAAAE0AAAAAgAAAAgAAAA4AAAAHwAAAHNlcnZpbmdfZGVmYXVsdF9vdXRwdXRfMF9vdXRwdXQA"
+        "AgAAAAEAAAAEAAAABAAGAAQAAAAAABYAGAAIAAAADAAQABQAAAAAAAAABwAWAAAAAAAAASwAAAABAAAACAAAACwAAAAWAAAAc2Vydmlu"
+        "Z19kZWZhdWx0X2FyZ3NfMAAAAgAAAAEAAAAEAAAA/P///wQABAAEAAAA"),
+}
+
+
+class AgentError(Exception):
+    """A failure reported as one line of JSON (exit 3), never as a bare traceback."""
+
+
+# ---------------------------------------------------------------- small helpers
+
+def one_line(text, limit=400):
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return (lines[0] if lines else "")[:limit]
+
+
+def error_line(exc):
+    """`Type: message`, with the root cause where the runtime wraps one (a SystemError over numpy's real error)."""
+    if isinstance(exc, AgentError):
+        return one_line(exc)
+    text, cause = one_line(f"{type(exc).__name__}: {exc}"), exc
+    for _ in range(5):
+        if (cause.__cause__ or cause.__context__) is None:
+            break
+        cause = cause.__cause__ or cause.__context__
+    if cause is not exc:
+        text += " (caused by " + one_line(f"{type(cause).__name__}: {cause}") + ")"
+    return text
+
+
+def write_json(path, data):
+    """Write through a temp file in the same folder and rename, so a reader never sees half a file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, separators=(",", ":"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be read by the host's user
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def print_json(data):
+    print(json.dumps(data), flush=True)
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def read_text(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def proc_kib(field, path="/proc/self/status"):
+    """A `Field:  1234 kB` value from /proc (VmRSS, VmHWM, MemAvailable), None where /proc has none."""
+    match = re.search(rf"^{field}:\s+(\d+)", read_text(path) or "", re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+def command_output(argv, timeout):
+    """(exit code, output) of a command, or None if it is not installed; a command still running at the timeout
+    is killed and returns what it printed so far (tegrastats never exits by itself)."""
+    if shutil.which(argv[0]) is None:
+        return None
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return proc.returncode, out.decode("utf-8", "replace")
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def utc_now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# ---------------------------------------------------------------- the board and its state
+
+def cpuinfo_field(text, *names):
+    for name in names:
+        match = re.search(rf"^{name}\s*:\s*(.+)$", text, re.MULTILINE)
+        if match:
+            return match.group(1).strip()
+    return None
+
+
+def cpu_model():
+    """x86 says `model name`; a Pi's 64-bit kernel has only `Model` and the device tree."""
+    text = read_text("/proc/cpuinfo") or ""
+    model = cpuinfo_field(text, "model name", "Model", "Hardware")
+    board = (read_text("/proc/device-tree/model") or "").strip("\x00\n ")
+    return model or board or platform.processor() or None
+
+
+def cpu_info():
+    text = read_text("/proc/cpuinfo") or ""
+    flags = cpuinfo_field(text, "flags", "Features")
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {"model": cpu_model(), "cores": os.cpu_count(), "usable_cores": usable,
+            "arm_cpu_part": cpuinfo_field(text, "CPU part"), "flags": flags.split() if flags else []}
+
+
+def temperatures():
+    zones = []
+    for folder in sorted(glob.glob("/sys/class/thermal/thermal_zone*")):
+        raw = (read_text(os.path.join(folder, "temp")) or "").strip()
+        if re.match(r"^-?\d+$", raw):
+            zones.append({"zone": os.path.basename(folder),
+                          "type": (read_text(os.path.join(folder, "type")) or "").strip() or None,
+                          "celsius": int(raw) / 1000.0})
+    return zones
+
+
+def max_temperature():
+    zones = temperatures()
+    return max(zone["celsius"] for zone in zones) if zones else None
+
+
+def first_line_of(argv, timeout):
+    result = command_output(argv, timeout)
+    if result is None:
+        return None
+    lines = [line for line in result[1].splitlines() if line.strip()]
+    return lines[0].strip() if lines else f"(no output, exit {result[0]})"
+
+
+def environment():
+    """What can bias a timing right now: frequency policy, heat, throttling, load (pyperf keeps the same)."""
+    freq = (read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq") or "").strip()
+    return {
+        "time": utc_now(),
+        "cpu_model": cpu_model(),
+        "governor": (read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") or "").strip() or None,
+        "cur_freq_mhz": int(freq) / 1000.0 if freq.isdigit() else None,
+        "temperatures": temperatures(),
+        "max_temperature_c": max_temperature(),
+        "throttled": first_line_of(["vcgencmd", "get_throttled"], 5),
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "tegrastats": first_line_of(["tegrastats", "--interval", "200"], 1.5),
+        "mem_available_kib": proc_kib("MemAvailable", "/proc/meminfo"),
+    }
+
+
+def os_name():
+    release = read_text("/etc/os-release") or ""
+    match = re.search(r'^PRETTY_NAME="?([^"\n]*)"?', release, re.MULTILINE)
+    return match.group(1) if match else platform.platform()
+
+
+def system_info():
+    jetson = read_text("/etc/nv_tegra_release")
+    return {"python": platform.python_version(), "executable": sys.executable, "machine": platform.machine(),
+            "os": os_name(), "kernel": platform.release(), "platform": platform.platform(),
+            "board": (read_text("/proc/device-tree/model") or "").strip("\x00\n ") or None,
+            "jetson_release": one_line(jetson) if jetson else None}
+
+
+# ---------------------------------------------------------------- preflight
+
+def fix_hint(name, text):
+    """What to do about a failed import or load, for the failures seen on boards (FIELD-NOTES)."""
+    if "_ARRAY_API" in text or "multiarray failed to import" in text or "compiled using NumPy 1.x" in text:
+        return f"{name} needs numpy<2: pip install 'numpy<2'"
+    missing = re.search(r"No module named '([^'.]+)", text)
+    if missing and missing.group(1) != RUNTIMES.get(name, name).split(".")[0]:
+        return f"{name} needs {missing.group(1)}: pip install {missing.group(1)}"
+    if missing:
+        if name in ("tflite_runtime", "ai_edge_litert") and PY < (3, 7):
+            return "no TFLite wheel exists for Python 3.6 (Jetson Nano): use onnxruntime, or a newer Python"
+        if name == "ai_edge_litert" and PY < (3, 8):
+            return f"no ai-edge-litert wheel for Python {PY[0]}.{PY[1]}: pip install tflite-runtime"
+        return INSTALL.get(name, f"pip install {name}")
+    if "SIGSEGV" in text or "SIGILL" in text:
+        return ("the runtime crashed: the wheel may not suit this CPU; under qemu, an x86 /proc/cpuinfo seen by an "
+                "arm64 chroot does this (bind-mount an ARM cpuinfo)")
+    return None
+
+
+def version_of(name):
+    return getattr(sys.modules[RUNTIMES.get(name, name).split(".")[0]], "__version__", None)
+
+
+def smoke_test(name, module):
+    """One inference of the built-in x + x model: the runtime loads a model and computes, not only imports."""
+    import numpy as np
+
+    x = np.arange(4, dtype=np.float32).reshape(1, 4)
+    blob = base64.b64decode(SMOKE_MODELS["onnx" if name == "onnxruntime" else "tflite"])
+    if name == "onnxruntime":
+        y = module.InferenceSession(blob, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    else:
+        interpreter = module.Interpreter(model_content=blob)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        interpreter.invoke()
+        y = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    if not np.array_equal(y, x + x):
+        raise AgentError(f"the smoke model computed {y.tolist()} for x + x with x = {x.tolist()}")
+
+
+def probe_child(name):
+    """The probe's child process: import, report the version, then (for a runtime) the smoke inference."""
+    module = importlib.import_module(RUNTIMES.get(name, name))
+    print_json({"version": version_of(name)})
+    if name in RUNTIMES:
+        smoke_test(name, module)
+        print_json({"runs": True})
+
+
+def probe(name, timeout=120):
+    """Probe in a child process, so a crash or numpy's long ABI warning cannot take the agent down."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    module = os.path.splitext(os.path.basename(__file__))[0]
+    proc = subprocess.Popen([sys.executable, "-c", PROBE, here, module, name], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        late = None
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        late = f"took over {timeout} s"
+    found = {}
+    for line in out.decode("utf-8", "replace").splitlines():
+        if line.startswith("{"):
+            found.update(json.loads(line))
+    report = {"importable": "version" in found, "version": found.get("version"), "error": None, "fix": None}
+    if name in RUNTIMES:
+        report["runs"] = found.get("runs", False)
+    if proc.returncode != 0:
+        err = err.decode("utf-8", "replace")
+        step = "smoke inference" if "version" in found else "import"
+        report["error"] = f"{step} " + (late or child_failure(proc.returncode, err))
+        report["fix"] = fix_hint(name, err + "\n" + report["error"])
+    return report
+
+
+def child_failure(returncode, err):
+    if returncode < 0:
+        return f"crashed with {signal.Signals(-returncode).name}"
+    lines = [line for line in err.splitlines() if line.strip()]
+    return "failed: " + one_line(lines[-1] if lines else f"exit {returncode}")
+
+
+def disk_free(path):
+    stats = os.statvfs(path)
+    return {"path": os.path.abspath(path), "free_bytes": stats.f_bavail * stats.f_frsize}
+
+
+def cmd_preflight(args):
+    """Exit 0 whatever the board lacks: the host reads the report and decides."""
+    try:
+        report = preflight_report(args.runtime)
+    except Exception as exc:
+        report = {"error": error_line(exc)}
+    print_json(report)
+    return 0
+
+
+def preflight_report(runtime_list):
+    names = [name.strip() for name in runtime_list.split(",") if name.strip()]
+    unknown = [name for name in names if name not in RUNTIMES]
+    runtimes = {name: probe(name) for name in names if name in RUNTIMES}
+    for name in unknown:
+        runtimes[name] = {"importable": False, "runs": False, "version": None, "error": "unknown runtime",
+                          "fix": "choose from " + ", ".join(RUNTIMES)}
+    report = {"schema": "tsprune-edge/agent-preflight", "schema_version": SCHEMA_VERSION}
+    report.update(system_info())
+    report.update({"numpy": probe("numpy"), "runtimes": runtimes, "cpu": cpu_info(),
+                   "disk": disk_free("."), "mem_available_kib": proc_kib("MemAvailable", "/proc/meminfo"),
+                   "mem_total_kib": proc_kib("MemTotal", "/proc/meminfo"), "environment": environment()})
+    return report
+
+
+# ---------------------------------------------------------------- verify
+
+def load_manifest(bundle):
+    path = os.path.join(bundle, "manifest.json")
+    try:
+        return read_json(path)
+    except (OSError, ValueError) as exc:
+        raise AgentError(f"cannot read {path}: {error_line(exc)}") from exc
+
+
+def manifest_files(manifest):
+    """(file, sha256) for every file the manifest names: each artifact and the samples."""
+    entries = [manifest["artifacts"][fmt] for fmt in sorted(manifest.get("artifacts", {}))]
+    if manifest.get("samples"):
+        entries.append(manifest["samples"])
+    return [(entry["file"], entry["sha256"]) for entry in entries]
+
+
+def verify_bundle(bundle):
+    files = []
+    for name, expected in manifest_files(load_manifest(bundle)):
+        path = os.path.join(bundle, name)
+        actual = sha256_file(path) if os.path.isfile(path) else None
+        files.append({"file": name, "expected": expected, "actual": actual, "ok": actual == expected})
+    return {"schema": "tsprune-edge/agent-verify", "schema_version": SCHEMA_VERSION,
+            "bundle": os.path.abspath(bundle), "ok": all(f["ok"] for f in files), "files": files}
+
+
+def cmd_verify(args):
+    try:
+        report = verify_bundle(args.bundle)
+    except Exception as exc:
+        print_json({"ok": False, "bundle": os.path.abspath(args.bundle), "error": error_line(exc)})
+        return EXIT_FAILED
+    print_json(report)
+    return 0 if report["ok"] else EXIT_NOT_OK
+
+
+# ---------------------------------------------------------------- measure (the worker)
+
+def import_runtime(name):
+    try:
+        module = importlib.import_module(RUNTIMES[name])
+    except Exception as exc:
+        raise AgentError(f"cannot import {name}: {error_line(exc)}") from exc
+    return module, version_of(name)
+
+
+def natural_key(name):
+    """args_2 before args_10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def check_inputs(found, artifact):
+    expected = [entry["name"] for entry in artifact["inputs"]]
+    if found != expected:
+        raise AgentError(f"artifact inputs {found} do not match the manifest's {expected}")
+    return found
+
+
+class Model:
+    """A loaded artifact: `feed` builds the input mapping once, `run` is what each timing covers."""
+
+    inputs = ()
+
+    def feed(self, arrays):
+        return dict(zip(self.inputs, arrays))  # noqa: B905 (strict= needs Python 3.10; lengths checked at load)
+
+
+class OnnxModel(Model):
+    """ONNX Runtime session; inputs fed in session order (history, calendar)."""
+
+    def __init__(self, module, path, artifact, threads, providers, profile_prefix=None):
+        options = module.SessionOptions()
+        options.intra_op_num_threads = threads
+        if profile_prefix:
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix
+        available = module.get_available_providers()
+        chosen = [p for p in providers if p in available and p != "CPUExecutionProvider"] + ["CPUExecutionProvider"]
+        self.session = module.InferenceSession(path, options, providers=chosen)
+        self.inputs = check_inputs([i.name for i in self.session.get_inputs()], artifact)
+        self.info = {"intra_op_num_threads": threads, "providers_available": available,
+                     "providers_requested": providers, "providers_used": self.session.get_providers()}
+
+    def run(self, feed):
+        return self.session.run(None, feed)[0]
+
+
+class TfliteModel(Model):
+    """TFLite interpreter (tflite_runtime or ai_edge_litert) through its signature runner."""
+
+    def __init__(self, module, path, artifact, threads):
+        interpreter = module.Interpreter(model_path=path, num_threads=threads)
+        interpreter.allocate_tensors()
+        signatures = interpreter.get_signature_list()
+        key = "serving_default" if "serving_default" in signatures else sorted(signatures)[0]
+        self.runner = interpreter.get_signature_runner(key)
+        self.inputs = check_inputs(sorted(signatures[key]["inputs"], key=natural_key), artifact)
+        self.output = artifact["outputs"][0]["name"]
+        if self.output not in signatures[key]["outputs"]:
+            raise AgentError(f"artifact outputs {signatures[key]['outputs']} lack the manifest's {self.output}")
+        self.info = {"num_threads": threads, "signature": key}
+
+    def run(self, feed):
+        return self.runner(**feed)[self.output]
+
+
+def open_model(args, module, path, artifact, profile_prefix=None):
+    if args.format == "onnx":
+        providers = [p.strip() for p in (args.providers or "").split(",") if p.strip()]
+        return OnnxModel(module, path, artifact, args.threads, providers, profile_prefix)
+    return TfliteModel(module, path, artifact, args.threads)
+
+
+def load_samples(bundle, manifest, artifact):
+    """Per-input arrays (in the artifact's input order, cast to its dtypes) and the expected forecasts."""
+    import numpy as np
+
+    with np.load(os.path.join(bundle, manifest["samples"]["file"])) as data:
+        if len(artifact["inputs"]) != len(SAMPLE_INPUTS):
+            raise AgentError(f"artifact has {len(artifact['inputs'])} inputs; samples hold {SAMPLE_INPUTS}")
+        inputs = [np.ascontiguousarray(data[name], dtype=artifact["inputs"][i]["dtype"])
+                  for i, name in enumerate(SAMPLE_INPUTS)]
+        return inputs, data["expected"]
+
+
+def window(inputs, index):
+    return [values[index:index + 1] for values in inputs]
+
+
+def warm_up(run, feed, max_seconds):
+    """Run blocks (>= WARMUP_BLOCK inferences and >= WARMUP_BLOCK_S) until two consecutive block medians agree
+    within WARMUP_TOLERANCE (caches filled, clocks ramped up) or max_seconds is spent."""
+    clock, block, medians, iterations, stopped = time.perf_counter, [], [], 0, "max_warmup"
+    start = block_start = ended = clock()
+    while ended - start < max_seconds:
+        began = clock()
+        run(feed)
+        ended = clock()
+        block.append(ended - began)
+        iterations += 1
+        if len(block) >= WARMUP_BLOCK and ended - block_start >= WARMUP_BLOCK_S:
+            medians.append(statistics.median(block))
+            block, block_start = [], ended
+            if len(medians) >= 2 and abs(medians[-1] - medians[-2]) <= WARMUP_TOLERANCE * medians[-2]:
+                stopped = "stable"
+                break
+    return {"iterations": iterations, "seconds": ended - start, "stopped": stopped, "block_min_iters": WARMUP_BLOCK,
+            "block_min_s": WARMUP_BLOCK_S, "tolerance": WARMUP_TOLERANCE, "block_medians": medians,
+            "max_seconds": max_seconds}
+
+
+def timed_iterations(run, feed, min_time, min_iters):
+    """One perf_counter pair per inference, until both min_time and min_iters are reached. An array of doubles
+    keeps the harness' own memory at 8 bytes per inference, so peak RSS stays the model's."""
+    clock, latencies = time.perf_counter, array.array("d")
+    start = clock()
+    while True:
+        began = clock()
+        run(feed)
+        ended = clock()
+        latencies.append(ended - began)
+        if len(latencies) >= min_iters and ended - start >= min_time:
+            return latencies
+
+
+def summarise(latencies):
+    import numpy as np
+
+    values = np.array(latencies, dtype=np.float64)
+    p50, p90, p99 = np.percentile(values, [50, 90, 99])
+    return {"unit": "s", "n": len(values), "total": float(values.sum()), "p50": float(p50), "p90": float(p90),
+            "p99": float(p99), "mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1
+            else 0.0, "min": float(values.min()), "max": float(values.max()),
+            "throughput_per_s": float(len(values) / values.sum())}
+
+
+def correctness(model, inputs, expected, artifact):
+    import numpy as np
+
+    errors = []
+    for index in range(len(expected)):
+        output = np.asarray(model.run(model.feed(window(inputs, index))))
+        if output.shape != expected[index:index + 1].shape:
+            wanted = [1] + list(expected.shape[1:])
+            raise AgentError(f"output shape {list(output.shape)} differs from the samples' {wanted}")
+        errors.append(float(np.max(np.abs(output.astype(np.float64) - expected[index:index + 1]))))
+    tolerances = [v["tolerance"] for v in artifact.get("validation", []) if v.get("tolerance") is not None]
+    tolerance = min(tolerances) if tolerances else None
+    worst = max(errors)
+    return {"windows": len(errors), "max_abs_error": worst, "per_window": errors, "tolerance": tolerance,
+            "within_tolerance": None if tolerance is None else worst <= tolerance}
+
+
+def ort_profile(args, module, path, artifact, feed, iterations):
+    """Per-op-type kernel time from ORT's profiler, in a separate session so profiling never touches the timings."""
+    folder = tempfile.mkdtemp(prefix="agent-profile-")
+    try:
+        model = open_model(args, module, path, artifact, profile_prefix=os.path.join(folder, "ort"))
+        for _ in range(iterations):
+            model.run(feed)
+        events = read_json(model.session.end_profiling())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    totals = {}
+    for event in events:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            op = event.get("args", {}).get("op_name", "?")
+            total, count = totals.get(op, (0, 0))
+            totals[op] = (total + event.get("dur", 0), count + 1)
+    ops = [{"op_name": op, "total_us": total, "calls": count, "us_per_inference": total / float(iterations)}
+           for op, (total, count) in sorted(totals.items(), key=lambda item: -item[1][0])]
+    return {"available": True, "iterations": iterations, "ops": ops}
+
+
+def stability_warnings(latency, env_before, env_after):
+    """Flag what makes a number untrustworthy, each with what to do (pyperf's habit)."""
+    warnings = []
+    if latency["std"] >= 0.1 * latency["mean"]:
+        share = 100 * latency["std"] / latency["mean"]
+        warnings.append(f"unstable: std is {share:.0f}% of the mean; stop other work, set the governor to "
+                        "performance, check cooling")
+    if latency["max"] > 3 * latency["p50"]:
+        ratio = latency["max"] / latency["p50"]
+        warnings.append(f"outliers: max is {ratio:.1f}x the median; compare p50, not the mean")
+    if latency["p50"] < 1e-3:
+        warnings.append("median under 1 ms: the Python call overhead is part of each timing; compare variants "
+                        "within one runtime only")
+    for env in (env_before, env_after):
+        if env["governor"] not in (None, "performance"):
+            warnings.append(f"governor is {env['governor']}: set performance to remove frequency scaling")
+            break
+    throttled = env_after["throttled"] or ""
+    if "=" in throttled and throttled.split("=")[-1] not in ("0x0", "0"):
+        warnings.append(f"board reports {throttled}: under-voltage or heat throttling; fix power/cooling")
+    return warnings
+
+
+def measure(args, result):
+    """Fill `result` step by step, so a failure still returns what was measured before it."""
+    bundle = args.bundle
+    if args.runtime not in FORMAT_RUNTIMES[args.format]:
+        raise AgentError(f"runtime {args.runtime} cannot run {args.format}; use "
+                         + " or ".join(FORMAT_RUNTIMES[args.format]))
+    manifest = load_manifest(bundle)
+    if args.format not in manifest.get("artifacts", {}):
+        raise AgentError(f"the bundle has no {args.format} artifact")
+    artifact = manifest["artifacts"][args.format]
+    path = os.path.join(bundle, artifact["file"])
+    actual = sha256_file(path)
+    result["artifact"] = {"variant": manifest.get("variant"), "model": manifest.get("model", {}).get("name"),
+                          "file": artifact["file"], "bytes": os.path.getsize(path), "sha256": actual,
+                          "manifest_sha256": artifact["sha256"], "sha256_ok": actual == artifact["sha256"]}
+    module, version = import_runtime(args.runtime)
+    import numpy
+
+    result["runtime"] = {"name": args.runtime, "version": version, "numpy": numpy.__version__}
+    memory = result["memory_kib"]
+    memory["rss_after_imports"] = proc_kib("VmRSS")
+    inputs, expected = load_samples(bundle, manifest, artifact)
+    began = time.perf_counter()
+    model = open_model(args, module, path, artifact)
+    result["load_s"] = time.perf_counter() - began
+    memory["rss_after_load"] = proc_kib("VmRSS")
+    result["runtime"].update(model.info)
+    feed = model.feed(window(inputs, 0))
+    began = time.perf_counter()
+    model.run(feed)
+    result["first_inference_s"] = time.perf_counter() - began
+    gc.disable()  # as timeit: a collection inside one timing is noise, not the model
+    try:
+        result["warmup"] = warm_up(model.run, feed, args.max_warmup)
+        latencies = timed_iterations(model.run, feed, args.min_time, args.min_iters)
+    finally:
+        gc.enable()
+    memory["rss_after_timing"] = proc_kib("VmRSS")
+    memory["peak_rss"] = proc_kib("VmHWM")  # read before the report's own lists grow the process
+    result["latency"] = summarise(latencies)
+    result["latencies_s"] = [round(value, 9) for value in latencies]  # perf_counter resolves ns at best
+    result["correctness"] = correctness(model, inputs, expected, artifact)
+    if args.profile:
+        result["profile"] = (ort_profile(args, module, path, artifact, feed, args.min_iters) if args.format == "onnx"
+                             else {"available": False, "note": "the Python TFLite interpreter exposes no per-op "
+                                   "profiler; use TFLite's benchmark_model --enable_op_profiling=true"})
+
+
+def cmd_measure(args):
+    result = {"schema": "tsprune-edge/agent-measure", "schema_version": SCHEMA_VERSION, "started_at": time.time(),
+              "started": utc_now(), "pid": os.getpid(), "memory_kib": {"rss_start": proc_kib("VmRSS")},
+              "settings": {"bundle": os.path.abspath(args.bundle), "format": args.format, "runtime": args.runtime,
+                           "threads": args.threads, "min_time": args.min_time, "min_iters": args.min_iters,
+                           "max_warmup": args.max_warmup, "profile": args.profile, "providers": args.providers,
+                           "batch": 1, "window": 0, "gc_disabled_while_timing": True},
+              "system": system_info(), "environment_before": environment()}
+    try:
+        measure(args, result)
+    except Exception as exc:
+        hint = fix_hint(args.runtime, error_line(exc))
+        result["error"] = error_line(exc) + (f" (fix: {hint})" if hint else "")
+    result["environment_after"] = environment()
+    if "latency" in result:
+        result["warnings"] = stability_warnings(result["latency"], result["environment_before"],
+                                                result["environment_after"])
+        if not result["artifact"]["sha256_ok"]:
+            result["warnings"].append("artifact sha256 differs from the manifest: run verify and re-copy the bundle")
+    try:
+        write_json(args.out, result)
+    except OSError as exc:
+        result["error"] = f"cannot write {args.out}: {error_line(exc)}"
+    summary = {"ok": "error" not in result, "out": os.path.abspath(args.out)}
+    if "error" in result:
+        summary["error"] = result["error"]
+    else:
+        summary.update({"p50_s": result["latency"]["p50"], "max_abs_error": result["correctness"]["max_abs_error"]})
+    print_json(summary)
+    return EXIT_FAILED if "error" in result else 0
+
+
+# ---------------------------------------------------------------- run (the orchestrator)
+
+def require(condition, message):
+    if not condition:
+        raise AgentError("plan: " + message)
+
+
+def check_item(item):
+    require(isinstance(item, dict) and isinstance(item.get("id"), str) and re.match(r"^[A-Za-z0-9._-]+$", item["id"]),
+            f"each item needs an id of letters, digits, . _ - (got {item!r})")
+    name = item["id"]
+    require(item.get("format") in FORMAT_RUNTIMES, f"{name}: format is onnx or tflite")
+    require(item.get("runtime") in FORMAT_RUNTIMES.get(item["format"], ()),
+            f"{name}: runtime for {item['format']} is one of {', '.join(FORMAT_RUNTIMES[item['format']])}")
+    require(isinstance(item.get("threads"), int) and item["threads"] >= 1, f"{name}: threads >= 1")
+    require(isinstance(item.get("bundle"), str), f"{name}: bundle is a folder")
+    require(isinstance(item.get("providers", []), list), f"{name}: providers is a list")
+
+
+def load_plan(path):
+    try:
+        plan = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise AgentError(f"cannot read plan {path}: {error_line(exc)}") from exc
+    require(isinstance(plan, dict) and isinstance(plan.get("items"), list) and plan["items"], "needs a list `items`")
+    for item in plan["items"]:
+        check_item(item)
+    ids = [item["id"] for item in plan["items"]]
+    require(len(set(ids)) == len(ids), "item ids must be unique")
+    require(isinstance(plan.get("rounds"), int) and plan["rounds"] >= 1, "rounds >= 1")
+    require(isinstance(plan.get("min_iters"), int) and plan["min_iters"] >= 1, "min_iters >= 1")
+    require(isinstance(plan.get("min_time"), (int, float)) and plan["min_time"] >= 0, "min_time >= 0")
+    cooldown = plan.get("cooldown")
+    require(cooldown is None or (isinstance(cooldown, dict) and {"max_seconds", "within_c"} <= set(cooldown)),
+            "cooldown is null or {max_seconds, within_c}")
+    for key in ("max_warmup", "timeout"):
+        require(isinstance(plan.get(key, 0), (int, float)) and plan.get(key, 0) >= 0, f"{key} is seconds >= 0")
+    return plan
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_lock(path):
+    try:
+        holder = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) and holder["pid"] > 0 else None
+
+
+def acquire_lock(results):
+    """Create the lock with O_EXCL; a lock whose pid is dead is stale and replaced. Returns (path, None) or
+    (None, holder) while another run holds it; an unreadable lock counts as held, never silently broken."""
+    path = os.path.join(results, LOCK_NAME)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = read_lock(path)
+            if holder is None or pid_alive(holder["pid"]):
+                return None, holder or {"pid": None, "note": "unreadable lock file"}
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"pid": os.getpid(), "started_at": time.time(), "started": utc_now()}, handle)
+        return path, None
+    return None, read_lock(path) or {"pid": None, "note": "lock contended"}
+
+
+def release_lock(path):
+    holder = read_lock(path)
+    if holder and holder["pid"] == os.getpid():
+        os.unlink(path)
+
+
+def finished(path):
+    """A result file counts as done unless it records an error; failed measurements are retried on resume."""
+    try:
+        return "error" not in read_json(path)
+    except (OSError, ValueError):
+        return False
+
+
+def cool_down(cooldown, baseline):
+    """Wait (1 s polls) until the hottest zone is within `within_c` of the run's starting temperature."""
+    if not cooldown:
+        return None
+    if baseline is None:
+        return {"waited_s": 0.0, "reached": None, "note": "no thermal zones"}
+    target, start = baseline + cooldown["within_c"], time.monotonic()
+    current = first = max_temperature()
+    while current is not None and current > target and time.monotonic() - start < cooldown["max_seconds"]:
+        time.sleep(1.0)
+        current = max_temperature()
+    return {"waited_s": time.monotonic() - start, "target_c": target, "start_c": first, "end_c": current,
+            "reached": current is not None and current <= target}
+
+
+def worker_argv(item, plan, bundle, out):
+    argv = [sys.executable, os.path.abspath(__file__), "measure", "--bundle", bundle, "--format", item["format"],
+            "--runtime", item["runtime"], "--threads", str(item["threads"]), "--min-time", str(plan["min_time"]),
+            "--min-iters", str(plan["min_iters"]), "--out", out]
+    if plan.get("max_warmup") is not None:
+        argv += ["--max-warmup", str(plan["max_warmup"])]
+    if item.get("providers"):
+        argv += ["--providers", ",".join(item["providers"])]
+    if item.get("profile"):
+        argv.append("--profile")
+    return argv
+
+
+def stderr_tail(err):
+    return err.decode("utf-8", "replace")[-2000:]
+
+
+def run_worker(argv, out, timeout):
+    """One fresh process per measurement; a hang is killed at `timeout`, a failure recorded, never raised."""
+    if os.path.exists(out):
+        os.unlink(out)  # a failed earlier attempt: its error must not stand for this one
+    began = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        return {"rc": proc.returncode, "wall_s": time.monotonic() - began, "status": "failed",
+                "error": f"worker killed after {timeout} s", "stderr_tail": stderr_tail(err)}
+    except BaseException:  # the run itself is being stopped: leave no worker behind
+        proc.kill()
+        proc.wait()
+        raise
+    record = {"rc": proc.returncode, "wall_s": time.monotonic() - began}
+    if os.path.isfile(out):
+        error = read_json(out).get("error") or (f"worker exited {proc.returncode}" if proc.returncode else None)
+    else:
+        lines = [line for line in stderr_tail(err).splitlines() if line.strip()]
+        error = f"worker exited {proc.returncode} without a result" + (": " + one_line(lines[-1]) if lines else "")
+    record["status"] = "failed" if error else "measured"
+    if error:
+        record.update({"error": error, "stderr_tail": stderr_tail(err)})
+    return record
+
+
+def run_plan(plan, plan_dir, results):
+    """Interleaved rounds: every item once per round, so drift and heat hit all variants alike."""
+    summary = {"schema": "tsprune-edge/agent-run", "schema_version": SCHEMA_VERSION, "plan": plan,
+               "results": os.path.abspath(results), "started": utc_now(), "system": system_info(),
+               "environment_start": environment(), "measurements": []}
+    baseline = summary["baseline_temperature_c"] = summary["environment_start"]["max_temperature_c"]
+    for round_no in range(1, plan["rounds"] + 1):
+        for item in plan["items"]:
+            name = f"{item['id']}__r{round_no}.json"
+            out = os.path.join(results, name)
+            record = {"id": item["id"], "round": round_no, "file": name}
+            if finished(out):
+                record["status"] = "skipped"
+            else:
+                record["cooldown"] = cool_down(plan.get("cooldown"), baseline)
+                bundle = os.path.join(plan_dir, item["bundle"])
+                record.update(run_worker(worker_argv(item, plan, bundle, out), out, plan.get("timeout", 3600)))
+            summary["measurements"].append(record)
+    summary["environment_end"] = environment()
+    summary["finished"] = utc_now()
+    summary["result_files"] = [m["file"] for m in summary["measurements"] if m["status"] != "failed"]
+    summary["errors"] = [f"{m['id']} round {m['round']}: {m['error']}"
+                         for m in summary["measurements"] if m["status"] == "failed"]
+    write_json(os.path.join(results, "run.json"), summary)
+    return summary
+
+
+def exit_on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def cmd_run(args):
+    try:
+        plan = load_plan(args.plan)
+        os.makedirs(args.results, exist_ok=True)
+    except Exception as exc:
+        print_json({"ok": False, "error": error_line(exc)})
+        return EXIT_FAILED
+    lock, holder = acquire_lock(args.results)
+    if lock is None:
+        lock_path = os.path.abspath(os.path.join(args.results, LOCK_NAME))
+        print_json({"ok": False, "error": f"locked by pid {holder.get('pid')}: another run uses this results folder; "
+                    f"remove {lock_path} if none is active", "lock": holder})
+        return EXIT_LOCKED
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # a dropped ssh session: release the lock, stop the worker
+        signal.signal(signum, exit_on_signal)
+    try:
+        summary = run_plan(plan, os.path.dirname(os.path.abspath(args.plan)), args.results)
+    finally:
+        release_lock(lock)
+    counts = {status: sum(m["status"] == status for m in summary["measurements"])
+              for status in ("measured", "skipped", "failed")}
+    print_json({"ok": not summary["errors"], "run_json": os.path.abspath(os.path.join(args.results, "run.json")),
+                "counts": counts, "errors": summary["errors"]})
+    return EXIT_NOT_OK if summary["errors"] else 0
+
+
+# ---------------------------------------------------------------- command line
+
+def parser():
+    root = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = root.add_subparsers(dest="command")
+    commands.required = True  # the keyword form needs Python 3.7
+    pre = commands.add_parser("preflight", help="what this board has: Python, numpy, runtimes, CPU, memory, disk")
+    pre.add_argument("--runtime", default=",".join(RUNTIMES), help="comma-separated runtimes to probe")
+    ver = commands.add_parser("verify", help="check the sha256 of every file a bundle's manifest names")
+    ver.add_argument("--bundle", required=True)
+    mea = commands.add_parser("measure", help="measure one artifact in this process (the worker)")
+    mea.add_argument("--bundle", required=True)
+    mea.add_argument("--format", required=True, choices=sorted(FORMAT_RUNTIMES))
+    mea.add_argument("--runtime", required=True, choices=list(RUNTIMES))
+    mea.add_argument("--threads", required=True, type=int)
+    mea.add_argument("--min-time", type=float, default=2.0, help="seconds of timed inferences, at least")
+    mea.add_argument("--min-iters", type=int, default=100, help="timed inferences, at least")
+    mea.add_argument("--max-warmup", type=float, default=10.0, help="seconds of warm-up, at most")
+    mea.add_argument("--providers", default="", help="ORT providers to use when available, comma-separated")
+    mea.add_argument("--profile", action="store_true", help="ORT per-op-type time, in a separate session")
+    mea.add_argument("--out", required=True)
+    run = commands.add_parser("run", help="run a plan: interleaved rounds, one fresh worker per measurement")
+    run.add_argument("--plan", required=True)
+    run.add_argument("--results", required=True)
+    return root
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    return {"preflight": cmd_preflight, "verify": cmd_verify, "measure": cmd_measure, "run": cmd_run}[args.command](
+        args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Device profiles: what a board is, how to reach its Python, and which runtimes to try there.
+
+Built in: `rpi4`, `jetson-nano`, `desktop`. A user adds or overrides one with a TOML file in the profile directory
+(`$TSPRUNE_EDGE_DEVICES_DIR`, else `~/.config/tsprune-edge/devices`), one file per profile named `<name>.toml`,
+whose keys are the fields of `DeviceProfile`; omitted keys take the built-in profile of the same name's value (or
+the defaults below for a new name).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tsprune_edge.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+RUNTIMES = ("onnxruntime", "tflite_runtime", "ai_edge_litert")
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    name: str
+    description: str
+    arch: str  # what `uname -m` says on the board: aarch64, x86_64
+    cores: int
+    memory_mb: int
+    python: str = "python3"  # the board's interpreter (over SSH the login PATH may differ: give a full path)
+    workdir: str = "/tmp/tsprune-edge"  # per-run folders are made under it
+    runtimes: tuple[str, ...] = RUNTIMES  # tried in this order; the first importable one per format is used
+    threads: tuple[int, ...] = (1,)  # default thread counts to measure
+    thermal_zones: tuple[str, ...] = ("/sys/class/thermal/thermal_zone0/temp",)
+    round_to: int = 8  # channel alignment that keeps pruned widths fast on this CPU's SIMD (pruning's --round-to)
+    onnx_providers: tuple[str, ...] = ("CPUExecutionProvider",)  # tried in order where present
+    local: bool = False  # measured on this machine, no SSH
+    emulated: bool = False  # a qemu-user board: correct outputs, meaningless timings
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+BUILT_IN = {
+    "rpi4": DeviceProfile(
+        name="rpi4", description="Raspberry Pi 4 Model B: 4x Cortex-A72 1.5 GHz, Raspberry Pi OS bookworm (64-bit)",
+        arch="aarch64", cores=4, memory_mb=4096, threads=(1, 4), round_to=4,  # NEON: 4 float32 lanes
+    ),
+    "jetson-nano": DeviceProfile(
+        name="jetson-nano", description="Jetson Nano: 4x Cortex-A57 1.43 GHz + 128-core Maxwell GPU, JetPack 4.x, "
+        "system Python 3.6 (no TFLite wheel: onnxruntime from NVIDIA's Jetson packages)",
+        arch="aarch64", cores=4, memory_mb=4096, python="python3", threads=(1, 4), round_to=4,
+        runtimes=("onnxruntime",),
+        thermal_zones=tuple(f"/sys/devices/virtual/thermal/thermal_zone{i}/temp" for i in range(6)),
+        onnx_providers=("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+    ),
+    "desktop": DeviceProfile(
+        name="desktop", description="this machine, measured locally", arch=platform.machine(),
+        cores=os.cpu_count() or 1, memory_mb=0, python=sys.executable, threads=(1,), round_to=8, local=True,
+    ),
+}
+
+
+def profile_dir() -> Path:
+    return Path(os.environ.get("TSPRUNE_EDGE_DEVICES_DIR", Path.home() / ".config" / "tsprune-edge" / "devices"))
+
+
+def available_profiles() -> list[str]:
+    user = sorted(p.stem for p in profile_dir().glob("*.toml")) if profile_dir().is_dir() else []
+    return list(dict.fromkeys([*BUILT_IN, *user]))
+
+
+def load_profile(name: str) -> DeviceProfile:
+    """The named profile: a user TOML file over the built-in one of that name, or a built-in profile alone."""
+    path = profile_dir() / f"{name}.toml"
+    if not path.is_file():
+        if name not in BUILT_IN:
+            raise UserError(f"unknown device {name!r}; choose one of {', '.join(available_profiles())} or write "
+                            f"{path}")
+        return BUILT_IN[name]
+    try:
+        values = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UserError(f"{path}: not a readable TOML profile ({str(exc).splitlines()[0]})") from None
+    return _from_toml(name, values, path)
+
+
+def _from_toml(name: str, values: dict, path: Path) -> DeviceProfile:
+    fields = {f.name: f for f in dataclasses.fields(DeviceProfile)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise UserError(f"{path}: unknown key {unknown[0]!r}; profile keys are {', '.join(fields)}")
+    base = BUILT_IN.get(name)
+    if base is None:
+        missing = [k for k in ("description", "arch", "cores", "memory_mb") if k not in values]
+        if missing:
+            raise UserError(f"{path}: a new profile needs {', '.join(missing)}")
+        base = DeviceProfile(name=name, description="", arch="", cores=1, memory_mb=0)
+    merged = {**base.to_dict(), **values, "name": name}
+    for key, value in merged.items():
+        default = getattr(base, key)
+        if isinstance(default, tuple):
+            if not isinstance(value, (list, tuple)):
+                raise UserError(f"{path}: {key} must be a list, got {value!r}")
+            merged[key] = tuple(value)
+        elif isinstance(default, bool) and not isinstance(value, bool):
+            raise UserError(f"{path}: {key} must be true or false, got {value!r}")
+        elif isinstance(default, int) and not isinstance(default, bool) and not (
+                isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            raise UserError(f"{path}: {key} must be a non-negative integer, got {value!r}")
+    bad = [r for r in merged["runtimes"] if r not in RUNTIMES]
+    if bad:
+        raise UserError(f"{path}: unknown runtime {bad[0]!r}; runtimes are {', '.join(RUNTIMES)}")
+    if not merged["threads"] or any(not isinstance(t, int) or t < 1 for t in merged["threads"]):
+        raise UserError(f"{path}: threads must be a list of positive integers, got {list(merged['threads'])}")
+    return DeviceProfile(**merged)
