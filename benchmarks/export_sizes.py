@@ -32,7 +32,6 @@ GOAL = 0.15
 
 def run(models: list[str], epochs: int, work: Path) -> dict:
     from tsprune_edge.export.bundle import ExportRequest, write_bundles
-
     from tsprune_edge.prune.stage import PruneRequest, prune_to_dir
     from tsprune_edge.workflow import train_to_dir
 

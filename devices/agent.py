@@ -229,7 +229,14 @@ def system_info():
     return {"python": platform.python_version(), "executable": sys.executable, "machine": platform.machine(),
             "os": os_name(), "kernel": platform.release(), "platform": platform.platform(),
             "board": (read_text("/proc/device-tree/model") or "").strip("\x00\n ") or None,
-            "jetson_release": one_line(jetson) if jetson else None}
+            "jetson_release": one_line(jetson) if jetson else None, "emulated": emulated()}
+
+
+def emulated():
+    """Whether this CPU is qemu-user emulating the board's: the host kernel then has a binfmt entry for this very
+    architecture (a native board runs its own binaries without one). Timings from emulation mean nothing."""
+    entry = read_text("/proc/sys/fs/binfmt_misc/qemu-" + platform.machine())
+    return bool(entry) and entry.splitlines()[0].strip() == "enabled"
 
 
 # ---------------------------------------------------------------- preflight
@@ -685,6 +692,8 @@ def check_item(item):
     require(isinstance(item.get("threads"), int) and item["threads"] >= 1, f"{name}: threads >= 1")
     require(isinstance(item.get("bundle"), str), f"{name}: bundle is a folder")
     require(isinstance(item.get("providers", []), list), f"{name}: providers is a list")
+    # A board may keep each runtime in its own environment (tflite_runtime needs numpy<2, ai_edge_litert numpy 2).
+    require(isinstance(item.get("python", ""), str), f"{name}: python is the interpreter's path")
 
 
 def load_plan(path):
@@ -778,7 +787,8 @@ def cool_down(cooldown, baseline):
 
 
 def worker_argv(item, plan, bundle, out):
-    argv = [sys.executable, os.path.abspath(__file__), "measure", "--bundle", bundle, "--format", item["format"],
+    argv = [item.get("python") or sys.executable, os.path.abspath(__file__), "measure", "--bundle", bundle,
+            "--format", item["format"],
             "--runtime", item["runtime"], "--threads", str(item["threads"]), "--min-time", str(plan["min_time"]),
             "--min-iters", str(plan["min_iters"]), "--out", out]
     if plan.get("max_warmup") is not None:

@@ -12,7 +12,7 @@ import dataclasses
 import os
 import platform
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tsprune_edge.errors import UserError
@@ -33,6 +33,10 @@ class DeviceProfile:
     cores: int
     memory_mb: int
     python: str = "python3"  # the board's interpreter (over SSH the login PATH may differ: give a full path)
+    # Per-runtime interpreters where a board keeps runtimes apart (tflite_runtime needs numpy<2), e.g.
+    # {"tflite_runtime": "/home/pi/tfl/bin/python"}; runtimes not named use `python`.
+    interpreters: dict[str, str] = field(default_factory=dict)
+    host: str | None = None  # default SSH destination (user@host or a ~/.ssh/config alias)
     workdir: str = "/tmp/tsprune-edge"  # per-run folders are made under it
     runtimes: tuple[str, ...] = RUNTIMES  # tried in this order; the first importable one per format is used
     threads: tuple[int, ...] = (1,)  # default thread counts to measure
@@ -44,6 +48,9 @@ class DeviceProfile:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def interpreter(self, runtime: str) -> str:
+        return self.interpreters.get(runtime, self.python)
 
 
 BUILT_IN = {
@@ -104,12 +111,18 @@ def _from_toml(name: str, values: dict, path: Path) -> DeviceProfile:
     merged = {**base.to_dict(), **values, "name": name}
     for key, value in merged.items():
         default = getattr(base, key)
-        if isinstance(default, tuple):
+        if isinstance(default, dict):
+            if not isinstance(value, dict) or any(k not in RUNTIMES or not isinstance(v, str)
+                                                  for k, v in value.items()):
+                raise UserError(f"{path}: {key} maps runtimes ({', '.join(RUNTIMES)}) to interpreter paths")
+        elif isinstance(default, tuple):
             if not isinstance(value, (list, tuple)):
                 raise UserError(f"{path}: {key} must be a list, got {value!r}")
             merged[key] = tuple(value)
         elif isinstance(default, bool) and not isinstance(value, bool):
             raise UserError(f"{path}: {key} must be true or false, got {value!r}")
+        elif key == "host" and value is not None and not isinstance(value, str):
+            raise UserError(f"{path}: host must be a string such as pi@raspberrypi.local")
         elif isinstance(default, int) and not isinstance(default, bool) and not (
                 isinstance(value, int) and not isinstance(value, bool) and value >= 0):
             raise UserError(f"{path}: {key} must be a non-negative integer, got {value!r}")

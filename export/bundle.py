@@ -23,6 +23,12 @@ import torch
 import zstandard
 from rich.console import Console
 from torch import nn
+
+from tsprune_edge import __version__
+from tsprune_edge.atomic import write_json_atomic
+from tsprune_edge.checkpoint import Checkpoint, load_checkpoint
+from tsprune_edge.data.calendar import DEFINITIONS
+from tsprune_edge.errors import UserError
 from tsprune_edge.export.artifacts import DEFAULT_OPSET, export_onnx, export_tflite
 from tsprune_edge.export.encodings import Validator
 from tsprune_edge.export.onnx_sparse import compress_onnx
@@ -36,12 +42,6 @@ from tsprune_edge.export.runtimes import (
     tflite_signature,
 )
 from tsprune_edge.export.tflite_sparse import compress_tflite
-
-from tsprune_edge import __version__
-from tsprune_edge.atomic import write_json_atomic
-from tsprune_edge.checkpoint import Checkpoint, load_checkpoint
-from tsprune_edge.data.calendar import DEFINITIONS
-from tsprune_edge.errors import UserError
 from tsprune_edge.prune.analysis import summarize
 from tsprune_edge.workflow import checkpoint_data
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
-from tsprune_edge.export.encodings import DENSE, DENSIFIED, SPARSE, TensorEncoding, Validator
 
 from tsprune_edge.errors import UserError
+from tsprune_edge.export.encodings import DENSE, DENSIFIED, SPARSE, TensorEncoding, Validator
 
 CANDIDATE_INDEX_DTYPES = tuple(np.dtype(t) for t in ("int8", "uint8", "int16", "uint16", "int32", "int64"))
 _PROBE_IR_VERSION = 10  # what torch's dynamo exporter writes; onnx's default (14) is newer than ORT 1.31 reads

@@ -30,10 +30,10 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-from tsprune_edge.export.encodings import DENSE, DENSIFIED, SPARSE, TensorEncoding, Validator
-from tsprune_edge.export.runtimes import tflite_interpreter
 
 from tsprune_edge.errors import UserError
+from tsprune_edge.export.encodings import DENSE, DENSIFIED, SPARSE, TensorEncoding, Validator
+from tsprune_edge.export.runtimes import tflite_interpreter
 
 try:  # the TFLite schema ships with ai-edge-litert (which brings flatbuffers)
     import flatbuffers

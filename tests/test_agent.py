@@ -13,8 +13,8 @@ from pathlib import Path
 import onnxruntime
 import pytest
 from ai_edge_litert import __version__ as litert_version
-from tsprune_edge.export.bundle import ExportRequest, write_bundles
 
+from tsprune_edge.export.bundle import ExportRequest, write_bundles
 from tsprune_edge.workflow import train_to_dir
 
 AGENT = Path(__file__).resolve().parents[1] / "devices" / "agent.py"

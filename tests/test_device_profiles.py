@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from tsprune_edge.devices.profiles import BUILT_IN, available_profiles, load_profile
 
+from tsprune_edge.devices.profiles import BUILT_IN, available_profiles, load_profile
 from tsprune_edge.errors import UserError
 
 
@@ -63,3 +63,15 @@ def test_a_new_board_must_say_what_it_is(profile_dir):
 def test_unknown_device_lists_the_known_ones(profile_dir):
     with pytest.raises(UserError, match="unknown device 'rpi5'; choose one of rpi4, jetson-nano, desktop"):
         load_profile("rpi5")
+
+
+def test_runtimes_can_live_in_their_own_interpreters(profile_dir):
+    (profile_dir / "rpi4.toml").write_text('host = "pi@raspberrypi.local"\n'
+                                           '[interpreters]\ntflite_runtime = "/home/pi/tfl/bin/python"\n')
+    profile = load_profile("rpi4")
+    assert profile.host == "pi@raspberrypi.local"
+    assert profile.interpreter("tflite_runtime") == "/home/pi/tfl/bin/python"
+    assert profile.interpreter("onnxruntime") == "python3"
+    (profile_dir / "rpi4.toml").write_text('[interpreters]\ntensorflow = "/usr/bin/python3"\n')
+    with pytest.raises(UserError, match="interpreters maps runtimes"):
+        load_profile("rpi4")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from tsprune_edge.export.artifacts import export_onnx, export_tflite
 from tsprune_edge.export.runtimes import run_onnx, run_tflite
-
 from tsprune_edge.models import available_models, create_model, resolve_config
 
 TOLERANCE = 1e-4

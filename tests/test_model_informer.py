@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from tsprune_edge.export.artifacts import export_onnx
-from tsprune_edge.export.runtimes import run_onnx
 
 from tsprune_edge.data import WindowSpec, load_forecast_data
+from tsprune_edge.export.artifacts import export_onnx
+from tsprune_edge.export.runtimes import run_onnx
 from tsprune_edge.models import create_model, resolve_config
 from tsprune_edge.models.deployment import deployment_form
 from tsprune_edge.models.informer import Distilling, ProbSparseAttention, encoder_lengths

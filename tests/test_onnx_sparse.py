@@ -13,6 +13,8 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import helper, numpy_helper
+
+from tsprune_edge.errors import UserError
 from tsprune_edge.export.artifacts import export_onnx
 from tsprune_edge.export.encodings import DENSE, DENSIFIED
 from tsprune_edge.export.onnx_sparse import (
@@ -23,8 +25,6 @@ from tsprune_edge.export.onnx_sparse import (
     narrowest_index_dtype,
 )
 from tsprune_edge.export.runtimes import run_onnx
-
-from tsprune_edge.errors import UserError
 from tsprune_edge.models import create_model
 from tsprune_edge.models.deployment import deployment_form
 from tsprune_edge.prune.masks import Masks

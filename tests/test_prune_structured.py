@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from tsprune_edge.export.artifacts import export_onnx, export_tflite
-from tsprune_edge.export.runtimes import run_onnx, run_tflite
 
 from tests.inputs import inputs
 from tsprune_edge.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from tsprune_edge.export.artifacts import export_onnx, export_tflite
+from tsprune_edge.export.runtimes import run_onnx, run_tflite
 from tsprune_edge.models import available_models, create_model
 from tsprune_edge.prune.analysis import count_macs
 from tsprune_edge.prune.structured import StructuredConfig, StructuredPruner, ffn_layers

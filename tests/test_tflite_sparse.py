@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 from ai_edge_litert.interpreter import Interpreter
+
+from tsprune_edge.errors import UserError
 from tsprune_edge.export.artifacts import export_tflite
 from tsprune_edge.export.encodings import DENSE, DENSIFIED, SPARSE, TensorEncoding
 from tsprune_edge.export.runtimes import run_tflite
 from tsprune_edge.export.tflite_sparse import compress_tflite
-
-from tsprune_edge.errors import UserError
 from tsprune_edge.models import create_model
 from tsprune_edge.models.deployment import deployment_form
 from tsprune_edge.prune.masks import Masks

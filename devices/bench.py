@@ -1,0 +1,291 @@
+"""The bench stage: export bundles -> a board (local or over SSH) -> measured results JSON on this machine.
+
+Steps, each with its own timeout: copy the agent, preflight every interpreter the plan needs, copy the bundles,
+verify their sha256 on the board, run the agent's interleaved plan, fetch the results. Results already measured on
+the board are fetched even when a later step fails, and the board's run folder is then kept so that `--resume`
+finishes only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from tsprune_edge.atomic import write_json_atomic
+from tsprune_edge.devices.profiles import DeviceProfile, load_profile
+from tsprune_edge.devices.transport import LocalTransport, SshTransport, Transport
+from tsprune_edge.errors import UserError
+from tsprune_edge.export.bundle import MANIFEST, load_manifest
+
+AGENT = Path(__file__).with_name("agent.py")
+FORMAT_RUNTIMES = {"onnx": ("onnxruntime",), "tflite": ("tflite_runtime", "ai_edge_litert")}
+RUNTIME_CHOICES = {"onnxruntime": "onnx", "tflite": "tflite"}
+STEP_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    device: str
+    host: str | None = None
+    artifacts: Path = Path("export")
+    runtimes: tuple[str, ...] = ("onnxruntime", "tflite")  # onnxruntime and/or tflite (the board's TFLite runtime)
+    threads: tuple[int, ...] | None = None  # default: the profile's
+    rounds: int = 3
+    min_time: float = 2.0
+    min_iters: int = 100
+    cooldown_s: float = 0.0  # wait up to this long before each measurement for the start temperature (+2 C)
+    results: Path = Path("results")
+    resume: bool = False
+    keep: bool = False
+    accept_new_host_key: bool = False
+    ssh_config: Path | None = None
+
+    def validate(self) -> None:
+        bad = [r for r in self.runtimes if r not in RUNTIME_CHOICES]
+        if bad or not self.runtimes:
+            raise UserError(f"unknown runtime {','.join(bad) or '(none)'}; --runtime takes onnxruntime and/or tflite")
+        if self.threads is not None and (not self.threads or min(self.threads) < 1):
+            raise UserError("--threads takes positive integers, for example 1,4")
+        if self.rounds < 1 or self.min_iters < 1 or self.min_time <= 0:
+            raise UserError("--rounds and --min-iters must be >= 1 and --min-time > 0")
+
+
+def bench(request: BenchRequest, console: Console | None = None) -> dict:
+    """Measure every bundle under `request.artifacts` on the device; returns the summary written to bench.json."""
+    console = console or Console(stderr=True)
+    request.validate()
+    profile = load_profile(request.device)
+    bundles = find_bundles(request.artifacts)
+    transport = open_transport(profile, request)
+    run_dir = _run_dir(request, profile)
+    remote = f"{profile.workdir.rstrip('/')}/{run_dir.name}"
+    state = {"run_id": run_dir.name, "device": profile.name, "transport": transport.name, "remote_dir": remote,
+             "status": "started"}
+    write_json_atomic(run_dir / "state.json", state)
+    try:
+        console.print(f"bench {run_dir.name}: {len(bundles)} bundles on {profile.name} via {transport.name}")
+        _step(transport, ["mkdir", "-p", remote], "create the run folder")
+        transport.put([AGENT], remote, STEP_TIMEOUT)
+        preflight = run_preflight(transport, profile, remote, request)
+        write_json_atomic(run_dir / "preflight.json", preflight)
+        plan = make_plan(bundles, profile, request, preflight)
+        write_json_atomic(run_dir / "plan.json", plan)
+        console.print(f"copying {len(bundles)} bundles, then {len(plan['items'])} measurements x {request.rounds} "
+                      "rounds")
+        transport.put([*(b["path"] for b in bundles.values()), run_dir / "plan.json"], remote, STEP_TIMEOUT)
+        for name in bundles:
+            verify_on_board(transport, profile, remote, name)
+        budget = _run_budget(plan)
+        run = transport.run([profile.python, f"{remote}/agent.py", "run", "--plan", f"{remote}/plan.json",
+                             "--results", f"{remote}/results"], timeout=budget)
+        agent_summary = _json_line(run.stdout)
+        if run.returncode == 4:
+            raise UserError(f"another bench holds {profile.name}'s lock ({agent_summary.get('error', 'locked')}); "
+                            "wait for it to finish")
+    finally:
+        fetched = _fetch(transport, remote, run_dir, console)
+        state.update(status="fetched" if fetched else "failed", fetched=fetched)
+        write_json_atomic(run_dir / "state.json", state)
+    summary = summarize_run(run_dir, profile, transport.name, preflight, plan, agent_summary)
+    write_json_atomic(run_dir / "bench.json", summary)
+    state["status"] = "done"
+    write_json_atomic(run_dir / "state.json", state)
+    if not request.keep:
+        _step(transport, ["rm", "-rf", remote], "remove the run folder")
+    transport.close()
+    return summary
+
+
+def find_bundles(artifacts: Path) -> dict[str, dict]:
+    """Every export bundle (a folder with a manifest) under `artifacts`, dense first."""
+    folders = sorted(p.parent for p in Path(artifacts).glob(f"*/{MANIFEST}"))
+    if not folders:
+        raise UserError(f"no export bundles under {artifacts}; run `tsprune-edge export` first or pass --artifacts")
+    bundles = {f.name: {"path": f, "manifest": load_manifest(f)} for f in folders}
+    return dict(sorted(bundles.items(), key=lambda item: (item[0] != "dense", item[0])))
+
+
+def open_transport(profile: DeviceProfile, request: BenchRequest) -> Transport:
+    if profile.local:
+        if request.host:
+            raise UserError(f"--device {profile.name} is measured on this machine; drop --host or choose a board")
+        return LocalTransport()
+    host = request.host or profile.host
+    if not host:
+        raise UserError(f"--device {profile.name} is a remote board: pass --host user@address (or set host in its "
+                        "profile)")
+    return SshTransport(host, ssh_config=request.ssh_config, accept_new_host_key=request.accept_new_host_key)
+
+
+def _run_dir(request: BenchRequest, profile: DeviceProfile) -> Path:
+    """A fresh results/<device>-<time>/ folder, or with --resume the latest one of this device not yet done."""
+    root = Path(request.results)
+    if request.resume:
+        candidates = sorted(p.parent for p in root.glob(f"{profile.name}-*/state.json")
+                            if json.loads(p.read_text()).get("status") != "done")
+        if not candidates:
+            raise UserError(f"nothing to resume for {profile.name} under {root}; run the bench without --resume")
+        return candidates[-1]
+    run_dir = root / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    return run_dir
+
+
+def _step(transport: Transport, argv: list[str], what: str) -> str:
+    done = transport.run(argv, timeout=STEP_TIMEOUT)
+    if done.returncode != 0:
+        raise UserError(f"the board could not {what}: {_first_line(done.stderr) or f'exit {done.returncode}'}")
+    return done.stdout.decode(errors="replace") if isinstance(done.stdout, bytes) else done.stdout
+
+
+def run_preflight(transport: Transport, profile: DeviceProfile, remote: str, request: BenchRequest) -> dict:
+    """The agent's preflight under every interpreter the requested runtimes use; refuse before copying anything
+    big if no interpreter can run a requested format."""
+    wanted = [r for choice in request.runtimes for r in FORMAT_RUNTIMES[RUNTIME_CHOICES[choice]]
+              if r in profile.runtimes]
+    by_python: dict[str, list[str]] = {}
+    for runtime in wanted:
+        by_python.setdefault(profile.interpreter(runtime), []).append(runtime)
+    reports = {}
+    for python, runtimes in by_python.items():
+        done = transport.run([python, f"{remote}/agent.py", "preflight", "--runtime", ",".join(runtimes)],
+                             timeout=STEP_TIMEOUT)
+        report = _json_line(done.stdout)
+        if not report or "runtimes" not in report:
+            raise UserError(f"the board's {python} cannot run the agent: {_first_line(done.stderr) or 'no output'} "
+                            "(the agent needs Python >= 3.6; set python in the device profile)")
+        reports[python] = report
+    return {"interpreters": reports, "machine": next(iter(reports.values()))["machine"] if reports else None}
+
+
+def usable_runtime(fmt: str, profile: DeviceProfile, preflight: dict) -> tuple[str, str] | None:
+    """(runtime, interpreter) that runs `fmt` on the board, in the profile's order of preference."""
+    for runtime in profile.runtimes:
+        if runtime not in FORMAT_RUNTIMES[fmt]:
+            continue
+        python = profile.interpreter(runtime)
+        found = preflight["interpreters"].get(python, {}).get("runtimes", {}).get(runtime, {})
+        if found.get("runs"):
+            return runtime, python
+    return None
+
+
+def make_plan(bundles: dict[str, dict], profile: DeviceProfile, request: BenchRequest, preflight: dict) -> dict:
+    items, missing = [], []
+    for choice in request.runtimes:
+        fmt = RUNTIME_CHOICES[choice]
+        chosen = usable_runtime(fmt, profile, preflight)
+        if chosen is None:
+            missing.append(_missing_runtime(fmt, profile, preflight))
+            continue
+        runtime, python = chosen
+        for name, bundle in bundles.items():
+            if fmt not in bundle["manifest"]["artifacts"]:
+                continue
+            for threads in request.threads or profile.threads:
+                items.append({"id": f"{name}__{fmt}__t{threads}", "bundle": name, "format": fmt, "runtime": runtime,
+                              "python": python, "threads": threads, "providers": list(profile.onnx_providers)
+                              if fmt == "onnx" else []})
+    if missing and not items:
+        raise UserError("; ".join(missing))
+    cooldown = {"max_seconds": request.cooldown_s, "within_c": 2.0} if request.cooldown_s > 0 else None
+    return {"items": items, "rounds": request.rounds, "min_time": request.min_time, "min_iters": request.min_iters,
+            "cooldown": cooldown, "skipped": missing}
+
+
+def _missing_runtime(fmt: str, profile: DeviceProfile, preflight: dict) -> str:
+    """One line: why no runtime for `fmt` runs on the board, with the agent's fix hint where it has one."""
+    for runtime in (r for r in profile.runtimes if r in FORMAT_RUNTIMES[fmt]):
+        found = preflight["interpreters"].get(profile.interpreter(runtime), {}).get("runtimes", {}).get(runtime)
+        if found and (found.get("fix") or found.get("error")):
+            return (f"{fmt}: {runtime} does not run on {profile.name} ({found.get('error') or 'not importable'}); "
+                    f"fix: {found.get('fix') or 'install it'}")
+    return f"{fmt}: no runtime for it on {profile.name} (profile runtimes: {', '.join(profile.runtimes)})"
+
+
+def verify_on_board(transport: Transport, profile: DeviceProfile, remote: str, bundle: str) -> None:
+    done = transport.run([profile.python, f"{remote}/agent.py", "verify", "--bundle", f"{remote}/{bundle}"],
+                         timeout=STEP_TIMEOUT)
+    report = _json_line(done.stdout)
+    if done.returncode != 0 or not report.get("ok"):
+        bad = [f["file"] for f in report.get("files", []) if not f.get("ok")]
+        raise UserError(f"{bundle}: checksum mismatch on the board for {', '.join(bad) or 'its files'} "
+                        f"({report.get('error', 'copy corrupted')}); re-export or re-run the bench")
+
+
+def _run_budget(plan: dict) -> float:
+    """Generous wall-clock limit for the whole plan: each measurement's minimum time, warm-up and start-up."""
+    per_item = plan["min_time"] + 15.0 + (plan["cooldown"] or {}).get("max_seconds", 0.0)
+    return STEP_TIMEOUT + 3 * per_item * len(plan["items"]) * plan["rounds"]
+
+
+def _fetch(transport: Transport, remote: str, run_dir: Path, console: Console) -> int:
+    """Bring back whatever the board measured so far; never raises (it runs on the failure path too)."""
+    try:
+        transport.get(f"{remote}/results", run_dir / "raw", STEP_TIMEOUT)
+    except UserError as exc:
+        console.print(f"could not fetch results yet: {exc}")
+        return 0
+    return len(list((run_dir / "raw").glob("*__r*.json")))
+
+
+def summarize_run(run_dir: Path, profile: DeviceProfile, transport: str, preflight: dict, plan: dict,
+                  agent_summary: dict) -> dict:
+    """Per item, the rounds pooled: medians of the per-round percentiles, their spread, memory, correctness."""
+    items = []
+    for item in plan["items"]:
+        rounds = [json.loads(p.read_text()) for p in sorted((run_dir / "raw").glob(f"{item['id']}__r*.json"))]
+        good = [r for r in rounds if "error" not in r]
+        items.append({**{k: item[k] for k in ("id", "bundle", "format", "runtime", "threads")},
+                      "rounds": len(good), "errors": [r["error"] for r in rounds if "error" in r],
+                      **(_pool(good) if good else {})})
+    emulated = profile.emulated or any(r.get("emulated") for r in preflight["interpreters"].values())
+    return {"run_id": run_dir.name, "device": profile.to_dict(), "transport": transport,
+            "machine": preflight["machine"], "emulated": emulated,
+            "timing_label": "emulated (qemu): not a board's timing" if emulated else "measured on the board",
+            "plan": plan, "agent": agent_summary, "items": items}
+
+
+def _pool(rounds: list[dict]) -> dict:
+    p50s = [r["latency"]["p50"] for r in rounds]
+    median = statistics.median(p50s)
+    return {
+        "p50_s": median,
+        "p90_s": statistics.median(r["latency"]["p90"] for r in rounds),
+        "p99_s": statistics.median(r["latency"]["p99"] for r in rounds),
+        "p50_spread": (max(p50s) - min(p50s)) / median if median else None,
+        "throughput_per_s": statistics.median(r["latency"]["throughput_per_s"] for r in rounds),
+        "load_s": statistics.median(r["load_s"] for r in rounds),
+        "peak_rss_kib": max(r["memory_kib"]["peak_rss"] or 0 for r in rounds),
+        "max_abs_error": max(r["correctness"]["max_abs_error"] for r in rounds),
+        "correct": all(r["correctness"]["within_tolerance"] for r in rounds),
+        "runtime_version": rounds[0]["runtime"]["version"],
+    }
+
+
+def _json_line(stdout) -> dict:
+    text = stdout.decode(errors="replace") if isinstance(stdout, bytes) else (stdout or "")
+    for line in reversed(text.strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _first_line(stderr) -> str:
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else (stderr or "")
+    return text.strip().splitlines()[0][:200] if text.strip() else ""
+
+

@@ -1,0 +1,78 @@
+"""`tsprune-edge bench`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tsprune_edge.cli.model_cmd import ensure_writable
+from tsprune_edge.cli.output import table_console
+
+_console = Console(stderr=True)
+
+
+def _ints(text: str | None) -> tuple[int, ...] | None:
+    from tsprune_edge.errors import UserError
+
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UserError(f"--threads takes comma-separated integers, for example 1,4; got {text!r}") from None
+
+
+def bench_command(
+    device: str = typer.Option("desktop", help="Device profile (see `tsprune-edge devices list`)."),
+    host: str = typer.Option(None, help="SSH destination of the board: user@address or a ~/.ssh/config alias."),
+    artifacts: Path = typer.Option(Path("export"), help="Folder of export bundles (`tsprune-edge export --out`)."),
+    runtime: str = typer.Option("onnxruntime,tflite", help="onnxruntime and/or tflite (the board's TFLite runtime)."),
+    threads: str = typer.Option(None, help="Thread counts to measure, e.g. 1,4 (default: the profile's)."),
+    rounds: int = typer.Option(3, help="Interleaved rounds: every variant once per round, fresh process each."),
+    min_time: float = typer.Option(2.0, help="Minimum timed seconds per measurement."),
+    min_iters: int = typer.Option(100, help="Minimum timed iterations per measurement."),
+    cooldown: float = typer.Option(0.0, help="Wait up to this many seconds before each measurement until the "
+                                   "board is back within 2 C of its starting temperature."),
+    results: Path = typer.Option(Path("results"), help="Results go to RESULTS/<device>-<time>/."),
+    resume: bool = typer.Option(False, help="Finish this device's latest unfinished run instead of starting anew."),
+    keep: bool = typer.Option(False, help="Keep the run folder on the board."),
+    accept_new_host_key: bool = typer.Option(False, help="Trust an unknown host key on first contact (never a "
+                                             "changed one)."),
+    ssh_config: Path = typer.Option(None, help="An ssh_config file to use instead of ~/.ssh/config."),
+) -> None:
+    """Copy the bundles to the device, measure every variant there (latency percentiles, memory, correctness) and
+    bring the results back as JSON."""
+    from tsprune_edge.devices.bench import BenchRequest, bench
+    from tsprune_edge.export.bundle import parse_list
+
+    request = BenchRequest(device=device, host=host, artifacts=artifacts, runtimes=parse_list(runtime),
+                           threads=_ints(threads), rounds=rounds, min_time=min_time, min_iters=min_iters,
+                           cooldown_s=cooldown, results=results, resume=resume, keep=keep,
+                           accept_new_host_key=accept_new_host_key, ssh_config=ssh_config)
+    request.validate()
+    ensure_writable(results)
+    summary = bench(request, console=_console)
+    table_console().print(bench_table(summary))
+    print(f"results: {Path(results) / summary['run_id'] / 'bench.json'}")
+
+
+def bench_table(summary: dict) -> Table:
+    table = Table(title=f"{summary['device']['name']} ({summary['machine']}), {summary['timing_label']}; "
+                        "latency per window, median over rounds")
+    for column in ("variant", "format", "runtime", "threads", "rounds", "p50 ms", "p90 ms", "p99 ms",
+                   "p50 spread", "peak RSS MB", "load ms", "max error", "correct"):
+        table.add_column(column)
+    for item in summary["items"]:
+        if not item["rounds"]:
+            table.add_row(item["bundle"], item["format"], item["runtime"], str(item["threads"]), "0",
+                          *["-"] * 7, "; ".join(item["errors"])[:60])
+            continue
+        table.add_row(item["bundle"], item["format"], f"{item['runtime']} {item['runtime_version']}",
+                      str(item["threads"]), str(item["rounds"]), f"{item['p50_s'] * 1e3:.3f}",
+                      f"{item['p90_s'] * 1e3:.3f}", f"{item['p99_s'] * 1e3:.3f}", f"{item['p50_spread']:.1%}",
+                      f"{item['peak_rss_kib'] / 1024:.0f}", f"{item['load_s'] * 1e3:.1f}",
+                      f"{item['max_abs_error']:.1e}", "yes" if item["correct"] else "NO")
+    return table

@@ -1,0 +1,73 @@
+"""`tsprune-edge devices list|show|check`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tsprune_edge.cli.output import table_console
+
+app = typer.Typer(help="Device profiles and board checks.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_command() -> None:
+    """The built-in and user device profiles."""
+    from tsprune_edge.devices.profiles import available_profiles, load_profile, profile_dir
+
+    table = Table(title=f"devices (user profiles: {profile_dir()}/<name>.toml)")
+    for column in ("name", "arch", "cores", "runtimes", "threads", "round_to", "description"):
+        table.add_column(column)
+    for name in available_profiles():
+        p = load_profile(name)
+        table.add_row(p.name, p.arch, str(p.cores), ", ".join(p.runtimes), ",".join(map(str, p.threads)),
+                      str(p.round_to), p.description)
+    table_console().print(table)
+
+
+@app.command("show")
+def show_command(name: str = typer.Argument(..., help="Profile name.")) -> None:
+    """Every field of one profile, as JSON."""
+    from tsprune_edge.devices.profiles import load_profile
+
+    print(json.dumps(load_profile(name).to_dict(), indent=2))
+
+
+@app.command("check")
+def check_command(
+    device: str = typer.Option(..., help="Device profile."),
+    host: str = typer.Option(None, help="SSH destination of the board."),
+    accept_new_host_key: bool = typer.Option(False, help="Trust an unknown host key on first contact."),
+    ssh_config: Path = typer.Option(None, help="An ssh_config file to use instead of ~/.ssh/config."),
+) -> None:
+    """Reach the board, copy the agent and run its preflight under every interpreter the profile uses: Python,
+    runtimes (with a fix for each failure), CPU, memory, disk."""
+    from tsprune_edge.devices.bench import AGENT, BenchRequest, open_transport, run_preflight, usable_runtime
+    from tsprune_edge.devices.profiles import load_profile
+
+    profile = load_profile(device)
+    request = BenchRequest(device=device, host=host, accept_new_host_key=accept_new_host_key, ssh_config=ssh_config)
+    transport = open_transport(profile, request)
+    remote = f"{profile.workdir.rstrip('/')}/check"
+    try:
+        transport.run(["mkdir", "-p", remote], timeout=60)
+        transport.put([AGENT], remote, 60)
+        report = run_preflight(transport, profile, remote, request)
+        transport.run(["rm", "-rf", remote], timeout=60)
+    finally:
+        transport.close()
+    table = Table(title=f"{profile.name} via {transport.name}: {report['machine']}"
+                        + (" (emulated)" if any(r.get("emulated") for r in report["interpreters"].values()) else ""))
+    for column in ("interpreter", "python", "runtime", "runs", "version", "problem / fix"):
+        table.add_column(column)
+    for python, found in report["interpreters"].items():
+        for runtime, info in found["runtimes"].items():
+            table.add_row(python, found["python"], runtime, "yes" if info.get("runs") else "no",
+                          info.get("version") or "-", info.get("fix") or info.get("error") or "")
+    table_console().print(table)
+    for fmt in ("onnx", "tflite"):
+        chosen = usable_runtime(fmt, profile, report)
+        print(f"{fmt}: " + (f"{chosen[0]} ({chosen[1]})" if chosen else "no runtime runs on this board"))
