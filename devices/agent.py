@@ -871,11 +871,12 @@ def cmd_run(args):
     except Exception as exc:
         print_json({"ok": False, "error": error_line(exc)})
         return EXIT_FAILED
-    lock, holder = acquire_lock(args.results)
+    lock_dir = args.lock_dir or args.results
+    lock, holder = acquire_lock(lock_dir)
     if lock is None:
-        lock_path = os.path.abspath(os.path.join(args.results, LOCK_NAME))
-        print_json({"ok": False, "error": f"locked by pid {holder.get('pid')}: another run uses this results folder; "
-                    f"remove {lock_path} if none is active", "lock": holder})
+        lock_path = os.path.abspath(os.path.join(lock_dir, LOCK_NAME))
+        print_json({"ok": False, "error": f"locked by pid {holder.get('pid')}: another run is measuring on this "
+                    f"board; remove {lock_path} if none is active", "lock": holder})
         return EXIT_LOCKED
     for signum in (signal.SIGTERM, signal.SIGHUP):  # a dropped ssh session: release the lock, stop the worker
         signal.signal(signum, exit_on_signal)
@@ -914,6 +915,8 @@ def parser():
     run = commands.add_parser("run", help="run a plan: interleaved rounds, one fresh worker per measurement")
     run.add_argument("--plan", required=True)
     run.add_argument("--results", required=True)
+    run.add_argument("--lock-dir", help="folder of the lock that keeps runs apart (default: the results folder; "
+                     "the host passes the board's work folder so that no two benches overlap on one board)")
     return root
 
 

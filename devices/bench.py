@@ -9,6 +9,7 @@ finishes only what is missing.
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ AGENT = Path(__file__).with_name("agent.py")
 FORMAT_RUNTIMES = {"onnx": ("onnxruntime",), "tflite": ("tflite_runtime", "ai_edge_litert")}
 RUNTIME_CHOICES = {"onnxruntime": "onnx", "tflite": "tflite"}
 STEP_TIMEOUT = 300.0
+LOCK_POLL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -61,44 +63,53 @@ def bench(request: BenchRequest, console: Console | None = None) -> dict:
     request.validate()
     profile = load_profile(request.device)
     bundles = find_bundles(request.artifacts)
-    transport = open_transport(profile, request)
-    run_dir = _run_dir(request, profile)
-    remote = f"{profile.workdir.rstrip('/')}/{run_dir.name}"
+    run_dir = _run_dir(request, profile)  # checked (resume) before connecting, created once the board answered
+    with open_transport(profile, request) as transport:
+        remote = f"{profile.workdir.rstrip('/')}/{run_dir.name}"
+        _step(transport, ["mkdir", "-p", remote], "create the run folder")
+        fresh = not run_dir.exists()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            state, preflight, plan = _prepare(transport, profile, request, bundles, run_dir, remote, console)
+        except BaseException:  # a fresh run measured nothing yet: leave nothing behind, here or on the board
+            if fresh:
+                transport.run(["rm", "-rf", remote], timeout=STEP_TIMEOUT)
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        try:
+            agent_summary = run_plan(transport, profile, remote, _run_budget(plan), console)
+        finally:  # whatever the board measured comes back, also when the connection dropped mid-run
+            fetched = _fetch(transport, remote, run_dir, console)
+            state.update(status="fetched" if fetched is not None else "unfetched", fetched=fetched)
+            write_json_atomic(run_dir / "state.json", state)
+        if fetched is None:
+            raise UserError(f"the results stay on {profile.name} in {remote}: they could not be fetched; "
+                            "run the same bench with --resume")
+        summary = summarize_run(run_dir, profile, transport.name, preflight, plan, agent_summary)
+        write_json_atomic(run_dir / "bench.json", summary)
+        write_json_atomic(run_dir / "state.json", {**state, "status": "done"})
+        if not request.keep:
+            _step(transport, ["rm", "-rf", remote], "remove the run folder")
+    return summary
+
+
+def _prepare(transport: Transport, profile: DeviceProfile, request: BenchRequest, bundles: dict[str, dict],
+             run_dir: Path, remote: str, console: Console) -> tuple[dict, dict, dict]:
+    """Agent, preflight, plan, bundles copied and verified on the board: everything before the first measurement."""
     state = {"run_id": run_dir.name, "device": profile.name, "transport": transport.name, "remote_dir": remote,
              "status": "started"}
     write_json_atomic(run_dir / "state.json", state)
-    try:
-        console.print(f"bench {run_dir.name}: {len(bundles)} bundles on {profile.name} via {transport.name}")
-        _step(transport, ["mkdir", "-p", remote], "create the run folder")
-        transport.put([AGENT], remote, STEP_TIMEOUT)
-        preflight = run_preflight(transport, profile, remote, request)
-        write_json_atomic(run_dir / "preflight.json", preflight)
-        plan = make_plan(bundles, profile, request, preflight)
-        write_json_atomic(run_dir / "plan.json", plan)
-        console.print(f"copying {len(bundles)} bundles, then {len(plan['items'])} measurements x {request.rounds} "
-                      "rounds")
-        transport.put([*(b["path"] for b in bundles.values()), run_dir / "plan.json"], remote, STEP_TIMEOUT)
-        for name in bundles:
-            verify_on_board(transport, profile, remote, name)
-        budget = _run_budget(plan)
-        run = transport.run([profile.python, f"{remote}/agent.py", "run", "--plan", f"{remote}/plan.json",
-                             "--results", f"{remote}/results"], timeout=budget)
-        agent_summary = _json_line(run.stdout)
-        if run.returncode == 4:
-            raise UserError(f"another bench holds {profile.name}'s lock ({agent_summary.get('error', 'locked')}); "
-                            "wait for it to finish")
-    finally:
-        fetched = _fetch(transport, remote, run_dir, console)
-        state.update(status="fetched" if fetched else "failed", fetched=fetched)
-        write_json_atomic(run_dir / "state.json", state)
-    summary = summarize_run(run_dir, profile, transport.name, preflight, plan, agent_summary)
-    write_json_atomic(run_dir / "bench.json", summary)
-    state["status"] = "done"
-    write_json_atomic(run_dir / "state.json", state)
-    if not request.keep:
-        _step(transport, ["rm", "-rf", remote], "remove the run folder")
-    transport.close()
-    return summary
+    console.print(f"bench {run_dir.name}: {len(bundles)} bundles on {profile.name} via {transport.name}")
+    transport.put([AGENT], remote, STEP_TIMEOUT)
+    preflight = run_preflight(transport, profile, remote, request)
+    write_json_atomic(run_dir / "preflight.json", preflight)
+    plan = make_plan(bundles, profile, request, preflight)
+    write_json_atomic(run_dir / "plan.json", plan)
+    console.print(f"copying {len(bundles)} bundles, then {len(plan['items'])} measurements x {request.rounds} rounds")
+    transport.put([*(b["path"] for b in bundles.values()), run_dir / "plan.json"], remote, STEP_TIMEOUT)
+    for name in bundles:
+        verify_on_board(transport, profile, remote, name)
+    return state, preflight, plan
 
 
 def find_bundles(artifacts: Path) -> dict[str, dict]:
@@ -132,7 +143,8 @@ def _run_dir(request: BenchRequest, profile: DeviceProfile) -> Path:
             raise UserError(f"nothing to resume for {profile.name} under {root}; run the bench without --resume")
         return candidates[-1]
     run_dir = root / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir.mkdir(parents=True, exist_ok=False)
+    if run_dir.exists():
+        raise UserError(f"{run_dir} exists already; wait a second or choose another --results")
     return run_dir
 
 
@@ -218,19 +230,42 @@ def verify_on_board(transport: Transport, profile: DeviceProfile, remote: str, b
                         f"({report.get('error', 'copy corrupted')}); re-export or re-run the bench")
 
 
+def run_plan(transport: Transport, profile: DeviceProfile, remote: str, budget: float, console: Console) -> dict:
+    """The agent's `run` on the board. If the board is still busy with this run's earlier agent (the connection
+    dropped but the agent kept measuring), wait for it: the next `run` then only measures what is missing."""
+    argv = [profile.python, f"{remote}/agent.py", "run", "--plan", f"{remote}/plan.json", "--results",
+            f"{remote}/results", "--lock-dir", profile.workdir]
+    deadline = time.monotonic() + budget
+    while True:
+        done = transport.run(argv, timeout=max(deadline - time.monotonic(), 1.0))
+        summary = _json_line(done.stdout)
+        if done.returncode in (0, 1):  # 1: some measurement failed; the summary and result files say which
+            return summary
+        if done.returncode != 4:
+            reason = summary.get("error") or _first_line(done.stderr) or "no output"
+            raise UserError(f"the run on {profile.name} stopped (exit {done.returncode}: {reason}); what it measured "
+                            "is kept: run the same bench with --resume to finish")
+        if time.monotonic() > deadline:
+            raise UserError(f"{profile.name} stayed locked by another bench ({summary.get('error', 'locked')}); "
+                            "wait for it to finish, then --resume")
+        console.print(f"the board is busy ({summary.get('error', 'locked')}); waiting")
+        time.sleep(LOCK_POLL_S)
+
+
 def _run_budget(plan: dict) -> float:
     """Generous wall-clock limit for the whole plan: each measurement's minimum time, warm-up and start-up."""
     per_item = plan["min_time"] + 15.0 + (plan["cooldown"] or {}).get("max_seconds", 0.0)
     return STEP_TIMEOUT + 3 * per_item * len(plan["items"]) * plan["rounds"]
 
 
-def _fetch(transport: Transport, remote: str, run_dir: Path, console: Console) -> int:
-    """Bring back whatever the board measured so far; never raises (it runs on the failure path too)."""
+def _fetch(transport: Transport, remote: str, run_dir: Path, console: Console) -> int | None:
+    """Bring back whatever the board measured so far: the number of result files, None if the board could not be
+    reached. Never raises: it runs on the failure path too."""
     try:
         transport.get(f"{remote}/results", run_dir / "raw", STEP_TIMEOUT)
     except UserError as exc:
-        console.print(f"could not fetch results yet: {exc}")
-        return 0
+        console.print(f"could not fetch the results: {exc}")
+        return None
     return len(list((run_dir / "raw").glob("*__r*.json")))
 
 

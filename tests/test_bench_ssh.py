@@ -1,0 +1,160 @@
+"""`tsprune-edge bench` over SSH to a real sshd on 127.0.0.1, and its faults: each gives one line and loses nothing
+measured. The "board" is this machine behind sshd; tests/test_emulated_board.py runs the same flow on arm64."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.sshd import free_port, make_key, running_sshd, sshd_server  # noqa: F401 (fixture)
+from tests.test_bad_input import assert_one_line_error
+from tests.test_bench import bundles  # noqa: F401 (fixture)
+
+FAST = ("--rounds", "2", "--min-time", "0.2", "--min-iters", "20")
+
+
+def write_profile(folder: Path, workdir: Path, runtimes=("onnxruntime", "ai_edge_litert")) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "loopback.toml").write_text(
+        'description = "this machine behind a loopback sshd"\narch = "x86_64"\ncores = 2\nmemory_mb = 0\n'
+        f'python = "{sys.executable}"\nworkdir = "{workdir}"\nhost = "board"\n'
+        f"runtimes = {json.dumps(list(runtimes))}\n")
+
+
+@pytest.fixture
+def board(tmp_path, monkeypatch, sshd_server):  # noqa: F811
+    monkeypatch.setenv("TSPRUNE_EDGE_DEVICES_DIR", str(tmp_path / "profiles"))
+    write_profile(tmp_path / "profiles", tmp_path / "board")
+    return sshd_server
+
+
+def assert_fails_with(result, *fragments: str) -> None:
+    """Progress lines may come first; the failure is the last line, one line, no traceback."""
+    assert result.code == 2, (result.code, result.err)
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "Traceback" not in result.err, result.err
+    for fragment in fragments:
+        assert fragment in last, (fragment, last)
+
+
+def _bench(cli, tmp_path, artifacts, config, *args):
+    return cli("bench", "--device", "loopback", "--ssh-config", str(config), "--artifacts", str(artifacts),
+               "--results", str(tmp_path / "results"), *FAST, *args)
+
+
+def test_ssh_bench_copies_verifies_measures_and_cleans_up(cli, tmp_path, board, bundles):  # noqa: F811
+    result = _bench(cli, tmp_path, bundles, board.ssh_config)
+    assert result.code == 0, result.err
+    (run,) = (tmp_path / "results").iterdir()
+    summary = json.loads((run / "bench.json").read_text())
+    assert summary["transport"] == f"ssh {board.user}@127.0.0.1:{board.port}"
+    assert summary["machine"] == "x86_64" and not summary["emulated"]
+    assert len(summary["items"]) == 4 and all(i["rounds"] == 2 and i["correct"] for i in summary["items"])
+    assert not (tmp_path / "board" / run.name).exists()  # removed without --keep
+    assert json.loads((run / "preflight.json").read_text())["machine"] == "x86_64"
+
+
+def test_connection_refused(cli, tmp_path, board, bundles):  # noqa: F811
+    config = tmp_path / "closed_config"
+    config.write_text(board.ssh_config.read_text().replace(f"Port {board.port}", f"Port {free_port()}"))
+    result = _bench(cli, tmp_path, bundles, config)
+    assert_one_line_error(result, "connection refused")
+
+
+def test_wrong_key(cli, tmp_path, board, bundles):  # noqa: F811
+    make_key(tmp_path / "stranger")
+    config = tmp_path / "stranger_config"
+    config.write_text(board.ssh_config.read_text().replace(str(board.identity), str(tmp_path / "stranger")))
+    result = _bench(cli, tmp_path, bundles, config)
+    assert_one_line_error(result, "refused our key")
+
+
+def test_missing_runtime_names_the_fix(cli, tmp_path, board, bundles):  # noqa: F811
+    write_profile(tmp_path / "profiles", tmp_path / "board", runtimes=("tflite_runtime",))
+    result = _bench(cli, tmp_path, bundles, board.ssh_config, "--runtime", "tflite")
+    assert_fails_with(result, "tflite: tflite_runtime does not run on loopback", "fix: pip install")
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+    assert not any((tmp_path / "board").glob("loopback-*"))  # nothing measured, nothing left on the board
+
+
+def test_corrupt_artifact_is_caught_by_checksum_on_the_board(cli, tmp_path, board, bundles):  # noqa: F811
+    copy = tmp_path / "export"
+    shutil.copytree(bundles, copy)
+    model = copy / "dense" / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    result = _bench(cli, tmp_path, copy, board.ssh_config)
+    assert_fails_with(result, "dense: checksum mismatch on the board for model.onnx")
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _drop_ssh_sessions(sshd_pid: int) -> None:
+    """Kill every sshd process serving a connection (not the commands they started), as a dropped link would."""
+    for pid in _descendants(sshd_pid):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().startswith("sshd"):
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass
+
+
+def test_sshd_killed_mid_run_then_resume_loses_nothing(tmp_path, bundles, monkeypatch):  # noqa: F811
+    """The connection dies while the board measures; the agent goes on there. `--resume` on a new sshd waits for
+    it, measures what is missing, and brings everything back: every result measured before the drop is kept."""
+    monkeypatch.setenv("TSPRUNE_EDGE_DEVICES_DIR", str(tmp_path / "profiles"))
+    write_profile(tmp_path / "profiles", tmp_path / "board")
+    results = tmp_path / "results"
+    argv = [sys.executable, "-m", "tsprune_edge", "bench", "--device", "loopback", "--artifacts", str(bundles),
+            "--results", str(results), "--rounds", "3", "--min-time", "0.5", "--min-iters", "20"]
+    with running_sshd(tmp_path / "sshd1") as first:
+        bench = subprocess.Popen([*argv, "--ssh-config", str(first.ssh_config)], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env={**os.environ})
+        remote_results = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            found = list((tmp_path / "board").glob("loopback-*/results/*__r1.json"))
+            if found:
+                remote_results = found[0].parent
+                break
+            time.sleep(0.2)
+        assert remote_results is not None, "the board never started measuring"
+        _drop_ssh_sessions(first.pid)  # the network drops: sshd's sessions die, the agent on the board goes on
+    # sshd is gone now too.
+    out, err = bench.communicate(timeout=120)
+    assert bench.returncode == 2, err.decode()
+    last = err.decode().strip().splitlines()[-1]
+    assert last.startswith("error: ") and "Traceback" not in err.decode(), err.decode()
+    (run,) = results.iterdir()
+    assert json.loads((run / "state.json").read_text())["status"] != "done", err.decode()
+    with running_sshd(tmp_path / "sshd2") as second:
+        resumed = subprocess.run([*argv, "--resume", "--ssh-config", str(second.ssh_config)], capture_output=True,
+                                 timeout=300)
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    summary = json.loads((run / "bench.json").read_text())
+    assert all(item["rounds"] == 3 and item["correct"] for item in summary["items"])
+    assert sorted(p.name for p in (run / "raw").glob("*__r*.json")) == sorted(
+        f"{item['id']}__r{r}.json" for item in summary["items"] for r in (1, 2, 3))
