@@ -1,0 +1,234 @@
+"""An emulated Raspberry-Pi-4-like arm64 board for tests: Debian bookworm arm64 under qemu-user, in a chroot.
+
+For correctness only (does the agent run, do the runtimes load and compute on aarch64); emulated timings mean
+nothing. Needs root on Linux x86_64. `scripts/arm64-board.sh` builds the root filesystem once (several minutes,
+emulated pip installs) and caches it as a zstd tarball keyed by its recipe; a board restores it in seconds.
+
+    from tests.arm64_board import emulated_board
+    from tests.sshd import running_sshd
+
+    with emulated_board(tmp_path) as board:
+        board.run(["uname", "-m"]).stdout                    # 'aarch64\\n'
+        board.copy_in(AGENT, "/root/agent.py")
+        board.run([board.pythons["tflite_runtime"], "agent.py", "preflight", "--runtime", "tflite_runtime"])
+        # a real sshd on 127.0.0.1 whose sessions (commands, scp, rsync) land in the board:
+        with running_sshd(tmp_path / "sshd", extra_config=[f"ForceCommand {board.wrapper}"]) as server:
+            subprocess.run(["ssh", "-F", server.ssh_config, "board", "uname -m"])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "arm64-board.sh"
+# runtime name (as agent.py spells it) -> interpreter inside the board that has it
+PYTHONS = {"onnxruntime": "/opt/ort/bin/python", "tflite_runtime": "/opt/tflite/bin/python",
+           "ai_edge_litert": "/opt/litert/bin/python"}
+BOARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+BUILD_RECORD = "/usr/share/tsprune-edge-board/build.json"  # inside the board: versions, build time, cache key
+STATE_DIR = Path("/run/tsprune-edge-arm64-board")  # binfmt bookkeeping, shared with scripts/arm64-board.sh
+BINFMT_ENTRY = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+CPUS = ("cortex-a72", "cortex-a57", "cortex-a53")  # QEMU_CPU: Raspberry Pi 4, Jetson Nano, Raspberry Pi 3
+BUILD_TIMEOUT_S = 1800  # a cold build (debootstrap + emulated pip installs) takes ~5-10 min
+
+
+class BoardError(RuntimeError):
+    """The board could not be built, restored, mounted or torn down."""
+
+
+def unavailable_reason() -> str | None:
+    """Why no emulated board can run on this machine, or None when one can."""
+    if sys.platform != "linux" or platform.machine() != "x86_64":
+        return f"the emulated arm64 board needs an x86_64 Linux host (this is {sys.platform} {platform.machine()})"
+    if os.geteuid() != 0:
+        return "the emulated arm64 board needs root (debootstrap, mount, chroot)"
+    if not shutil.which("apt-get") and not all(shutil.which(tool) for tool in ("update-binfmts", "zstd")):
+        return "the emulated arm64 board needs apt-get, or qemu-user-static, binfmt-support and zstd installed"
+    return None
+
+
+def _script(*args: str, timeout: float = 120, cpu: str | None = None,
+            stream: bool = False) -> subprocess.CompletedProcess:
+    """Run scripts/arm64-board.sh; stream=True passes its progress (stderr) through instead of capturing it."""
+    env = dict(os.environ, **({"TSPRUNE_EDGE_BOARD_CPU": cpu} if cpu else {}))
+    proc = subprocess.run(["bash", str(SCRIPT), *args], stdout=subprocess.PIPE,
+                          stderr=None if stream else subprocess.PIPE, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or "(its progress went to stderr)").strip().splitlines()[-30:])
+        raise BoardError(f"scripts/arm64-board.sh {' '.join(args)} failed (exit {proc.returncode}):\n{tail}")
+    return proc
+
+
+def cache_tarball() -> Path:
+    """Where the cached root filesystem for the current recipe lives (it may not exist yet)."""
+    cache = Path(os.environ.get("TSPRUNE_EDGE_BOARD_CACHE", Path.home() / ".cache/tsprune-edge/arm64-board"))
+    return cache / f"arm64-board-{_script('key').stdout.strip()}.tar.zst"
+
+
+def mounts_under(root: Path) -> list[str]:
+    """Mount points at or under root, innermost (most recent) first."""
+    root_text = os.path.realpath(root)
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])  # \040: a space
+            if point == root_text or point.startswith(root_text + "/"):
+                found.append(point)
+    return found[::-1]
+
+
+class _Binfmt:
+    """The kernel's qemu-aarch64 entry: enabled if needed, disabled again by the last user if one of us enabled it.
+
+    Each user (a board here, scripts/arm64-board.sh while building) holds a shared flock on binfmt.users."""
+
+    def __init__(self) -> None:
+        self.enabled_by_us = False  # this board enabled it
+        self.disabled_by_us = False  # ... and this board disabled it at teardown
+        self._users = None
+
+    @staticmethod
+    def on() -> bool:
+        try:
+            return BINFMT_ENTRY.read_text().splitlines()[0].strip() == "enabled"
+        except (OSError, IndexError):
+            return False
+
+    def acquire(self) -> None:
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        with open(STATE_DIR / "binfmt.mutex", "a") as mutex:
+            fcntl.flock(mutex, fcntl.LOCK_EX)
+            if not self.on():
+                proc = subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True, text=True)
+                if proc.returncode != 0 or not self.on():
+                    raise BoardError(f"cannot enable the qemu-aarch64 binfmt entry: {proc.stderr.strip()}")
+                (STATE_DIR / "binfmt.enabled-by-us").touch()
+                self.enabled_by_us = True
+            self._users = open(STATE_DIR / "binfmt.users", "a")  # noqa: SIM115 (held for the board's life)
+            fcntl.flock(self._users, fcntl.LOCK_SH)
+
+    def release(self) -> None:
+        if self._users is None:
+            return
+        with open(STATE_DIR / "binfmt.mutex", "a") as mutex:
+            fcntl.flock(mutex, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(self._users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                last = True
+            except BlockingIOError:
+                last = False
+            marker = STATE_DIR / "binfmt.enabled-by-us"
+            if last and marker.exists():
+                subprocess.run(["update-binfmts", "--disable", "qemu-aarch64"], capture_output=True, check=True)
+                marker.unlink()
+                self.disabled_by_us = True
+            self._users.close()
+            self._users = None
+
+
+@dataclass
+class Board:
+    """A mounted emulated board. Paths in `pythons`, `run` and `copy_in` are paths inside the board."""
+
+    root: Path  # the root filesystem, on the host
+    wrapper: Path  # executable for sshd's ForceCommand: runs $SSH_ORIGINAL_COMMAND inside the board
+    cpu: str = "cortex-a72"  # QEMU_CPU and the cpuinfo's CPU part: one of CPUS
+    pythons: dict[str, str] = field(default_factory=lambda: dict(PYTHONS))
+    record: dict = field(default_factory=dict)  # the build record: versions inside, build time, cache key
+    binfmt: _Binfmt = field(default_factory=_Binfmt, repr=False)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The clean environment of every board command (nothing of the host's, pip settings included)."""
+        return {"PATH": BOARD_PATH, "HOME": "/root", "LANG": "C.UTF-8", "QEMU_CPU": self.cpu,
+                "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_DEFAULT_TIMEOUT": "120"}
+
+    def run(self, argv: Sequence[str], *, cwd: str = "/root", env: Mapping[str, str] | None = None,
+            input: str | None = None, timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess:
+        """Run argv inside the board (chroot, clean environment plus `env`); stdout and stderr captured as text."""
+        root = str(self.root)
+
+        def enter() -> None:  # in the child, before exec: the executable is then looked up inside the board
+            os.chroot(root)
+            os.chdir(cwd)
+
+        return subprocess.run(list(argv), env={**self.env, **(env or {})}, input=input, capture_output=True,
+                              text=True, errors="replace", timeout=timeout, check=check, preexec_fn=enter)
+
+    def sh(self, command: str, **kwargs) -> subprocess.CompletedProcess:
+        """Run a shell command line inside the board."""
+        return self.run(["/bin/sh", "-c", command], **kwargs)
+
+    def host_path(self, board_path: str) -> Path:
+        """The host path of an absolute path inside the board."""
+        if not board_path.startswith("/"):
+            raise ValueError(f"not an absolute board path: {board_path}")
+        return self.root / board_path.lstrip("/")
+
+    def copy_in(self, source: str | os.PathLike, board_path: str) -> str:
+        """Copy a host file or directory into the board; returns board_path."""
+        target = self.host_path(board_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if Path(source).is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, target)
+        return board_path
+
+
+@contextlib.contextmanager
+def emulated_board(workdir: str | os.PathLike, *, cpu: str = "cortex-a72", keep: bool = False) -> Iterator[Board]:
+    """Restore (or first build) the board into workdir/rootfs, mount it, yield a Board; unmount at exit.
+
+    Mounts: proc (with the host's binfmt_misc, read-only, so the agent knows it is emulated), an ARM cpuinfo over
+    proc/cpuinfo (without it onnxruntime and ai-edge-litert crash under qemu), sysfs read-only and a minimal /dev.
+    Teardown unmounts innermost first (lazily where busy), disables the binfmt entry if this board enabled it and
+    no other user remains, and deletes the root filesystem unless keep=True (never while anything is mounted).
+    """
+    reason = unavailable_reason()
+    if reason:
+        raise BoardError(reason)
+    if cpu not in CPUS:
+        raise ValueError(f"cpu must be one of {', '.join(CPUS)}, not {cpu!r}")
+    workdir = Path(workdir).resolve()
+    root = workdir / "rootfs"
+    wrapper = workdir / "board-ssh-wrapper"
+    board = Board(root=root, wrapper=wrapper, cpu=cpu)
+    try:
+        _script("restore", str(root), timeout=BUILD_TIMEOUT_S, stream=True)  # a cold build shows its progress
+        board.binfmt.acquire()
+        _script("mount", str(root), cpu=cpu)
+        _script("wrapper", str(root), str(wrapper), cpu=cpu)
+        record = board.host_path(BUILD_RECORD)
+        board.record = json.loads(record.read_text()) if record.is_file() else {}
+        yield board
+    finally:
+        errors = []
+        if root.exists():
+            try:
+                _script("umount", str(root))
+            except BoardError as exc:
+                errors.append(str(exc))
+        try:
+            board.binfmt.release()
+        except (OSError, subprocess.CalledProcessError) as exc:
+            errors.append(f"cannot release the binfmt entry: {exc}")
+        left = mounts_under(root) if root.exists() else []
+        if left:
+            errors.append(f"still mounted, so {root} was kept: {left}")
+        elif not keep and root.exists():
+            shutil.rmtree(root)
+        if errors:
+            raise BoardError("; ".join(errors))
