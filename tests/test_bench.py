@@ -70,3 +70,15 @@ def test_bad_bench_options(cli, tmp_path, bundles, args, fragments, monkeypatch)
 def test_no_bundles_is_refused(cli, tmp_path):
     result = cli("bench", "--artifacts", str(tmp_path / "empty"), "--results", str(tmp_path / "results"))
     assert_one_line_error(result, "no export bundles under", "tsprune-edge export")
+
+
+def test_devices_list_show_and_check_on_this_machine(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("TSPRUNE_EDGE_DEVICES_DIR", str(tmp_path / "profiles"))
+    listed = cli("devices", "list")
+    assert listed.code == 0 and all(name in listed.out for name in ("rpi4", "jetson-nano", "desktop"))
+    shown = cli("devices", "show", "jetson-nano")
+    assert shown.code == 0 and json.loads(shown.out)["onnx_providers"][0] == "TensorrtExecutionProvider"
+    checked = cli("devices", "check", "--device", "desktop")
+    assert checked.code == 0, checked.err
+    assert "onnx: onnxruntime" in checked.out and "tflite: ai_edge_litert" in checked.out
+    assert "x86_64" in checked.out

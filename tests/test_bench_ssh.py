@@ -158,3 +158,13 @@ def test_sshd_killed_mid_run_then_resume_loses_nothing(tmp_path, bundles, monkey
     assert all(item["rounds"] == 3 and item["correct"] for item in summary["items"])
     assert sorted(p.name for p in (run / "raw").glob("*__r*.json")) == sorted(
         f"{item['id']}__r{r}.json" for item in summary["items"] for r in (1, 2, 3))
+
+
+def test_devices_check_over_ssh_names_the_missing_runtime(cli, tmp_path, board):
+    result = cli("devices", "check", "--device", "loopback", "--ssh-config", str(board.ssh_config))
+    assert result.code == 0, result.err
+    assert "onnx: onnxruntime" in result.out and "tflite: ai_edge_litert" in result.out
+    write_profile(tmp_path / "profiles", tmp_path / "board", runtimes=("tflite_runtime",))
+    result = cli("devices", "check", "--device", "loopback", "--ssh-config", str(board.ssh_config))
+    assert result.code == 0, result.err
+    assert "pip install tflite-runtime" in result.out and "tflite: no runtime runs on this board" in result.out

@@ -21,7 +21,7 @@ def test_models_lists_the_registry(cli):
 def test_pipeline_runs_on_the_builtin_default(cli, tmp_path):
     """The README's main-job command, one epoch instead of its default three."""
     out = tmp_path / "pipeline"
-    result = cli("pipeline", "--epochs", "1", "--out", str(out))
+    result = cli("pipeline", "--epochs", "1", "--rounds", "1", "--out", str(out))
     assert result.code == 0, result.err
     metrics = json.loads((out / "dense" / "metrics.json").read_text())
     assert metrics["data"]["name"] == "synthetic" and metrics["model"] == "transformer"
@@ -35,3 +35,9 @@ def test_pipeline_runs_on_the_builtin_default(cli, tmp_path):
         errors = [v["max_abs_error"] for a in manifest["artifacts"].values() for v in a["validation"]]
         assert len(errors) == 2 and max(errors) <= 1e-4
         assert f"{manifest['artifacts']['onnx']['bytes'] / 1000:.0f}" in result.out
+    (run,) = (out / "results").iterdir()
+    measured = json.loads((run / "bench.json").read_text())
+    assert {(i["bundle"], i["format"]) for i in measured["items"]} == {
+        (v, f) for v in ("dense", "structured-0.5") for f in ("onnx", "tflite")}
+    for item in measured["items"]:
+        assert item["correct"] and f"{item['p50_s'] * 1e3:.3f}" in result.out

@@ -1,5 +1,5 @@
 """`tsprune-edge pipeline`: the main job on the built-in default, as far as the pipeline goes today (train, prune,
-export)."""
+export, bench on this machine)."""
 
 from __future__ import annotations
 
@@ -22,11 +22,13 @@ def pipeline_command(
     epochs: int = typer.Option(3, help="Training epochs for the default job (the full schedule: `train`)."),
     sparsity: float = typer.Option(0.5, help="Structured pruning ratio (heads and FFN neurons removed)."),
     finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning."),
+    rounds: int = typer.Option(3, help="Bench rounds on this machine (each variant once per round)."),
     out: Path = typer.Option(Path("runs/pipeline"), help="Where every stage writes its files."),
 ) -> None:
     """Train the default model on the built-in dataset, prune it (structured), fine-tune, export dense and pruned
-    ONNX and TFLite bundles validated against torch, and table accuracy, size and MACs of both beside a naive
-    forecast."""
+    ONNX and TFLite bundles validated against torch, measure them on this machine, and table accuracy, size, MACs
+    and latency of both beside a naive forecast."""
+    from tsprune_edge.devices.bench import BenchRequest, bench
     from tsprune_edge.export.bundle import ExportRequest
     from tsprune_edge.export_job import ExportJob, run_export_job
 
@@ -35,27 +37,35 @@ def pipeline_command(
     job.prune_requests()
     ensure_writable(out)
     manifests = run_export_job(job, ExportRequest(), out / "export", out, console=_console)
+    measured = bench(BenchRequest(device="desktop", artifacts=out / "export", results=out / "results", rounds=rounds),
+                     console=_console)
     metrics = json.loads((out / "dense" / "metrics.json").read_text())
-    table_console().print(summary_table(manifests, metrics))
-    print(f"bundles: {', '.join(str(out / 'export' / name) for name in manifests)}")
+    table_console().print(summary_table(manifests, metrics, measured))
+    print(f"bundles: {', '.join(str(out / 'export' / name) for name in manifests)}; "
+          f"measurements: {out / 'results' / measured['run_id'] / 'bench.json'}")
 
 
-def summary_table(manifests: dict[str, dict], metrics: dict) -> Table:
-    """Dense and pruned side by side: test accuracy, parameters, MACs, artifact sizes and validation errors."""
+def summary_table(manifests: dict[str, dict], metrics: dict, measured: dict) -> Table:
+    """Dense and pruned side by side: test accuracy, parameters, MACs, artifact sizes, validation errors and the
+    median latency on this machine (1 thread, batch 1)."""
     table = Table(title=f"{metrics['model']} (small preset) on {metrics['data']['name']}, "
-                        f"pred_len {metrics['data']['pred_len']}, test split")
+                        f"pred_len {metrics['data']['pred_len']}, test split; latency: p50 on this machine, "
+                        "1 thread, median of rounds")
     for column in ("variant", "MSE", "MAE", "parameters", "MACs per window", "ONNX KB", "TFLite KB",
-                   "max |runtime - torch|"):
+                   "max |runtime - torch|", "ONNX ms", "TFLite ms"):
         table.add_column(column)
+    latency = {(i["bundle"], i["format"]): i for i in measured["items"] if i["threads"] == 1}
     for name, manifest in manifests.items():
         pruning = manifest["pruning"]
         test = metrics["test"] if pruning is None else (pruning["test"]["finetuned"] or pruning["test"]["pruned"])
         artifacts = manifest["artifacts"]
         error = max(v["max_abs_error"] for a in artifacts.values() for v in a["validation"])
+        p50 = [latency.get((name, fmt), {}).get("p50_s") for fmt in ("onnx", "tflite")]
         table.add_row(name + (", fine-tuned" if pruning and pruning["test"]["finetuned"] else ""),
                       f"{test['mse']:.4f}", f"{test['mae']:.4f}", f"{manifest['model']['parameters']:,}",
                       f"{manifest['model']['macs']:,}", f"{artifacts['onnx']['bytes'] / 1000:.0f}",
-                      f"{artifacts['tflite']['bytes'] / 1000:.0f}", f"{error:.1e}")
+                      f"{artifacts['tflite']['bytes'] / 1000:.0f}", f"{error:.1e}",
+                      *(f"{p * 1e3:.3f}" if p else "-" for p in p50))
     naive = metrics["naive_test"]
-    table.add_row("repeat last value", f"{naive['mse']:.4f}", f"{naive['mae']:.4f}", "-", "-", "-", "-", "-")
+    table.add_row("repeat last value", f"{naive['mse']:.4f}", f"{naive['mae']:.4f}", *["-"] * 7)
     return table
