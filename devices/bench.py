@@ -86,6 +86,7 @@ def bench(request: BenchRequest, console: Console | None = None) -> dict:
             raise UserError(f"the results stay on {profile.name} in {remote}: they could not be fetched; "
                             "run the same bench with --resume")
         summary = summarize_run(run_dir, profile, transport.name, preflight, plan, agent_summary)
+        summary["bundles"] = {name: bundle_facts(b["manifest"]) for name, b in bundles.items()}
         write_json_atomic(run_dir / "bench.json", summary)
         write_json_atomic(run_dir / "state.json", {**state, "status": "done"})
         if not request.keep:
@@ -286,11 +287,30 @@ def summarize_run(run_dir: Path, profile: DeviceProfile, transport: str, preflig
             "plan": plan, "agent": agent_summary, "items": items}
 
 
+def bundle_facts(manifest: dict) -> dict:
+    """What the report compares besides time: model size and MACs, pruning, torch accuracy, artifact bytes."""
+    pruning = manifest["pruning"]
+    test = None
+    if pruning is not None:
+        test = pruning["test"]["finetuned"] or pruning["test"]["pruned"]
+    return {
+        "model": manifest["model"]["name"], "data": manifest["data"]["name"],
+        "method": pruning["method"] if pruning else "dense",
+        "sparsity": pruning["requested_sparsity"] if pruning else 0.0,
+        "torch_test": test, "torch_test_dense": pruning["test"]["dense"] if pruning else None,
+        "quantization": manifest["quantization"]["scheme"] if manifest["quantization"] else None,
+        **{k: manifest["model"][k] for k in ("parameters", "nonzero_parameters", "density", "macs")},
+        "artifacts": {fmt: {"bytes": a["bytes"], "zstd_bytes": a["zstd_bytes"]}
+                      for fmt, a in manifest["artifacts"].items()},
+    }
+
+
 def _pool(rounds: list[dict]) -> dict:
     p50s = [r["latency"]["p50"] for r in rounds]
     median = statistics.median(p50s)
     return {
         "p50_s": median,
+        "throttled": any(_throttled(r) for r in rounds),
         "p90_s": statistics.median(r["latency"]["p90"] for r in rounds),
         "p99_s": statistics.median(r["latency"]["p99"] for r in rounds),
         "p50_spread": (max(p50s) - min(p50s)) / median if median else None,
@@ -301,6 +321,12 @@ def _pool(rounds: list[dict]) -> dict:
         "correct": all(r["correctness"]["within_tolerance"] for r in rounds),
         "runtime_version": rounds[0]["runtime"]["version"],
     }
+
+
+def _throttled(result: dict) -> bool:
+    """vcgencmd's get_throttled (Raspberry Pi) reports a non-zero bit mask while or since the board throttled."""
+    text = (result.get("environment_after") or {}).get("throttled") or ""
+    return "=" in text and text.split("=")[-1].strip() not in ("0x0", "0")
 
 
 def _json_line(stdout) -> dict:

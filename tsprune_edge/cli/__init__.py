@@ -6,7 +6,16 @@ import sys
 
 import typer
 
-from tsprune_edge.cli import bench_cmd, data_cmd, devices_cmd, export_cmd, model_cmd, pipeline_cmd, prune_cmd
+from tsprune_edge.cli import (
+    bench_cmd,
+    data_cmd,
+    devices_cmd,
+    export_cmd,
+    model_cmd,
+    pipeline_cmd,
+    prune_cmd,
+    report_cmd,
+)
 from tsprune_edge.errors import UserError
 
 app = typer.Typer(
@@ -24,6 +33,7 @@ app.command("prune")(prune_cmd.prune_command)
 app.command("export")(export_cmd.export_command)
 app.command("bench")(bench_cmd.bench_command)
 app.add_typer(devices_cmd.app, name="devices")
+app.command("report")(report_cmd.report_command)
 app.command("pipeline")(pipeline_cmd.pipeline_command)
 
 

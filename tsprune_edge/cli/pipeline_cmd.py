@@ -1,5 +1,5 @@
 """`tsprune-edge pipeline`: the main job on the built-in default, as far as the pipeline goes today (train, prune,
-export, bench on this machine)."""
+export, bench on this machine, report)."""
 
 from __future__ import annotations
 
@@ -26,11 +26,14 @@ def pipeline_command(
     out: Path = typer.Option(Path("runs/pipeline"), help="Where every stage writes its files."),
 ) -> None:
     """Train the default model on the built-in dataset, prune it (structured), fine-tune, export dense and pruned
-    ONNX and TFLite bundles validated against torch, measure them on this machine, and table accuracy, size, MACs
-    and latency of both beside a naive forecast."""
+    ONNX and TFLite bundles validated against torch, measure them on this machine, table accuracy, size, MACs
+    and latency of both beside a naive forecast, and end with the verdict: real speedup or not, with confidence
+    intervals."""
     from tsprune_edge.devices.bench import BenchRequest, bench
     from tsprune_edge.export.bundle import ExportRequest
     from tsprune_edge.export_job import ExportJob, run_export_job
+    from tsprune_edge.report.render import verdict_table, write_report
+    from tsprune_edge.report.verdict import verdict_rows
 
     job = ExportJob(methods=("structured",), sparsity=sparsity, finetune_epochs=finetune_epochs, model=model,
                     data=data, epochs=epochs)
@@ -40,9 +43,12 @@ def pipeline_command(
     measured = bench(BenchRequest(device="desktop", artifacts=out / "export", results=out / "results", rounds=rounds),
                      console=_console)
     metrics = json.loads((out / "dense" / "metrics.json").read_text())
+    rows = verdict_rows(out / "results" / measured["run_id"])
+    written = write_report(rows, out / "report")
     table_console().print(summary_table(manifests, metrics, measured))
+    table_console().print(verdict_table(rows))
     print(f"bundles: {', '.join(str(out / 'export' / name) for name in manifests)}; "
-          f"measurements: {out / 'results' / measured['run_id'] / 'bench.json'}")
+          f"measurements: {out / 'results' / measured['run_id'] / 'bench.json'}; report: {written[-1]}")
 
 
 def summary_table(manifests: dict[str, dict], metrics: dict, measured: dict) -> Table:

@@ -1,0 +1,47 @@
+"""`tsprune-edge report`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tsprune_edge.cli.model_cmd import ensure_writable
+from tsprune_edge.cli.output import table_console
+from tsprune_edge.errors import UserError
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Each path is a bench run folder, or a results folder whose latest run is taken."""
+    runs = []
+    for path in paths:
+        if (path / "bench.json").is_file():
+            runs.append(path)
+            continue
+        found = sorted(p.parent for p in path.glob("*/bench.json"))
+        if not found:
+            raise UserError(f"no finished bench run in {path}; run `tsprune-edge bench` first")
+        runs.append(found[-1])
+    return runs
+
+
+def report_command(
+    results: list[Path] = typer.Argument(None, help="Bench run folders, or results folders (their latest run); "
+                                         "default: the latest run under results/."),
+    out: Path = typer.Option(Path("report"), help="Writes report.md, report.json and report.csv here."),
+    min_effect: float = typer.Option(0.05, help="Smallest speedup or slowdown that counts (0.05 = 5%)."),
+) -> None:
+    """The verdict: each pruned variant against the dense model measured in the same run, with a bootstrap 95%
+    confidence interval on the median latency ratio, the speedup the MACs predict, and memory and size ratios."""
+    from tsprune_edge.report.render import verdict_table, write_report
+    from tsprune_edge.report.verdict import verdict_rows
+
+    if not 0 <= min_effect < 1:
+        raise UserError(f"--min-effect must be in [0, 1), got {min_effect:g}")
+    runs = find_runs(results or [Path("results")])
+    ensure_writable(out)
+    rows = [row for run in runs for row in verdict_rows(run, min_effect)]
+    for run in runs:
+        table_console().print(verdict_table([r for r in rows if r["run"] == run.name]))
+    written = write_report(rows, out)
+    print(f"report: {', '.join(map(str, written))}")
