@@ -19,6 +19,7 @@ from rich.console import Console
 
 from tsprune_edge.atomic import write_json_atomic
 from tsprune_edge.devices.profiles import DeviceProfile, load_profile
+from tsprune_edge.devices.readings import throttled
 from tsprune_edge.devices.transport import LocalTransport, SshTransport, Transport
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.bundle import MANIFEST, load_manifest
@@ -310,7 +311,7 @@ def _pool(rounds: list[dict]) -> dict:
     median = statistics.median(p50s)
     return {
         "p50_s": median,
-        "throttled": any(_throttled(r) for r in rounds),
+        "throttled": any(throttled(r) for r in rounds),
         "p90_s": statistics.median(r["latency"]["p90"] for r in rounds),
         "p99_s": statistics.median(r["latency"]["p99"] for r in rounds),
         "p50_spread": (max(p50s) - min(p50s)) / median if median else None,
@@ -321,12 +322,6 @@ def _pool(rounds: list[dict]) -> dict:
         "correct": all(r["correctness"]["within_tolerance"] for r in rounds),
         "runtime_version": rounds[0]["runtime"]["version"],
     }
-
-
-def _throttled(result: dict) -> bool:
-    """vcgencmd's get_throttled (Raspberry Pi) reports a non-zero bit mask while or since the board throttled."""
-    text = (result.get("environment_after") or {}).get("throttled") or ""
-    return "=" in text and text.split("=")[-1].strip() not in ("0x0", "0")
 
 
 def _json_line(stdout) -> dict:

@@ -28,17 +28,18 @@ from tsprune_edge import __version__
 from tsprune_edge.atomic import write_json_atomic
 from tsprune_edge.checkpoint import Checkpoint, load_checkpoint
 from tsprune_edge.data.calendar import DEFINITIONS
+from tsprune_edge.data.fetch import sha256_of
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.artifacts import DEFAULT_OPSET, export_onnx, export_tflite
 from tsprune_edge.export.encodings import Validator
 from tsprune_edge.export.onnx_sparse import compress_onnx
-from tsprune_edge.export.reference import SAMPLE_FILE, Samples, make_samples, max_abs_error, save_samples
+from tsprune_edge.export.reference import SAMPLE_FILE, OpenArtifact, Samples, make_samples, max_abs_error, save_samples
 from tsprune_edge.export.runtimes import (
     installed_tflite_runtimes,
+    onnx_runner,
     onnx_signature,
-    run_onnx,
-    run_tflite,
     runtime_version,
+    tflite_runner,
     tflite_signature,
 )
 from tsprune_edge.export.tflite_sparse import compress_tflite
@@ -168,9 +169,9 @@ def _onnx_artifact(job: _Job) -> dict:
         _quantize_onnx(raw, target)
         tensors = []
     else:
-        tensors = [t.to_dict() for t in compress_onnx(raw, target, _validator(run_onnx, samples), FP32_TOLERANCE)]
+        tensors = [t.to_dict() for t in compress_onnx(raw, target, _validator(onnx_runner, samples), FP32_TOLERANCE)]
     tolerance = INT8_TOLERANCE if job.int8 else FP32_TOLERANCE
-    validation = [_validate(run_onnx, target, samples, runtime_version("onnxruntime"), tolerance)]
+    validation = [_validate(onnx_runner, target, samples, runtime_version("onnxruntime"), tolerance)]
     return {"file": target.name, **_file_facts(target), "fp32_dense": _file_facts(raw), "opset": DEFAULT_OPSET,
             **onnx_signature(target), "validation": validation, "tensors": tensors}
 
@@ -183,10 +184,10 @@ def _tflite_artifact(job: _Job) -> dict:
         _quantize_tflite(raw, target)
         tensors = []
     else:
-        tensors = [t.to_dict() for t in compress_tflite(raw, target, _validator(run_tflite, samples), FP32_TOLERANCE,
+        tensors = [t.to_dict() for t in compress_tflite(raw, target, _validator(tflite_runner, samples), FP32_TOLERANCE,
                                                         job.sparse_kernels)]
     tolerance = INT8_TOLERANCE if job.int8 else FP32_TOLERANCE
-    validation = [_validate(lambda p, h, c, r=runtime: run_tflite(p, h, c, runtime=r), target, samples,
+    validation = [_validate(lambda p, r=runtime: tflite_runner(p, runtime=r), target, samples,
                             runtime_version(runtime), tolerance) for runtime in installed_tflite_runtimes()]
     return {"file": target.name, **_file_facts(target), "fp32_dense": _file_facts(raw), **tflite_signature(target),
             "validation": validation, "tensors": tensors}
@@ -199,12 +200,12 @@ def _first_window(samples: Samples) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(samples.history[:1]), torch.from_numpy(samples.calendar[:1])
 
 
-def _validator(run, samples: Samples) -> Validator:
-    return lambda path: max_abs_error(run, path, samples)
+def _validator(open_artifact: OpenArtifact, samples: Samples) -> Validator:
+    return lambda path: max_abs_error(open_artifact, path, samples)
 
 
-def _validate(run, path: Path, samples: Samples, runtime: str, tolerance: float) -> dict:
-    error = max_abs_error(run, path, samples)
+def _validate(open_artifact: OpenArtifact, path: Path, samples: Samples, runtime: str, tolerance: float) -> dict:
+    error = max_abs_error(open_artifact, path, samples)
     if not error <= tolerance:  # also catches NaN
         raise UserError(f"{path.name} in {runtime} differs from torch by {error:.3g} (tolerance {tolerance:g}) "
                         "on the sample windows; the artifact is not exported")
@@ -252,7 +253,7 @@ def _onnx_metadata(summary: dict, checkpoint: Checkpoint) -> dict[str, str]:
 
 def _model_record(summary: dict, checkpoint: Checkpoint, path: Path) -> dict:
     return {"name": checkpoint.model_name, "config": checkpoint.config, "checkpoint": str(path),
-            "checkpoint_sha256": _sha256(path),
+            "checkpoint_sha256": sha256_of(path),
             **{k: summary[k] for k in ("parameters", "nonzero_parameters", "density", "macs", "macs_if_sparse")}}
 
 
@@ -272,18 +273,11 @@ def _versions(formats: tuple[str, ...]) -> dict[str, str]:
     return {"tsprune-edge": __version__, **{d: metadata.version(d) for d in distributions}}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _file_facts(path: Path, zstd: bool = True) -> dict:
-    facts = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+    data = path.read_bytes()
+    facts = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     if zstd:
-        facts["zstd_bytes"] = len(zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(path.read_bytes()))
+        facts["zstd_bytes"] = len(zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data))
     return facts
 
 

@@ -19,8 +19,8 @@ from tsprune_edge.models.deployment import deployment_form
 SAMPLE_WINDOWS = 8
 SAMPLE_FILE = "samples.npz"
 
-# A runtime call: (artifact, history [1, ...], calendar [1, ...]) -> forecast [1, ...]
-RunArtifact = Callable[[Path, np.ndarray, np.ndarray], np.ndarray]
+# Loads an artifact once and returns its call: (history [1, ...], calendar [1, ...]) -> forecast [1, ...]
+OpenArtifact = Callable[[Path], Callable[[np.ndarray, np.ndarray], np.ndarray]]
 
 
 @dataclass
@@ -52,11 +52,12 @@ def save_samples(samples: Samples, path: Path) -> None:
     write_atomic(path, lambda handle: handle.write(buffer.getvalue()))
 
 
-def max_abs_error(run: RunArtifact, path: Path, samples: Samples) -> float:
+def max_abs_error(open_artifact: OpenArtifact, path: Path, samples: Samples) -> float:
     """Largest |runtime - torch| over every sample window, one window per call (artifacts have batch 1)."""
+    run = open_artifact(path)
     worst = 0.0
     for i in range(len(samples)):
-        got = run(path, samples.history[i:i + 1], samples.calendar[i:i + 1])
+        got = run(samples.history[i:i + 1], samples.calendar[i:i + 1])
         expected = samples.expected[i:i + 1]
         if got.shape != expected.shape:
             raise ValueError(f"{path.name} returned shape {list(got.shape)}, expected {list(expected.shape)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -18,15 +19,24 @@ def runtime_version(distribution: str) -> str:
     return f"{distribution} {metadata.version(distribution)}"
 
 
-def run_onnx(path: Path, history: np.ndarray, calendar: np.ndarray, threads: int = 1) -> np.ndarray:
+def onnx_runner(path: Path, threads: int = 1) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """One ONNX Runtime session for `path`, as a function of (history, calendar): load once, call per window."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    (forecast,) = session.run(None, dict(zip(names, (history, calendar), strict=True)))
-    return forecast
+
+    def run(history: np.ndarray, calendar: np.ndarray) -> np.ndarray:
+        (forecast,) = session.run(None, dict(zip(names, (history, calendar), strict=True)))
+        return forecast
+
+    return run
+
+
+def run_onnx(path: Path, history: np.ndarray, calendar: np.ndarray, threads: int = 1) -> np.ndarray:
+    return onnx_runner(path, threads)(history, calendar)
 
 
 def installed_tflite_runtimes() -> list[str]:
@@ -53,14 +63,23 @@ def tflite_interpreter(path: Path, threads: int = 1, runtime: str | None = None)
     return interpreter_class(model_path=str(path), num_threads=threads)
 
 
-def run_tflite(path: Path, history: np.ndarray, calendar: np.ndarray, threads: int = 1,
-               runtime: str | None = None) -> np.ndarray:
+def tflite_runner(path: Path, threads: int = 1,
+                  runtime: str | None = None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """One TFLite interpreter for `path`, as a function of (history, calendar): load once, call per window."""
     interpreter = tflite_interpreter(path, threads, runtime)
     runner = interpreter.get_signature_runner()
     inputs = interpreter.get_signature_list()["serving_default"]["inputs"]
-    outputs = runner(**dict(zip(inputs, (history, calendar), strict=True)))
-    (forecast,) = outputs.values()
-    return forecast
+
+    def run(history: np.ndarray, calendar: np.ndarray) -> np.ndarray:
+        (forecast,) = runner(**dict(zip(inputs, (history, calendar), strict=True))).values()
+        return forecast
+
+    return run
+
+
+def run_tflite(path: Path, history: np.ndarray, calendar: np.ndarray, threads: int = 1,
+               runtime: str | None = None) -> np.ndarray:
+    return tflite_runner(path, threads, runtime)(history, calendar)
 
 
 _ONNX_DTYPES = {"float": "float32", "double": "float64"}  # ORT's element names that differ from numpy's

@@ -186,3 +186,11 @@ def _children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, their children, ...)."""
+    found = []
+    for child in _children(pid):
+        found += [child, *descendants(child)]
+    return found

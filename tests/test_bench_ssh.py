@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sshd import free_port, make_key, running_sshd, sshd_server  # noqa: F401 (fixture)
+from tests.sshd import descendants, free_port, make_key, running_sshd, sshd_server  # noqa: F401 (fixture)
 from tests.test_bad_input import assert_one_line_error
 from tests.test_bench import bundles  # noqa: F401 (fixture)
 
@@ -96,25 +96,9 @@ def test_corrupt_artifact_is_caught_by_checksum_on_the_board(cli, tmp_path, boar
     assert_fails_with(result, "dense: checksum mismatch on the board for model.onnx")
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 def _drop_ssh_sessions(sshd_pid: int) -> None:
     """Kill every sshd process serving a connection (not the commands they started), as a dropped link would."""
-    for pid in _descendants(sshd_pid):
+    for pid in descendants(sshd_pid):
         try:
             if Path(f"/proc/{pid}/comm").read_text().startswith("sshd"):
                 os.kill(pid, signal.SIGKILL)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tsprune_edge.devices.readings import throttled
 from tsprune_edge.errors import UserError
 from tsprune_edge.report.stats import median_ratio, verdict
 
@@ -35,16 +36,11 @@ def round_latencies(run_dir: Path, item_id: str) -> tuple[list[np.ndarray], list
             flags.append(f"{name} failed")
         elif not result["correctness"]["within_tolerance"]:
             flags.append(f"{name} incorrect outputs")
-        elif _throttled(result):
+        elif throttled(result):
             flags.append(f"{name} throttled")
         else:
             kept.append(np.asarray(result["latencies_s"], dtype=float))
     return kept, flags
-
-
-def _throttled(result: dict) -> bool:
-    text = (result.get("environment_after") or {}).get("throttled") or ""
-    return "=" in text and text.split("=")[-1].strip() not in ("0x0", "0")
 
 
 def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[dict]:
