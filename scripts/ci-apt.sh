@@ -2,7 +2,7 @@
 # Install the Debian packages the test suite needs (a real loopback sshd, ssh/scp and rsync for the transport tests).
 # Idempotent: apt-get skips what is already installed. Add packages to PACKAGES only.
 set -euo pipefail
-PACKAGES="openssh-server openssh-client rsync qemu-user-static binfmt-support debootstrap debian-archive-keyring zstd"
+PACKAGES="openssh-server openssh-client rsync qemu-user-static binfmt-support debootstrap debian-archive-keyring zstd iproute2 util-linux"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive

@@ -15,5 +15,5 @@ PY
 py=.venv/bin/python
 $py -m pip install -q --disable-pip-version-check --upgrade pip
 $py -m pip install -q --disable-pip-version-check "torch==2.13.0"
-$py -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[tflite,dev]"
+$py -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[tflite,ray,dev]"
 echo "tsprune-edge installed in .venv ($($py -c 'import torch; print("torch", torch.__version__)'))"

@@ -15,6 +15,7 @@ from tsprune_edge.cli import (
     pipeline_cmd,
     prune_cmd,
     report_cmd,
+    sweep_cmd,
 )
 from tsprune_edge.errors import UserError
 
@@ -34,6 +35,7 @@ app.command("export")(export_cmd.export_command)
 app.command("bench")(bench_cmd.bench_command)
 app.add_typer(devices_cmd.app, name="devices")
 app.command("report")(report_cmd.report_command)
+app.command("sweep")(sweep_cmd.sweep_command)
 app.command("pipeline")(pipeline_cmd.pipeline_command)
 
 

@@ -14,7 +14,7 @@ from tsprune_edge.cli.output import table_console
 _console = Console(stderr=True)
 
 
-def _ints(text: str | None) -> tuple[int, ...] | None:
+def parse_threads(text: str | None) -> tuple[int, ...] | None:
     from tsprune_edge.errors import UserError
 
     if text is None:
@@ -36,6 +36,10 @@ def bench_command(
     min_iters: int = typer.Option(100, help="Minimum timed iterations per measurement."),
     cooldown: float = typer.Option(0.0, help="Wait up to this many seconds before each measurement until the "
                                    "board is back within 2 C of its starting temperature."),
+    profile: bool = typer.Option(False, help="Also record ONNX Runtime's per-operator times (first round, in a "
+                                 "separate session): the report's where-the-time-goes diff."),
+    accuracy: bool = typer.Option(False, help="Also run each bundle's test split through the artifact on the "
+                                  "board (first round): MSE and MAE beside the torch model's."),
     results: Path = typer.Option(Path("results"), help="Results go to RESULTS/<device>-<time>/."),
     resume: bool = typer.Option(False, help="Finish this device's latest unfinished run instead of starting anew."),
     keep: bool = typer.Option(False, help="Keep the run folder on the board."),
@@ -49,9 +53,9 @@ def bench_command(
     from tsprune_edge.export.bundle import parse_list
 
     request = BenchRequest(device=device, host=host, artifacts=artifacts, runtimes=parse_list(runtime),
-                           threads=_ints(threads), rounds=rounds, min_time=min_time, min_iters=min_iters,
-                           cooldown_s=cooldown, results=results, resume=resume, keep=keep,
-                           accept_new_host_key=accept_new_host_key, ssh_config=ssh_config)
+                           threads=parse_threads(threads), rounds=rounds, min_time=min_time, min_iters=min_iters,
+                           cooldown_s=cooldown, profile=profile, accuracy=accuracy, results=results, resume=resume,
+                           keep=keep, accept_new_host_key=accept_new_host_key, ssh_config=ssh_config)
     request.validate()
     ensure_writable(results)
     summary = bench(request, console=_console)

@@ -1,0 +1,89 @@
+"""`tsprune-edge sweep`: the study end to end, resumable."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from tsprune_edge.cli.bench_cmd import parse_threads
+from tsprune_edge.cli.model_cmd import ensure_writable
+from tsprune_edge.cli.output import table_console
+from tsprune_edge.errors import UserError
+
+_console = Console(stderr=True, soft_wrap=True)  # one line per event, whatever the width
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UserError(f"--sparsities takes comma-separated numbers, for example 0.5,0.8; got {text!r}") from None
+
+
+def _data(data: str) -> str:
+    """A CSV path is made absolute: workers run in their own folders."""
+    path = Path(data)
+    return str(path.resolve()) if path.suffix.lower() == ".csv" and path.exists() else data
+
+
+def sweep_command(
+    models: str = typer.Option("transformer", help="Comma-separated models, or `all` (see `tsprune-edge models`)."),
+    methods: str = typer.Option("unstructured,structured", help="Comma-separated pruning methods."),
+    sparsities: str = typer.Option("0.5,0.8", help="Comma-separated sparsities (the dense model is always in)."),
+    data: str = typer.Option("ETTh1", help="Dataset name or CSV path."),
+    preset: str = typer.Option("small", help="Model size preset."),
+    epochs: int = typer.Option(None, help="Training epochs (default: each model's published schedule)."),
+    finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning."),
+    format: str = typer.Option("onnx,tflite", "--format", help="Artifact formats to export and measure."),
+    device: str = typer.Option("desktop", help="Device profile to measure on (see `tsprune-edge devices list`)."),
+    host: str = typer.Option(None, help="SSH destination of the board."),
+    threads: str = typer.Option("1", help="Thread counts to measure, e.g. 1,4."),
+    rounds: int = typer.Option(3, help="Interleaved bench rounds per model."),
+    min_time: float = typer.Option(2.0, help="Minimum timed seconds per measurement."),
+    min_iters: int = typer.Option(100, help="Minimum timed iterations per measurement."),
+    profile: bool = typer.Option(True, help="Record ONNX Runtime per-operator times for the profile diff."),
+    accuracy: bool = typer.Option(False, help="Run the test split through every artifact on the device."),
+    workers: int = typer.Option(None, help="Local worker processes (default: one per CPU core)."),
+    ray: str = typer.Option(None, "--ray", help="Run the compute cells as tasks on this existing Ray cluster "
+                            "(address, e.g. 10.0.0.5:6379) instead of local processes."),
+    min_effect: float = typer.Option(0.05, help="Smallest speedup or slowdown that counts (0.05 = 5%)."),
+    out: Path = typer.Option(Path("runs/sweep"), help="The sweep folder; re-run with the same options to resume."),
+) -> None:
+    """Train each model once, prune it at every method x sparsity, fine-tune, export, measure every variant against
+    its dense model on the device, and report the verdict. Finished cells are kept: run the same command again
+    after an interruption and only what is missing is done."""
+    from tsprune_edge.export.bundle import parse_list
+    from tsprune_edge.models import available_models
+    from tsprune_edge.report.render import verdict_table, write_report
+    from tsprune_edge.report.verdict import verdict_rows
+    from tsprune_edge.sweep.executors import LocalExecutor, RayExecutor
+    from tsprune_edge.sweep.runner import run_sweep
+    from tsprune_edge.sweep.spec import SweepSpec
+
+    names = available_models() if models.strip() == "all" else parse_list(models)
+    spec = SweepSpec(models=tuple(names), methods=parse_list(methods), sparsities=_floats(sparsities),
+                     data=_data(data), preset=preset, pred_len=96, epochs=epochs, finetune_epochs=finetune_epochs,
+                     formats=parse_list(format), device=device, host=host, threads=parse_threads(threads) or (1,),
+                     rounds=rounds, min_time=min_time, min_iters=min_iters, profile=profile, accuracy=accuracy)
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be 1 or more, got {workers}")
+    if ray is not None and workers is not None:
+        raise UserError("--workers sets local processes; a Ray cluster decides its own: pass one of them")
+    if not 0 <= min_effect < 1:
+        raise UserError(f"--min-effect must be in [0, 1), got {min_effect:g}")
+    ensure_writable(out)
+    count = workers or os.cpu_count() or 1
+    summary = run_sweep(spec, out, (lambda: RayExecutor(ray)) if ray else (lambda: LocalExecutor(count)), _console)
+    rows = [row for run in summary["runs"] for row in verdict_rows(run, min_effect)]
+    if rows:
+        written = write_report(rows, out / "report")
+        for run in summary["runs"]:
+            table_console().print(verdict_table([r for r in rows if r["run"] == run.name]))
+        print(f"report: {', '.join(map(str, written))}")
+    if summary["failed"]:
+        lines = "; ".join(f"{cell}: {error}" for cell, error in summary["failed"].items())
+        raise UserError(f"{len(summary['failed'])} cells failed ({lines}); the finished ones are kept: fix the "
+                        "cause and run the same command again")

@@ -1,0 +1,86 @@
+"""Running one compute cell in a worker (a local process or a Ray task).
+
+A worker gets the cell, the spec and the input files as bytes, works in a scratch folder laid out like the sweep
+folder, and returns the files it made as bytes. The driver alone writes into the sweep folder, so a worker on
+another machine needs no shared disk, and a killed worker leaves nothing half-written behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from tsprune_edge.sweep.spec import DENSE, Cell, SweepSpec, dense_checkpoint, export_dir, model_dir
+
+
+def run_cell(spec_record: dict, cell: Cell, inputs: dict[str, bytes]) -> dict:
+    """{"outputs": {relative path: bytes}, "seconds": float, "error": str | None}; never raises for a cell's
+    own failure, which is recorded instead, so one bad combination does not stop the sweep."""
+    import torch
+
+    from tsprune_edge.errors import UserError
+
+    spec = SweepSpec.from_json(spec_record)
+    torch.set_num_threads(1)  # one core per worker: cells run side by side
+    log = io.StringIO()
+    console = Console(file=log, width=120, no_color=True)
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="tsprune-cell-") as scratch, _inside(Path(scratch)):
+        for name, data in inputs.items():
+            Path(name).parent.mkdir(parents=True, exist_ok=True)
+            Path(name).write_bytes(data)
+        try:
+            made = _work(spec, cell, console)
+            error = None
+        except UserError as exc:
+            made, error = [], str(exc)
+        except Exception as exc:  # a model/method combination that breaks: recorded, named, not fatal
+            made, error = [], f"{type(exc).__name__}: {exc}".splitlines()[0]
+        outputs = {str(p): p.read_bytes() for root in made for p in sorted(Path(root).rglob("*")) if p.is_file()}
+    outputs[f"logs/{cell.id}.log"] = log.getvalue().encode()
+    return {"outputs": outputs, "seconds": round(time.perf_counter() - began, 2), "error": error}
+
+
+def _work(spec: SweepSpec, cell: Cell, console: Console) -> list[Path]:
+    """Do the cell in the current (scratch) folder; returns the folders it wrote."""
+    from tsprune_edge.export.bundle import ExportRequest, write_bundles
+    from tsprune_edge.prune.stage import PruneRequest, prune_to_dir
+    from tsprune_edge.workflow import train_to_dir
+
+    if cell.kind == "train":
+        out = model_dir(cell.model, DENSE)
+        train_to_dir(model=cell.model, data=spec.data, pred_len=spec.pred_len, preset=spec.preset,
+                     epochs=spec.epochs, out=out, console=console)
+        return [out]
+    request = ExportRequest(formats=spec.formats)
+    staging = Path("staging")  # bundles are exported here, then moved to export/<model>/<variant>
+    if cell.variant == DENSE:
+        write_bundles(staging, {DENSE: dense_checkpoint(cell.model)}, request, console)
+        return _moved(staging / DENSE, export_dir(cell.model) / DENSE)
+    out = model_dir(cell.model, cell.variant)
+    prune_to_dir(dense_checkpoint(cell.model), PruneRequest(method=cell.method, sparsity=cell.sparsity,
+                                                            finetune_epochs=spec.finetune_epochs), out, console)
+    write_bundles(staging, {cell.variant: out / "model.pt"}, request, console)
+    return [out, *_moved(staging / cell.variant, export_dir(cell.model) / cell.variant)]
+
+
+def _moved(source: Path, target: Path) -> list[Path]:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source.rename(target)
+    return [target]
+
+
+@contextlib.contextmanager
+def _inside(folder: Path):
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)

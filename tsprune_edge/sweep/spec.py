@@ -1,0 +1,158 @@
+"""What a sweep is: the grid (models x methods x sparsities), how each cell is trained, pruned, exported and
+measured, and the cells that grid expands to.
+
+A sweep folder holds one spec (`sweep.json`); every cell writes its files and then a marker under `cells/`, so an
+interrupted sweep resumes by skipping the cells that have a marker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tsprune_edge.errors import UserError
+
+SPEC_FILE = "sweep.json"
+SPEC_FORMAT = "tsprune-edge/sweep"
+SPEC_VERSION = 1
+DENSE = "dense"
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    models: tuple[str, ...]
+    methods: tuple[str, ...] = ("unstructured", "structured")
+    sparsities: tuple[float, ...] = (0.5, 0.8)
+    data: str = "ETTh1"
+    preset: str = "small"
+    pred_len: int = 96
+    epochs: int | None = None  # None: each model's published schedule (with early stopping)
+    finetune_epochs: int = 1
+    formats: tuple[str, ...] = ("onnx", "tflite")
+    device: str = "desktop"
+    host: str | None = None
+    threads: tuple[int, ...] = (1,)
+    rounds: int = 3
+    min_time: float = 2.0
+    min_iters: int = 100
+    profile: bool = True  # ORT per-op times in round 1: the report's where-the-time-goes diff
+    accuracy: bool = False  # the test split through every artifact on the device
+
+    def validate(self) -> None:
+        """Every option checked before any work starts, each failure one line."""
+        from tsprune_edge.export.bundle import ExportRequest
+        from tsprune_edge.models import model_entry, resolve_config
+        from tsprune_edge.prune.stage import PruneRequest
+
+        if not self.models or not self.methods or not self.sparsities:
+            raise UserError("a sweep needs at least one model, one method and one sparsity")
+        for model in self.models:
+            model_entry(model)
+            resolve_config(model, self.preset)
+        for method in self.methods:
+            for sparsity in self.sparsities:
+                PruneRequest(method=method, sparsity=sparsity, finetune_epochs=self.finetune_epochs).validate()
+                if sparsity == 0:
+                    raise UserError("--sparsities must be above 0: the dense model is always in the sweep")
+        if self.epochs is not None and self.epochs < 1:
+            raise UserError(f"--epochs must be 1 or more, got {self.epochs}")
+        ExportRequest(formats=self.formats).validate()
+        self.bench_request(Path("."), Path(".")).validate()
+
+    def variants(self) -> list[tuple[str, float]]:
+        return [(method, sparsity) for method in self.methods for sparsity in self.sparsities]
+
+    def bench_request(self, artifacts: Path, results: Path, resume: bool = False):
+        from tsprune_edge.devices.bench import BenchRequest
+
+        runtimes = tuple({"onnx": "onnxruntime", "tflite": "tflite"}.get(f, f) for f in self.formats)
+        return BenchRequest(device=self.device, host=self.host, artifacts=artifacts, runtimes=runtimes,
+                            threads=self.threads, rounds=self.rounds, min_time=self.min_time,
+                            min_iters=self.min_iters, profile=self.profile, accuracy=self.accuracy,
+                            results=results, resume=resume)
+
+    def to_json(self) -> dict:
+        return {"format": SPEC_FORMAT, "version": SPEC_VERSION, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_json(cls, record: dict) -> SweepSpec:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in record.items() if k in fields}
+        return cls(**values)
+
+
+def variant_name(method: str, sparsity: float) -> str:
+    return f"{method}-{sparsity:g}"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work. `train` makes a model's dense checkpoint; `variant` prunes, fine-tunes and exports one
+    variant (the dense variant only exports); `bench` measures all of a model's bundles in one interleaved run,
+    so every variant has its dense reference from the same run."""
+
+    kind: str  # train | variant | bench
+    model: str
+    variant: str | None = None
+    method: str | None = None
+    sparsity: float | None = None
+
+    @property
+    def id(self) -> str:
+        return "--".join(part for part in (self.kind, self.model, self.variant) if part)
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        if self.kind == "train":
+            return ()
+        if self.kind == "variant":
+            return (Cell("train", self.model).id,)
+        return ()  # bench: waits for all of its model's variant cells (see runner)
+
+
+def expand(spec: SweepSpec) -> list[Cell]:
+    """Train cells first, then variant cells, then one bench cell per model."""
+    cells = [Cell("train", model) for model in spec.models]
+    for model in spec.models:
+        cells.append(Cell("variant", model, DENSE))
+        cells += [Cell("variant", model, variant_name(m, s), m, s) for m, s in spec.variants()]
+    cells += [Cell("bench", model) for model in spec.models]
+    return cells
+
+
+def dense_checkpoint(model: str) -> Path:
+    """Paths inside a sweep folder, relative so that a worker can rebuild them in its own scratch folder."""
+    return Path("models") / model / DENSE / "model.pt"
+
+
+def model_dir(model: str, variant: str) -> Path:
+    return Path("models") / model / variant
+
+
+def export_dir(model: str) -> Path:
+    return Path("export") / model
+
+
+def results_dir(model: str) -> Path:
+    return Path("results") / model
+
+
+def load_or_write_spec(out: Path, spec: SweepSpec) -> bool:
+    """Write the spec into a new sweep folder; in an existing one, accept only the same spec. True: resuming."""
+    path = Path(out) / SPEC_FILE
+    if not path.is_file():
+        from tsprune_edge.atomic import write_json_atomic
+
+        write_json_atomic(path, spec.to_json())
+        return False
+    try:
+        stored = SweepSpec.from_json(json.loads(path.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{path} is not a sweep spec ({exc}); choose another --out") from None
+    if stored != spec:
+        differ = [f.name for f in dataclasses.fields(SweepSpec) if getattr(stored, f.name) != getattr(spec, f.name)]
+        raise UserError(f"{out} holds a different sweep ({', '.join(differ)} differ); re-run with the same options "
+                        "to resume it, or choose another --out")
+    return True
