@@ -367,10 +367,9 @@ def load_manifest(bundle):
 
 
 def manifest_files(manifest):
-    """(file, sha256) for every file the manifest names: each artifact and the samples."""
+    """(file, sha256) for every file the manifest names: each artifact, the samples and the test split."""
     entries = [manifest["artifacts"][fmt] for fmt in sorted(manifest.get("artifacts", {}))]
-    if manifest.get("samples"):
-        entries.append(manifest["samples"])
+    entries += [manifest[key] for key in ("samples", "test_split") if manifest.get(key)]
     return [(entry["file"], entry["sha256"]) for entry in entries]
 
 
@@ -551,6 +550,54 @@ def correctness(model, inputs, expected, artifact):
             "within_tolerance": None if tolerance is None else worst <= tolerance}
 
 
+def load_test_split(bundle, manifest, artifact):
+    """The scaled test series and its calendar, cast to the artifact's input dtypes, and the manifest's record."""
+    import numpy as np
+
+    record = manifest.get("test_split")
+    if not record:
+        raise AgentError("bundle has no test split: re-export it with this version of tsprune-edge")
+    with np.load(os.path.join(bundle, record["file"]), allow_pickle=False) as data:
+        series = [np.ascontiguousarray(data[name], dtype=artifact["inputs"][i]["dtype"])
+                  for i, name in enumerate(("values", "calendar"))]
+    return series, record
+
+
+def split_windows(series, record):
+    """(inputs, target) of every test window, cut as the trainer's window_arrays cuts them."""
+    values, calendar = series
+    seq_len, pred_len, targets = record["seq_len"], record["pred_len"], record["target_positions"]
+    for start in range(record["windows"]):
+        inputs = [values[start:start + seq_len][None], calendar[start:start + seq_len + pred_len][None]]
+        yield inputs, values[start + seq_len:start + seq_len + pred_len, targets][None]
+
+
+def accuracy(model, bundle, manifest, artifact):
+    """MSE and MAE of the artifact over the whole test split, batch 1, as torch's evaluate computes them: the error
+    in float32, squared and summed in float64, over every forecast value. A failure is reported, not raised: the
+    timings already measured stand."""
+    import numpy as np
+
+    began = time.perf_counter()
+    try:
+        series, record = load_test_split(bundle, manifest, artifact)
+        squared = absolute = 0.0
+        count = 0
+        for inputs, target in split_windows(series, record):
+            output = np.asarray(model.run(model.feed(inputs)))
+            if output.shape != target.shape:
+                raise AgentError(f"output shape {list(output.shape)} differs from the test targets' "
+                                 f"{list(target.shape)}")
+            error = (output - target).astype(np.float64)
+            squared += float((error ** 2).sum())
+            absolute += float(np.abs(error).sum())
+            count += error.size
+    except Exception as exc:
+        return {"error": error_line(exc)}
+    return {"windows": record["windows"], "mse": squared / count, "mae": absolute / count,
+            "seconds": time.perf_counter() - began}
+
+
 def ort_profile(args, module, path, artifact, feed, iterations):
     """Per-op-type kernel time from ORT's profiler, in a separate session so profiling never touches the timings."""
     folder = tempfile.mkdtemp(prefix="agent-profile-")
@@ -637,6 +684,8 @@ def measure(args, result):
     result["latency"] = summarise(latencies)
     result["latencies_s"] = [round(value, 9) for value in latencies]  # perf_counter resolves ns at best
     result["correctness"] = correctness(model, inputs, expected, artifact)
+    if args.accuracy:
+        result["accuracy"] = accuracy(model, bundle, manifest, artifact)
     if args.profile:
         result["profile"] = (ort_profile(args, module, path, artifact, feed, args.min_iters) if args.format == "onnx"
                              else {"available": False, "note": "the Python TFLite interpreter exposes no per-op "
@@ -648,8 +697,8 @@ def cmd_measure(args):
               "started": utc_now(), "pid": os.getpid(), "memory_kib": {"rss_start": proc_kib("VmRSS")},
               "settings": {"bundle": os.path.abspath(args.bundle), "format": args.format, "runtime": args.runtime,
                            "threads": args.threads, "min_time": args.min_time, "min_iters": args.min_iters,
-                           "max_warmup": args.max_warmup, "profile": args.profile, "providers": args.providers,
-                           "batch": 1, "window": 0, "gc_disabled_while_timing": True},
+                           "max_warmup": args.max_warmup, "profile": args.profile, "accuracy": args.accuracy,
+                           "providers": args.providers, "batch": 1, "window": 0, "gc_disabled_while_timing": True},
               "system": system_info(), "environment_before": environment()}
     try:
         measure(args, result)
@@ -786,7 +835,8 @@ def cool_down(cooldown, baseline):
             "reached": current is not None and current <= target}
 
 
-def worker_argv(item, plan, bundle, out):
+def worker_argv(item, plan, bundle, out, round_no=1):
+    """Profiling and the accuracy pass run in the first round only: their outputs do not change between rounds."""
     argv = [item.get("python") or sys.executable, os.path.abspath(__file__), "measure", "--bundle", bundle,
             "--format", item["format"],
             "--runtime", item["runtime"], "--threads", str(item["threads"]), "--min-time", str(plan["min_time"]),
@@ -795,8 +845,10 @@ def worker_argv(item, plan, bundle, out):
         argv += ["--max-warmup", str(plan["max_warmup"])]
     if item.get("providers"):
         argv += ["--providers", ",".join(item["providers"])]
-    if item.get("profile"):
+    if item.get("profile") and round_no == 1:
         argv.append("--profile")
+    if item.get("accuracy") and round_no == 1:
+        argv.append("--accuracy")
     return argv
 
 
@@ -849,7 +901,8 @@ def run_plan(plan, plan_dir, results):
             else:
                 record["cooldown"] = cool_down(plan.get("cooldown"), baseline)
                 bundle = os.path.join(plan_dir, item["bundle"])
-                record.update(run_worker(worker_argv(item, plan, bundle, out), out, plan.get("timeout", 3600)))
+                argv = worker_argv(item, plan, bundle, out, round_no)
+                record.update(run_worker(argv, out, plan.get("timeout", 3600)))
             summary["measurements"].append(record)
     summary["environment_end"] = environment()
     summary["finished"] = utc_now()
@@ -911,6 +964,8 @@ def parser():
     mea.add_argument("--max-warmup", type=float, default=10.0, help="seconds of warm-up, at most")
     mea.add_argument("--providers", default="", help="ORT providers to use when available, comma-separated")
     mea.add_argument("--profile", action="store_true", help="ORT per-op-type time, in a separate session")
+    mea.add_argument("--accuracy", action="store_true",
+                     help="run the bundle's test split through the artifact: MSE and MAE against the truth")
     mea.add_argument("--out", required=True)
     run = commands.add_parser("run", help="run a plan: interleaved rounds, one fresh worker per measurement")
     run.add_argument("--plan", required=True)

@@ -42,6 +42,8 @@ class BenchRequest:
     min_time: float = 2.0
     min_iters: int = 100
     cooldown_s: float = 0.0  # wait up to this long before each measurement for the start temperature (+2 C)
+    profile: bool = False  # ORT per-op times (first round, separate session): where the time goes
+    accuracy: bool = False  # the bundle's test split through each artifact on the board (first round)
     results: Path = Path("results")
     resume: bool = False
     keep: bool = False
@@ -204,7 +206,8 @@ def make_plan(bundles: dict[str, dict], profile: DeviceProfile, request: BenchRe
             for threads in request.threads or profile.threads:
                 items.append({"id": f"{name}__{fmt}__t{threads}", "bundle": name, "format": fmt, "runtime": runtime,
                               "python": python, "threads": threads, "providers": list(profile.onnx_providers)
-                              if fmt == "onnx" else []})
+                              if fmt == "onnx" else [], "profile": request.profile,
+                              "accuracy": request.accuracy})
     if missing and not items:
         raise UserError("; ".join(missing))
     cooldown = {"max_seconds": request.cooldown_s, "within_c": 2.0} if request.cooldown_s > 0 else None
@@ -273,7 +276,8 @@ def _fetch(transport: Transport, remote: str, run_dir: Path, console: Console) -
 
 def summarize_run(run_dir: Path, profile: DeviceProfile, transport: str, preflight: dict, plan: dict,
                   agent_summary: dict) -> dict:
-    """Per item, the rounds pooled: medians of the per-round percentiles, their spread, memory, correctness."""
+    """Per item, the rounds pooled: medians of the per-round percentiles, their spread, memory, correctness, and
+    the board's accuracy on the test split where it was measured."""
     items = []
     for item in plan["items"]:
         rounds = [json.loads(p.read_text()) for p in sorted((run_dir / "raw").glob(f"{item['id']}__r*.json"))]
@@ -321,7 +325,16 @@ def _pool(rounds: list[dict]) -> dict:
         "max_abs_error": max(r["correctness"]["max_abs_error"] for r in rounds),
         "correct": all(r["correctness"]["within_tolerance"] for r in rounds),
         "runtime_version": rounds[0]["runtime"]["version"],
+        **_accuracy(rounds),
     }
+
+
+def _accuracy(rounds: list[dict]) -> dict:
+    """The board's test-split accuracy: measured in round 1 only, as it cannot change between rounds."""
+    measured = next((r["accuracy"] for r in rounds if "accuracy" in r), None)
+    if measured is None:
+        return {}
+    return {"accuracy": {k: measured[k] for k in ("mse", "mae", "windows", "error") if k in measured}}
 
 
 def _json_line(stdout) -> dict:

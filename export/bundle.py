@@ -1,4 +1,5 @@
-"""Export bundles: per checkpoint, validated ONNX and TFLite artifacts, reference windows and a manifest.
+"""Export bundles: per checkpoint, validated ONNX and TFLite artifacts, reference windows, the test split and a
+manifest.
 
 `write_bundles` builds every bundle of a job in a hidden staging folder beside the output and moves them into
 place only when all of them validated, so a failed export leaves nothing behind and never a half bundle.
@@ -33,7 +34,16 @@ from tsprune_edge.errors import UserError
 from tsprune_edge.export.artifacts import DEFAULT_OPSET, export_onnx, export_tflite
 from tsprune_edge.export.encodings import Validator
 from tsprune_edge.export.onnx_sparse import compress_onnx
-from tsprune_edge.export.reference import SAMPLE_FILE, OpenArtifact, Samples, make_samples, max_abs_error, save_samples
+from tsprune_edge.export.reference import (
+    SAMPLE_FILE,
+    TEST_FILE,
+    OpenArtifact,
+    Samples,
+    make_samples,
+    max_abs_error,
+    save_samples,
+    save_test_split,
+)
 from tsprune_edge.export.runtimes import (
     installed_tflite_runtimes,
     onnx_runner,
@@ -110,7 +120,8 @@ def build_bundle(checkpoint_path: Path, directory: Path, variant: str, request: 
     """Export, compress or quantize, validate against torch, and write the manifest into `directory`."""
     checkpoint = load_checkpoint(checkpoint_path)
     model = checkpoint.build_model()
-    samples = make_samples(model, checkpoint_data(checkpoint))
+    data = checkpoint_data(checkpoint)
+    samples = make_samples(model, data)
     summary = summarize(model)
     directory.mkdir(parents=True)
     artifacts = {}
@@ -119,6 +130,7 @@ def build_bundle(checkpoint_path: Path, directory: Path, variant: str, request: 
             job = _Job(model, checkpoint, summary, samples, Path(work), directory, int8, request.sparse_kernels)
             artifacts[fmt] = _WRITERS[fmt](job)
     save_samples(samples, directory / SAMPLE_FILE)
+    test_split = save_test_split(data, directory / TEST_FILE)
     manifest = {
         "format": BUNDLE_FORMAT,
         "version": BUNDLE_VERSION,
@@ -133,6 +145,7 @@ def build_bundle(checkpoint_path: Path, directory: Path, variant: str, request: 
         "artifacts": artifacts,
         "samples": {"file": SAMPLE_FILE, **_file_facts(directory / SAMPLE_FILE, zstd=False), "split": samples.split,
                     "windows": len(samples), "starts": samples.starts.tolist()},
+        "test_split": {"file": TEST_FILE, **_file_facts(directory / TEST_FILE, zstd=False), **test_split},
     }
     write_json_atomic(directory / MANIFEST, manifest)
     return manifest

@@ -1,5 +1,5 @@
 """Reference windows: real test inputs with the torch model's outputs, so every runtime (here and on the board)
-can be checked against the source model."""
+can be checked against the source model; and the whole test split, so a board can score an artifact's accuracy."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from tsprune_edge.models.deployment import deployment_form
 
 SAMPLE_WINDOWS = 8
 SAMPLE_FILE = "samples.npz"
+TEST_FILE = "test.npz"
 
 # Loads an artifact once and returns its call: (history [1, ...], calendar [1, ...]) -> forecast [1, ...]
 OpenArtifact = Callable[[Path], Callable[[np.ndarray, np.ndarray], np.ndarray]]
@@ -63,3 +64,21 @@ def max_abs_error(open_artifact: OpenArtifact, path: Path, samples: Samples) -> 
             raise ValueError(f"{path.name} returned shape {list(got.shape)}, expected {list(expected.shape)}")
         worst = max(worst, float(np.abs(got - expected).max()))
     return worst
+
+
+def save_test_split(data: ForecastData, path: Path) -> dict:
+    """The scaled test series (input columns) and its calendar, not the windows: the windows overlap, so the series
+    is about seq_len + pred_len times smaller, and the agent cuts from it exactly the windows `train.evaluate`
+    scores. Returns what the manifest records for the agent to cut them and pick the target columns."""
+    w = data.windows
+    values, calendar = data.split_arrays("test")
+    values = values[:, data.input_columns]
+    buffer = io.BytesIO()
+    # column by column (Fortran order) compresses a fifth smaller than row by row; np.load restores either
+    np.savez_compressed(buffer, values=np.asfortranarray(values, dtype=np.float32),
+                        calendar=np.asfortranarray(calendar, dtype=np.float32))
+    write_atomic(path, lambda handle: handle.write(buffer.getvalue()))
+    return {"split": "test", "rows": len(values), "windows": data.n_windows("test"), "seq_len": w.seq_len,
+            "pred_len": w.pred_len,
+            "target_positions": [data.input_columns.index(c) for c in data.target_columns],
+            "metrics": "MSE and MAE over every forecast value of every window, in scaled units, as torch's evaluate"}

@@ -42,7 +42,7 @@ def test_every_variant_has_a_validated_bundle(exported):
     for name, manifest in manifests.items():
         bundle = root / "export" / name
         assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model.onnx", "model.tflite",
-                                                            "samples.npz"]
+                                                            "samples.npz", "test.npz"]
         assert load_manifest(bundle) == json.loads(json.dumps(manifest))
         tolerance = INT8_TOLERANCE if name.endswith("int8") else FP32_TOLERANCE
         for fmt, artifact in manifest["artifacts"].items():
@@ -56,6 +56,24 @@ def test_every_variant_has_a_validated_bundle(exported):
                 assert validation["tolerance"] == tolerance and 0 <= validation["max_abs_error"] <= tolerance
                 assert validation["windows"] == 8
         assert manifest["samples"]["sha256"] == _sha256(bundle / "samples.npz")
+        test_split = manifest["test_split"]
+        assert test_split["sha256"] == _sha256(bundle / "test.npz")
+        assert test_split["bytes"] == (bundle / "test.npz").stat().st_size
+
+
+def test_the_test_split_is_the_series_not_the_windows(exported):
+    """The scaled test series of the input columns and its calendar: every window of it, at a fraction of the
+    windows' bytes (synthetic: 1848 rows give 1657 windows of 96 + 96 steps)."""
+    root, manifests = exported
+    record = manifests["dense"]["test_split"]
+    assert {k: record[k] for k in ("file", "split", "rows", "windows", "seq_len", "pred_len", "target_positions")} == {
+        "file": "test.npz", "split": "test", "rows": 1848, "windows": 1848 - 96 - 96 + 1, "seq_len": 96,
+        "pred_len": 96, "target_positions": list(range(7))}
+    with np.load(root / "export" / "dense" / "test.npz", allow_pickle=False) as split:
+        assert sorted(split.files) == ["calendar", "values"]
+        assert split["values"].shape == (1848, 7) and split["calendar"].shape == (1848, 4)
+        assert split["values"].dtype == split["calendar"].dtype == np.float32
+    assert record["bytes"] < 60_000  # the windows themselves would take 1657 x (96 x 7 x 2 + 192 x 4) x 4 = 14 MB
 
 
 def test_samples_let_a_board_check_the_artifacts(exported):
@@ -147,5 +165,6 @@ def test_a_new_export_replaces_the_old_bundle_whole(exported, tmp_path):
     (out / "dense").mkdir(parents=True)
     (out / "dense" / "stale.txt").write_text("from an earlier export")
     write_bundles(out, {"dense": root / "runs" / "dense" / "model.pt"}, ExportRequest(formats=("onnx",)))
-    assert sorted(p.name for p in (out / "dense").iterdir()) == ["manifest.json", "model.onnx", "samples.npz"]
+    assert sorted(p.name for p in (out / "dense").iterdir()) == ["manifest.json", "model.onnx", "samples.npz",
+                                                                 "test.npz"]
     assert sorted(p.name for p in out.iterdir()) == ["dense"]

@@ -28,11 +28,14 @@ def find_runs(paths: list[Path]) -> list[Path]:
 def report_command(
     results: list[Path] = typer.Argument(None, help="Bench run folders, or results folders (their latest run); "
                                          "default: the latest run under results/."),
-    out: Path = typer.Option(Path("report"), help="Writes report.md, report.json and report.csv here."),
+    out: Path = typer.Option(Path("report"), help="Writes report.md, report.json, report.csv, a self-contained "
+                             "report.html and plots/*.png here."),
     min_effect: float = typer.Option(0.05, help="Smallest speedup or slowdown that counts (0.05 = 5%)."),
 ) -> None:
     """The verdict: each pruned variant against the dense model measured in the same run, with a bootstrap 95%
-    confidence interval on the median latency ratio, the speedup the MACs predict, and memory and size ratios."""
+    confidence interval on the median latency ratio, the speedup the MACs predict, and memory and size ratios;
+    plots of latency and MSE against sparsity, the Pareto front and predicted vs achieved speedup; and, for runs
+    benched with --profile, where the time goes in ONNX variants that fall short of their predicted speedup."""
     from tsprune_edge.report.render import verdict_table, write_report
     from tsprune_edge.report.verdict import verdict_rows
 

@@ -96,6 +96,10 @@ class ForecastData:
         w = self.windows
         return len(self._values[split]) - w.seq_len - w.pred_len + 1
 
+    def split_arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """The scaled series of a split (every column) and its calendar features: what the windows are cut from."""
+        return self._values[split], self._calendar[split]
+
     def window_arrays(self, split: str, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """history, calendar, target (float32 numpy) for windows beginning at `starts`."""
         w = self.windows

@@ -13,7 +13,7 @@ from tsprune_edge.atomic import write_atomic, write_json_atomic
 COLUMNS = ("device", "machine", "emulated", "variant", "model", "method", "sparsity", "format", "runtime", "threads",
            "rounds", "p50_ms", "ratio", "ratio_low", "ratio_high", "speedup", "speedup_low", "speedup_high",
            "verdict", "min_effect", "predicted_speedup", "efficiency", "memory_ratio", "file_ratio", "zstd_ratio",
-           "torch_mse", "max_abs_error", "macs", "flags", "run")
+           "torch_mse", "board_mse", "board_mae", "max_abs_error", "macs", "flags", "run")
 
 
 def _speedup(row: dict) -> str:
@@ -34,11 +34,11 @@ def _cells(row: dict) -> list[str]:
     return [row["variant"], f"{row['format']} ({row['runtime']})", str(row["threads"]), f"{row['p50_ms']:.3f}",
             _speedup(row), verdict, _num(row.get("predicted_speedup"), ".2f"), _num(row.get("efficiency"), ".2f"),
             _num(row.get("memory_ratio"), ".2f"), _num(row.get("file_ratio"), ".2f"), _num(row["torch_mse"], ".4f"),
-            _num(row["max_abs_error"], ".1e"), "; ".join(flags)]
+            _num(row.get("board_mse"), ".4f"), _num(row["max_abs_error"], ".1e"), "; ".join(flags)]
 
 
 HEADERS = ("variant", "format (runtime)", "threads", "p50 ms", "speedup [95% CI]", "verdict", "predicted (MACs)",
-           "achieved / predicted", "memory ratio", "file ratio", "torch MSE", "max error", "flags")
+           "achieved / predicted", "memory ratio", "file ratio", "torch MSE", "board MSE", "max error", "flags")
 
 
 def verdict_table(rows: list[dict]) -> Table:
@@ -73,7 +73,12 @@ def markdown(rows: list[dict]) -> str:
 
 
 def write_report(rows: list[dict], out: Path) -> list[Path]:
-    """report.json, report.csv and report.md in `out`, each written atomically."""
+    """report.json, report.csv, report.md, report.html and plots/*.png in `out`, each written atomically.
+    The plotting modules are imported here: matplotlib costs a second that the terminal table does not need."""
+    from tsprune_edge.report.html import html_report
+    from tsprune_edge.report.plots import TITLES, figures
+    from tsprune_edge.report.profile_diff import profile_markdown
+
     out = Path(out)
     write_json_atomic(out / "report.json", {"rows": rows})
     buffer = io.StringIO()
@@ -82,7 +87,14 @@ def write_report(rows: list[dict], out: Path) -> list[Path]:
     for row in rows:
         writer.writerow({**row, "flags": "; ".join(row["flags"])})
     write_atomic(out / "report.csv", lambda handle: handle.write(buffer.getvalue().encode()))
-    text = markdown(rows)
+    images = figures(rows)
+    pngs = [out / "plots" / f"{name}.png" for name in images]
+    for path, png in zip(pngs, images.values(), strict=True):
+        write_atomic(path, lambda handle, png=png: handle.write(png))
+    text = (markdown(rows) + "\n## Plots\n\n" + "".join(f"![{TITLES[n]}](plots/{n}.png)\n\n" for n in images)
+            + profile_markdown(rows))
     write_atomic(out / "report.md", lambda handle: handle.write(text.encode()))
-    return [out / "report.json", out / "report.csv", out / "report.md"]
+    page = html_report(rows, images)
+    write_atomic(out / "report.html", lambda handle: handle.write(page.encode()))
+    return [out / "report.json", out / "report.csv", out / "report.md", out / "report.html", *pngs]
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from tsprune_edge.devices.readings import throttled
 from tsprune_edge.errors import UserError
+from tsprune_edge.report.profile_diff import attach_profile_diffs
 from tsprune_edge.report.stats import median_ratio, verdict
 
 DEFAULT_MIN_EFFECT = 0.05
@@ -59,13 +60,16 @@ def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[
                "runtime": f"{item['runtime']} {item.get('runtime_version', '')}".strip(), "threads": item["threads"],
                "rounds": len(latencies), "flags": flags, "p50_ms": item.get("p50_s", float("nan")) * 1e3,
                "macs": facts.get("macs"), "max_abs_error": item.get("max_abs_error"),
-               "torch_mse": (facts.get("torch_test") or {}).get("mse")}
+               "torch_mse": (facts.get("torch_test") or {}).get("mse"),
+               "board_mse": (item.get("accuracy") or {}).get("mse"),
+               "board_mae": (item.get("accuracy") or {}).get("mae")}
         dense_id = f"dense__{item['format']}__t{item['threads']}"
         if item["bundle"] != "dense" and dense_id in items:
             row.update(_against_dense(run_dir, latencies, dense_id, items[dense_id], facts,
                                       bundles.get("dense", {}), item, min_effect))
         rows.append(row)
     _fill_dense_accuracy(rows, bundles)
+    attach_profile_diffs(run_dir, rows)  # where the time goes, from `bench --profile`
     return rows
 
 

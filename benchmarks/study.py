@@ -1,0 +1,211 @@
+"""The study: does structured pruning give a real speedup on this desktop CPU, in the runtimes we ship?
+
+1. `tsprune-edge sweep` over every registered model (small preset, ETTh1, pred_len 96), unstructured and structured
+   pruning at 0.5 and 0.8, fine-tuned 1 epoch, ONNX and TFLite, batch 1, one thread, 3 interleaved rounds per model
+   with ONNX Runtime's per-op profile: the verdict report (Markdown, HTML, plots, JSON, CSV).
+2. Narrow twins: each model's structured-0.5 checkpoint with every weight re-initialised (the same modules at the
+   same widths, never trained or pruned), exported the same way and measured in one interleaved run beside the
+   pruned bundle. Pruning must leave no overhead: the pruned model should be within 5% of its twin.
+3. Targets: at structured 0.5, achieved / predicted speedup >= 0.85 in both runtimes; pruned within 5% of the twin.
+
+Usage: python benchmarks/study.py [--work runs/study] [--epochs 3] [--data-dir ../shared/data]
+Resumable (re-run the same command). Writes benchmarks/results/study.{md,json} and benchmarks/results/study/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from rich.console import Console
+from train_baselines import machine
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+TARGET_EFFICIENCY = 0.85
+TWIN_TOLERANCE = 0.05
+
+
+def run_study(spec, work: Path, console: Console) -> list[dict]:
+    from tsprune_edge.report.verdict import verdict_rows
+    from tsprune_edge.sweep.executors import LocalExecutor
+    from tsprune_edge.sweep.runner import run_sweep
+
+    summary = run_sweep(spec, work / "sweep", lambda: LocalExecutor(os.cpu_count() or 1), console)
+    if summary["failed"]:
+        console.print(f"failed cells: {summary['failed']}")
+    return [row for run in summary["runs"] for row in verdict_rows(run)]
+
+
+def twin_checkpoint(pruned: Path, target: Path) -> None:
+    """The pruned model's modules at the same widths, every learnable weight drawn afresh by its layer's own
+    initialiser; fixed tables (positional encodings, DFT bases) kept, as the model code computes them."""
+    import dataclasses
+
+    import torch
+
+    from tsprune_edge.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+    from tsprune_edge.prune.architecture import architecture_record
+
+    checkpoint = load_checkpoint(pruned)
+    model = checkpoint.build_model()
+    torch.manual_seed(7)
+    for module in model.modules():
+        if hasattr(module, "reset_parameters") and module is not model:
+            module.reset_parameters()
+    model.eval()
+    fresh = make_checkpoint(model, checkpoint.data, checkpoint.scaling, checkpoint.training)
+    save_checkpoint(dataclasses.replace(fresh, architecture=architecture_record(model)), target)
+
+
+def bench_twin(spec, work: Path, model: str, console: Console) -> Path | None:
+    """structured-0.5 and its narrow twin in one interleaved run; returns the run folder."""
+    from tsprune_edge.devices.bench import bench
+    from tsprune_edge.export.bundle import ExportRequest, write_bundles
+
+    sweep = work / "sweep"
+    pruned = sweep / "export" / model / "structured-0.5"
+    if not pruned.is_dir():
+        return None
+    root = work / "twins" / model
+    results = root / "results"
+    done = sorted(p.parent for p in results.glob("*/bench.json"))
+    if done:
+        return done[-1]
+    artifacts = root / "export"
+    if not (artifacts / "narrow-twin" / "manifest.json").is_file():
+        twin_checkpoint(sweep / "models" / model / "structured-0.5" / "model.pt", root / "twin.pt")
+        write_bundles(artifacts, {"narrow-twin": root / "twin.pt"}, ExportRequest(formats=spec.formats), console)
+    shutil.rmtree(artifacts / "structured-0.5", ignore_errors=True)
+    shutil.copytree(pruned, artifacts / "structured-0.5")
+    resume = any(json.loads(p.read_text()).get("status") != "done" for p in results.glob("*/state.json"))
+    summary = bench(spec.bench_request(artifacts, results, resume=resume), console=console)
+    return results / summary["run_id"]
+
+
+def twin_rows(run: Path) -> list[dict]:
+    from tsprune_edge.report.stats import median_ratio
+    from tsprune_edge.report.verdict import load_run, round_latencies
+
+    rows = []
+    items = {item["id"]: item for item in load_run(run)["items"]}
+    for fmt in ("onnx", "tflite"):
+        pruned_id, twin_id = f"structured-0.5__{fmt}__t1", f"narrow-twin__{fmt}__t1"
+        if pruned_id not in items or twin_id not in items:
+            continue
+        pruned, _ = round_latencies(run, pruned_id)
+        twin, _ = round_latencies(run, twin_id)
+        ratio = median_ratio(pruned, twin)
+        pruned_item, twin_item = items[pruned_id], items[twin_id]
+        rows.append({"format": fmt, "runtime": pruned_item["runtime"], "pruned_ms": pruned_item["p50_s"] * 1e3,
+                     "twin_ms": twin_item["p50_s"] * 1e3, "ratio": ratio.ratio, "low": ratio.low,
+                     "high": ratio.high, "within": ratio.ratio <= 1 + TWIN_TOLERANCE, "run": run.name})
+    return rows
+
+
+def commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE)
+    return done.stdout.strip() or "unknown"
+
+
+def _num(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(study: dict) -> str:
+    m = study["machine"]
+    lines = [f"# Study: structured vs unstructured pruning on this desktop CPU ({study['date']})", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}. Commit "
+             f"{study['commit']}. Settings: {study['settings']}.", "",
+             "Every variant is measured against the dense model of the same model, format and runtime in the same "
+             "interleaved run (3 rounds, each a fresh process); speedup = median dense latency / median variant "
+             "latency with a hierarchical bootstrap 95% interval. Predicted = dense MACs / variant MACs. "
+             "Full report with plots: [study/report.html](study/report.html) and "
+             "[study/report.md](study/report.md).", "",
+             "## Verdict, every model and variant (batch 1, one thread)", "",
+             "| model | variant | runtime | p50 ms | speedup [95% CI] | verdict | predicted | achieved / predicted | "
+             "file ratio | torch MSE |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in study["rows"]:
+        if r["variant"] == "dense":
+            continue
+        speedup = (f"{r['speedup']:.2f}x [{r['speedup_low']:.2f}, {r['speedup_high']:.2f}]"
+                   if "speedup" in r else "-")
+        lines.append(f"| {r['model']} | {r['variant']} | {r['runtime']} | {r['p50_ms']:.3f} | {speedup} | "
+                     f"{r.get('verdict', '-')} | {_num(r.get('predicted_speedup'), '.2f')} | "
+                     f"{_num(r.get('efficiency'), '.2f')} | {_num(r.get('file_ratio'), '.2f')} | "
+                     f"{_num(r.get('torch_mse'), '.4f')} |")
+    lines += ["", f"## Targets at structured 0.5: achieved / predicted >= {TARGET_EFFICIENCY}, and within "
+              f"{TWIN_TOLERANCE:.0%} of the narrow twin", "",
+              "| model | runtime | achieved / predicted | met | pruned ms | twin ms | pruned / twin [95% CI] | met |",
+              "|---|---|---|---|---|---|---|---|"]
+    for t in study["targets"]:
+        twin = t.get("twin") or {}
+        lines.append(f"| {t['model']} | {t['runtime']} | {_num(t['efficiency'], '.2f')} | "
+                     f"{'yes' if t['efficiency_met'] else 'NO'} | {_num(twin.get('pruned_ms'), '.3f')} | "
+                     f"{_num(twin.get('twin_ms'), '.3f')} | "
+                     + (f"{twin['ratio']:.3f} [{twin['low']:.3f}, {twin['high']:.3f}] | "
+                        f"{'yes' if twin['within'] else 'NO'} |" if twin else "- | - |"))
+    return "\n".join(lines) + "\n"
+
+
+def targets(rows: list[dict], twins: dict[str, list[dict]]) -> list[dict]:
+    result = []
+    for r in rows:
+        if r["variant"] != "structured-0.5" or "speedup" not in r:
+            continue
+        twin = next((t for t in twins.get(r["model"], []) if t["format"] == r["format"]), None)
+        efficiency = r.get("efficiency")
+        result.append({"model": r["model"], "format": r["format"], "runtime": r["runtime"], "efficiency": efficiency,
+                       "efficiency_met": efficiency is not None and efficiency >= TARGET_EFFICIENCY, "twin": twin,
+                       "profile_diff": r.get("profile_diff")})
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=HERE.parent / "runs" / "study")
+    parser.add_argument("--models", default="all")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--min-time", type=float, default=1.0)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
+    args = parser.parse_args()
+    os.environ["TSPRUNE_EDGE_DATA_DIR"] = args.data_dir
+
+    from tsprune_edge.atomic import write_atomic, write_json_atomic
+    from tsprune_edge.models import available_models
+    from tsprune_edge.report.render import write_report
+    from tsprune_edge.sweep.spec import SweepSpec
+
+    console = Console(stderr=True, soft_wrap=True)
+    models = tuple(available_models()) if args.models == "all" else tuple(args.models.split(","))
+    spec = SweepSpec(models=models, methods=("unstructured", "structured"), sparsities=(0.5, 0.8), data="ETTh1",
+                     epochs=args.epochs, finetune_epochs=1, threads=(1,), rounds=args.rounds,
+                     min_time=args.min_time, min_iters=100, profile=True)
+    started = time.time()
+    rows = run_study(spec, args.work, console)
+    write_report(rows, args.results / "study")
+    twins = {}
+    for model in models:
+        run = bench_twin(spec, args.work, model, console)
+        if run is not None:
+            twins[model] = twin_rows(run)
+    study = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit(),
+             "settings": f"ETTh1, small preset, pred_len 96, {args.epochs} training epochs, fine-tuned 1 epoch, "
+                         f"{args.rounds} rounds, min-time {args.min_time:g} s, min-iters 100, 1 thread, batch 1",
+             "wall_minutes": round((time.time() - started) / 60, 1), "rows": rows,
+             "targets": targets(rows, twins), "twins": twins}
+    write_json_atomic(args.results / "study.json", study)
+    text = markdown(study)
+    write_atomic(args.results / "study.md", lambda handle: handle.write(text.encode()))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

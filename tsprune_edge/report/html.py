@@ -1,0 +1,85 @@
+"""report.html: the verdict, the plots and the profile diffs in one self-contained page (inline CSS, images as
+data URIs, no scripts, no external address), so it can be mailed or archived as one file. Every string from the
+rows is escaped."""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+
+from tsprune_edge.report.plots import TITLES
+from tsprune_edge.report.profile_diff import HEADERS as DIFF_HEADERS
+from tsprune_edge.report.profile_diff import SECTION, diff_cells, diff_title, no_diff_note, shows_diff
+from tsprune_edge.report.render import HEADERS, _cells, _min_effect
+from tsprune_edge.report.stats import NO_CHANGE, REAL_SPEEDUP, SLOWDOWN
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; }
+th { background: #f0f0f0; }
+tr.real td { background: #e6f4e6; } tr.same td { background: #f7f7f7; } tr.slow td { background: #fbe5e5; }
+.warning { background: #fff3cd; border: 1px solid #e0c060; padding: 0.6em; font-weight: bold; }
+figure { margin: 1.5em 0; } img { max-width: 100%; }
+"""
+ROW_CLASS = {REAL_SPEEDUP: "real", NO_CHANGE: "same", SLOWDOWN: "slow"}
+
+
+def html_report(rows: list[dict], images: dict[str, bytes]) -> str:
+    """The page: title, method note, one verdict table per run, the plots, the diffs of rows that fall short."""
+    devices = dict.fromkeys(f"{r['device']} ({r['machine']})" for r in rows)
+    title = "Verdict: " + ", ".join(devices)
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>",
+             f"<style>{STYLE}</style></head><body>", f"<h1>{escape(title)}</h1>"]
+    for device in dict.fromkeys(r["device"] for r in rows if r["emulated"]):
+        parts.append(f"<p class=\"warning\">Emulated board {escape(device)}: these timings come from qemu and say "
+                     "nothing about a real board.</p>")
+    parts.append(_method_note(rows))
+    for run in dict.fromkeys(r["run"] for r in rows):
+        members = [r for r in rows if r["run"] == run]
+        parts.append(f"<h2>Run {escape(run)} on {escape(members[0]['device'])} "
+                     f"({escape(members[0]['machine'])})</h2>")
+        parts.append(_table(HEADERS, [_cells(r) for r in members], [ROW_CLASS.get(r.get("verdict"), "")
+                                                                     for r in members]))
+    parts.append("<h2>Plots</h2>")
+    for name, png in images.items():
+        caption = escape(TITLES.get(name, name))
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f"<figure><img src=\"data:image/png;base64,{data}\" alt=\"{caption}\">"
+                     f"<figcaption>{caption}</figcaption></figure>")
+    parts.append(_diffs(rows))
+    parts.append("</body></html>\n")
+    return "\n".join(part for part in parts if part)
+
+
+def _method_note(rows: list[dict]) -> str:
+    return ("<p>Each variant against the dense model of the same format, runtime and threads, measured in the same "
+            "interleaved run. Speedup = median dense latency / median variant latency, with a hierarchical "
+            "bootstrap 95% interval (rounds, then latencies within each round). REAL SPEEDUP needs the whole "
+            f"interval at least {_min_effect(rows):.0%} faster; SLOWDOWN the whole interval that much slower; "
+            "anything else is NO SIGNIFICANT CHANGE. Predicted = dense MACs / variant MACs; achieved / predicted is "
+            "the efficiency.</p>")
+
+
+def _table(headers: tuple[str, ...], body: list[list[str]], classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    lines = []
+    for cells, css in zip(body, classes or [""] * len(body), strict=True):
+        attribute = f" class=\"{css}\"" if css else ""
+        lines.append(f"<tr{attribute}>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>" + "".join(lines) + "</tbody></table>"
+
+
+def _diffs(rows: list[dict]) -> str:
+    shown = [row for row in rows if shows_diff(row)]
+    note = no_diff_note(rows)
+    if not shown and not note:
+        return ""
+    parts = [f"<h2>{escape(SECTION)}</h2>"]
+    if not shown:
+        return "\n".join(parts + [f"<p>{escape(note)}</p>"])
+    for row in shown:
+        diff = row["profile_diff"]
+        items = "".join(f"<li>{escape(line)}</li>" for line in diff["explanation"] + diff["flags"])
+        parts += [f"<h3>{escape(diff_title(row))}</h3>", f"<ul>{items}</ul>", _table(DIFF_HEADERS, diff_cells(diff))]
+    return "\n".join(parts)

@@ -1,0 +1,225 @@
+"""The report's figures, drawn from verdict rows of any number of runs, models and devices. Figures are built
+with matplotlib's object API on the Agg canvas (no pyplot state, no display) and come back as PNG bytes, so the
+same image goes to plots/*.png and into the self-contained HTML."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from tsprune_edge.report.profile_diff import SHORTFALL_EFFICIENCY
+
+TITLES = {
+    "latency": "Latency (p50) vs sparsity",
+    "mse": "Test MSE vs sparsity",
+    "pareto": "Test MSE vs latency, Pareto front (lower left)",
+    "speedup": "Predicted (MACs) vs achieved speedup",
+}
+DPI = 100
+
+
+def figures(rows: list[dict]) -> dict[str, bytes]:
+    """PNG bytes of every figure in TITLES, in that order; a figure without data says so instead of failing."""
+    draw = {"latency": latency_figure, "mse": mse_figure, "pareto": pareto_figure, "speedup": speedup_figure}
+    return {name: _png(draw[name](rows)) for name in TITLES}
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _finite(*values) -> bool:
+    return all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+
+def _panels(title: str, keys: list, draw: Callable[[Axes, object], None], empty: str) -> Figure:
+    """One axes per key, three to a row; no key gives one axes that says `empty`."""
+    count = max(len(keys), 1)
+    cols = min(count, 3)
+    nrows = math.ceil(count / cols)
+    figure = Figure(figsize=(5.2 * cols, 3.9 * nrows), layout="constrained")
+    figure.suptitle(title)
+    axes = figure.subplots(nrows, cols, squeeze=False).ravel()
+    for ax, key in zip(axes, keys, strict=False):
+        draw(ax, key)
+    if not keys:
+        _say(axes[0], empty)
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return figure
+
+
+def _say(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _is_dense(row: dict) -> bool:
+    return row["variant"] == "dense"
+
+
+def _group(rows: Iterable[dict], key: Callable[[dict], object]) -> dict:
+    groups = defaultdict(list)
+    for row in rows:
+        groups[key(row)].append(row)
+    return dict(groups)
+
+
+def _device_prefix(rows: list[dict], row: dict) -> str:
+    return f"{row['device']}: " if len({r["device"] for r in rows}) > 1 else ""
+
+
+def latency_figure(rows: list[dict]) -> Figure:
+    """(a) p50 vs sparsity, one line per method starting at the dense model (sparsity 0), one panel per run, model,
+    format and thread count; error bars are the ratio's 95% interval applied to the variant's p50."""
+    panels = _group((r for r in rows if _finite(r.get("p50_ms"))),
+                    lambda r: (r["run"], r["model"], r["format"], r["runtime"], r["threads"]))
+
+    def draw(ax: Axes, key) -> None:
+        members = panels[key]
+        dense = [r for r in members if _is_dense(r)]
+        methods = _group((r for r in members if not _is_dense(r) and _finite(r.get("sparsity"))),
+                         lambda r: r["method"])
+        for method, variants in sorted(methods.items(), key=lambda item: str(item[0])):
+            points = [(0.0, dense[0]["p50_ms"], 0.0, 0.0)] if dense else []
+            for r in sorted(variants, key=lambda r: r["sparsity"]):
+                low = high = 0.0
+                if _finite(r.get("ratio"), r.get("ratio_low"), r.get("ratio_high")) and r["ratio"] > 0:
+                    low = r["p50_ms"] * (1 - r["ratio_low"] / r["ratio"])
+                    high = r["p50_ms"] * (r["ratio_high"] / r["ratio"] - 1)
+                points.append((r["sparsity"], r["p50_ms"], low, high))
+            xs, ys, lows, highs = zip(*points, strict=True)
+            ax.errorbar(xs, ys, yerr=[lows, highs], marker="o", capsize=3, label=str(method))
+        if dense and not methods:
+            ax.plot([0.0], [dense[0]["p50_ms"]], "ko", label="dense")
+        first = members[0]
+        ax.set_title(f"{_device_prefix(rows, first)}{first['model']}, {first['format']} ({first['runtime']}), "
+                     f"t{first['threads']}", fontsize=9)
+        if not dense and not methods:
+            _say(ax, "no dense reference and no variant with a sparsity")
+            return
+        ax.set_xlabel("sparsity")
+        ax.set_ylabel("p50 latency (ms)")
+        ax.legend(fontsize=8)
+
+    return _panels(TITLES["latency"], sorted(panels, key=str), draw, "no latency measured")
+
+
+def mse_figure(rows: list[dict]) -> Figure:
+    """(b) torch test MSE vs sparsity per method (solid), and the board's MSE per method and format (dashed) where
+    the rows carry `board_mse`; one panel per run and model."""
+    panels = _group(rows, lambda r: (r["run"], r["model"]))
+
+    def draw(ax: Axes, key) -> None:
+        members = panels[key]
+        drawn = _mse_lines(ax, members, "torch_mse", lambda r: "", "-", "torch")
+        drawn += _mse_lines(ax, members, "board_mse", lambda r: f" {r['format']}", "--", "board")
+        first = members[0]
+        ax.set_title(f"{_device_prefix(rows, first)}{first['model']}", fontsize=9)
+        if not drawn:
+            _say(ax, "no test MSE recorded")
+            return
+        ax.set_xlabel("sparsity")
+        ax.set_ylabel("test MSE (scaled)")
+        ax.legend(fontsize=8)
+
+    return _panels(TITLES["mse"], sorted(panels, key=str), draw, "no rows")
+
+
+def _mse_lines(ax: Axes, rows: list[dict], field: str, split: Callable[[dict], str], style: str,
+               label: str) -> int:
+    """One line per method and `split` value (the format, for the board's MSE), starting at the dense value of the
+    same split at sparsity 0; each variant once, as rows repeat per thread count. Returns how many were drawn."""
+    usable = [r for r in rows if _finite(r.get(field))]
+    dense = {split(r): r[field] for r in usable if _is_dense(r)}
+    lines = _group((r for r in usable if not _is_dense(r) and _finite(r.get("sparsity"))),
+                   lambda r: (str(r["method"]), split(r)))
+    for (method, part), variants in sorted(lines.items()):
+        points = {r["sparsity"]: r[field] for r in variants}
+        if part in dense:
+            points[0.0] = dense[part]
+        xs = sorted(points)
+        ax.plot(xs, [points[x] for x in xs], style, marker="o", label=f"{label} {method}{part}")
+    if lines:
+        return len(lines)
+    for part, value in dense.items():
+        ax.plot([0.0], [value], "o", label=f"{label} dense{part}")
+    return len(dense)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point dominates (lower or equal in both, lower in one), lower left best."""
+    def dominated(i: int) -> bool:
+        x, y = points[i]
+        return any(a <= x and b <= y and (a < x or b < y) for j, (a, b) in enumerate(points) if j != i)
+
+    return [i for i in range(len(points)) if not dominated(i)]
+
+
+def pareto_figure(rows: list[dict]) -> Figure:
+    """(c) MSE vs p50 per device, format and thread count, every model together; the front is drawn in red.
+    The MSE is the board's where every point has one, else torch's."""
+    panels = _group((r for r in rows if _finite(r.get("p50_ms"))),
+                    lambda r: (r["device"], r["format"], r["runtime"], r["threads"]))
+
+    def draw(ax: Axes, key) -> None:
+        members = panels[key]
+        field = "board_mse" if all(_finite(r.get("board_mse")) for r in members) else "torch_mse"
+        points = [r for r in members if _finite(r.get(field))]
+        first = members[0]
+        ax.set_title(f"{first['device']}, {first['format']} ({first['runtime']}), t{first['threads']}", fontsize=9)
+        if not points:
+            _say(ax, "no test MSE recorded")
+            return
+        xy = [(r["p50_ms"], r[field]) for r in points]
+        front = pareto_front(xy)
+        ax.scatter(*zip(*xy, strict=True), color="0.55", label="measured")
+        line = sorted(xy[i] for i in front)
+        ax.plot(*zip(*line, strict=True), "r-o", drawstyle="steps-post", label="Pareto front")
+        models = len({r["model"] for r in points}) > 1
+        for r, (x, y) in zip(points, xy, strict=True):
+            ax.annotate(f"{r['model']} {r['variant']}" if models else r["variant"], (x, y), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("p50 latency (ms)")
+        ax.set_ylabel(f"test MSE ({field.split('_')[0]})")
+        ax.legend(fontsize=8)
+
+    return _panels(TITLES["pareto"], sorted(panels, key=str), draw, "no latency measured")
+
+
+def speedup_figure(rows: list[dict]) -> Figure:
+    """(d) achieved speedup with its 95% interval against the MAC prediction, with y = x and y = 0.85x."""
+    points = [r for r in rows if _finite(r.get("predicted_speedup"), r.get("speedup"), r.get("speedup_low"),
+                                         r.get("speedup_high"))]
+    figure = Figure(figsize=(6.4, 4.8), layout="constrained")
+    ax = figure.subplots()
+    ax.set_title(TITLES["speedup"])
+    if not points:
+        _say(ax, "no pruned variant with a MAC count and a measured speedup")
+        return figure
+    for label, group in sorted(_group(points, lambda r: f"{r['format']} ({r['runtime']}) t{r['threads']}").items()):
+        ys = [r["speedup"] for r in group]
+        ax.errorbar([r["predicted_speedup"] for r in group], ys, fmt="o", capsize=3, label=label,
+                    yerr=[[y - r["speedup_low"] for r, y in zip(group, ys, strict=True)],
+                          [r["speedup_high"] - y for r, y in zip(group, ys, strict=True)]])
+    values = [v for r in points for v in (r["predicted_speedup"], r["speedup_low"], r["speedup_high"])]
+    span = [min(min(values), 1.0) * 0.9, max(values) * 1.1]
+    ax.plot(span, span, "k-", linewidth=1, label="achieved = predicted")
+    ax.plot(span, [SHORTFALL_EFFICIENCY * v for v in span], "k--", linewidth=1,
+            label=f"{SHORTFALL_EFFICIENCY:g} x predicted")
+    if len(points) <= 12:
+        for r in points:
+            ax.annotate(r["variant"], (r["predicted_speedup"], r["speedup"]), fontsize=7, xytext=(4, -8),
+                        textcoords="offset points")
+    ax.set_xlabel("predicted speedup (dense MACs / variant MACs)")
+    ax.set_ylabel("achieved speedup (95% CI)")
+    ax.legend(fontsize=8)
+    return figure

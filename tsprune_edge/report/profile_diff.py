@@ -1,0 +1,178 @@
+"""Where the time goes: a pruned ONNX variant against its dense reference, per operator type, from the ONNX Runtime
+profiles that `bench --profile` records in round 1. The MAC count predicts the speedup; this says which operators
+kept pace with it and which did not, and how much of the missing time each one accounts for."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tsprune_edge.report.stats import NO_CHANGE, SLOWDOWN
+
+SHORTFALL_EFFICIENCY = 0.85  # achieved / predicted below this falls short; also the plots' dashed line
+SHOWN_VERDICTS = (NO_CHANGE, SLOWDOWN)
+TOP_BEHIND = 5  # operators named one by one in the explanation; the rest are summed
+SECTION = "Where the time goes (ONNX Runtime profile, round 1)"
+HEADERS = ("op", "dense µs", "variant µs", "variant / dense", "share of variant kernels")
+
+
+def attach_profile_diffs(run_dir: Path, rows: list[dict]) -> None:
+    """Give every pruned ONNX row whose item and dense reference both have a round-1 profile a `profile_diff`."""
+    for row in rows:
+        if row["variant"] == "dense" or row["format"] != "onnx":
+            continue
+        variant = _round_one(run_dir, f"{row['variant']}__onnx__t{row['threads']}")
+        dense = _round_one(run_dir, f"dense__onnx__t{row['threads']}")
+        if variant and dense:
+            row["profile_diff"] = profile_diff(dense, variant, row.get("predicted_speedup"))
+
+
+def _round_one(run_dir: Path, item_id: str) -> dict | None:
+    """The round-1 raw result when it holds a latency and an available profile."""
+    path = Path(run_dir) / "raw" / f"{item_id}__r1.json"
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text())
+    profile = result.get("profile") or {}
+    return result if profile.get("available") and "latency" in result else None
+
+
+def _per_op(result: dict) -> dict[str, float]:
+    return {op["op_name"]: float(op["us_per_inference"]) for op in result["profile"]["ops"]}
+
+
+def profile_diff(dense: dict, variant: dict, predicted: float | None) -> dict:
+    """Per op type: µs per inference in both profiles, their ratio, the op's share of the variant's kernel time and
+    its excess over a MAC-proportional cut; plus the time outside kernels (round-1 p50 minus summed kernels, the
+    same worker process as the profile) and the explanation. Without a MAC prediction the reference is no change."""
+    d_ops, v_ops = _per_op(dense), _per_op(variant)
+    d_p50, v_p50 = dense["latency"]["p50"] * 1e6, variant["latency"]["p50"] * 1e6
+    cut = predicted if predicted and predicted > 0 else 1.0
+    d_kernels, v_kernels = sum(d_ops.values()), sum(v_ops.values())
+    ops = []
+    for op in sorted(set(d_ops) | set(v_ops), key=lambda name: (-v_ops.get(name, 0.0), -d_ops.get(name, 0.0), name)):
+        d, v = d_ops.get(op, 0.0), v_ops.get(op, 0.0)
+        ops.append({"op": op, "dense_us": d, "variant_us": v, "ratio": v / d if d else None,
+                    "share": v / v_kernels if v_kernels else None, "excess_us": v - d / cut,
+                    "kept_pace": d > 0 and v <= d / cut / SHORTFALL_EFFICIENCY})
+    d_out, v_out = d_p50 - d_kernels, v_p50 - v_kernels
+    outside = {"dense_us": max(d_out, 0.0), "variant_us": max(v_out, 0.0), "measurable": d_out >= 0 and v_out >= 0,
+               "share_of_p50": max(v_out, 0.0) / v_p50 if v_p50 else None}
+    outside["ratio"] = outside["variant_us"] / outside["dense_us"] if outside["dense_us"] else None
+    outside["excess_us"] = v_out - d_out / cut if outside["measurable"] else None
+    diff = {"dense_p50_us": d_p50, "variant_p50_us": v_p50, "dense_kernel_us": d_kernels,
+            "variant_kernel_us": v_kernels, "iterations": {"dense": dense["profile"]["iterations"],
+                                                           "variant": variant["profile"]["iterations"]},
+            "predicted_speedup": predicted, "predicted_us": d_p50 / cut, "shortfall_us": v_p50 - d_p50 / cut,
+            "ops": ops, "outside": outside, "flags": []}
+    if not outside["measurable"]:
+        diff["flags"].append(
+            f"summed kernel time under the profiler (dense {d_kernels:.0f} µs, variant {v_kernels:.0f} µs) exceeds "
+            f"the timed p50 (dense {d_p50:.0f} µs, variant {v_p50:.0f} µs): the profiler's per-node timing inflates "
+            "kernel times, so the time outside kernels is not measurable here (shown as 0); compare ratios and shares")
+    diff["explanation"] = explanation(diff, cut)
+    return diff
+
+
+def explanation(diff: dict, cut: float) -> list[str]:
+    """Which ops kept pace with the MAC cut, which fell behind, and how much each accounts for: of the measured
+    shortfall when the profile adds up under the p50; else, as profiled µs are inflated, of the profiled time lost."""
+    shortfall = diff["shortfall_us"]
+    achieved = diff["dense_p50_us"] / diff["variant_p50_us"]
+    source = "the MACs predict" if diff["predicted_speedup"] else "no MAC count; against no change,"
+    lines = [f"Round 1: dense {diff['dense_p50_us']:.0f} µs, variant {diff['variant_p50_us']:.0f} µs "
+             f"({achieved:.2f}x); {source} {cut:.2f}x ({diff['predicted_us']:.0f} µs): "
+             + (f"{shortfall:.0f} µs short." if shortfall > 0 else "met.")]
+    kept = [op for op in diff["ops"] if op["kept_pace"]]
+    lines.append("Kept pace with the MACs: " + (", ".join(f"{op['op']} {op['ratio']:.2f}x" for op in kept)
+                                                if kept else "no operator") + ".")
+    behind = sorted((op for op in diff["ops"] if not op["kept_pace"] and op["excess_us"] > 0),
+                    key=lambda op: -op["excess_us"])
+    outside = diff["outside"]
+    base = (shortfall, "of the shortfall") if outside["measurable"] else (
+        sum(op["excess_us"] for op in behind), "of the profiled time lost")
+    if behind:
+        named = [f"{op['op']} {_ratio(op['ratio'])} (+{op['excess_us']:.0f} µs{_of(op['excess_us'], *base)})"
+                 for op in behind[:TOP_BEHIND]]
+        rest = sum(op["excess_us"] for op in behind[TOP_BEHIND:])
+        if len(behind) > TOP_BEHIND:
+            named.append(f"{len(behind) - TOP_BEHIND} more (+{rest:.0f} µs{_of(rest, *base)})")
+        lines.append("Fell behind (time beyond a MAC-proportional cut): " + ", ".join(named) + ".")
+    if outside["measurable"]:
+        lines.append(f"Outside kernels (session dispatch, Python call, copies): dense {outside['dense_us']:.0f} µs, "
+                     f"variant {outside['variant_us']:.0f} µs, {outside['share_of_p50']:.0%} of the variant's p50 "
+                     f"({outside['excess_us']:+.0f} µs{_of(outside['excess_us'], *base)}).")
+    else:
+        lines.append("Outside kernels: not measurable, the profiled kernels sum to more than the timed p50.")
+    return lines
+
+
+def _ratio(ratio: float | None) -> str:
+    return "new" if ratio is None else f"{ratio:.2f}x"
+
+
+def _of(excess: float, base: float, label: str) -> str:
+    return f", {excess / base:.0%} {label}" if base > 0 and excess > 0 else ""
+
+
+def shows_diff(row: dict) -> bool:
+    """Rendered only where it explains something: efficiency short of SHORTFALL_EFFICIENCY, or no speedup."""
+    if "profile_diff" not in row:
+        return False
+    efficiency = row.get("efficiency")
+    return (efficiency is not None and efficiency < SHORTFALL_EFFICIENCY) or row.get("verdict") in SHOWN_VERDICTS
+
+
+def why_shown(row: dict) -> str:
+    efficiency = row.get("efficiency")
+    if efficiency is not None and efficiency < SHORTFALL_EFFICIENCY:
+        return f"achieved / predicted {efficiency:.2f} < {SHORTFALL_EFFICIENCY}"
+    return row["verdict"]
+
+
+def diff_title(row: dict) -> str:
+    return (f"{row['variant']} ({row['model']}), {row['format']} ({row['runtime']}), {row['threads']} thread(s), "
+            f"{row['device']}, run {row['run']}: {why_shown(row)}")
+
+
+def diff_cells(diff: dict) -> list[list[str]]:
+    """The table under HEADERS: one line per op type, then the time outside kernels."""
+    cells = [[op["op"], f"{op['dense_us']:.1f}", f"{op['variant_us']:.1f}", _ratio(op["ratio"]),
+              "-" if op["share"] is None else f"{op['share']:.1%}"] for op in diff["ops"]]
+    outside = diff["outside"]
+    share = outside["share_of_p50"]
+    cells.append(["outside kernels (p50 - kernels)" + ("" if outside["measurable"] else ", clamped at 0"),
+                  f"{outside['dense_us']:.1f}", f"{outside['variant_us']:.1f}",
+                  "-" if outside["ratio"] is None else f"{outside['ratio']:.2f}x",
+                  "-" if share is None else f"{share:.1%} of p50"])
+    return cells
+
+
+def no_diff_note(rows: list[dict]) -> str:
+    """What the section says when no diff is shown; empty when the rows have no pruned ONNX variant at all."""
+    if not any(row["variant"] != "dense" and row["format"] == "onnx" for row in rows):
+        return ""
+    if not any("profile_diff" in row for row in rows):
+        return ("No per-operator profiles in these runs: `tsprune-edge bench --profile` records them "
+                "(ONNX Runtime only).")
+    return (f"Every profiled variant reached {SHORTFALL_EFFICIENCY:.0%} of its predicted speedup with a clear "
+            "verdict; the diffs are in report.json (`profile_diff`).")
+
+
+def profile_markdown(rows: list[dict]) -> str:
+    """The report's "where the time goes" section: the diff of every row that falls short."""
+    shown = [row for row in rows if shows_diff(row)]
+    note = no_diff_note(rows)
+    if not shown and not note:
+        return ""
+    lines = ["", f"## {SECTION}", ""]
+    if not shown:
+        return "\n".join(lines + [note]) + "\n"
+    for row in shown:
+        diff = row["profile_diff"]
+        lines += [f"### {diff_title(row)}", ""]
+        lines += [f"- {line}" for line in diff["explanation"] + diff["flags"]]
+        lines += ["", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in diff_cells(diff)]
+        lines.append("")
+    return "\n".join(lines)
