@@ -10,6 +10,7 @@ in a run, 2 bad arguments, 3 could not do the work (the JSON says why in `error`
 import argparse
 import array
 import base64
+import bisect
 import gc
 import glob
 import hashlib
@@ -599,24 +600,41 @@ def accuracy(model, bundle, manifest, artifact):
 
 
 def ort_profile(args, module, path, artifact, feed, iterations):
-    """Per-op-type kernel time from ORT's profiler, in a separate session so profiling never touches the timings."""
+    """Per-op-type kernel time from ORT's profiler, in a separate session so profiling never touches the timings.
+
+    Each node event is assigned to its run (the `model_run` events bound them); the first tenth of the runs (at
+    least 5) are warm-up and left out, and each op's time is the median over the remaining runs, as is the run
+    itself, so that kernels and the whole run come from the same runs and the rest is dispatch and copies."""
     folder = tempfile.mkdtemp(prefix="agent-profile-")
+    warmup = max(5, iterations // 10)
     try:
         model = open_model(args, module, path, artifact, profile_prefix=os.path.join(folder, "ort"))
-        for _ in range(iterations):
+        for _ in range(iterations + warmup):
             model.run(feed)
         events = read_json(model.session.end_profiling())
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    totals = {}
+    runs = sorted((e["ts"], e["ts"] + e.get("dur", 0)) for e in events
+                  if e.get("cat") == "Session" and e.get("name") == "model_run")
+    starts = [run[0] for run in runs]
+    per_run = [{} for _ in runs]
     for event in events:
         if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            index = bisect.bisect_right(starts, event["ts"]) - 1
+            if index < 0 or event["ts"] > runs[index][1]:
+                continue
             op = event.get("args", {}).get("op_name", "?")
-            total, count = totals.get(op, (0, 0))
-            totals[op] = (total + event.get("dur", 0), count + 1)
-    ops = [{"op_name": op, "total_us": total, "calls": count, "us_per_inference": total / float(iterations)}
-           for op, (total, count) in sorted(totals.items(), key=lambda item: -item[1][0])]
-    return {"available": True, "iterations": iterations, "ops": ops}
+            total, count = per_run[index].get(op, (0, 0))
+            per_run[index][op] = (total + event.get("dur", 0), count + 1)
+    kept = per_run[warmup:] if len(per_run) > warmup else per_run
+    names = set(op for run in kept for op in run)
+    ops = [{"op_name": op, "us_per_inference": statistics.median([run.get(op, (0, 0))[0] for run in kept]),
+            "calls_per_inference": statistics.median([run.get(op, (0, 0))[1] for run in kept]),
+            "total_us": sum(run.get(op, (0, 0))[0] for run in kept)} for op in names]
+    ops.sort(key=lambda op: -op["us_per_inference"])
+    durations = [end - begin for begin, end in runs[warmup:]] if len(runs) > warmup else []
+    return {"available": True, "iterations": len(kept), "warmup_runs": warmup, "ops": ops,
+            "model_run_us": statistics.median(durations) if durations else None}
 
 
 def stability_warnings(latency, env_before, env_after):

@@ -43,8 +43,9 @@ def _per_op(result: dict) -> dict[str, float]:
 
 def profile_diff(dense: dict, variant: dict, predicted: float | None) -> dict:
     """Per op type: µs per inference in both profiles, their ratio, the op's share of the variant's kernel time and
-    its excess over a MAC-proportional cut; plus the time outside kernels (round-1 p50 minus summed kernels, the
-    same worker process as the profile) and the explanation. Without a MAC prediction the reference is no change."""
+    its excess over a MAC-proportional cut; plus the time outside kernels (the profiled run's median minus its summed
+    kernels, from the same runs; older profiles without the run time use the round-1 p50) and the explanation.
+    Without a MAC prediction the reference is no change."""
     d_ops, v_ops = _per_op(dense), _per_op(variant)
     d_p50, v_p50 = dense["latency"]["p50"] * 1e6, variant["latency"]["p50"] * 1e6
     cut = predicted if predicted and predicted > 0 else 1.0
@@ -55,9 +56,12 @@ def profile_diff(dense: dict, variant: dict, predicted: float | None) -> dict:
         ops.append({"op": op, "dense_us": d, "variant_us": v, "ratio": v / d if d else None,
                     "share": v / v_kernels if v_kernels else None, "excess_us": v - d / cut,
                     "kept_pace": d > 0 and v <= d / cut / SHORTFALL_EFFICIENCY})
-    d_out, v_out = d_p50 - d_kernels, v_p50 - v_kernels
+    d_run = dense["profile"].get("model_run_us") or d_p50
+    v_run = variant["profile"].get("model_run_us") or v_p50
+    d_out, v_out = d_run - d_kernels, v_run - v_kernels
     outside = {"dense_us": max(d_out, 0.0), "variant_us": max(v_out, 0.0), "measurable": d_out >= 0 and v_out >= 0,
-               "share_of_p50": max(v_out, 0.0) / v_p50 if v_p50 else None}
+               "share_of_p50": max(v_out, 0.0) / v_run if v_run else None,
+               "base": "profiled run" if variant["profile"].get("model_run_us") else "p50"}
     outside["ratio"] = outside["variant_us"] / outside["dense_us"] if outside["dense_us"] else None
     outside["excess_us"] = v_out - d_out / cut if outside["measurable"] else None
     diff = {"dense_p50_us": d_p50, "variant_p50_us": v_p50, "dense_kernel_us": d_kernels,
@@ -68,8 +72,9 @@ def profile_diff(dense: dict, variant: dict, predicted: float | None) -> dict:
     if not outside["measurable"]:
         diff["flags"].append(
             f"summed kernel time under the profiler (dense {d_kernels:.0f} µs, variant {v_kernels:.0f} µs) exceeds "
-            f"the timed p50 (dense {d_p50:.0f} µs, variant {v_p50:.0f} µs): the profiler's per-node timing inflates "
-            "kernel times, so the time outside kernels is not measurable here (shown as 0); compare ratios and shares")
+            f"the {outside['base']} (dense {d_run:.0f} µs, variant {v_run:.0f} µs): the profiler's per-node timing "
+            "inflates kernel times, so the time outside kernels is not measurable here (shown as 0); compare ratios "
+            "and shares")
     diff["explanation"] = explanation(diff, cut)
     return diff
 
@@ -98,12 +103,14 @@ def explanation(diff: dict, cut: float) -> list[str]:
         if len(behind) > TOP_BEHIND:
             named.append(f"{len(behind) - TOP_BEHIND} more (+{rest:.0f} µs{_of(rest, *base)})")
         lines.append("Fell behind (time beyond a MAC-proportional cut): " + ", ".join(named) + ".")
+    base_name = outside.get("base", "p50")
     if outside["measurable"]:
         lines.append(f"Outside kernels (session dispatch, Python call, copies): dense {outside['dense_us']:.0f} µs, "
-                     f"variant {outside['variant_us']:.0f} µs, {outside['share_of_p50']:.0%} of the variant's p50 "
+                     f"variant {outside['variant_us']:.0f} µs, {outside['share_of_p50']:.0%} "
+                     f"of the variant's {base_name} "
                      f"({outside['excess_us']:+.0f} µs{_of(outside['excess_us'], *base)}).")
     else:
-        lines.append("Outside kernels: not measurable, the profiled kernels sum to more than the timed p50.")
+        lines.append(f"Outside kernels: not measurable, the profiled kernels sum to more than the {base_name}.")
     return lines
 
 
@@ -141,10 +148,11 @@ def diff_cells(diff: dict) -> list[list[str]]:
               "-" if op["share"] is None else f"{op['share']:.1%}"] for op in diff["ops"]]
     outside = diff["outside"]
     share = outside["share_of_p50"]
-    cells.append(["outside kernels (p50 - kernels)" + ("" if outside["measurable"] else ", clamped at 0"),
+    cells.append([f"outside kernels ({outside.get('base', 'p50')} - kernels)"
+                  + ("" if outside["measurable"] else ", clamped at 0"),
                   f"{outside['dense_us']:.1f}", f"{outside['variant_us']:.1f}",
                   "-" if outside["ratio"] is None else f"{outside['ratio']:.2f}x",
-                  "-" if share is None else f"{share:.1%} of p50"])
+                  "-" if share is None else f"{share:.1%} of the {outside.get('base', 'p50')}"])
     return cells
 
 
