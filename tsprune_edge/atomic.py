@@ -9,6 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+_UMASK = os.umask(0o022)  # read once: mkstemp makes files 0600, a finished file gets the usual 0666 & ~umask
+os.umask(_UMASK)
+
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Call `write` on a temporary file beside `path`, fsync it, then rename it over `path`."""
@@ -17,6 +20,7 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~_UMASK)
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
