@@ -101,10 +101,12 @@ def test_the_profile_diff_is_the_round_one_profiles(profiled_run):
     assert sum(op["share"] for op in diff["ops"]) == pytest.approx(1.0)
     for measured, side in ((dense, "dense"), (variant, "variant")):
         ops = dense_ops if side == "dense" else variant_ops
-        outside = measured["latency"]["p50"] * 1e6 - sum(ops.values())
+        run_us = measured["profile"]["model_run_us"]  # the profiled runs' median, the same runs as the kernels
+        assert run_us > 0 and measured["profile"]["warmup_runs"] >= 5
+        outside = run_us - sum(ops.values())
         assert diff[f"{side}_p50_us"] == pytest.approx(measured["latency"]["p50"] * 1e6)
         assert diff["outside"][f"{side}_us"] == pytest.approx(max(outside, 0.0))
-    assert diff["outside"]["measurable"] == (not diff["flags"])
+    assert diff["outside"]["measurable"] == (not diff["flags"]) and diff["outside"]["base"] == "profiled run"
     assert diff["predicted_speedup"] == pytest.approx(row["predicted_speedup"]) and row["predicted_speedup"] > 1.5
     kept, behind = diff["explanation"][1], next((line for line in diff["explanation"] if "Fell behind" in line), "")
     named = re.findall(r"(\w+) (?:\d+\.\d+x|new)", kept + behind)
@@ -142,8 +144,9 @@ def test_kernels_beyond_the_p50_clamp_outside_time_and_say_so():
     diff = profile_diff(_profiled(500, {"Gemm": 400, "Reshape": 300}), _profiled(400, {"Gemm": 200, "Add": 50}),
                         None)
     assert diff["outside"] == {"dense_us": 0.0, "variant_us": pytest.approx(150), "measurable": False,
-                               "share_of_p50": pytest.approx(150 / 400), "ratio": None, "excess_us": None}
-    assert len(diff["flags"]) == 1 and "exceeds the timed p50" in diff["flags"][0]
+                               "share_of_p50": pytest.approx(150 / 400), "ratio": None, "excess_us": None,
+                               "base": "p50"}  # a profile without the run's time (an older agent): the p50
+    assert len(diff["flags"]) == 1 and "exceeds the p50 (dense 500 µs, variant 400 µs)" in diff["flags"][0]
     by_op = {op["op"]: op for op in diff["ops"]}
     assert by_op["Add"]["ratio"] is None and by_op["Reshape"]["variant_us"] == 0.0
     assert "against no change, 1.00x" in diff["explanation"][0]

@@ -37,7 +37,8 @@ def html_report(rows: list[dict], images: dict[str, bytes]) -> str:
     parts.append(_method_note(rows))
     for run in dict.fromkeys(r["run"] for r in rows):
         members = [r for r in rows if r["run"] == run]
-        parts.append(f"<h2>Run {escape(run)} on {escape(members[0]['device'])} "
+        models = ", ".join(dict.fromkeys(str(r["model"]) for r in members))
+        parts.append(f"<h2>{escape(models)}: run {escape(run)} on {escape(members[0]['device'])} "
                      f"({escape(members[0]['machine'])})</h2>")
         parts.append(_table(HEADERS, [_cells(r) for r in members], [ROW_CLASS.get(r.get("verdict"), "")
                                                                      for r in members]))

@@ -43,7 +43,8 @@ HEADERS = ("variant", "format (runtime)", "threads", "p50 ms", "speedup [95% CI]
 
 def verdict_table(rows: list[dict]) -> Table:
     first = rows[0]
-    table = Table(title=f"verdict on {first['device']} ({first['machine']}"
+    models = ", ".join(dict.fromkeys(str(r["model"]) for r in rows))
+    table = Table(title=f"{models}: verdict on {first['device']} ({first['machine']}"
                         + (", EMULATED: timings say nothing about a board" if first["emulated"] else "")
                         + f"), against dense in the same run; minimum effect {_min_effect(rows):.0%}")
     for header in HEADERS:
