@@ -15,7 +15,6 @@ Resumable (re-run the same command). Writes benchmarks/results/study.{md,json} a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -65,7 +64,7 @@ def twin_checkpoint(pruned: Path, target: Path) -> None:
 
 def bench_twin(spec, work: Path, model: str, console: Console) -> Path | None:
     """structured-0.5 and its narrow twin in one interleaved run; returns the run folder."""
-    from tsprune_edge.devices.bench import bench
+    from tsprune_edge.devices.bench import bench, unfinished_run
     from tsprune_edge.export.bundle import ExportRequest, write_bundles
 
     sweep = work / "sweep"
@@ -83,7 +82,7 @@ def bench_twin(spec, work: Path, model: str, console: Console) -> Path | None:
         write_bundles(artifacts, {"narrow-twin": root / "twin.pt"}, ExportRequest(formats=spec.formats), console)
     shutil.rmtree(artifacts / "structured-0.5", ignore_errors=True)
     shutil.copytree(pruned, artifacts / "structured-0.5")
-    resume = any(json.loads(p.read_text()).get("status") != "done" for p in results.glob("*/state.json"))
+    resume = unfinished_run(results, spec.device) is not None
     summary = bench(spec.bench_request(artifacts, results, resume=resume), console=console)
     return results / summary["run_id"]
 

@@ -137,15 +137,21 @@ def open_transport(profile: DeviceProfile, request: BenchRequest) -> Transport:
     return SshTransport(host, ssh_config=request.ssh_config, accept_new_host_key=request.accept_new_host_key)
 
 
+def unfinished_run(results: Path, device: str) -> Path | None:
+    """The latest run of `device` under `results` that did not finish, which `--resume` would take up."""
+    candidates = sorted(p.parent for p in Path(results).glob(f"{device}-*/state.json")
+                        if json.loads(p.read_text()).get("status") != "done")
+    return candidates[-1] if candidates else None
+
+
 def _run_dir(request: BenchRequest, profile: DeviceProfile) -> Path:
     """A fresh results/<device>-<time>/ folder, or with --resume the latest one of this device not yet done."""
     root = Path(request.results)
     if request.resume:
-        candidates = sorted(p.parent for p in root.glob(f"{profile.name}-*/state.json")
-                            if json.loads(p.read_text()).get("status") != "done")
-        if not candidates:
+        unfinished = unfinished_run(root, profile.name)
+        if unfinished is None:
             raise UserError(f"nothing to resume for {profile.name} under {root}; run the bench without --resume")
-        return candidates[-1]
+        return unfinished
     run_dir = root / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if run_dir.exists():
         raise UserError(f"{run_dir} exists already; wait a second or choose another --results")

@@ -151,7 +151,7 @@ def _store(out: Path, cell: Cell, result: dict) -> None:
 def _bench(spec: SweepSpec, out: Path, cell: Cell, cells: list[Cell], failed: dict[str, str],
            console: Console) -> None:
     """All of a model's bundles in one interleaved run; an unfinished run of an earlier attempt is resumed."""
-    from tsprune_edge.devices.bench import bench
+    from tsprune_edge.devices.bench import bench, unfinished_run
     from tsprune_edge.errors import UserError
 
     dense = Cell("variant", cell.model, DENSE)
@@ -162,7 +162,7 @@ def _bench(spec: SweepSpec, out: Path, cell: Cell, cells: list[Cell], failed: di
     if skipped:
         console.print(f"bench {cell.model} without {', '.join(skipped)} (failed)")
     results = out / results_dir(cell.model)
-    resume = any(json.loads(p.read_text()).get("status") != "done" for p in results.glob("*/state.json"))
+    resume = unfinished_run(results, spec.device) is not None
     try:
         summary = bench(spec.bench_request(out / export_dir(cell.model), results, resume=resume), console=console)
     except UserError as exc:
