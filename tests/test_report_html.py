@@ -16,6 +16,7 @@ from tsprune_edge.cli import main
 from tsprune_edge.report.html import html_report
 from tsprune_edge.report.plots import TITLES, figures, latency_figure, mse_figure, pareto_front
 from tsprune_edge.report.profile_diff import profile_diff, shows_diff
+from tsprune_edge.report.remedies import LEVERS, closing_levers, kind_of
 from tsprune_edge.report.stats import NO_CHANGE, REAL_SPEEDUP
 from tsprune_edge.report.verdict import verdict_rows
 
@@ -138,6 +139,17 @@ def test_the_shortfall_is_split_between_ops_and_outside_kernels():
     assert "150 µs short" in text and "Kept pace with the MACs: MatMul 0.50x, LayerNormalization 0.50x." in text
     assert "Softmax 1.00x (+50 µs, 33% of the shortfall)" in text and "(+100 µs, 67% of the shortfall)" in text
     assert diff["flags"] == []
+    assert diff["explanation"][-1] == f"What would close it: {LEVERS['outside']}; {LEVERS['softmax']}."  # by excess
+
+
+def test_the_levers_follow_the_kinds_that_lost_time():
+    dense = _profiled(1000, {"MatMul": 500, "SkipLayerNormalization": 200, "Reshape": 100, "Add": 100})
+    variant = _profiled(700, {"MatMul": 250, "SkipLayerNormalization": 200, "Reshape": 95, "Add": 55})
+    diff = profile_diff(dense, variant, 2.0)  # behind: norms +100, Reshape +45; outside +50
+    assert closing_levers(diff) == [LEVERS["norms"], LEVERS["outside"], LEVERS["shape"]]  # Add kept pace
+    assert kind_of("Softmax") == "softmax" and kind_of("Gelu") == "elementwise" and kind_of("Gemm") == "matmul"
+    met = profile_diff(dense, _profiled(450, {"MatMul": 250, "SkipLayerNormalization": 100, "Reshape": 50}), 2.0)
+    assert met["shortfall_us"] < 0 and not any(line.startswith("What would") for line in met["explanation"])
 
 
 def test_kernels_beyond_the_p50_clamp_outside_time_and_say_so():
@@ -151,6 +163,7 @@ def test_kernels_beyond_the_p50_clamp_outside_time_and_say_so():
     assert by_op["Add"]["ratio"] is None and by_op["Reshape"]["variant_us"] == 0.0
     assert "against no change, 1.00x" in diff["explanation"][0]
     assert "Add new (+50 µs, 100% of the profiled time lost)" in diff["explanation"][2]
+    assert not diff["explanation"][-1].startswith("What would")  # faster than no change: nothing to close
 
 
 def _row(**fields) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tsprune_edge.report.remedies import closing_line
 from tsprune_edge.report.stats import NO_CHANGE, SLOWDOWN
 
 SHORTFALL_EFFICIENCY = 0.85  # achieved / predicted below this falls short; also the plots' dashed line
@@ -81,7 +82,8 @@ def profile_diff(dense: dict, variant: dict, predicted: float | None) -> dict:
 
 def explanation(diff: dict, cut: float) -> list[str]:
     """Which ops kept pace with the MAC cut, which fell behind, and how much each accounts for: of the measured
-    shortfall when the profile adds up under the p50; else, as profiled µs are inflated, of the profiled time lost."""
+    shortfall when the profile adds up under the p50; else, as profiled µs are inflated, of the profiled time lost.
+    Ends with what would close the shortfall, from the kinds of operator that fell behind."""
     shortfall = diff["shortfall_us"]
     achieved = diff["dense_p50_us"] / diff["variant_p50_us"]
     source = "the MACs predict" if diff["predicted_speedup"] else "no MAC count; against no change,"
@@ -111,7 +113,8 @@ def explanation(diff: dict, cut: float) -> list[str]:
                      f"({outside['excess_us']:+.0f} µs{_of(outside['excess_us'], *base)}).")
     else:
         lines.append(f"Outside kernels: not measurable, the profiled kernels sum to more than the {base_name}.")
-    return lines
+    closing = closing_line(diff)
+    return lines + ([closing] if closing else [])
 
 
 def _ratio(ratio: float | None) -> str:
