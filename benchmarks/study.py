@@ -149,7 +149,27 @@ def markdown(study: dict) -> str:
                      f"{_num(twin.get('twin_ms'), '.3f')} | "
                      + (f"{twin['ratio']:.3f} [{twin['low']:.3f}, {twin['high']:.3f}] | "
                         f"{'yes' if twin['within'] else 'NO'} |" if twin else "- | - |"))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + shortfalls(study["targets"])) + "\n"
+
+
+def shortfalls(targets_: list[dict]) -> list[str]:
+    """Why each missed target missed: ONNX Runtime's per-op diff for ONNX rows; TFLite has no per-op profile from
+    Python, so its rows point at the same model's ONNX diff (the same graph, pruned the same way)."""
+    missed = [t for t in targets_ if not t["efficiency_met"]]
+    if not missed:
+        return []
+    lines = ["", "## Where a target was missed, and what would close it", "",
+             "From ONNX Runtime's per-op profile of round 1 (dense against structured-0.5, same run). The full "
+             "per-op tables are in [study/report.md](study/report.md).", ""]
+    for t in missed:
+        lines.append(f"**{t['model']}, {t['runtime']}**: achieved / predicted {_num(t['efficiency'], '.2f')}.")
+        if t.get("profile_diff"):
+            lines += [f"- {line}" for line in t["profile_diff"]["explanation"]]
+        else:
+            lines.append(f"- No per-op profile for {t['format']} (the Python TFLite interpreter has none); see the "
+                         "ONNX Runtime diff of the same model above.")
+        lines.append("")
+    return lines
 
 
 def targets(rows: list[dict], twins: dict[str, list[dict]]) -> list[dict]:
