@@ -166,8 +166,9 @@ def shortfalls(targets_: list[dict]) -> list[str]:
         if t.get("profile_diff"):
             lines += [f"- {line}" for line in t["profile_diff"]["explanation"]]
         else:
-            lines.append(f"- No per-op profile for {t['format']} (the Python TFLite interpreter has none); see the "
-                         "ONNX Runtime diff of the same model above.")
+            lines.append(f"- No per-op profile for {t['format']} (the Python TFLite interpreter has none); the same "
+                         "model's ONNX Runtime diff (here, or `profile_diff` in study/report.json) shows its "
+                         "graph's operators.")
         lines.append("")
     return lines
 
