@@ -120,7 +120,9 @@ def markdown(study: dict) -> str:
     m = study["machine"]
     lines = [f"# Study: structured vs unstructured pruning on this desktop CPU ({study['date']})", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, torch {m['torch']}. Commit "
-             f"{study['commit']}. Settings: {study['settings']}.", "",
+             f"{study['commit']}. Settings: {study['settings']}. Compute cell time (minutes, summed over "
+             "workers): "
+             + ", ".join(f"{kind} {minutes:g}" for kind, minutes in study["cell_minutes"].items()) + ".", "",
              "Every variant is measured against the dense model of the same model, format and runtime in the same "
              "interleaved run (3 rounds, each a fresh process); speedup = median dense latency / median variant "
              "latency with a hierarchical bootstrap 95% interval. Predicted = dense MACs / variant MACs. "
@@ -186,6 +188,22 @@ def targets(rows: list[dict], twins: dict[str, list[dict]]) -> list[dict]:
     return result
 
 
+def cell_minutes(sweep: Path) -> dict[str, float]:
+    """Minutes the finished compute cells took, summed by kind (train, variant), from their markers: the study's
+    compute cost whichever invocations and however many workers ran it (two at a time here). Bench markers carry
+    no duration; each bench run's own files have its times."""
+    import json
+
+    totals: dict[str, float] = {}
+    for marker in (sweep / "cells").glob("*.json"):
+        record = json.loads(marker.read_text())
+        if marker.name.endswith(".error.json") or "seconds" not in record:
+            continue
+        kind = marker.name.split("--")[0]
+        totals[kind] = totals.get(kind, 0.0) + record["seconds"] / 60
+    return {kind: round(minutes, 1) for kind, minutes in sorted(totals.items())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=HERE.parent / "runs" / "study")
@@ -208,7 +226,6 @@ def main() -> None:
     spec = SweepSpec(models=models, methods=("unstructured", "structured"), sparsities=(0.5, 0.8), data="ETTh1",
                      epochs=args.epochs, finetune_epochs=1, threads=(1,), rounds=args.rounds,
                      min_time=args.min_time, min_iters=100, profile=True)
-    started = time.time()
     rows = run_study(spec, args.work, console)
     write_report(rows, args.results / "study")
     twins = {}
@@ -219,7 +236,7 @@ def main() -> None:
     study = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit(),
              "settings": f"ETTh1, small preset, pred_len 96, {args.epochs} training epochs, fine-tuned 1 epoch, "
                          f"{args.rounds} rounds, min-time {args.min_time:g} s, min-iters 100, 1 thread, batch 1",
-             "wall_minutes": round((time.time() - started) / 60, 1), "rows": rows,
+             "cell_minutes": cell_minutes(args.work / "sweep"), "rows": rows,
              "targets": targets(rows, twins), "twins": twins}
     write_json_atomic(args.results / "study.json", study)
     text = markdown(study)

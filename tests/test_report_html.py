@@ -109,11 +109,22 @@ def test_the_profile_diff_is_the_round_one_profiles(profiled_run):
         assert diff["outside"][f"{side}_us"] == pytest.approx(max(outside, 0.0))
     assert diff["outside"]["measurable"] == (not diff["flags"]) and diff["outside"]["base"] == "profiled run"
     assert diff["predicted_speedup"] == pytest.approx(row["predicted_speedup"]) and row["predicted_speedup"] > 1.5
-    kept, behind = diff["explanation"][1], next((line for line in diff["explanation"] if "Fell behind" in line), "")
+    kept = next(line for line in diff["explanation"] if line.startswith("Kept pace"))
+    behind = next((line for line in diff["explanation"] if "Fell behind" in line), "")
+    cost = diff["profiler_cost"]  # what profiling added over the unprofiled p50, spread over the nodes run
+    for side, measured in (("dense", dense), ("variant", variant)):
+        nodes = sum(op["calls_per_inference"] for op in measured["profile"]["ops"])
+        assert cost[side]["nodes"] == nodes >= len(measured["profile"]["ops"])
+        assert cost[side]["added_us"] == pytest.approx(run_us_of(measured) - measured["latency"]["p50"] * 1e6)
+    assert f"{cost['dense']['profiled_run_us']:.0f} µs" in diff["explanation"][1]
     named = re.findall(r"(\w+) (?:\d+\.\d+x|new)", kept + behind)
     assert named and set(named) <= set(dense_ops) | set(variant_ops)
     for op in diff["ops"]:  # each op in exactly one of the two lists (the first TOP_BEHIND of those behind)
         assert (f" {op['op']} " in kept) == op["kept_pace"]
+
+
+def run_us_of(measured: dict) -> float:
+    return measured["profile"]["model_run_us"]
 
 
 def _profiled(p50_us: float, ops: dict[str, float]) -> dict:
@@ -137,7 +148,8 @@ def test_the_shortfall_is_split_between_ops_and_outside_kernels():
     assert sum(op["excess_us"] for op in diff["ops"]) + outside["excess_us"] == pytest.approx(diff["shortfall_us"])
     text = "\n".join(diff["explanation"])
     assert "150 µs short" in text and "Kept pace with the MACs: MatMul 0.50x, LayerNormalization 0.50x." in text
-    assert "Softmax 1.00x (+50 µs, 33% of the shortfall)" in text and "(+100 µs, 67% of the shortfall)" in text
+    assert "Softmax 1.00x (+50 µs, 33% of the time lost)" in text and "(+100 µs, 67% of the time lost)" in text
+    assert diff["time_lost_us"] == pytest.approx(150) and diff["profiler_cost"] is None  # no profiled run time
     assert diff["flags"] == []
     assert diff["explanation"][-1] == f"What would close it: {LEVERS['outside']}; {LEVERS['softmax']}."  # by excess
 
@@ -146,7 +158,7 @@ def test_the_levers_follow_the_kinds_that_lost_time():
     dense = _profiled(1000, {"MatMul": 500, "SkipLayerNormalization": 200, "Reshape": 100, "Add": 100})
     variant = _profiled(700, {"MatMul": 250, "SkipLayerNormalization": 200, "Reshape": 95, "Add": 55})
     diff = profile_diff(dense, variant, 2.0)  # behind: norms +100, Reshape +45; outside +50
-    assert closing_levers(diff) == [LEVERS["norms"], LEVERS["outside"], LEVERS["shape"]]  # Add kept pace
+    assert closing_levers(diff) == [LEVERS["width"], LEVERS["outside"], LEVERS["shape"]]  # Add kept pace
     assert kind_of("Softmax") == "softmax" and kind_of("Gelu") == "elementwise" and kind_of("Gemm") == "matmul"
     met = profile_diff(dense, _profiled(450, {"MatMul": 250, "SkipLayerNormalization": 100, "Reshape": 50}), 2.0)
     assert met["shortfall_us"] < 0 and not any(line.startswith("What would") for line in met["explanation"])
@@ -162,7 +174,7 @@ def test_kernels_beyond_the_p50_clamp_outside_time_and_say_so():
     by_op = {op["op"]: op for op in diff["ops"]}
     assert by_op["Add"]["ratio"] is None and by_op["Reshape"]["variant_us"] == 0.0
     assert "against no change, 1.00x" in diff["explanation"][0]
-    assert "Add new (+50 µs, 100% of the profiled time lost)" in diff["explanation"][2]
+    assert "Add new (+50 µs, 100% of the time lost)" in diff["explanation"][2]
     assert not diff["explanation"][-1].startswith("What would")  # faster than no change: nothing to close
 
 

@@ -45,8 +45,9 @@ def _per_op(result: dict) -> dict[str, float]:
 def profile_diff(dense: dict, variant: dict, predicted: float | None) -> dict:
     """Per op type: µs per inference in both profiles, their ratio, the op's share of the variant's kernel time and
     its excess over a MAC-proportional cut; plus the time outside kernels (the profiled run's median minus its summed
-    kernels, from the same runs; older profiles without the run time use the round-1 p50) and the explanation.
-    Without a MAC prediction the reference is no change."""
+    kernels, from the same runs; older profiles without the run time use the round-1 p50), the profiler's own cost
+    (profiled run against the unprofiled p50) and the explanation. Without a MAC prediction the reference is no
+    change."""
     d_ops, v_ops = _per_op(dense), _per_op(variant)
     d_p50, v_p50 = dense["latency"]["p50"] * 1e6, variant["latency"]["p50"] * 1e6
     cut = predicted if predicted and predicted > 0 else 1.0
@@ -69,48 +70,75 @@ def profile_diff(dense: dict, variant: dict, predicted: float | None) -> dict:
             "variant_kernel_us": v_kernels, "iterations": {"dense": dense["profile"]["iterations"],
                                                            "variant": variant["profile"]["iterations"]},
             "predicted_speedup": predicted, "predicted_us": d_p50 / cut, "shortfall_us": v_p50 - d_p50 / cut,
-            "ops": ops, "outside": outside, "flags": []}
+            "ops": ops, "outside": outside, "profiler_cost": _profiler_cost(dense, variant), "flags": []}
     if not outside["measurable"]:
         diff["flags"].append(
             f"summed kernel time under the profiler (dense {d_kernels:.0f} µs, variant {v_kernels:.0f} µs) exceeds "
             f"the {outside['base']} (dense {d_run:.0f} µs, variant {v_run:.0f} µs): the profiler's per-node timing "
             "inflates kernel times, so the time outside kernels is not measurable here (shown as 0); compare ratios "
             "and shares")
+    diff["time_lost_us"] = sum(op["excess_us"] for op in ops if not op["kept_pace"] and op["excess_us"] > 0) + max(
+        outside["excess_us"] or 0.0, 0.0)
     diff["explanation"] = explanation(diff, cut)
     return diff
 
 
+def _profiler_cost(dense: dict, variant: dict) -> dict | None:
+    """What profiling added: the profiled run's median over the unprofiled p50, per node run. The profiler times
+    every node and records an event for it, so its cost grows with the node count, which pruning keeps; profiled µs
+    are therefore larger than real ones and the per-op ratios lean towards 1. None for profiles without a run time."""
+    cost = {}
+    for side, result in (("dense", dense), ("variant", variant)):
+        run_us = result["profile"].get("model_run_us")
+        if not run_us:
+            return None
+        nodes = sum(op.get("calls_per_inference", 0) for op in result["profile"]["ops"])
+        added = run_us - result["latency"]["p50"] * 1e6
+        cost[side] = {"profiled_run_us": run_us, "added_us": added, "nodes": nodes,
+                      "per_node_us": added / nodes if nodes else None}
+    return cost
+
+
 def explanation(diff: dict, cut: float) -> list[str]:
-    """Which ops kept pace with the MAC cut, which fell behind, and how much each accounts for: of the measured
-    shortfall when the profile adds up under the p50; else, as profiled µs are inflated, of the profiled time lost.
-    Ends with what would close the shortfall, from the kinds of operator that fell behind."""
+    """Which ops kept pace with the MAC cut, which fell behind, and how much each accounts for, as shares of the
+    profiled time lost (every op's and the outside time's µs beyond a MAC-proportional cut, summed): the profiler
+    inflates absolute µs, so shares are what compare. Ends with what would close the shortfall, from the kinds of
+    operator that fell behind."""
     shortfall = diff["shortfall_us"]
     achieved = diff["dense_p50_us"] / diff["variant_p50_us"]
     source = "the MACs predict" if diff["predicted_speedup"] else "no MAC count; against no change,"
     lines = [f"Round 1: dense {diff['dense_p50_us']:.0f} µs, variant {diff['variant_p50_us']:.0f} µs "
              f"({achieved:.2f}x); {source} {cut:.2f}x ({diff['predicted_us']:.0f} µs): "
              + (f"{shortfall:.0f} µs short." if shortfall > 0 else "met.")]
+    cost = diff.get("profiler_cost")
+    if cost:
+        per_node = cost["dense"]["per_node_us"]
+        lines.append(f"Under the profiler the dense run took {cost['dense']['profiled_run_us']:.0f} µs and the "
+                     f"variant {cost['variant']['profiled_run_us']:.0f} µs"
+                     + (f" (about {per_node:.1f} µs more per node, {cost['dense']['nodes']:.0f} nodes)"
+                        if per_node is not None else "")
+                     + ": the µs below are profiled µs, and shares are of the profiled time lost, "
+                     f"{diff['time_lost_us']:.0f} µs.")
     kept = [op for op in diff["ops"] if op["kept_pace"]]
     lines.append("Kept pace with the MACs: " + (", ".join(f"{op['op']} {op['ratio']:.2f}x" for op in kept)
                                                 if kept else "no operator") + ".")
     behind = sorted((op for op in diff["ops"] if not op["kept_pace"] and op["excess_us"] > 0),
                     key=lambda op: -op["excess_us"])
-    outside = diff["outside"]
-    base = (shortfall, "of the shortfall") if outside["measurable"] else (
-        sum(op["excess_us"] for op in behind), "of the profiled time lost")
+    lost = diff["time_lost_us"]
     if behind:
-        named = [f"{op['op']} {_ratio(op['ratio'])} (+{op['excess_us']:.0f} µs{_of(op['excess_us'], *base)})"
+        named = [f"{op['op']} {_ratio(op['ratio'])} (+{op['excess_us']:.0f} µs{_of(op['excess_us'], lost)})"
                  for op in behind[:TOP_BEHIND]]
         rest = sum(op["excess_us"] for op in behind[TOP_BEHIND:])
         if len(behind) > TOP_BEHIND:
-            named.append(f"{len(behind) - TOP_BEHIND} more (+{rest:.0f} µs{_of(rest, *base)})")
+            named.append(f"{len(behind) - TOP_BEHIND} more (+{rest:.0f} µs{_of(rest, lost)})")
         lines.append("Fell behind (time beyond a MAC-proportional cut): " + ", ".join(named) + ".")
+    outside = diff["outside"]
     base_name = outside.get("base", "p50")
     if outside["measurable"]:
-        lines.append(f"Outside kernels (session dispatch, Python call, copies): dense {outside['dense_us']:.0f} µs, "
-                     f"variant {outside['variant_us']:.0f} µs, {outside['share_of_p50']:.0%} "
-                     f"of the variant's {base_name} "
-                     f"({outside['excess_us']:+.0f} µs{_of(outside['excess_us'], *base)}).")
+        lines.append("Outside kernels (executor dispatch between nodes, the Python call, copies"
+                     + (", the profiler's own bookkeeping" if cost else "") + f"): dense {outside['dense_us']:.0f} µs, "
+                     f"variant {outside['variant_us']:.0f} µs, {outside['share_of_p50']:.0%} of the variant's "
+                     f"{base_name} ({outside['excess_us']:+.0f} µs{_of(outside['excess_us'], lost)}).")
     else:
         lines.append(f"Outside kernels: not measurable, the profiled kernels sum to more than the {base_name}.")
     closing = closing_line(diff)
@@ -121,8 +149,8 @@ def _ratio(ratio: float | None) -> str:
     return "new" if ratio is None else f"{ratio:.2f}x"
 
 
-def _of(excess: float, base: float, label: str) -> str:
-    return f", {excess / base:.0%} {label}" if base > 0 and excess > 0 else ""
+def _of(excess: float, lost: float) -> str:
+    return f", {excess / lost:.0%} of the time lost" if lost > 0 and excess > 0 else ""
 
 
 def shows_diff(row: dict) -> bool:

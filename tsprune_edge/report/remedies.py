@@ -7,26 +7,30 @@ those kept the time, and each kind has one lever that would move it."""
 from __future__ import annotations
 
 KINDS: dict[str, tuple[str, ...]] = {
-    "norms": ("LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
-              "SkipSimplifiedLayerNormalization", "BatchNormalization", "InstanceNormalization", "ReduceMean"),
+    "width": ("LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
+              "SkipSimplifiedLayerNormalization", "BatchNormalization", "InstanceNormalization", "AveragePool",
+              "MaxPool", "GlobalAveragePool", "ReduceMean", "ReduceSum"),
     "softmax": ("Softmax", "LogSoftmax"),
-    "shape": ("Reshape", "Transpose", "Concat", "Slice", "Gather", "GatherElements", "Split", "Squeeze", "Unsqueeze",
-              "Expand", "Tile", "Pad", "Shape", "Cast", "Identity", "Where", "ScatterND"),
+    "shape": ("Reshape", "Transpose", "Concat", "Slice", "Gather", "GatherND", "GatherElements", "Split", "Squeeze",
+              "Unsqueeze", "Expand", "Tile", "Pad", "Shape", "Cast", "Identity", "Where", "ScatterND"),
     "matmul": ("MatMul", "Gemm", "FusedMatMul", "MatMulNBits", "Conv", "Attention", "MultiHeadAttention"),
 }
 LEVERS = {
-    "norms": "layer norms run over d_model, which head and neuron pruning keep: pruning the model width itself "
-             "(embedding, residual stream and norms together) is what would shrink them",
+    "width": "layer norms, the series decomposition's moving averages and reductions run over the model width "
+             "(d_model), which head and neuron pruning keep: only pruning d_model itself (embedding, residual "
+             "stream and norms together) would shrink them",
     "softmax": "softmax runs over heads x query x key positions: fewer heads shrink it, the window length does not; "
                "it closes only with more heads pruned or a shorter history",
-    "shape": "reshapes, transposes, slices and concats move data at a fixed cost per node: an attention written "
-             "without the split-heads reshapes (ONNX Runtime's fused Attention) or fewer, wider layers would cut them",
+    "shape": "reshapes, transposes, slices, gathers and concats move data at a fixed cost per node: an attention "
+             "written without the split-heads reshapes (ONNX Runtime's fused Attention) or fewer, wider layers "
+             "would cut them",
     "matmul": "the narrower matrix products run below the GEMM kernel's peak (fixed packing cost per call, "
               "partly filled tiles): widths kept at multiples of 16 and fewer, larger products keep them efficient",
     "elementwise": "elementwise ops (adds, activations, scaling) over the kept d_model width stay as they are: "
                    "they shrink only where their tensor's width was pruned, or when fused into the matmul before them",
-    "outside": "time outside kernels is the session's fixed cost per call (dispatch, binding, the Python call): "
-               "no pruning moves it; forecasting several windows per call amortises it",
+    "outside": "time outside kernels is a fixed cost per call and per node (the executor's dispatch, the Python "
+               "call): no pruning moves it, as pruning keeps every node; fewer nodes (fused operators) or several "
+               "windows per call amortise it",
 }
 SHARE_WORTH_NAMING = 0.15  # a kind is named when its excess is at least this share of the time lost
 
