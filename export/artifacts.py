@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import onnx
 import torch
 from torch import nn
 
+from tsprune_edge.atomic import replace_finished, scratch_beside
 from tsprune_edge.errors import UserError
 from tsprune_edge.models.deployment import deployment_form
 
@@ -50,18 +49,14 @@ def _write_artifact(model: nn.Module, path: Path, what: str, write: Callable[[Pa
     left behind and the error names the model and the first line of the cause."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        with deployment_form(model.eval()), torch.no_grad():
-            write(tmp)
-        os.replace(tmp, path)
-    except Exception as exc:
-        name = getattr(model, "name", type(model).__name__)
-        raise UserError(f"{name} cannot be {what}: {_explain(exc)}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    with scratch_beside(path) as tmp:
+        try:
+            with deployment_form(model.eval()), torch.no_grad():
+                write(tmp)
+            replace_finished(tmp, path)
+        except Exception as exc:
+            name = getattr(model, "name", type(model).__name__)
+            raise UserError(f"{name} cannot be {what}: {_explain(exc)}") from None
     return path
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 import tempfile
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from tsprune_edge.atomic import replace_finished
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.encodings import DENSE, DENSIFIED, SPARSE, TensorEncoding, Validator
 
@@ -245,7 +245,7 @@ def compress_onnx(src: Path, dst: Path, validate: Validator, tolerance: float,
         if not error <= tolerance:  # also catches NaN
             _fall_back(model, weights, validate, tolerance, tmp)
         observed = observe_weights(tmp, [w.name for w in weights], Path(folder))
-        os.replace(tmp, dst)
+        replace_finished(tmp, dst)
     return [_record(w, observed[w.name]) for w in weights]
 
 

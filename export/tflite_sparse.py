@@ -20,17 +20,14 @@ op list after delegation, never assumed.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from tsprune_edge.atomic import replace_finished, scratch_beside
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.encodings import DENSE, DENSIFIED, SPARSE, TensorEncoding, Validator
 from tsprune_edge.export.runtimes import tflite_interpreter
@@ -90,7 +87,7 @@ def compress_tflite(src: Path, dst: Path, validate: Validator, tolerance: float,
     plans = {w.index: plan for w in weights if (plan := _plan(w, sparse_kernels)) is not None}
     notes: dict[int, str] = {}
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with _temp_file(dst) as tmp:
+    with scratch_beside(dst) as tmp:
         problem, seen = _check(data, plans, weights, tmp, validate, tolerance)
         if problem and plans:
             notes = _culprits(data, plans, weights, dst, validate, tolerance)
@@ -99,7 +96,7 @@ def compress_tflite(src: Path, dst: Path, validate: Validator, tolerance: float,
         if problem:
             kept = f" (with {len(notes)} tensors kept dense)" if notes else ""
             raise UserError(f"{src.name}: the sparse TFLite artifact fails validation{kept}: {problem}")
-        os.replace(tmp, dst)
+        replace_finished(tmp, dst)
     return [_record(w, plans.get(w.index), seen[w.index], notes.get(w.index)) for w in weights]
 
 
@@ -287,17 +284,6 @@ def _densify(model: schema.ModelT, graph: schema.SubGraphT, index: int) -> schem
                             outputs=np.array([dense_index], np.int32))
 
 
-@contextmanager
-def _temp_file(dst: Path) -> Iterator[Path]:
-    """A scratch file beside `dst` (so os.replace is atomic), removed unless it was moved away."""
-    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        yield Path(name)
-    finally:
-        Path(name).unlink(missing_ok=True)
-
-
 def _check(data: bytes, plans: dict[int, _Plan], weights: list[_Weight], path: Path, validate: Validator,
            tolerance: float) -> tuple[str | None, dict[int, tuple[str | None, str]]]:
     """Write the plans to `path` and run it: why it is wrong (None if right), and what the runtime does with
@@ -318,7 +304,7 @@ def _culprits(data: bytes, plans: dict[int, _Plan], weights: list[_Weight], dst:
               tolerance: float) -> dict[int, str]:
     """The planned tensors that break the artifact on their own, each with why."""
     notes = {}
-    with _temp_file(dst) as tmp:
+    with scratch_beside(dst) as tmp:
         for index, plan in plans.items():
             problem, _ = _check(data, {index: plan}, weights, tmp, validate, tolerance)
             if problem:

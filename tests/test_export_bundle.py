@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,8 @@ from tsprune_edge.export_job import ExportJob, run_export_job
 from tsprune_edge.prune.stage import PruneRequest, prune_to_dir
 
 VARIANTS = ("dense", "structured-0.5", "unstructured-0.5")
+UMASK = os.umask(0o022)
+os.umask(UMASK)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +46,8 @@ def test_every_variant_has_a_validated_bundle(exported):
         bundle = root / "export" / name
         assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model.onnx", "model.tflite",
                                                             "samples.npz", "test.npz"]
+        assert {p.name: p.stat().st_mode & 0o777 for p in bundle.iterdir()} == dict.fromkeys(
+            (p.name for p in bundle.iterdir()), 0o666 & ~UMASK)  # readable like any file, not mkstemp's 0600
         assert load_manifest(bundle) == json.loads(json.dumps(manifest))
         tolerance = INT8_TOLERANCE if name.endswith("int8") else FP32_TOLERANCE
         for fmt, artifact in manifest["artifacts"].items():

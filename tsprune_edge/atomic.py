@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -33,3 +34,23 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
 def write_json_atomic(path: Path, data: Any) -> None:
     text = json.dumps(data, indent=2, sort_keys=False) + "\n"
     write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+@contextmanager
+def scratch_beside(dst: Path) -> Iterator[Path]:
+    """An empty scratch file beside `dst`, for writers that take a path rather than a handle; finish it with
+    `replace_finished`. Removed unless it was moved away."""
+    dst = Path(dst)
+    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def replace_finished(tmp: Path, dst: Path) -> None:
+    """Give a file written by someone else's writer the usual permissions (mkstemp leaves 0600, some converters
+    recreate the file 0755), then rename it over `dst` atomically."""
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.replace(tmp, dst)
