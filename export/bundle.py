@@ -26,7 +26,7 @@ from rich.console import Console
 from torch import nn
 
 from tsprune_edge import __version__
-from tsprune_edge.atomic import write_json_atomic
+from tsprune_edge.atomic import replace_finished, scratch_beside, write_json_atomic
 from tsprune_edge.checkpoint import Checkpoint, load_checkpoint
 from tsprune_edge.data.calendar import DEFINITIONS
 from tsprune_edge.data.fetch import sha256_of
@@ -228,17 +228,19 @@ def _validate(open_artifact: OpenArtifact, path: Path, samples: Samples, runtime
 def _quantize_onnx(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    with contextlib.redirect_stdout(io.StringIO()), scratch_beside(target) as tmp:
+        quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8)
+        replace_finished(tmp, target)
 
 
 def _quantize_tflite(source: Path, target: Path) -> None:
     from ai_edge_quantizer import quantizer, recipe
 
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), scratch_beside(target) as tmp:
         engine = quantizer.Quantizer(str(source))
         engine.load_quantization_recipe(recipe.weight_only_wi8_afp32())
-        engine.quantize().export_model(str(target), overwrite=True)
+        engine.quantize().export_model(str(tmp), overwrite=True)
+        replace_finished(tmp, target)
 
 
 def _set_onnx_metadata(path: Path, properties: dict[str, str]) -> None:
