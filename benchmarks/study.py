@@ -7,6 +7,8 @@
    same widths, never trained or pruned), exported the same way and measured in one interleaved run beside the
    pruned bundle. Pruning must leave no overhead: the pruned model should be within 5% of its twin.
 3. Targets: at structured 0.5, achieved / predicted speedup >= 0.85 in both runtimes; pruned within 5% of the twin.
+4. The Transformer at the paper preset's widths, structured 0.5 against dense: what the same pruning achieves where
+   the matrices are large enough to amortise the per-node cost (latency only; trained one epoch, not fine-tuned).
 
 Usage: python benchmarks/study.py [--work runs/study] [--epochs 3] [--data-dir ../shared/data]
 Resumable (re-run the same command). Writes benchmarks/results/study.{md,json} and benchmarks/results/study/.
@@ -48,8 +50,6 @@ def twin_checkpoint(pruned: Path, target: Path) -> None:
     the initialiser sets to one value (layer norms' ones and zeros) get a little noise, as training would give them:
     the converters fold a multiply by one and an add of zero away, which would hand the twin fewer operators than
     any trained model has (Crossformer's TFLite twin had 56 fewer ADD and MUL ops without it)."""
-    import dataclasses
-
     import torch
 
     from tsprune_edge.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
