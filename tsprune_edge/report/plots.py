@@ -62,6 +62,12 @@ def _say(ax: Axes, text: str) -> None:
     ax.set_yticks([])
 
 
+def _label(ax: Axes, xlabel: str, ylabel: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+
+
 def _is_dense(row: dict) -> bool:
     return row["variant"] == "dense"
 
@@ -106,9 +112,7 @@ def latency_figure(rows: list[dict]) -> Figure:
         if not dense and not methods:
             _say(ax, "no dense reference and no variant with a sparsity")
             return
-        ax.set_xlabel("sparsity")
-        ax.set_ylabel("p50 latency (ms)")
-        ax.legend(fontsize=8)
+        _label(ax, "sparsity", "p50 latency (ms)")
 
     return _panels(TITLES["latency"], sorted(panels, key=str), draw, "no latency measured")
 
@@ -127,9 +131,7 @@ def mse_figure(rows: list[dict]) -> Figure:
         if not drawn:
             _say(ax, "no test MSE recorded")
             return
-        ax.set_xlabel("sparsity")
-        ax.set_ylabel("test MSE (scaled)")
-        ax.legend(fontsize=8)
+        _label(ax, "sparsity", "test MSE (scaled)")
 
     return _panels(TITLES["mse"], sorted(panels, key=str), draw, "no rows")
 
@@ -188,9 +190,7 @@ def pareto_figure(rows: list[dict]) -> Figure:
         for r, (x, y) in zip(points, xy, strict=True):
             ax.annotate(f"{r['model']} {r['variant']}" if models else r["variant"], (x, y), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
-        ax.set_xlabel("p50 latency (ms)")
-        ax.set_ylabel(f"test MSE ({field.split('_')[0]})")
-        ax.legend(fontsize=8)
+        _label(ax, "p50 latency (ms)", f"test MSE ({field.split('_')[0]})")
 
     return _panels(TITLES["pareto"], sorted(panels, key=str), draw, "no latency measured")
 
@@ -219,7 +219,5 @@ def speedup_figure(rows: list[dict]) -> Figure:
         for r in points:
             ax.annotate(r["variant"], (r["predicted_speedup"], r["speedup"]), fontsize=7, xytext=(4, -8),
                         textcoords="offset points")
-    ax.set_xlabel("predicted speedup (dense MACs / variant MACs)")
-    ax.set_ylabel("achieved speedup (95% CI)")
-    ax.legend(fontsize=8)
+    _label(ax, "predicted speedup (dense MACs / variant MACs)", "achieved speedup (95% CI)")
     return figure
