@@ -1,12 +1,23 @@
-"""The `tsprune-edge` command line: thin commands over library functions; UserError becomes one line and exit 2."""
+"""The `tsprune-edge` command line: thin commands over library functions.
+
+`main` is the one place where failures become one line: a UserError or a parsing error prints `error: ...` and
+exits 2, Ctrl-C prints one line, removes what the interrupted run created and exits 130. Library log noise (absl,
+oneDNN, TF/LiteRT C++ logs, Python warnings) is silenced unless `--verbose` comes first.
+"""
 
 from __future__ import annotations
 
+import signal
 import sys
 
-import typer
+from tsprune_edge.cli.quiet import quiet_libraries
 
-from tsprune_edge.cli import (
+quiet_libraries(verbose="--verbose" in sys.argv[1:2])  # before torch or TF are imported: they read it at import
+
+import typer  # noqa: E402
+from typer._click.exceptions import ClickException, NoArgsIsHelpError  # noqa: E402 (typer vendors click)
+
+from tsprune_edge.cli import (  # noqa: E402
     bench_cmd,
     data_cmd,
     devices_cmd,
@@ -17,7 +28,8 @@ from tsprune_edge.cli import (
     report_cmd,
     sweep_cmd,
 )
-from tsprune_edge.errors import UserError
+from tsprune_edge.cli import guards  # noqa: E402
+from tsprune_edge.errors import UserError  # noqa: E402
 
 app = typer.Typer(
     name="tsprune-edge",
@@ -26,6 +38,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,  # never print locals (hosts, keys) in a traceback
     add_completion=False,
 )
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", help="Show the libraries' own log lines and warnings "
+                                       "(give it before the command).")) -> None:
+    """Train, prune, export and benchmark Transformer forecasters on edge boards."""
+
+
 app.add_typer(data_cmd.app, name="data")
 app.command("train")(model_cmd.train_command)
 app.command("evaluate")(model_cmd.evaluate_command)
@@ -39,12 +59,45 @@ app.command("sweep")(sweep_cmd.sweep_command)
 app.command("pipeline")(pipeline_cmd.pipeline_command)
 
 
+class Interrupted(BaseException):
+    """Ctrl-C, raised by our own handler: typer turns a KeyboardInterrupt into a silent exit 130 before we see it."""
+
+
+def _interrupt(signum, frame) -> None:
+    raise Interrupted()
+
+
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if "--verbose" in args[:1]:
+        quiet_libraries(verbose=True)
+    guards.forget_created()
+    previous = signal.signal(signal.SIGINT, _interrupt)
     try:
-        app(args=argv, prog_name="tsprune-edge")
+        code = app(args=args, prog_name="tsprune-edge", standalone_mode=False)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("error: interrupted; nothing half-written was kept", file=sys.stderr)
-        sys.exit(130)
+        _fail(one_line(exc), 2)
+    except NoArgsIsHelpError as exc:
+        exc.show()  # a bare command: its help, as before
+        sys.exit(exc.exit_code)
+    except ClickException as exc:
+        hint = f"; see `{exc.ctx.command_path} --help`" if getattr(exc, "ctx", None) else ""
+        _fail(one_line(exc.format_message()).rstrip(".") + hint, 2)
+    except (Interrupted, KeyboardInterrupt, typer.Abort):
+        removed = guards.remove_created()
+        kept = f"; removed {', '.join(map(str, removed))}" if removed else ""
+        _fail(f"interrupted{kept}; finished and measured files are kept", 130)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        guards.forget_created()
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)

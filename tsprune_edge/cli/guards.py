@@ -1,0 +1,154 @@
+"""Checks every command runs before any expensive work: numeric ranges, and output paths that are really writable,
+are not an input, and hold nothing of the user's that would be overwritten without `--force`.
+
+It also remembers the folders this run created, so that an interrupted run removes them (and only them).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from tsprune_edge.errors import UserError
+
+SEED_MAX = 2**32 - 1  # numpy's seed range; torch takes more, numpy does not
+_SYSTEM_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+# Folders this run created (and whether a finished file in them is kept on Ctrl-C): removed when interrupted.
+_created: list[tuple[Path, bool]] = []
+
+
+def number(option: str, value: float | int | None, low: float | None = None, high: float | None = None, *,
+           low_open: bool = False, high_open: bool = False) -> None:
+    """Refuse nan, inf and values outside [low, high] (or the open ends), naming the option and its range."""
+    if value is None:
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{option} must be a finite number, got {value}")
+    below = low is not None and (value <= low if low_open else value < low)
+    above = high is not None and (value >= high if high_open else value > high)
+    if below or above:
+        left = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
+        right = "" if high is None else f"{high:g}" + (")" if high_open else "]")
+        where = (f"in {left}, {right}" if low is not None and high is not None
+                 else f"{'above' if low_open else 'at least'} {low:g}" if low is not None
+                 else f"{'below' if high_open else 'at most'} {high:g}")
+        raise UserError(f"{option} must be {where}, got {value:g}")
+
+
+def seed(value: int) -> None:
+    number("--seed", value, 0, SEED_MAX)
+
+
+def _resolved(path: Path) -> Path:
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
+def _existing_ancestor(path: Path) -> Path:
+    probe = _resolved(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
+def writable_dir(directory: Path, option: str = "--out") -> None:
+    """`directory` can be created and written: tried with a probe file in the nearest folder that exists."""
+    directory = Path(directory)
+    real = _resolved(directory)
+    for root in _SYSTEM_ROOTS:
+        if real == root or root in real.parents:
+            raise UserError(f"cannot write to {directory}: {root} is a system folder; choose another {option}")
+    if real.exists() and not real.is_dir():
+        raise UserError(f"cannot write to {directory}: it is a file, not a folder; choose another {option}")
+    ancestor = _existing_ancestor(real)
+    if not ancestor.is_dir():
+        raise UserError(f"cannot write to {directory}: {ancestor} is a file, not a folder; choose another {option}")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".tsprune-edge-probe-", dir=ancestor)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise UserError(f"cannot write to {directory} ({ancestor}: {exc.strerror or exc}); "
+                        f"choose another {option}") from None
+
+
+def writable_file(path: Path, option: str = "--out") -> None:
+    """`path` can be written as a file: not an existing folder, in a writable folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; {option} takes a file name, for example {path / 'evaluation.json'}")
+    writable_dir(path.parent, option)
+
+
+def not_an_input(outputs: Iterable[Path], inputs: Iterable[Path | None], option: str = "--out") -> None:
+    """No output is an input, and no output folder holds an input: the tool never writes over what it reads."""
+    ins = [_resolved(p) for p in inputs if p is not None and str(p)]
+    for out in outputs:
+        real = _resolved(out)
+        for inp in ins:
+            if real == inp or real in inp.parents:
+                raise UserError(f"{option} {out} would overwrite the input {inp}; choose another {option}")
+
+
+def no_overwrite(files: Iterable[Path], force: bool, option: str = "--out") -> None:
+    """Refuse to replace a file or folder that exists already unless the user passed --force."""
+    if force:
+        return
+    for path in files:
+        if Path(path).exists():
+            raise UserError(f"{path} exists already; pass --force to overwrite it, or choose another {option}")
+
+
+def output_dir(directory: Path, *, writes: Iterable[str] = (), inputs: Iterable[Path | None] = (),
+               force: bool = False, option: str = "--out", keep_finished: bool = False) -> None:
+    """The checks for a command that writes the files `writes` into `directory`; remembers the folder if this run
+    will create it."""
+    directory = Path(directory)
+    writable_dir(directory, option)
+    targets = [directory / name for name in writes]
+    not_an_input([directory, *targets], inputs, option)
+    no_overwrite(targets, force, option)
+    remember_created(directory, keep_finished)
+
+
+def output_file(path: Path, *, inputs: Iterable[Path | None] = (), force: bool = False,
+                option: str = "--out") -> None:
+    path = Path(path)
+    writable_file(path, option)
+    not_an_input([path], inputs, option)
+    no_overwrite([path], force, option)
+    remember_created(path.parent, keep_finished=False)
+
+
+def remember_created(directory: Path, keep_finished: bool) -> None:
+    """Note the outermost folder of `directory` that does not exist yet: an interrupted run removes it."""
+    real = _resolved(directory)
+    if real.exists():
+        return
+    top = real
+    while not top.parent.exists():
+        top = top.parent
+    _created.append((top, keep_finished))
+
+
+def forget_created() -> None:
+    _created.clear()
+
+
+def remove_created() -> list[Path]:
+    """On Ctrl-C: remove the folders this run created; where finished work is kept (a bench's measured rounds, a
+    sweep's cells), only those still without a file."""
+    removed = []
+    for folder, keep_finished in reversed(_created):
+        if not folder.is_dir():
+            continue
+        if keep_finished and any(p.is_file() for p in folder.rglob("*")):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    _created.clear()
+    return removed
