@@ -12,6 +12,8 @@ import dataclasses
 import os
 import platform
 import sys
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,10 +93,13 @@ def load_profile(name: str) -> DeviceProfile:
                             f"{path}")
         return BUILT_IN[name]
     try:
-        values = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UserError(f"{path}: not a readable TOML profile ({str(exc).splitlines()[0]})") from None
     return _from_toml(name, values, path)
+
+
+_POSITIVE = ("cores", "round_to")  # integers where 0 means nothing sensible; others may be 0 (memory_mb: unknown)
 
 
 def _from_toml(name: str, values: dict, path: Path) -> DeviceProfile:
@@ -109,26 +114,48 @@ def _from_toml(name: str, values: dict, path: Path) -> DeviceProfile:
             raise UserError(f"{path}: a new profile needs {', '.join(missing)}")
         base = DeviceProfile(name=name, description="", arch="", cores=1, memory_mb=0)
     merged = {**base.to_dict(), **values, "name": name}
-    for key, value in merged.items():
-        default = getattr(base, key)
-        if isinstance(default, dict):
-            if not isinstance(value, dict) or any(k not in RUNTIMES or not isinstance(v, str)
-                                                  for k, v in value.items()):
-                raise UserError(f"{path}: {key} maps runtimes ({', '.join(RUNTIMES)}) to interpreter paths")
-        elif isinstance(default, tuple):
-            if not isinstance(value, (list, tuple)):
-                raise UserError(f"{path}: {key} must be a list, got {value!r}")
-            merged[key] = tuple(value)
-        elif isinstance(default, bool) and not isinstance(value, bool):
-            raise UserError(f"{path}: {key} must be true or false, got {value!r}")
-        elif key == "host" and value is not None and not isinstance(value, str):
-            raise UserError(f"{path}: host must be a string such as pi@raspberrypi.local")
-        elif isinstance(default, int) and not isinstance(default, bool) and not (
-                isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-            raise UserError(f"{path}: {key} must be a non-negative integer, got {value!r}")
+    hints = typing.get_type_hints(DeviceProfile)
+    for key, value in values.items():
+        merged[key] = _typed(key, value, hints[key], path)
+    if "interpreters" in values and any(k not in RUNTIMES for k in merged["interpreters"]):
+        raise UserError(f"{path}: interpreters maps runtimes ({', '.join(RUNTIMES)}) to interpreter paths")
     bad = [r for r in merged["runtimes"] if r not in RUNTIMES]
     if bad:
         raise UserError(f"{path}: unknown runtime {bad[0]!r}; runtimes are {', '.join(RUNTIMES)}")
-    if not merged["threads"] or any(not isinstance(t, int) or t < 1 for t in merged["threads"]):
-        raise UserError(f"{path}: threads must be a list of positive integers, got {list(merged['threads'])}")
+    if not merged["threads"]:
+        raise UserError(f"{path}: threads must be a list of positive integers, got []")
     return DeviceProfile(**merged)
+
+
+def _typed(key: str, value: object, hint: object, path: Path) -> object:
+    """Check one TOML value against the field's declared type, so that a field added later is checked too."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):  # X | None: TOML has no null, so the value is an X
+        return _typed(key, value, next(a for a in args if a is not type(None)), path)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"{path}: {key} must be true or false, got {value!r}")
+    elif hint is int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key in _POSITIVE else 0):
+            least = "a positive" if key in _POSITIVE else "a non-negative"
+            raise UserError(f"{path}: {key} must be {least} integer, got {value!r}")
+    elif hint is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
+            raise UserError(f"{path}: {key} must be a number, got {value!r}")
+    elif hint is str:
+        if not isinstance(value, str) or any(c in value for c in "\0\n\r"):
+            raise UserError(f"{path}: {key} must be a one-line string, got {value!r}")
+    elif origin is tuple:
+        if not isinstance(value, list):
+            raise UserError(f"{path}: {key} must be a list, got {value!r}")
+        item = args[0]
+        if item is int:
+            if any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in value):
+                raise UserError(f"{path}: {key} must be a list of positive integers, got {value!r}")
+        else:
+            return tuple(_typed(key, v, item, path) for v in value)
+        return tuple(value)
+    elif origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise UserError(f"{path}: {key} must be a table of strings, got {value!r}")
+    return value

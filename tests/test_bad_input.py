@@ -73,7 +73,7 @@ def test_unknown_model_name(cli, tmp_path):
 
 @pytest.mark.parametrize("pred_len", ["0", "-5"])
 def test_non_positive_pred_len(cli, tmp_path, pred_len):
-    assert_one_line_error(train(cli, tmp_path, "--pred-len", pred_len), "pred_len must be positive")
+    assert_one_line_error(train(cli, tmp_path, "--pred-len", pred_len), "--pred-len must be at least 1")
 
 
 def test_unknown_preset(cli, tmp_path):

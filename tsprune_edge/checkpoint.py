@@ -72,4 +72,37 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise UserError(f"{path} is checkpoint version {payload.get('version')}; this tsprune-edge reads "
                         f"{', '.join(map(str, READABLE_VERSIONS))}")
     fields = {f.name for f in dataclasses.fields(Checkpoint)}
-    return Checkpoint(**{k: v for k, v in payload.items() if k in fields})
+    checkpoint = Checkpoint(**{k: v for k, v in payload.items() if k in fields})
+    _check_shape(checkpoint, path)
+    return checkpoint
+
+
+_DATA_KEYS = ("name", "path", "seq_len", "label_len", "pred_len", "features", "target", "sha256")
+
+
+def _check_shape(checkpoint: Checkpoint, path: Path) -> None:
+    """Our marker is not enough: every field has its type, and the tensors fit the model they describe."""
+    def bad(what: str) -> UserError:
+        return UserError(f"{path} is a damaged tsprune-edge checkpoint ({what}); train it again with "
+                         "`tsprune-edge train`")
+
+    expected = {"model_name": str, "config": dict, "state_dict": dict, "data": dict, "scaling": dict,
+                "training": dict}
+    for name, kind in expected.items():
+        if not isinstance(getattr(checkpoint, name, None), kind):
+            raise bad(f"{name} is missing or not a {kind.__name__}")
+    for name in ("architecture", "pruning"):
+        if not isinstance(getattr(checkpoint, name), (dict, type(None))):
+            raise bad(f"{name} is not a dict")
+    missing = [k for k in _DATA_KEYS if k not in checkpoint.data]
+    if missing:
+        raise bad(f"data has no {missing[0]}")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in checkpoint.state_dict.items()):
+        raise bad("state_dict holds something other than named tensors")
+    try:
+        checkpoint.build_model()
+    except UserError as exc:
+        raise bad(str(exc)) from None
+    except (RuntimeError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise bad(f"its tensors do not fit a {checkpoint.model_name}: {text[:160]}") from None

@@ -22,13 +22,13 @@ from tsprune_edge.cli import (  # noqa: E402
     data_cmd,
     devices_cmd,
     export_cmd,
+    guards,  # noqa: E402
     model_cmd,
     pipeline_cmd,
     prune_cmd,
     report_cmd,
     sweep_cmd,
 )
-from tsprune_edge.cli import guards  # noqa: E402
 from tsprune_edge.errors import UserError  # noqa: E402
 
 app = typer.Typer(

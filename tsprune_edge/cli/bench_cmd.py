@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tsprune_edge.cli.model_cmd import ensure_writable
+from tsprune_edge.cli import guards
 from tsprune_edge.cli.output import table_console
 
 _console = Console(stderr=True)
@@ -56,8 +56,13 @@ def bench_command(
                            threads=parse_threads(threads), rounds=rounds, min_time=min_time, min_iters=min_iters,
                            cooldown_s=cooldown, profile=profile, accuracy=accuracy, results=results, resume=resume,
                            keep=keep, accept_new_host_key=accept_new_host_key, ssh_config=ssh_config)
+    guards.number("--rounds", rounds, 1)
+    guards.number("--min-time", min_time, 0, low_open=True)
+    guards.number("--min-iters", min_iters, 1)
+    guards.number("--cooldown", cooldown, 0)
+    guards.threads(request.threads)
     request.validate()
-    ensure_writable(results)
+    guards.output_dir(results, inputs=[artifacts], option="--results", keep_finished=True)
     summary = bench(request, console=_console)
     table_console().print(bench_table(summary))
     print(f"results: {Path(results) / summary['run_id'] / 'bench.json'}")

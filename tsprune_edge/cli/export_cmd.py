@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tsprune_edge.cli.model_cmd import ensure_writable
+from tsprune_edge.cli import guards
 from tsprune_edge.cli.output import table_console
 
 _console = Console(stderr=True)
@@ -30,20 +30,30 @@ def export_command(
                                         "they leave XNNPACK, so measure whether that pays on your board."),
     out: Path = typer.Option(Path("export"), help="Bundles go to OUT/<variant>/."),
     runs: Path = typer.Option(Path("runs/export"), help="Where the trained and pruned checkpoints go."),
+    force: bool = typer.Option(False, "--force", help="Replace bundles and checkpoints an earlier export left in "
+                               "OUT and RUNS."),
 ) -> None:
     """Train (or load), prune, fine-tune and export ONNX and TFLite bundles, validated against torch on real
     windows, with sparsity-aware compression; writes OUT/<variant>/ (model.onnx, model.tflite, manifest.json,
     samples.npz) for the dense model and each pruned variant."""
     from tsprune_edge.export.bundle import ExportRequest, parse_list
-    from tsprune_edge.export_job import ExportJob, run_export_job
+    from tsprune_edge.export_job import ExportJob, run_export_job, variant_name
 
     job = ExportJob(methods=parse_list(method), sparsity=sparsity, finetune_epochs=finetune_epochs,
                     checkpoint=checkpoint, model=model, data=data, epochs=epochs)
     request = ExportRequest(formats=parse_list(format), quantize=quantize, sparse_kernels=sparse_kernels)
-    job.prune_requests()
+    guards.number("--epochs", epochs, 1)
+    guards.number("--finetune-epochs", finetune_epochs, 0)
+    guards.number("--sparsity", sparsity, 0, 1, high_open=True)
+    variants = [variant_name(r) for r in job.prune_requests()]
     request.validate()
-    ensure_writable(out)
-    ensure_writable(runs)
+    inputs = [checkpoint, Path(data) if data else None]
+    names = [n + suffix for n in ["dense", *variants] for suffix in ("", "-int8" if quantize else "")]
+    guards.output_dir(out, inputs=inputs)
+    guards.bundle_folders(out, dict.fromkeys(names), force)
+    trained = variants if checkpoint else ["dense", *variants]
+    guards.output_dir(runs, writes=[f"{n}/model.pt" for n in trained], inputs=inputs, force=force, option="--runs")
+    guards.not_an_input([out / n for n in names], [runs / n for n in trained], option="--out")
     manifests = run_export_job(job, request, out, runs, console=_console)
     table_console().print(bundle_table(manifests))
     print(f"bundles: {', '.join(str(out / name) for name in manifests)}")

@@ -84,14 +84,16 @@ def writable_file(path: Path, option: str = "--out") -> None:
     writable_dir(path.parent, option)
 
 
-def not_an_input(outputs: Iterable[Path], inputs: Iterable[Path | None], option: str = "--out") -> None:
-    """No output is an input, and no output folder holds an input: the tool never writes over what it reads."""
+def not_an_input(outputs: Iterable[Path], inputs: Iterable[Path | None], option: str = "--out",
+                 replaced: bool = True) -> None:
+    """No output is an input or lies inside an input folder; a `replaced` output (a file written over, a folder
+    swapped for a new one) holds no input either: the tool never writes over what it reads."""
     ins = [_resolved(p) for p in inputs if p is not None and str(p)]
     for out in outputs:
         real = _resolved(out)
         for inp in ins:
-            if real == inp or real in inp.parents:
-                raise UserError(f"{option} {out} would overwrite the input {inp}; choose another {option}")
+            if real == inp or inp in real.parents or (replaced and real in inp.parents):
+                raise UserError(f"{option} {out} would write over the input {inp}; choose another {option}")
 
 
 def no_overwrite(files: Iterable[Path], force: bool, option: str = "--out") -> None:
@@ -110,7 +112,8 @@ def output_dir(directory: Path, *, writes: Iterable[str] = (), inputs: Iterable[
     directory = Path(directory)
     writable_dir(directory, option)
     targets = [directory / name for name in writes]
-    not_an_input([directory, *targets], inputs, option)
+    not_an_input([directory], inputs, option, replaced=False)
+    not_an_input(targets, inputs, option)
     no_overwrite(targets, force, option)
     remember_created(directory, keep_finished)
 
@@ -152,3 +155,65 @@ def remove_created() -> list[Path]:
         removed.append(folder)
     _created.clear()
     return removed
+
+
+def model_fits(model: str, preset: str, seq_len: int | None, label_len: int | None, pred_len: int) -> None:
+    """Build the model at these window sizes and run one tiny window through it: a seq_len shorter than a patch or
+    a segment fails here in a second, not after the data is loaded."""
+    import torch
+
+    from tsprune_edge.models import create_model, resolve_config
+
+    number("--pred-len", pred_len, 1)
+    number("--seq-len", seq_len, 1)
+    number("--label-len", label_len, 0)
+    config = resolve_config(model, preset, seq_len=seq_len, label_len=label_len, pred_len=pred_len)
+    if config.label_len > config.seq_len:
+        raise UserError(f"--label-len {config.label_len} is longer than --seq-len {config.seq_len}; the decoder "
+                        "starts inside the history")
+    try:
+        net = create_model(model, preset, seq_len=config.seq_len, label_len=config.label_len, pred_len=pred_len)
+        calendar = torch.zeros(1, config.seq_len + pred_len, len(config.calendar_features))
+        with torch.no_grad():
+            net.eval()(torch.zeros(1, config.seq_len, config.enc_in), calendar)
+    except (ValueError, RuntimeError, IndexError, AssertionError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{model} cannot take seq_len {config.seq_len}, label_len {config.label_len}, pred_len "
+                        f"{pred_len} ({first[:120]}); choose other window sizes") from None
+
+
+def bundle_folders(out: Path, names: Iterable[str], force: bool, option: str = "--out") -> None:
+    """Export swaps OUT/<variant> for the new bundle: allowed over an earlier bundle with --force, never over a
+    folder that is not a bundle (checkpoints, results)."""
+    for name in names:
+        folder = Path(out) / name
+        if not folder.exists():
+            continue
+        if not (folder / "manifest.json").is_file():
+            raise UserError(f"{folder} exists and is not an export bundle; export would replace it: choose another "
+                            f"{option}")
+        if not force:
+            raise UserError(f"{folder} holds a bundle already; pass --force to replace it, or choose another {option}")
+
+
+def threads(values: Iterable[int] | None, option: str = "--threads") -> None:
+    for value in values or ():
+        number(option, value, 1, 1024)
+
+
+def read_back(read, source: Path):
+    """Run `read` over files the tool wrote earlier (bench.json, state.json, raw/*.json): a truncated file or one
+    with the wrong types is one line naming the folder, not a traceback from deep inside the report."""
+    try:
+        return read()
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        what = f"{type(exc).__name__}: {str(exc).splitlines()[0][:100]}" if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{source}: a result file there is damaged or not from this tsprune-edge ({what}); "
+                        "run `tsprune-edge bench` again for that folder") from None
+
+
+def sweep_folder(out: Path, spec_file: str) -> None:
+    """A sweep resumes in its own folder; a folder that holds other files is not taken over."""
+    out = Path(out)
+    if out.is_dir() and any(out.iterdir()) and not (out / spec_file).is_file():
+        raise UserError(f"{out} holds other files and no {spec_file}: it is not a sweep folder; choose another --out")

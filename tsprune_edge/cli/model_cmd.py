@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from tsprune_edge.cli import guards
 from tsprune_edge.cli.output import table_console
 from tsprune_edge.workflow import evaluate_checkpoint, train_to_dir
 
@@ -18,13 +18,7 @@ _console = Console(stderr=True)
 
 def ensure_writable(directory: Path) -> None:
     """Fail before any work if `directory` could not be created or written."""
-    from tsprune_edge.errors import UserError
-
-    probe = Path(directory).absolute()
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write to {directory} ({probe} is not a writable directory); choose another --out")
+    guards.writable_dir(directory)
 
 
 def train_command(
@@ -41,10 +35,16 @@ def train_command(
     lr: float = typer.Option(None, help="Initial learning rate (default: the model's published schedule)."),
     seed: int = typer.Option(2021, help="Seed for weights, shuffling and dropout."),
     out: Path = typer.Option(None, help="Output directory (default: runs/<model>-<data>-<pred_len>)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite files an earlier run left in OUT."),
 ) -> None:
     """Train a model; writes OUT/model.pt and OUT/metrics.json (test MSE/MAE on scaled values)."""
     out = out or Path("runs") / f"{model}-{Path(data).stem}-{pred_len}"
-    ensure_writable(out)
+    guards.number("--epochs", epochs, 1)
+    guards.number("--batch-size", batch_size, 1)
+    guards.number("--lr", lr, 0, low_open=True)
+    guards.seed(seed)
+    guards.model_fits(model, preset, seq_len, label_len, pred_len)
+    guards.output_dir(out, writes=("model.pt", "metrics.json"), inputs=[Path(data)], force=force)
     metrics = train_to_dir(model=model, data=data, pred_len=pred_len, preset=preset, features=features,
                            target=target, seq_len=seq_len, label_len=label_len, epochs=epochs,
                            batch_size=batch_size, lr=lr, seed=seed, out=out, console=_console)
@@ -57,10 +57,11 @@ def evaluate_command(
     checkpoint: Path = typer.Argument(..., help="A model.pt written by `tsprune-edge train`."),
     split: str = typer.Option("test", help="Which split to score: train, val or test."),
     out: Path = typer.Option(None, help="Where to write the metrics JSON (default: beside the checkpoint)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing metrics file at OUT."),
 ) -> None:
     """Score a checkpoint on its own dataset's split; prints and writes MSE and MAE."""
     out = out or checkpoint.parent / f"evaluation-{split}.json"
-    ensure_writable(out.parent)
+    guards.output_file(out, inputs=[checkpoint], force=force)
     result = evaluate_checkpoint(checkpoint, split, out)
     print(f"{result['model']} on {result['data']} {split}: MSE {result['mse']:.4f}  MAE {result['mae']:.4f}  "
           f"({result['windows']} windows) -> {out}")

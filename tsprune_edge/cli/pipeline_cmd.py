@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tsprune_edge.cli.model_cmd import ensure_writable
+from tsprune_edge.cli import guards
 from tsprune_edge.cli.output import table_console
 
 _console = Console(stderr=True)
@@ -24,6 +24,7 @@ def pipeline_command(
     finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning."),
     rounds: int = typer.Option(3, help="Bench rounds on this machine (each variant once per round)."),
     out: Path = typer.Option(Path("runs/pipeline"), help="Where every stage writes its files."),
+    force: bool = typer.Option(False, "--force", help="Overwrite what an earlier pipeline left in OUT."),
 ) -> None:
     """Train the default model on the built-in dataset, prune it (structured), fine-tune, export dense and pruned
     ONNX and TFLite bundles validated against torch, measure them on this machine, table accuracy, size, MACs
@@ -37,8 +38,16 @@ def pipeline_command(
 
     job = ExportJob(methods=("structured",), sparsity=sparsity, finetune_epochs=finetune_epochs, model=model,
                     data=data, epochs=epochs)
-    job.prune_requests()
-    ensure_writable(out)
+    from tsprune_edge.export_job import variant_name
+    from tsprune_edge.models import model_entry
+
+    guards.number("--epochs", epochs, 1)
+    guards.number("--finetune-epochs", finetune_epochs, 0)
+    guards.number("--rounds", rounds, 1)
+    guards.number("--sparsity", sparsity, 0, 1, low_open=True, high_open=True)
+    model_entry(model)
+    variants = [variant_name(r) for r in job.prune_requests()]
+    guards.output_dir(out, writes=["dense", *variants, "export", "report"], inputs=[Path(data)], force=force)
     manifests = run_export_job(job, ExportRequest(), out / "export", out, console=_console)
     measured = bench(BenchRequest(device="desktop", artifacts=out / "export", results=out / "results", rounds=rounds),
                      console=_console)

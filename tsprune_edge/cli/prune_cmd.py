@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from tsprune_edge.cli.model_cmd import ensure_writable
+from tsprune_edge.cli import guards
 from tsprune_edge.errors import UserError
 
 _console = Console(stderr=True)
@@ -38,6 +38,7 @@ def prune_command(
     seed: int = typer.Option(2021, help="Seed for fine-tuning and random pruning."),
     out: Path = typer.Option(None, help="Output directory (default: beside the checkpoint, "
                              "<dir>-<method>-<sparsity>)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite files an earlier run left in OUT."),
 ) -> None:
     """Prune a trained checkpoint; writes OUT/model.pt (the pruned model) and OUT/pruning.json."""
     from tsprune_edge.prune.stage import PruneRequest, prune_to_dir
@@ -48,9 +49,14 @@ def prune_command(
     request = PruneRequest(method=method, sparsity=sparsity, finetune_epochs=finetune_epochs, lr=lr,
                            gradual=gradual, global_ranking=ranking == "global", steps=steps, round_to=round_to,
                            include_fourier=include_fourier, n=n, m=m, seed=seed)
+    guards.number("--steps", steps, 1)
+    guards.number("--round-to", round_to, 1)
+    guards.number("--lr", lr, 0, low_open=True)
+    guards.number("--sparsity", sparsity, 0, 1, high_open=True)
+    guards.seed(seed)
     request.validate()
     out = out or checkpoint.parent.with_name(f"{checkpoint.parent.name}-{method}-{sparsity:g}")
-    ensure_writable(out)
+    guards.output_dir(out, writes=("model.pt", "pruning.json"), inputs=[checkpoint], force=force)
     summary = prune_to_dir(checkpoint, request, out, console=_console)
     test = summary["test"]
     finetuned = test["finetuned"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tsprune_edge.cli.model_cmd import ensure_writable
+from tsprune_edge.cli import guards
 from tsprune_edge.cli.output import table_console
 from tsprune_edge.errors import UserError
 
@@ -31,6 +31,7 @@ def report_command(
     out: Path = typer.Option(Path("report"), help="Writes report.md, report.json, report.csv, a self-contained "
                              "report.html and plots/*.png here."),
     min_effect: float = typer.Option(0.05, help="Smallest speedup or slowdown that counts (0.05 = 5%)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite the report files an earlier report left in OUT."),
 ) -> None:
     """The verdict: each pruned variant against the dense model measured in the same run, with a bootstrap 95%
     confidence interval on the median latency ratio, the speedup the MACs predict, and memory and size ratios;
@@ -42,8 +43,9 @@ def report_command(
     if not 0 <= min_effect < 1:
         raise UserError(f"--min-effect must be in [0, 1), got {min_effect:g}")
     runs = find_runs(results or [Path("results")])
-    ensure_writable(out)
-    rows = [row for run in runs for row in verdict_rows(run, min_effect)]
+    guards.output_dir(out, writes=("report.md", "report.json", "report.csv", "report.html", "plots"), inputs=runs,
+                      force=force)
+    rows = [row for run in runs for row in guards.read_back(lambda run=run: verdict_rows(run, min_effect), run)]
     for run in runs:
         table_console().print(verdict_table([r for r in rows if r["run"] == run.name]))
     written = write_report(rows, out)

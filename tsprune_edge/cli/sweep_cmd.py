@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from tsprune_edge.cli import guards
 from tsprune_edge.cli.bench_cmd import parse_threads
-from tsprune_edge.cli.model_cmd import ensure_writable
 from tsprune_edge.cli.output import table_console
 from tsprune_edge.errors import UserError
 
@@ -55,27 +55,36 @@ def sweep_command(
     """Train each model once, prune it at every method x sparsity, fine-tune, export, measure every variant against
     its dense model on the device, and report the verdict. Finished cells are kept: run the same command again
     after an interruption and only what is missing is done."""
+    from tsprune_edge.devices.profiles import load_profile
     from tsprune_edge.export.bundle import parse_list
     from tsprune_edge.models import available_models
     from tsprune_edge.report.render import verdict_table, write_report
     from tsprune_edge.report.verdict import verdict_rows
-    from tsprune_edge.sweep.executors import LocalExecutor, RayExecutor
+    from tsprune_edge.sweep.executors import LocalExecutor, RayExecutor, check_ray_address
     from tsprune_edge.sweep.runner import run_sweep
-    from tsprune_edge.sweep.spec import SweepSpec
+    from tsprune_edge.sweep.spec import SPEC_FILE, SweepSpec
 
     names = available_models() if models.strip() == "all" else parse_list(models)
     spec = SweepSpec(models=tuple(names), methods=parse_list(methods), sparsities=_floats(sparsities),
                      data=_data(data), preset=preset, pred_len=96, epochs=epochs, finetune_epochs=finetune_epochs,
                      formats=parse_list(format), device=device, host=host, threads=parse_threads(threads) or (1,),
                      rounds=rounds, min_time=min_time, min_iters=min_iters, profile=profile, accuracy=accuracy)
-    if workers is not None and workers < 1:
-        raise UserError(f"--workers must be 1 or more, got {workers}")
+    for option, value, low in (("--epochs", epochs, 1), ("--finetune-epochs", finetune_epochs, 0),
+                               ("--rounds", rounds, 1), ("--min-iters", min_iters, 1), ("--workers", workers, 1)):
+        guards.number(option, value, low)
+    guards.number("--min-time", min_time, 0, low_open=True)
+    guards.threads(spec.threads)
+    spec.validate()
+    load_profile(device)  # an unknown device fails now, not after the training
     if ray is not None and workers is not None:
         raise UserError("--workers sets local processes; a Ray cluster decides its own: pass one of them")
     if not 0 <= min_effect < 1:
         raise UserError(f"--min-effect must be in [0, 1), got {min_effect:g}")
-    ensure_writable(out)
+    guards.sweep_folder(out, spec_file=SPEC_FILE)
+    guards.output_dir(out, inputs=[Path(spec.data)], keep_finished=True)
     count = workers or os.cpu_count() or 1
+    if ray:
+        check_ray_address(ray)  # before the sweep folder is written
     summary = run_sweep(spec, out, (lambda: RayExecutor(ray)) if ray else (lambda: LocalExecutor(count)), _console)
     rows = [row for run in summary["runs"] for row in verdict_rows(run, min_effect)]
     if rows:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import socket
 from typing import Protocol
 
 from tsprune_edge.errors import UserError
@@ -45,6 +46,25 @@ class LocalExecutor:
         self._pool.shutdown(wait=not interrupted, cancel_futures=True)
 
 
+RAY_CONNECT_TIMEOUT_S = 15.0
+
+
+def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Something must answer at host:port before Ray is asked to join it: Ray itself retries a dead address for
+    minutes without a word."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UserError(f"--ray takes the cluster's HOST:PORT (for example 10.0.0.5:6379), got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise UserError(f"no Ray cluster answers at {address} ({reason}; waited at most {timeout:g} s); start it with "
+                        "`ray start --head` or pass its address") from None
+
+
 class RayExecutor:
     """Tasks on a Ray cluster that is already running (`ray start --head` or a managed one): one CPU per cell.
     Every node needs tsprune-edge installed and the dataset in its data folder; the files come back to the
@@ -55,6 +75,7 @@ class RayExecutor:
             import ray
         except ImportError:
             raise UserError("--ray needs Ray: pip install 'tsprune-edge[ray]'") from None
+        check_ray_address(address)
         try:
             ray.init(address=address, logging_level="ERROR", log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
