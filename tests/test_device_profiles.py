@@ -43,7 +43,7 @@ def test_a_user_file_adds_a_board(profile_dir):
     ('colour = "red"\n', "unknown key 'colour'"),
     ('runtimes = ["tensorflow"]\n', "unknown runtime 'tensorflow'"),
     ("threads = []\n", "threads must be a list of positive integers"),
-    ('cores = "four"\n', "cores must be a non-negative integer"),
+    ('cores = "four"\n', "cores must be a positive integer"),
     ("threads = 4\n", "threads must be a list"),
     ("cores = [\n", "not a readable TOML profile"),
 ])
