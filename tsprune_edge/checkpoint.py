@@ -71,6 +71,11 @@ def load_checkpoint(path: Path) -> Checkpoint:
     if payload.get("version") not in READABLE_VERSIONS:
         raise UserError(f"{path} is checkpoint version {payload.get('version')}; this tsprune-edge reads "
                         f"{', '.join(map(str, READABLE_VERSIONS))}")
+    required = [f.name for f in dataclasses.fields(Checkpoint) if f.default is dataclasses.MISSING]
+    absent = [name for name in required if name not in payload]
+    if absent:
+        raise UserError(f"{path} is a damaged tsprune-edge checkpoint ({absent[0]} is missing); train it again with "
+                        "`tsprune-edge train`")
     fields = {f.name for f in dataclasses.fields(Checkpoint)}
     checkpoint = Checkpoint(**{k: v for k, v in payload.items() if k in fields})
     _check_shape(checkpoint, path)

@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(args=args, prog_name="tsprune-edge", standalone_mode=False)
     except UserError as exc:
+        guards.remove_created()  # nothing half-written stays
         _fail(one_line(exc), 2)
     except NoArgsIsHelpError as exc:
         exc.show()  # a bare command: its help, as before

@@ -62,7 +62,12 @@ def bench_command(
     guards.number("--cooldown", cooldown, 0)
     guards.threads(request.threads)
     request.validate()
+    guards.bundle_folder(artifacts)
     guards.output_dir(results, inputs=[artifacts], option="--results", keep_finished=True)
+    if resume:
+        from tsprune_edge.devices.bench import unfinished_run
+
+        guards.read_back(lambda: unfinished_run(results, device), results)
     summary = bench(request, console=_console)
     table_console().print(bench_table(summary))
     print(f"results: {Path(results) / summary['run_id'] / 'bench.json'}")

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from tsprune_edge.cli import guards
 from tsprune_edge.cli.output import table_console
 from tsprune_edge.data.fetch import fetch
 from tsprune_edge.data.registry import DATASETS, data_dir
@@ -34,7 +35,9 @@ def fetch_command(
     name: str = typer.Argument(..., help="A registered dataset name (see `data list`)."),
     mirror: str = typer.Option(None, help="Base URL of a copy holding the same file names; checked by sha256."),
     dest: Path = typer.Option(None, help="Directory to save into (default: the cache, $TSPRUNE_EDGE_DATA_DIR)."),
+    force: bool = typer.Option(False, "--force", help="Replace a file of that name in DEST that does not verify."),
 ) -> None:
     """Download a dataset, verify its sha256 and save it atomically."""
-    path = fetch(name, mirror=mirror, dest_dir=dest)
+    guards.writable_dir(dest or data_dir(), "--dest")
+    path = fetch(name, mirror=mirror, dest_dir=dest, force=force)
     print(path)

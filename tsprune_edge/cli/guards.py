@@ -171,11 +171,14 @@ def model_fits(model: str, preset: str, seq_len: int | None, label_len: int | No
     if config.label_len > config.seq_len:
         raise UserError(f"--label-len {config.label_len} is longer than --seq-len {config.seq_len}; the decoder "
                         "starts inside the history")
+    preset_config = resolve_config(model, preset)
     try:
         net = create_model(model, preset, seq_len=config.seq_len, label_len=config.label_len, pred_len=pred_len)
-        calendar = torch.zeros(1, config.seq_len + pred_len, len(config.calendar_features))
-        with torch.no_grad():
-            net.eval()(torch.zeros(1, config.seq_len, config.enc_in), calendar)
+        if (config.seq_len, config.label_len, pred_len) != (preset_config.seq_len, preset_config.label_len,
+                                                            preset_config.pred_len):  # the preset's are tested
+            calendar = torch.zeros(1, config.seq_len + pred_len, len(config.calendar_features))
+            with torch.no_grad():
+                net.eval()(torch.zeros(1, config.seq_len, config.enc_in), calendar)
     except (ValueError, RuntimeError, IndexError, AssertionError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{model} cannot take seq_len {config.seq_len}, label_len {config.label_len}, pred_len "
@@ -217,3 +220,13 @@ def sweep_folder(out: Path, spec_file: str) -> None:
     out = Path(out)
     if out.is_dir() and any(out.iterdir()) and not (out / spec_file).is_file():
         raise UserError(f"{out} holds other files and no {spec_file}: it is not a sweep folder; choose another --out")
+
+
+def bundle_folder(artifacts: Path) -> None:
+    """Every folder under --artifacts is a bundle: one without a manifest is named, not skipped without a word."""
+    artifacts = Path(artifacts)
+    if not artifacts.is_dir():
+        raise UserError(f"--artifacts {artifacts} is not a folder; pass the folder `tsprune-edge export --out` wrote")
+    for folder in sorted(p for p in artifacts.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not (folder / "manifest.json").is_file():
+            raise UserError(f"{folder} is not an export bundle (no manifest.json); remove it or re-export it")

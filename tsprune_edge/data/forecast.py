@@ -185,10 +185,15 @@ def load_forecast_data(data: str, windows: WindowSpec, features: str = "M", targ
             raise UserError(f"{source.name} has too few rows for seq_len {windows.seq_len} + pred_len "
                             f"{windows.pred_len}: its {name} split holds {end - start} rows, needs at least {need}")
     train_rows = table.values[borders[0][0]:borders[0][1]]
-    mean = train_rows.mean(axis=0)
-    std = train_rows.std(axis=0)
-    std[std == 0] = 1.0
-    scaled = ((table.values - mean) / std).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = train_rows.mean(axis=0)
+        std = train_rows.std(axis=0)
+        std[std == 0] = 1.0
+        scaled = ((table.values - mean) / std).astype(np.float32)
+    finite = np.isfinite(std) & np.isfinite(mean) & np.isfinite(scaled).all(axis=0)
+    if not finite.all():  # refused before training: it would train to MSE nan
+        raise UserError(f"{source.name}: column {table.columns[int(np.argmin(finite))]!r} does not scale to finite "
+                        "float32 values (too large or too spread); rescale that column in the CSV")
     cal_names = features_for_step(step)
     calendar = calendar_features(table.dates, cal_names)
     result = ForecastData(source, table.columns, features, target, windows, cal_names, step, borders, mean, std)

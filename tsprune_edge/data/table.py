@@ -55,6 +55,10 @@ def read_table(path: Path) -> SeriesTable:
     if len(header) < 2:
         raise UserError(f"{path}: no variable columns after `date`")
     columns = tuple(header[1:])
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated or "" in columns:
+        problem = f"{repeated[0]!r} appears twice" if repeated else "'' has no name"
+        raise UserError(f"{path}: column {problem} in the header; give each column its own name")
     body = [row for row in rows[1:] if row]
     dates = np.empty(len(body), dtype="datetime64[s]")
     values = np.empty((len(body), len(columns)), dtype=np.float64)
