@@ -491,3 +491,70 @@ def test_hostile_input_is_one_line_and_changes_nothing(cli, workspace, args, fra
     before = snapshot(workspace)
     result = cli(*args)
     assert_refused(result, before, snapshot(workspace), fragment)
+
+
+# The three data-loss cases of issue 18: each overwrote or deleted a user's file with exit 0 before.
+
+def test_evaluate_out_is_the_checkpoint_itself(cli, workspace):
+    before = (workspace / CK).read_bytes()
+    result = cli("evaluate", CK, "--out", CK)
+    assert result.code == 2 and "would write over the input" in result.err
+    assert (workspace / CK).read_bytes() == before
+
+
+def test_prune_out_is_the_checkpoints_folder(cli, workspace):
+    before = (workspace / CK).read_bytes()
+    result = cli("prune", CK, "--out", "ck", "--finetune-epochs", "0")
+    assert result.code == 2 and "would write over the input" in result.err
+    assert (workspace / CK).read_bytes() == before and not (workspace / "ck" / "pruning.json").exists()
+
+
+def test_export_out_holding_checkpoints(cli, workspace):
+    before = (workspace / "old" / "dense" / "model.pt").read_bytes()
+    result = cli("export", "--checkpoint", CK, "--out", "old", "--format", "onnx", "--runs", "r")
+    assert result.code == 2 and "is not an export bundle" in result.err
+    assert (workspace / "old" / "dense" / "model.pt").read_bytes() == before
+    assert sorted(p.name for p in (workspace / "old").iterdir()) == ["dense"]
+
+
+def test_force_lets_evaluate_replace_its_own_earlier_output(cli, workspace):
+    (workspace / "ck" / "evaluation-test.json").write_text("{}")
+    refused = cli("evaluate", CK)
+    assert refused.code == 2 and "--force" in refused.err
+    result = cli("evaluate", CK, "--force")
+    assert result.code == 0, result.err
+    written = json.loads((workspace / "ck" / "evaluation-test.json").read_text())
+    assert written["model"] == "dlinear" and written["split"] == "test" and written["mse"] > 0
+
+
+def test_a_dead_ray_address_fails_within_a_minute(cli, workspace):
+    import time
+
+    started = time.perf_counter()
+    result = cli("sweep", "--ray", "127.0.0.1:1", "--data", "synthetic", "--out", "sw")
+    assert result.code == 2 and result.err.startswith("error: no Ray cluster answers at 127.0.0.1:1")
+    assert time.perf_counter() - started < 60
+    assert not (workspace / "sw").exists()
+
+
+def test_ctrl_c_prints_one_line_and_removes_what_the_run_created(cli, workspace):
+    """A real SIGINT while training: one line, exit 130, and the output folder the run made is gone."""
+    import signal
+    import threading
+    import time
+
+    from tsprune_edge.cli import guards
+
+    def interrupt_once_working() -> None:
+        deadline = time.monotonic() + 120
+        while not guards._created and time.monotonic() < deadline:  # the checks passed: the work has begun
+            time.sleep(0.05)
+        time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_working, daemon=True).start()
+    result = cli("train", "--model", "dlinear", "--epochs", "200", "--out", "new/run")
+    assert result.code == 130, result.err
+    lines = result.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: interrupted"), result.err
+    assert not (workspace / "new").exists()

@@ -60,7 +60,7 @@ def sweep_command(
     from tsprune_edge.models import available_models
     from tsprune_edge.report.render import verdict_table, write_report
     from tsprune_edge.report.verdict import verdict_rows
-    from tsprune_edge.sweep.executors import LocalExecutor, RayExecutor, check_ray_address
+    from tsprune_edge.sweep.executors import LocalExecutor, RayExecutor
     from tsprune_edge.sweep.runner import run_sweep
     from tsprune_edge.sweep.spec import SPEC_FILE, SweepSpec
 
@@ -83,9 +83,12 @@ def sweep_command(
     guards.sweep_folder(out, spec_file=SPEC_FILE)
     guards.output_dir(out, inputs=[Path(spec.data)], keep_finished=True)
     count = workers or os.cpu_count() or 1
-    if ray:
-        check_ray_address(ray)  # before the sweep folder is written
-    summary = run_sweep(spec, out, (lambda: RayExecutor(ray)) if ray else (lambda: LocalExecutor(count)), _console)
+    cluster = RayExecutor(ray) if ray else None  # joined before the sweep folder is written
+    try:
+        summary = run_sweep(spec, out, (lambda: cluster) if cluster else (lambda: LocalExecutor(count)), _console)
+    finally:
+        if cluster:
+            cluster.close()
     rows = [row for run in summary["runs"] for row in verdict_rows(run, min_effect)]
     if rows:
         written = write_report(rows, out / "report")

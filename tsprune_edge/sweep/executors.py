@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 import socket
 from typing import Protocol
 
@@ -47,6 +48,8 @@ class LocalExecutor:
 
 
 RAY_CONNECT_TIMEOUT_S = 15.0
+# HTTP/2 connection preface and an empty SETTINGS frame: Ray's GCS is a gRPC server, which must answer in kind.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 
 def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
@@ -58,11 +61,16 @@ def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> N
     if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise UserError(f"--ray takes the cluster's HOST:PORT (for example 10.0.0.5:6379), got {address!r}")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as conn:
+            conn.sendall(_HTTP2_PREFACE)
+            reply = conn.recv(9)
     except OSError as exc:
         reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
-        raise UserError(f"no Ray cluster answers at {address} ({reason}; waited at most {timeout:g} s); start it with "
-                        "`ray start --head` or pass its address") from None
+        raise UserError(f"no Ray cluster answers at {address} ({reason}; waited at most {timeout:g} s); start it "
+                        "with `ray start --head` or pass its address") from None
+    if len(reply) < 4 or reply[3] != 0x4:  # a gRPC server answers the preface with a SETTINGS frame
+        raise UserError(f"something listens at {address} but it is not a Ray cluster (no gRPC answer); pass the "
+                        "address `ray start --head` printed")
 
 
 class RayExecutor:
@@ -71,11 +79,13 @@ class RayExecutor:
     driver through Ray's object store."""
 
     def __init__(self, address: str) -> None:
+        check_ray_address(address)
+        for key in ("RAY_gcs_server_request_timeout_seconds", "RAY_gcs_rpc_server_reconnect_timeout_s"):
+            os.environ.setdefault(key, str(int(RAY_CONNECT_TIMEOUT_S)))  # read at import: no minutes-long retries
         try:
             import ray
         except ImportError:
             raise UserError("--ray needs Ray: pip install 'tsprune-edge[ray]'") from None
-        check_ray_address(address)
         try:
             ray.init(address=address, logging_level="ERROR", log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
