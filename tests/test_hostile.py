@@ -538,23 +538,27 @@ def test_a_dead_ray_address_fails_within_a_minute(cli, workspace):
 
 
 def test_ctrl_c_prints_one_line_and_removes_what_the_run_created(cli, workspace):
-    """A real SIGINT while training: one line, exit 130, and the output folder the run made is gone."""
+    """A real SIGINT once export has pruned (its checkpoint written) and is exporting: one line, exit 130, and the
+    folders the run made, with the pruned checkpoint of the unfinished run, are gone; the input stays."""
     import signal
     import threading
     import time
 
-    from tsprune_edge.cli import guards
+    pruned = workspace / "r" / "unstructured-0.5" / "model.pt"
 
-    def interrupt_once_working() -> None:
+    def interrupt_once_pruned() -> None:
         deadline = time.monotonic() + 120
-        while not guards._created and time.monotonic() < deadline:  # the checks passed: the work has begun
-            time.sleep(0.05)
-        time.sleep(1.0)
+        while not pruned.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
         os.kill(os.getpid(), signal.SIGINT)
 
-    threading.Thread(target=interrupt_once_working, daemon=True).start()
-    result = cli("train", "--model", "dlinear", "--epochs", "200", "--out", "new/run")
+    before = (workspace / CK).read_bytes()
+    threading.Thread(target=interrupt_once_pruned, daemon=True).start()
+    result = cli("export", "--checkpoint", CK, "--method", "unstructured", "--finetune-epochs", "0", "--format",
+                 "onnx", "--out", "e", "--runs", "r")
     assert result.code == 130, result.err
-    lines = result.err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: interrupted"), result.err
-    assert not (workspace / "new").exists()
+    errors = [line for line in result.err.splitlines() if line.startswith("error:")]  # after the progress lines
+    assert len(errors) == 1 and result.err.splitlines()[-1].startswith("error: interrupted; removed"), result.err
+    assert "Traceback" not in result.err
+    assert not (workspace / "e").exists() and not (workspace / "r").exists()
+    assert (workspace / CK).read_bytes() == before

@@ -95,12 +95,10 @@ def test_system_folders_are_never_outputs(path):
         guards.writable_dir(Path(path))
 
 
-def test_ray_probe_tells_a_silent_listener_from_a_grpc_server():
+def test_ray_probe_refuses_a_silent_listener_and_a_web_server():
     """Ray retries a dead or foreign address for minutes (and may end the process): the probe answers first."""
     import socket
-    from concurrent.futures import ThreadPoolExecutor
-
-    import grpc
+    import threading
 
     from tsprune_edge.sweep.executors import check_ray_address
 
@@ -109,10 +107,18 @@ def test_ray_probe_tells_a_silent_listener_from_a_grpc_server():
         silent.listen(1)
         with pytest.raises(UserError, match="no answer; waited at most 1 s"):
             check_ray_address(f"127.0.0.1:{silent.getsockname()[1]}", timeout=1.0)
-    server = grpc.server(ThreadPoolExecutor(max_workers=1))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        check_ray_address(f"127.0.0.1:{port}", timeout=5.0)  # speaks gRPC: handed on to ray.init
-    finally:
-        server.stop(None)
+    with socket.socket() as web:
+        web.bind(("127.0.0.1", 0))
+        web.listen(1)
+
+        def answer() -> None:
+            conn, _ = web.accept()
+            with conn:
+                conn.recv(64)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        server = threading.Thread(target=answer, daemon=True)
+        server.start()
+        with pytest.raises(UserError, match="is not a Ray cluster"):
+            check_ray_address(f"127.0.0.1:{web.getsockname()[1]}", timeout=5.0)
+        server.join(5)
