@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 
-from tsprune_edge.cli.quiet import quiet_libraries
+from tsprune_edge.cli.quiet import native_logs_to_file, quiet_libraries
 
 quiet_libraries(verbose="--verbose" in sys.argv[1:2])  # before torch or TF are imported: they read it at import
 
@@ -42,7 +42,8 @@ app = typer.Typer(
 
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", help="Show the libraries' own log lines and warnings "
-                                       "(give it before the command).")) -> None:
+                                       "(give it before the command); without it they go to "
+                                       "$TMPDIR/tsprune-edge-<uid>.log.")) -> None:
     """Train, prune, export and benchmark Transformer forecasters on edge boards."""
 
 
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     guards.forget_created()
     previous = signal.signal(signal.SIGINT, _interrupt)
     try:
-        code = app(args=args, prog_name="tsprune-edge", standalone_mode=False)
+        with native_logs_to_file(verbose="--verbose" in args[:1]):
+            code = app(args=args, prog_name="tsprune-edge", standalone_mode=False)
     except UserError as exc:
         guards.remove_created()  # nothing half-written stays
         _fail(one_line(exc), 2)
