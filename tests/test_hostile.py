@@ -377,7 +377,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("bench", "--threads", "one"), "--threads takes comma-separated integers"),
         (T("bench", "--runtime", "tensorrt"), "unknown runtime tensorrt"),
         (T("bench", "--device", "toaster"), "unknown device 'toaster'"),
-        (T("bench", "--artifacts", "absent"), "is not a folder"),
+        (T("bench", "--artifacts", "absent"), "no export bundles under absent (no such folder)"),
         (T("bench", "--artifacts", "emptydir"), "no export bundles under emptydir"),
         (T("bench", "--artifacts", "badbundle"), "is not an export bundle"),
         (T("bench", "--artifacts", "oldbundle"), "is not a version 1"),

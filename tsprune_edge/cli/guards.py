@@ -225,6 +225,9 @@ def sweep_folder(out: Path, spec_file: str) -> None:
 def bundle_folder(artifacts: Path) -> None:
     """Every folder under --artifacts is a bundle: one without a manifest is named, not skipped without a word."""
     artifacts = Path(artifacts)
+    if not artifacts.exists():
+        raise UserError(f"no export bundles under {artifacts} (no such folder); run `tsprune-edge export` first or "
+                        "pass --artifacts")
     if not artifacts.is_dir():
         raise UserError(f"--artifacts {artifacts} is not a folder; pass the folder `tsprune-edge export --out` wrote")
     for folder in sorted(p for p in artifacts.iterdir() if p.is_dir() and not p.name.startswith(".")):
