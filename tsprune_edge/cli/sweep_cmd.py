@@ -74,8 +74,15 @@ def sweep_command(
         guards.number(option, value, low)
     guards.number("--min-time", min_time, 0, low_open=True)
     guards.threads(spec.threads)
+    for sparsity in spec.sparsities:
+        guards.number("--sparsities", sparsity, 0, 1, low_open=True, high_open=True)
     spec.validate()
-    load_profile(device)  # an unknown device fails now, not after the training
+    board = load_profile(device)  # an unknown device, or a board without a host, fails now, not after training
+    if board.local and host:
+        raise UserError(f"--device {board.name} is measured on this machine; drop --host or choose a board")
+    if not board.local and not (host or board.host):
+        raise UserError(f"--device {board.name} is a remote board: pass --host user@address (or set host in its "
+                        "profile)")
     if ray is not None and workers is not None:
         raise UserError("--workers sets local processes; a Ray cluster decides its own: pass one of them")
     if not 0 <= min_effect < 1:
