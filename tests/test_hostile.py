@@ -146,6 +146,12 @@ def _bundles(root: Path) -> None:
                          ("listbundle/dense", "[]")):
         (root / folder).mkdir(parents=True)
         (root / folder / "manifest.json").write_text(text)
+    art = {"file": "model.onnx", "sha256": "0" * 64}
+    (root / "badsha" / "dense").mkdir(parents=True)
+    (root / "badsha" / "dense" / "model.onnx").write_bytes(b"\x08\x01")
+    (root / "badsha" / "dense" / "manifest.json").write_text(json.dumps({**manifest, "artifacts": {"onnx": art}}))
+    (root / "badlist" / "dense").mkdir(parents=True)
+    (root / "badlist" / "dense" / "manifest.json").write_text(json.dumps({**manifest, "artifacts": {"onnx": 5}}))
     (root / "nomanifest" / "dense").mkdir(parents=True)
     (root / "nomanifest" / "dense" / "model.onnx").write_bytes(b"\x08\x01")
     (root / "nomanifest" / "pruned").mkdir(parents=True)
@@ -383,6 +389,8 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("bench", "--artifacts", "oldbundle"), "is not a version 1"),
         (T("bench", "--artifacts", "nomanifest"), "nomanifest/dense is not an export bundle (no manifest.json)"),
         (T("bench", "--artifacts", "afile"), "is not a folder"),
+        (T("bench", "--artifacts", "badsha"), "model.onnx missing or not what manifest.json records"),
+        (T("bench", "--artifacts", "badlist"), "does not list its files as a bundle does"),
         (T("bench", "--results", "afile/r"), "is a file, not a folder"),
         (T("bench", "--results", "/proc/r"), "/proc is a system folder"),
         (T("bench", "--results", "export/dense"), "would write over the input"),

@@ -233,3 +233,22 @@ def bundle_folder(artifacts: Path) -> None:
     for folder in sorted(p for p in artifacts.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not (folder / "manifest.json").is_file():
             raise UserError(f"{folder} is not an export bundle (no manifest.json); remove it or re-export it")
+        _verify_here(folder)
+
+
+def _verify_here(folder: Path) -> None:
+    """Check a bundle's files against its manifest on this machine, so that a bad local bundle is named as such
+    and not reported later as a copy corrupted on the way to the board."""
+    from tsprune_edge.devices.agent import verify_bundle
+    from tsprune_edge.export.bundle import load_manifest
+
+    load_manifest(folder)  # not a bundle this version reads: its own line
+    try:
+        report = verify_bundle(str(folder))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UserError(f"{folder}/manifest.json does not list its files as a bundle does ({type(exc).__name__}); "
+                        "re-export it") from None
+    bad = [f["file"] for f in report["files"] if not f["ok"]]
+    if bad:
+        raise UserError(f"{folder}: {', '.join(bad)} missing or not what manifest.json records (sha256), here "
+                        "before any copy; re-export it")
