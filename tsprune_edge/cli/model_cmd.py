@@ -17,7 +17,7 @@ _console = Console(stderr=True)
 
 
 def ensure_writable(directory: Path) -> None:
-    """Fail before any work if `directory` could not be created or written."""
+    """Fail before any work if `directory` could not be created or written (kept for callers: see guards)."""
     guards.writable_dir(directory)
 
 

@@ -32,22 +32,21 @@ def pipeline_command(
     intervals."""
     from tsprune_edge.devices.bench import BenchRequest, bench
     from tsprune_edge.export.bundle import ExportRequest
-    from tsprune_edge.export_job import ExportJob, run_export_job
+    from tsprune_edge.export_job import ExportJob, run_export_job, variant_name
+    from tsprune_edge.models import model_entry
     from tsprune_edge.report.render import verdict_table, write_report
     from tsprune_edge.report.verdict import verdict_rows
 
     job = ExportJob(methods=("structured",), sparsity=sparsity, finetune_epochs=finetune_epochs, model=model,
                     data=data, epochs=epochs)
-    from tsprune_edge.export_job import variant_name
-    from tsprune_edge.models import model_entry
-
     guards.number("--epochs", epochs, 1)
     guards.number("--finetune-epochs", finetune_epochs, 0)
     guards.number("--rounds", rounds, 1)
     guards.number("--sparsity", sparsity, 0, 1, low_open=True, high_open=True)
     model_entry(model)
     variants = [variant_name(r) for r in job.prune_requests()]
-    guards.output_dir(out, writes=["dense", *variants, "export", "report"], inputs=[Path(data)], force=force)
+    guards.output_dir(out, writes=["dense", *variants, "export", "report"], inputs=[Path(data)], force=force,
+                      keep_finished=True)  # Ctrl-C keeps the trained model and the measurements
     manifests = run_export_job(job, ExportRequest(), out / "export", out, console=_console)
     measured = bench(BenchRequest(device="desktop", artifacts=out / "export", results=out / "results", rounds=rounds),
                      console=_console)
