@@ -4,6 +4,7 @@ read correctly; never a traceback or another exception."""
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,7 @@ _CELL = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.i
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(header=st.lists(st.text(max_size=4), min_size=1, max_size=4), rows=st.lists(
-    st.tuples(st.datetimes(min_value=__import__("datetime").datetime(1990, 1, 1)), st.lists(_CELL, max_size=4)),
+    st.tuples(st.datetimes(min_value=datetime(1990, 1, 1)), st.lists(_CELL, max_size=4)),
     max_size=6))
 def test_any_csv_is_read_or_refused_in_one_line(tmp_path: Path, header, rows):
     path = tmp_path / "any.csv"
