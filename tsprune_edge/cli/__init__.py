@@ -77,7 +77,10 @@ def main(argv: list[str] | None = None) -> None:
     if "--verbose" in args[:1]:
         quiet_libraries(verbose=True)
     guards.forget_created()
-    previous = signal.signal(signal.SIGINT, _interrupt)
+    try:
+        previous = signal.signal(signal.SIGINT, _interrupt)
+    except ValueError:  # not the main thread: Ctrl-C is not ours to handle
+        previous = None
     try:
         with native_logs_to_file(verbose="--verbose" in args[:1]):
             code = app(args=args, prog_name="tsprune-edge", standalone_mode=False)
@@ -91,11 +94,14 @@ def main(argv: list[str] | None = None) -> None:
         hint = f"; see `{exc.ctx.command_path} --help`" if getattr(exc, "ctx", None) else ""
         _fail(one_line(exc.format_message()).rstrip(".") + hint, 2)
     except (Interrupted, KeyboardInterrupt, typer.Abort):
+        if previous is not None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
         removed = guards.remove_created()
         kept = f"; removed {', '.join(map(str, removed))}" if removed else ""
         _fail(f"interrupted{kept}; finished and measured files are kept", 130)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         guards.forget_created()
     if isinstance(code, int) and code:
         sys.exit(code)
