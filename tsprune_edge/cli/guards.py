@@ -88,7 +88,7 @@ def not_an_input(outputs: Iterable[Path], inputs: Iterable[Path | None], option:
                  replaced: bool = True) -> None:
     """No output is an input or lies inside an input folder; a `replaced` output (a file written over, a folder
     swapped for a new one) holds no input either: the tool never writes over what it reads."""
-    ins = [_resolved(p) for p in inputs if p is not None and str(p)]
+    ins = [_resolved(p) for p in inputs if p is not None and Path(p).exists()]  # a dataset name is no path
     for out in outputs:
         real = _resolved(out)
         for inp in ins:
