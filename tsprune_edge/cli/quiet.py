@@ -30,6 +30,7 @@ def quiet_libraries(verbose: bool) -> None:
     for key, value in _QUIET_ENV.items():
         os.environ.setdefault(key, value)
     warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", module=r"tsprune_edge(\.|$)")  # our own warnings are for the user
     logging.getLogger().setLevel(logging.ERROR)
     for name in ("absl", "torchao", "torch", "onnxruntime", "tensorflow", "ray"):
         logging.getLogger(name).setLevel(logging.ERROR)
