@@ -82,7 +82,7 @@ class ForecastData:
     mean: np.ndarray
     std: np.ndarray
     split: dict[str, str]  # {"rule": how rows are split, "source": why that rule}
-    notices: tuple[str, ...]  # one line each, for the user: irregular dates, a file that only resembles a registered one
+    notices: tuple[str, ...]  # one line each for the user: irregular dates, a file resembling a registered one
     _values: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     _calendar: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
 
@@ -197,6 +197,13 @@ def _resolve(data: str, strict_dates: bool) -> _Resolved:
     spec, how, notices = recognise(path, digest, table)
     name = spec.name if spec else path.name
     return _Resolved(table, Source(name, str(path.resolve()), digest), spec, how, notices)
+
+
+def check_dates(data: str, strict: bool) -> tuple[str, ...]:
+    """Read `data` once for its date rules (before a long job starts): raises what loading would, returns the
+    notices."""
+    resolved = _resolve(data, strict)
+    return (*resolved.notices, *([resolved.table.date_notice] if resolved.table.date_notice else []))
 
 
 def load_forecast_data(data: str, windows: WindowSpec, features: str = "M", target: str | None = None,
