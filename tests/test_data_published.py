@@ -135,7 +135,8 @@ def test_path_and_name_train_to_the_same_metrics(cli, shared_data, tmp_path):
     assert a["data"]["split"]["rule"] == b["data"]["split"]["rule"] == "ETT 12/4/4 months"
     assert b["data"]["split"]["source"] == "registered ETTh1 recognised by sha256"
     assert (a["val"], a["test"], a["naive_test"]) == (b["val"], b["test"], b["naive_test"])
-    assert a["data"]["borders"] == b["data"]["borders"] and b["data"]["path"] == str((shared_data / "ETTh1.csv").resolve())
+    assert a["data"]["borders"] == b["data"]["borders"]
+    assert b["data"]["path"] == str((shared_data / "ETTh1.csv").resolve())
 
 
 def test_weather_quirks_train_export_and_bench_with_one_warning(cli, tmp_path, monkeypatch):
