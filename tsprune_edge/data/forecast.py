@@ -152,6 +152,11 @@ class _Resolved:
     how: str  # why that split rule applies, as recorded in metrics and manifests
     notices: tuple[str, ...]
 
+    @property
+    def all_notices(self) -> tuple[str, ...]:
+        """What the user is told: how the file was recognised, then what its dates hold."""
+        return (*self.notices, *([self.table.date_notice] if self.table.date_notice else []))
+
 
 def recognise(path: Path, digest: str, table: SeriesTable) -> tuple[DatasetSpec | None, str, tuple[str, ...]]:
     """The registered dataset a CSV is, by sha256; where no sha256 is known, by file name and shape."""
@@ -202,8 +207,7 @@ def _resolve(data: str, strict_dates: bool) -> _Resolved:
 def check_dates(data: str, strict: bool) -> tuple[str, ...]:
     """Read `data` once for its date rules (before a long job starts): raises what loading would, returns the
     notices."""
-    resolved = _resolve(data, strict)
-    return (*resolved.notices, *([resolved.table.date_notice] if resolved.table.date_notice else []))
+    return _resolve(data, strict).all_notices
 
 
 def load_forecast_data(data: str, windows: WindowSpec, features: str = "M", target: str | None = None,
@@ -239,9 +243,8 @@ def load_forecast_data(data: str, windows: WindowSpec, features: str = "M", targ
     scaled = ((table.values - mean) / std).astype(np.float32)
     cal_names = features_for_step(step)
     calendar = calendar_features(table.dates, cal_names)
-    notices = (*resolved.notices, *([table.date_notice] if table.date_notice else []))
     result = ForecastData(source, table.columns, features, target, windows, cal_names, step, borders, mean, std,
-                          {"rule": SPLIT_RULES[split], "source": resolved.how}, notices)
+                          {"rule": SPLIT_RULES[split], "source": resolved.how}, resolved.all_notices)
     for name, (start, end) in zip(SPLITS, borders, strict=True):
         result._values[name] = scaled[start:end]
         result._calendar[name] = calendar[start:end]
