@@ -174,3 +174,11 @@ def test_weather_quirks_train_export_and_bench_with_one_warning(cli, tmp_path, m
     strict = cli("train", "--model", "dlinear", "--data", str(path), "--strict-dates", "--out", str(tmp_path / "s"))
     assert strict.code == 2 and strict.err.count("\n") == 1 and "--strict-dates refuses them" in strict.err
     assert not (tmp_path / "s").exists()
+
+
+def test_data_list_shows_each_sha256_or_says_it_is_unknown(cli):
+    listing = cli("data", "list")
+    assert listing.code == 0
+    rows = {line.split()[1]: line for line in listing.out.splitlines() if line.startswith("│")}
+    assert "f18de3ad269c" in rows["ETTh1"] and "34ee981d0731" in rows["weather"]
+    assert "unknown: not verified" in rows["electricity"] and "unknown: not verified" in rows["traffic"]
