@@ -30,6 +30,7 @@ class ExportJob:
     model: str | None = None  # None: the checkpoint's model, else DEFAULT_MODEL
     data: str | None = None  # None: DEFAULT_DATA (only when training)
     epochs: int = 3  # training epochs when no checkpoint is given
+    strict_dates: bool = False  # refuse duplicated timestamps and irregular steps in a CSV
 
     def prune_requests(self) -> list[PruneRequest]:
         if not self.methods:
@@ -60,7 +61,7 @@ def run_export_job(job: ExportJob, request: ExportRequest, out: Path, runs: Path
         model_entry(model)  # an unknown name fails here, not after training
         console.print(f"training {model} (small preset) on {job.data or DEFAULT_DATA} for {job.epochs} epochs")
         train_to_dir(model=model, data=job.data or DEFAULT_DATA, pred_len=96, preset="small", epochs=job.epochs,
-                     out=runs / "dense", console=console)
+                     strict_dates=job.strict_dates, out=runs / "dense", console=console)
         dense = runs / "dense" / "model.pt"
     checkpoints = {"dense": dense}
     for prune_request in prune_requests:

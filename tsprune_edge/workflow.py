@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
@@ -19,13 +20,17 @@ from tsprune_edge.train import evaluate, evaluate_naive, seed_everything, train
 def train_to_dir(*, model: str, data: str, pred_len: int, preset: str, out: Path, features: str = "M",
                  target: str | None = None, seq_len: int | None = None, label_len: int | None = None,
                  epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
-                 seed: int = 2021, console: Console | None = None) -> dict:
-    """Train `model` on `data`, write out/model.pt and out/metrics.json, and return the metrics."""
+                 seed: int = 2021, strict_dates: bool = False, console: Console | None = None) -> dict:
+    """Train `model` on `data`, write out/model.pt and out/metrics.json, and return the metrics. What the data
+    layer notices about the file is said once here (one stderr line each) and kept in metrics["data"]["notices"]."""
     entry = model_entry(model)
     base = resolve_config(model, preset, seq_len=seq_len, label_len=label_len, pred_len=pred_len)
     if epochs is not None and epochs <= 0:
         raise UserError(f"epochs must be positive, got {epochs}")
-    forecast = load_forecast_data(data, WindowSpec(base.seq_len, base.label_len, pred_len), features, target)
+    forecast = load_forecast_data(data, WindowSpec(base.seq_len, base.label_len, pred_len), features, target,
+                                  strict_dates=strict_dates)
+    for notice in forecast.notices:
+        print(f"warning: {notice}", file=sys.stderr)
     targets = forecast.target_columns
     seed_everything(seed)  # the initial weights too, not only shuffling and dropout
     net = create_model(model, preset, seq_len=base.seq_len, label_len=base.label_len, pred_len=pred_len,

@@ -10,7 +10,7 @@ from rich.table import Table
 from tsprune_edge.cli import guards
 from tsprune_edge.cli.output import table_console
 from tsprune_edge.data.fetch import fetch
-from tsprune_edge.data.registry import DATASETS, data_dir
+from tsprune_edge.data.registry import DATASETS, SPLIT_RULES, data_dir
 from tsprune_edge.data.synthetic import ROWS
 
 app = typer.Typer(help="Named datasets: list them, download them into the cache.", no_args_is_help=True)
@@ -20,13 +20,16 @@ app = typer.Typer(help="Named datasets: list them, download them into the cache.
 def list_command() -> None:
     """List the built-in and registered datasets and whether each is in the cache."""
     table = Table(title=f"datasets (cache: {data_dir()})")
-    for column in ("name", "step", "target", "split", "cached", "source"):
+    for column in ("name", "step", "target", "split", "sha256", "cached", "source"):
         table.add_column(column)
-    table.add_row("synthetic", "1h", "OT", "70/10/20", "built in", f"generated, {ROWS} rows, 7 variables")
+    table.add_row("synthetic", "1h", "OT", SPLIT_RULES["ratio"], "-", "built in",
+                  f"generated, {ROWS} rows, 7 variables")
     for spec in DATASETS.values():
         cached = "yes" if (data_dir() / spec.filename).is_file() else "no"
-        split = {"ett-hour": "12/4/4 months", "ett-15min": "12/4/4 months"}.get(spec.split, "70/10/20")
-        table.add_row(spec.name, spec.freq, spec.target, split, cached, spec.url or spec.source)
+        # No invented digests: a file without a published sha256 is recognised by name and shape only.
+        digest = f"{spec.sha256[:12]}…" if spec.sha256 else "unknown: not verified"
+        table.add_row(spec.name, spec.freq, spec.target, SPLIT_RULES[spec.split], digest, cached,
+                      spec.url or spec.source)
     table_console().print(table)
 
 

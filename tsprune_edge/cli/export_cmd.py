@@ -22,6 +22,8 @@ def export_command(
     model: str = typer.Option(None, help="Model to train (default transformer; with --checkpoint, a check)."),
     data: str = typer.Option(None, help="Dataset to train on (default: the built-in synthetic, offline)."),
     epochs: int = typer.Option(3, help="Training epochs when no --checkpoint is given."),
+    strict_dates: bool = typer.Option(False, help="Refuse duplicated timestamps and irregular steps in the CSV "
+                                      "(default: keep the rows, warn once)."),
     finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning."),
     format: str = typer.Option("onnx,tflite", "--format", help="Artifact formats, comma-separated: onnx, tflite."),
     quantize: str = typer.Option(None, help="int8: also write an int8-weight bundle beside each fp32 one."),
@@ -40,7 +42,8 @@ def export_command(
     from tsprune_edge.export_job import ExportJob, run_export_job, variant_name
 
     job = ExportJob(methods=parse_list(method), sparsity=sparsity, finetune_epochs=finetune_epochs,
-                    checkpoint=checkpoint, model=model, data=data, epochs=epochs)
+                    checkpoint=checkpoint, model=model, data=data, epochs=epochs,
+                    strict_dates=strict_dates)
     request = ExportRequest(formats=parse_list(format), quantize=quantize, sparse_kernels=sparse_kernels)
     guards.number("--epochs", epochs, 1)
     guards.number("--finetune-epochs", finetune_epochs, 0)

@@ -34,6 +34,8 @@ def train_command(
     batch_size: int = typer.Option(None, help="Batch size (default: the model's published schedule)."),
     lr: float = typer.Option(None, help="Initial learning rate (default: the model's published schedule)."),
     seed: int = typer.Option(2021, help="Seed for weights, shuffling and dropout."),
+    strict_dates: bool = typer.Option(False, help="Refuse duplicated timestamps and irregular steps in the CSV "
+                                      "(default: keep the rows, warn once)."),
     out: Path = typer.Option(None, help="Output directory (default: runs/<model>-<data>-<pred_len>)."),
     force: bool = typer.Option(False, "--force", help="Overwrite files an earlier run left in OUT."),
 ) -> None:
@@ -47,7 +49,8 @@ def train_command(
     guards.output_dir(out, writes=("model.pt", "metrics.json"), inputs=[Path(data)], force=force)
     metrics = train_to_dir(model=model, data=data, pred_len=pred_len, preset=preset, features=features,
                            target=target, seq_len=seq_len, label_len=label_len, epochs=epochs,
-                           batch_size=batch_size, lr=lr, seed=seed, out=out, console=_console)
+                           batch_size=batch_size, lr=lr, seed=seed, strict_dates=strict_dates, out=out,
+                           console=_console)
     test = metrics["test"]
     print(f"{model} on {metrics['data']['name']} (pred_len {pred_len}): test MSE {test['mse']:.4f}  "
           f"MAE {test['mae']:.4f}  -> {out / 'model.pt'}")

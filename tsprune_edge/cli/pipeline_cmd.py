@@ -20,6 +20,8 @@ def pipeline_command(
     model: str = typer.Option("transformer", help="Model name (see `tsprune-edge models`)."),
     data: str = typer.Option("synthetic", help="Dataset name or CSV path; the default needs no download."),
     epochs: int = typer.Option(3, help="Training epochs for the default job (the full schedule: `train`)."),
+    strict_dates: bool = typer.Option(False, help="Refuse duplicated timestamps and irregular steps in the CSV "
+                                      "(default: keep the rows, warn once)."),
     sparsity: float = typer.Option(0.5, help="Structured pruning ratio (heads and FFN neurons removed)."),
     finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning."),
     rounds: int = typer.Option(3, help="Bench rounds on this machine (each variant once per round)."),
@@ -38,7 +40,7 @@ def pipeline_command(
     from tsprune_edge.report.verdict import verdict_rows
 
     job = ExportJob(methods=("structured",), sparsity=sparsity, finetune_epochs=finetune_epochs, model=model,
-                    data=data, epochs=epochs)
+                    data=data, epochs=epochs, strict_dates=strict_dates)
     guards.number("--epochs", epochs, 1)
     guards.number("--finetune-epochs", finetune_epochs, 0)
     guards.number("--rounds", rounds, 1)

@@ -34,6 +34,8 @@ def sweep_command(
     methods: str = typer.Option("unstructured,structured", help="Comma-separated pruning methods."),
     sparsities: str = typer.Option("0.5,0.8", help="Comma-separated sparsities (the dense model is always in)."),
     data: str = typer.Option("ETTh1", help="Dataset name or CSV path."),
+    strict_dates: bool = typer.Option(False, help="Refuse duplicated timestamps and irregular steps in the CSV "
+                                      "(default: keep the rows, warn once)."),
     preset: str = typer.Option("small", help="Model size preset."),
     epochs: int = typer.Option(None, help="Training epochs (default: each model's published schedule)."),
     finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning."),
@@ -55,6 +57,7 @@ def sweep_command(
     """Train each model once, prune it at every method x sparsity, fine-tune, export, measure every variant against
     its dense model on the device, and report the verdict. Finished cells are kept: run the same command again
     after an interruption and only what is missing is done."""
+    from tsprune_edge.data.forecast import check_dates
     from tsprune_edge.devices.profiles import load_profile
     from tsprune_edge.export.bundle import parse_list
     from tsprune_edge.models import available_models
@@ -88,6 +91,8 @@ def sweep_command(
     if not 0 <= min_effect < 1:
         raise UserError(f"--min-effect must be in [0, 1), got {min_effect:g}")
     guards.sweep_folder(out, spec_file=SPEC_FILE)
+    if strict_dates:
+        check_dates(spec.data, strict=True)
     guards.output_dir(out, inputs=[Path(spec.data)], keep_finished=True)
     count = workers or os.cpu_count() or 1
     cluster = RayExecutor(ray) if ray else None  # joined before the sweep folder is written

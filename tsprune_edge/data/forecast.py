@@ -17,7 +17,7 @@ import torch
 
 from tsprune_edge.data.calendar import calendar_features, features_for_step
 from tsprune_edge.data.fetch import fetch, sha256_of, spec_for
-from tsprune_edge.data.registry import DATASETS, SYNTHETIC, data_dir
+from tsprune_edge.data.registry import DATASETS, SPLIT_RULES, SYNTHETIC, DatasetSpec, data_dir
 from tsprune_edge.data.synthetic import synthetic_table
 from tsprune_edge.data.table import SeriesTable, read_table
 from tsprune_edge.errors import UserError
@@ -81,6 +81,8 @@ class ForecastData:
     borders: list[tuple[int, int]]
     mean: np.ndarray
     std: np.ndarray
+    split: dict[str, str]  # {"rule": how rows are split, "source": why that rule}
+    notices: tuple[str, ...]  # one line each for the user: irregular dates, a file resembling a registered one
     _values: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     _calendar: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
 
@@ -137,13 +139,49 @@ class ForecastData:
             "calendar_features": list(self.calendar_names),
             "step_seconds": self.step_seconds,
             "borders": [list(b) for b in self.borders],
+            "split": dict(self.split),
+            "notices": list(self.notices),
         }
 
 
-def _resolve(data: str) -> tuple[SeriesTable, Source, str, str]:
-    """Load a built-in, registered or CSV-path dataset: its table, source, split rule and default target."""
+@dataclass(frozen=True)
+class _Resolved:
+    table: SeriesTable
+    source: Source
+    spec: DatasetSpec | None  # the registered dataset whose split, target and step apply; None: a user CSV
+    how: str  # why that split rule applies, as recorded in metrics and manifests
+    notices: tuple[str, ...]
+
+    @property
+    def all_notices(self) -> tuple[str, ...]:
+        """What the user is told: how the file was recognised, then what its dates hold."""
+        return (*self.notices, *([self.table.date_notice] if self.table.date_notice else []))
+
+
+def recognise(path: Path, digest: str, table: SeriesTable) -> tuple[DatasetSpec | None, str, tuple[str, ...]]:
+    """The registered dataset a CSV is, by sha256; where no sha256 is known, by file name and shape."""
+    for spec in DATASETS.values():
+        if spec.sha256 == digest:
+            return spec, f"registered {spec.name} recognised by sha256", ()
+    named = next((spec for spec in DATASETS.values() if spec.filename == path.name), None)
+    shape = (len(table.dates), len(table.columns))
+    if named is None:
+        return None, "CSV file, not a registered dataset", ()
+    if named.sha256 is None and shape == named.shape and table.columns[-1] == named.target:
+        how = (f"registered {named.name} recognised by file name and shape ({shape[0]} rows x {shape[1]} variables; "
+               "no sha256 is known for it)")
+        return named, how, (f"{path.name}: {how}",)
+    differs = "sha256" if named.sha256 else "shape"
+    how = f"CSV named like registered {named.name} but its {differs} differs"
+    return None, how, (f"{path.name} has the name of registered {named.name} but not its {differs}: split "
+                       f"{SPLIT_RULES['ratio']} as any CSV, not {SPLIT_RULES[named.split]}; use the official file "
+                       "for figures comparable with the literature",)
+
+
+def _resolve(data: str, strict_dates: bool) -> _Resolved:
+    """Load a built-in, registered or CSV-path dataset with the split rule, target and step that apply to it."""
     if data == SYNTHETIC:
-        return synthetic_table(), Source(SYNTHETIC, None, None), "ratio", "OT"
+        return _Resolved(synthetic_table(), Source(SYNTHETIC, None, None), None, "built-in synthetic", ())
     if data in DATASETS:
         spec = DATASETS[data]
         path = data_dir() / spec.filename
@@ -153,21 +191,35 @@ def _resolve(data: str) -> tuple[SeriesTable, Source, str, str]:
         if spec.sha256 and digest != spec.sha256:
             raise UserError(f"{path} is not the official {data} file (sha256 {digest[:12]}…); "
                             f"delete it and run `tsprune-edge data fetch {data}`")
-        return read_table(path), Source(data, None, digest), spec.split, spec.target
+        verified = "sha256 verified" if spec.sha256 else "sha256 unknown: not verified"
+        return _Resolved(read_table(path, strict_dates), Source(data, None, digest), spec,
+                         f"registered {data} by name ({verified})", ())
     path = Path(data)
     if path.suffix.lower() != ".csv" and not path.exists():
         spec_for(data)  # raises the unknown-name error with the list of names
-    table = read_table(path)
-    return table, Source(path.name, str(path.resolve()), sha256_of(path)), "ratio", "OT"
+    table = read_table(path, strict_dates)
+    digest = sha256_of(path)
+    spec, how, notices = recognise(path, digest, table)
+    name = spec.name if spec else path.name
+    return _Resolved(table, Source(name, str(path.resolve()), digest), spec, how, notices)
+
+
+def check_dates(data: str, strict: bool) -> tuple[str, ...]:
+    """Read `data` once for its date rules (before a long job starts): raises what loading would, returns the
+    notices."""
+    return _resolve(data, strict).all_notices
 
 
 def load_forecast_data(data: str, windows: WindowSpec, features: str = "M", target: str | None = None,
-                       expected_sha256: str | None = None) -> ForecastData:
-    """Everything training, evaluation and export need to draw windows from `data`."""
+                       expected_sha256: str | None = None, strict_dates: bool = False) -> ForecastData:
+    """Everything training, evaluation and export need to draw windows from `data`; `notices` holds what the user
+    should be told (one line each)."""
     windows.check()
     if features not in FEATURE_MODES:
         raise UserError(f"features must be one of {', '.join(FEATURE_MODES)}, got {features!r}")
-    table, source, split, default_target = _resolve(data)
+    resolved = _resolve(data, strict_dates)
+    table, source, spec = resolved.table, resolved.source, resolved.spec
+    split, default_target = (spec.split, spec.target) if spec else ("ratio", "OT")
     if expected_sha256 and source.sha256 != expected_sha256:
         raise UserError(f"{data} changed since the checkpoint was made (sha256 {source.sha256} != {expected_sha256})")
     target = target or default_target
@@ -177,7 +229,7 @@ def load_forecast_data(data: str, windows: WindowSpec, features: str = "M", targ
         target = table.columns[-1]
     if len(table.dates) < 2:
         raise UserError(f"{source.name} has {len(table.dates)} rows; a forecast needs far more")
-    step = int(np.median(np.diff(table.dates).astype(np.int64)))
+    step = spec.step_seconds if spec else int(np.median(np.diff(table.dates).astype(np.int64)))
     borders = split_borders(len(table.dates), split, windows.seq_len)
     need = windows.seq_len + windows.pred_len
     for name, (start, end) in zip(SPLITS, borders, strict=True):
@@ -196,7 +248,8 @@ def load_forecast_data(data: str, windows: WindowSpec, features: str = "M", targ
                         "float32 values (too large or too spread); rescale that column in the CSV")
     cal_names = features_for_step(step)
     calendar = calendar_features(table.dates, cal_names)
-    result = ForecastData(source, table.columns, features, target, windows, cal_names, step, borders, mean, std)
+    result = ForecastData(source, table.columns, features, target, windows, cal_names, step, borders, mean, std,
+                          {"rule": SPLIT_RULES[split], "source": resolved.how}, resolved.all_notices)
     for name, (start, end) in zip(SPLITS, borders, strict=True):
         result._values[name] = scaled[start:end]
         result._calendar[name] = calendar[start:end]

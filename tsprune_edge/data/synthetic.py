@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from tsprune_edge.data.table import SeriesTable
@@ -35,3 +37,25 @@ def synthetic_table() -> SeriesTable:
     start = np.datetime64("2020-01-01T00:00:00", "s")
     dates = start + np.arange(ROWS) * np.timedelta64(3600, "s")
     return SeriesTable(dates=dates, values=values, columns=COLUMNS)
+
+
+def write_wide_csv(path: Path, variables: int, rows: int, seed: int = 0) -> Path:
+    """A file in the published format of electricity (321 variables) or traffic (862): `date,0,1,...,OT`, hourly
+    `2016-07-01 02:00:00` dates, daily and weekly cycles per variable. For tests and benchmarks of wide data, whose
+    real files are not redistributable here."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(rows)[:, None]
+    phase = rng.uniform(0, 2 * np.pi, size=(1, variables))
+    level = rng.uniform(1, 100, size=(1, variables))
+    values = level * (1.2 + np.sin(2 * np.pi * t / 24 + phase) + 0.3 * np.sin(2 * np.pi * t / 168 + phase))
+    values += rng.normal(scale=0.05, size=values.shape) * level
+    dates = np.datetime64("2016-07-01T02:00:00", "s") + np.arange(rows) * np.timedelta64(3600, "s")
+    header = ",".join(["date", *map(str, range(variables - 1)), "OT"])
+    # Values on a grid of 0.1 steps, formatted once per grid point: writing 15 million cells stays fast.
+    grid = np.clip(np.rint(values * 10), 0, 19999).astype(np.int64)
+    text = np.array([f"{k / 10:.1f}" for k in range(20000)], dtype=object)
+    with Path(path).open("w", newline="") as handle:
+        for line in (header, *(str(d).replace("T", " ") + "," + ",".join(r) for d, r in
+                               zip(dates, text[grid].tolist(), strict=True))):
+            handle.write(line + "\n")
+    return Path(path)
