@@ -66,6 +66,7 @@ def bench(request: BenchRequest, console: Console | None = None) -> dict:
     request.validate()
     profile = load_profile(request.device)
     bundles = find_bundles(request.artifacts)
+    refuse_unreadable(bundles, profile, request)
     run_dir = _run_dir(request, profile)  # checked (resume) before connecting, created once the board answered
     with open_transport(profile, request) as transport:
         remote = f"{profile.workdir.rstrip('/')}/{run_dir.name}"
@@ -123,6 +124,30 @@ def find_bundles(artifacts: Path) -> dict[str, dict]:
         raise UserError(f"no export bundles under {artifacts}; run `tsprune-edge export` first or pass --artifacts")
     bundles = {f.name: {"path": f, "manifest": load_manifest(f)} for f in folders}
     return dict(sorted(bundles.items(), key=lambda item: (item[0] != "dense", item[0])))
+
+
+def refuse_unreadable(bundles: dict[str, dict], profile: DeviceProfile, request: BenchRequest) -> None:
+    """Before connecting: refuse ONNX files newer than the board's runtimes read (opset, IR), and a bench in which
+    no requested format has a runtime on the board; each says which command fixes it."""
+    formats = [RUNTIME_CHOICES[choice] for choice in request.runtimes]
+    runnable = [f for f in formats if set(FORMAT_RUNTIMES[f]) & set(profile.runtimes)]
+    if not any(f in b["manifest"]["artifacts"] for f in runnable for b in bundles.values()):
+        readable = ", ".join(f for f in FORMAT_RUNTIMES if set(FORMAT_RUNTIMES[f]) & set(profile.runtimes))
+        raise UserError(f"{profile.name} has no runtime for the {' or '.join(formats)} artifacts asked for (its "
+                        f"runtimes: {', '.join(profile.runtimes)}); export {readable or 'a format it reads'} with "
+                        f"`tsprune-edge export --device {profile.name}` and bench with --runtime onnxruntime")
+    if "onnx" not in runnable:
+        return
+    for name, bundle in bundles.items():
+        artifact = bundle["manifest"]["artifacts"].get("onnx")
+        if artifact is None:
+            continue
+        opset = artifact["opset"]
+        ir = artifact.get("ir_version", 10)  # bundles from before the field was recorded: torch's dynamo, IR 10
+        if opset > profile.onnx_opset or ir > profile.onnx_ir:
+            raise UserError(f"{name}/model.onnx is opset {opset}, IR {ir}: newer than {profile.name}'s runtimes read "
+                            f"(opset {profile.onnx_opset}, IR {profile.onnx_ir}); make bundles it reads with "
+                            f"`tsprune-edge export --device {profile.name}` (plus your --method/--sparsity options)")
 
 
 def open_transport(profile: DeviceProfile, request: BenchRequest) -> Transport:

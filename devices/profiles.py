@@ -43,6 +43,12 @@ class DeviceProfile:
     thermal_zones: tuple[str, ...] = ("/sys/class/thermal/thermal_zone0/temp",)
     round_to: int = 8  # channel alignment that keeps pruned widths fast on this CPU's SIMD (pruning's --round-to)
     onnx_providers: tuple[str, ...] = ("CPUExecutionProvider",)  # tried in order where present
+    # The newest ONNX its runtimes all read: `export --device NAME` writes this opset and IR version and `bench`
+    # refuses a newer bundle before connecting. 20/10 is torch's own export; ONNX Runtime 1.10 (the newest for the
+    # Nano's Python 3.6) reads opset <= 15 / IR <= 8 and TensorRT 8.0/8.2 opset <= 13.
+    onnx_opset: int = 20
+    onnx_ir: int = 10
+    onnx_sparse: bool = True  # its ONNX runtimes load graph.sparse_initializer (pruned weights stored sparse)
     local: bool = False  # measured on this machine, no SSH
     emulated: bool = False  # a qemu-user board: correct outputs, meaningless timings
 
@@ -65,6 +71,8 @@ BUILT_IN = {
         runtimes=("onnxruntime",),
         thermal_zones=tuple(f"/sys/devices/virtual/thermal/thermal_zone{i}/temp" for i in range(6)),
         onnx_providers=("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+        onnx_opset=13, onnx_ir=7,  # what ONNX Runtime 1.10 and TensorRT 8.0/8.2 both take
+        onnx_sparse=False,  # TensorRT's ONNX parser is not known to read sparse initializers: dense weights
     ),
     "desktop": DeviceProfile(
         name="desktop", description="this machine, measured locally", arch=platform.machine(),
