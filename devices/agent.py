@@ -864,15 +864,16 @@ def parse_export_output(text, name):
 
 
 def trtexec_failure(returncode, output, what):
-    """One line: what trtexec could not do, from its last error line, with the fix for the usual cases."""
+    """One line: what trtexec could not do, from its first error line (the later ones only repeat that the
+    engine failed), with the fix for the usual cases."""
     errors = [_TRT_LOG_PREFIX.sub("", line).strip() for line in output.splitlines()
               if "[E]" in line or "ERROR" in line]
-    reason = errors[-1] if errors else (f"killed by {signal.Signals(-returncode).name}" if returncode < 0
+    reason = errors[0] if errors else (f"killed by {signal.Signals(-returncode).name}" if returncode < 0
                                         else f"exit {returncode}")
     hint = ""
     if returncode in (-9, 137) or "out of memory" in output.lower():
         hint = "; fix: free memory (close other programs, add swap) or lower the workspace"
-    elif "No importer registered" in output or "opset" in reason.lower():
+    elif "No importer registered" in output or "While parsing node" in output or "opset" in reason.lower():
         hint = "; fix: tsprune-edge export --device jetson-nano (opset 13, LayerNorm and GELU decomposed)"
     return f"trtexec could not {what}: {one_line(reason, 300)}{hint}"
 

@@ -23,6 +23,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 RUNTIMES = ("onnxruntime", "tflite_runtime", "ai_edge_litert")
+TENSORRT_PRECISIONS = ("fp32", "fp16")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class DeviceProfile:
     onnx_opset: int = 20
     onnx_ir: int = 10
     onnx_sparse: bool = True  # its ONNX runtimes load graph.sparse_initializer (pruned weights stored sparse)
+    # Also measure each ONNX artifact with TensorRT's trtexec where the board has it, at these precisions (fp32,
+    # fp16); empty: never.
+    tensorrt_precisions: tuple[str, ...] = ()
     local: bool = False  # measured on this machine, no SSH
     emulated: bool = False  # a qemu-user board: correct outputs, meaningless timings
 
@@ -73,6 +77,7 @@ BUILT_IN = {
         onnx_providers=("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
         onnx_opset=13, onnx_ir=7,  # what ONNX Runtime 1.10 and TensorRT 8.0/8.2 both take
         onnx_sparse=False,  # TensorRT's ONNX parser is not known to read sparse initializers: dense weights
+        tensorrt_precisions=("fp32", "fp16"),  # the Maxwell GPU runs fp16; INT8 it does not
     ),
     "desktop": DeviceProfile(
         name="desktop", description="this machine, measured locally", arch=platform.machine(),
@@ -134,6 +139,10 @@ def _from_toml(name: str, values: dict, path: Path) -> DeviceProfile:
         elif isinstance(default, int) and not isinstance(default, bool) and not (
                 isinstance(value, int) and not isinstance(value, bool) and value >= 0):
             raise UserError(f"{path}: {key} must be a non-negative integer, got {value!r}")
+    bad_precisions = [p for p in merged["tensorrt_precisions"] if p not in TENSORRT_PRECISIONS]
+    if bad_precisions:
+        raise UserError(f"{path}: unknown TensorRT precision {bad_precisions[0]!r}; tensorrt_precisions takes "
+                        f"{', '.join(TENSORRT_PRECISIONS)}")
     bad = [r for r in merged["runtimes"] if r not in RUNTIMES]
     if bad:
         raise UserError(f"{path}: unknown runtime {bad[0]!r}; runtimes are {', '.join(RUNTIMES)}")
