@@ -139,3 +139,54 @@ def test_preflight_without_trtexec_says_how_to_get_it(monkeypatch):
     assert (found["importable"], found["runs"]) == (False, False)
     assert "/nonexistent/trtexec" in found["error"] and "TensorRT" in found["fix"]
     assert json.loads(json.dumps(found)) == found
+
+
+def test_power_mode_below_maxn_and_unlocked_clocks_warn_with_the_fix(tmp_path, monkeypatch):
+    # stand-ins for L4T's nvpmodel and jetson_clocks, printing what they print on a Nano in its 5 W mode
+    (tmp_path / "nvpmodel").write_text("#!/bin/sh\nprintf 'NV Power Mode: 5W\\n1\\n'\n")
+    (tmp_path / "jetson_clocks").write_text(
+        "#!/bin/sh\necho 'cpu0: Online=1 Governor=schedutil MinFreq=102000 MaxFreq=918000 CurrentFreq=612000'\n")
+    for tool in ("nvpmodel", "jetson_clocks"):
+        (tmp_path / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    state = agent.jetson_power()
+    assert state["power_mode"] == {"name": "5W", "id": 1} and state["clocks_locked"] is False
+    assert len(state["warnings"]) == 2
+    assert "power mode is 5W, not MAXN" in state["warnings"][0]
+    assert "sudo nvpmodel -m 0 && sudo jetson_clocks" in state["warnings"][0]
+    assert "fix: sudo jetson_clocks" in state["warnings"][1]
+
+
+def test_no_nvpmodel_means_not_a_jetson(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(agent.os.path, "exists", lambda path: False)
+    assert agent.jetson_power() is None
+
+
+def test_a_failed_engine_build_is_recorded_in_one_line_and_leaves_no_engine(tmp_path, monkeypatch):
+    bin_dir, bundle = tmp_path / "bin", tmp_path / "bundle"
+    bin_dir.mkdir()
+    bundle.mkdir()
+    log = tmp_path / "trtexec.log"
+    log.write_text(PARSE_FAILURE)
+    # a stand-in trtexec: the real banner for --help, the real parse-failure log (and a partial engine) otherwise
+    (bin_dir / "trtexec").write_text(
+        "#!/bin/sh\ncase \"$1\" in --help) head -n1 " + shlex.quote(str(log)) + "; exit 0;; esac\n"
+        "for a; do case \"$a\" in --saveEngine=*) echo partial > \"${a#--saveEngine=}\";; esac; done\n"
+        "cat " + shlex.quote(str(log)) + "; exit 1\n")
+    (bin_dir / "trtexec").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    (bundle / "model.onnx").write_bytes(b"not parsed by the stand-in")
+    (bundle / "manifest.json").write_text(json.dumps({"variant": "dense", "artifacts": {"onnx": {
+        "file": "model.onnx", "inputs": [{"name": "history"}, {"name": "calendar"}],
+        "outputs": [{"name": "forecast"}]}}}))
+    out = tmp_path / "result.json"
+    code = agent.main(["measure", "--bundle", str(bundle), "--format", "onnx", "--runtime", "tensorrt",
+                       "--precision", "fp16", "--threads", "1", "--out", str(out)])
+    assert code == agent.EXIT_FAILED
+    result = json.loads(out.read_text())
+    assert result["runtime"] == {"name": "tensorrt", "version": "8.2.1", "precision": "fp16",
+                                 "trtexec": str(bin_dir / "trtexec"), "workspace_mb": 256}
+    assert result["error"].startswith("trtexec could not build a fp16 engine from model.onnx: ModelImporter")
+    assert "\n" not in result["error"]
+    assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model.onnx"]  # no engine, no .part
