@@ -1,8 +1,10 @@
-"""An emulated Raspberry-Pi-4-like arm64 board for tests: Debian bookworm arm64 under qemu-user, in a chroot.
+"""Emulated arm64 boards for tests: Debian arm64 under qemu-user, in a chroot; Raspberry-Pi-4-like (bookworm) by
+default, Jetson-Nano-like (bullseye, ONNX Runtime 1.10.0) with JETSON_SCRIPT.
 
 For correctness only (does the agent run, do the runtimes load and compute on aarch64); emulated timings mean
-nothing. Needs root on Linux x86_64. `scripts/arm64-board.sh` builds the root filesystem once (several minutes,
-emulated pip installs) and caches it as a zstd tarball keyed by its recipe; a board restores it in seconds.
+nothing. Needs root on Linux x86_64. `scripts/arm64-board.sh` (or `scripts/jetson-board.sh`) builds the root
+filesystem once (several minutes, emulated pip installs) and caches it as a zstd tarball keyed by its recipe; a
+board restores it in seconds.
 
     from tests.arm64_board import emulated_board
     from tests.sshd import running_sshd
