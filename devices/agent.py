@@ -16,6 +16,7 @@ import glob
 import hashlib
 import importlib
 import json
+import math
 import os
 import platform
 import re
@@ -32,7 +33,7 @@ PY = tuple(sys.version_info[:2])
 # runtime name (as on the command line) -> module that holds the inference API
 RUNTIMES = {"onnxruntime": "onnxruntime", "tflite_runtime": "tflite_runtime.interpreter",
             "ai_edge_litert": "ai_edge_litert.interpreter"}
-FORMAT_RUNTIMES = {"onnx": ("onnxruntime",), "tflite": ("ai_edge_litert", "tflite_runtime")}
+FORMAT_RUNTIMES = {"onnx": ("onnxruntime", "tensorrt"), "tflite": ("ai_edge_litert", "tflite_runtime")}
 INSTALL = {"onnxruntime": "pip install onnxruntime", "tflite_runtime": "pip install tflite-runtime",
            "ai_edge_litert": "pip install ai-edge-litert"}
 SAMPLE_INPUTS = ("history", "calendar")  # samples.npz arrays, in the artifacts' input order
@@ -344,8 +345,8 @@ def cmd_preflight(args):
 
 def preflight_report(runtime_list):
     names = [name.strip() for name in runtime_list.split(",") if name.strip()]
-    unknown = [name for name in names if name not in RUNTIMES]
-    runtimes = {name: probe(name) for name in names if name in RUNTIMES}
+    unknown = [name for name in names if name not in RUNTIMES and name != "tensorrt"]
+    runtimes = {name: probe(name) if name != "tensorrt" else probe_tensorrt() for name in names if name not in unknown}
     for name in unknown:
         runtimes[name] = {"importable": False, "runs": False, "version": None, "error": "unknown runtime",
                           "fix": "choose from " + ", ".join(RUNTIMES)}
@@ -353,7 +354,8 @@ def preflight_report(runtime_list):
     report.update(system_info())
     report.update({"numpy": probe("numpy"), "runtimes": runtimes, "cpu": cpu_info(),
                    "disk": disk_free("."), "mem_available_kib": proc_kib("MemAvailable", "/proc/meminfo"),
-                   "mem_total_kib": proc_kib("MemTotal", "/proc/meminfo"), "environment": environment()})
+                   "mem_total_kib": proc_kib("MemTotal", "/proc/meminfo"), "environment": environment(),
+                   "jetson_power": jetson_power()})
     return report
 
 
@@ -719,7 +721,7 @@ def cmd_measure(args):
                            "providers": args.providers, "batch": 1, "window": 0, "gc_disabled_while_timing": True},
               "system": system_info(), "environment_before": environment()}
     try:
-        measure(args, result)
+        (measure_tensorrt if args.runtime == "tensorrt" else measure)(args, result)
     except Exception as exc:
         hint = fix_hint(args.runtime, error_line(exc))
         result["error"] = error_line(exc) + (f" (fix: {hint})" if hint else "")
@@ -740,6 +742,242 @@ def cmd_measure(args):
         summary.update({"p50_s": result["latency"]["p50"], "max_abs_error": result["correctness"]["max_abs_error"]})
     print_json(summary)
     return EXIT_FAILED if "error" in result else 0
+
+
+# ---------------------------------------------------------------- Jetson: power mode, clocks, TensorRT (trtexec)
+
+TRTEXEC = "/usr/src/tensorrt/bin/trtexec"  # where JetPack installs it (not on PATH)
+TRT_WORKSPACE_MB = 256  # the Nano's 4 GB is shared by CPU and GPU: a large workspace gets engine builds killed
+TRT_TOLERANCE = {"fp32": None, "fp16": 0.05}  # fp16 keeps ~3 significant digits; None: the bundle's own tolerance
+TRT_TIME_KEYS = ("startComputeMs", "latencyMs", "computeMs")  # per record of trtexec --exportTimes (TensorRT 8.x)
+_TRT_LOG_PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")  # "[12/01/2026-10:32:46] [E] [TRT] " before the message
+
+
+def jetson_power():
+    """On a Jetson: the nvpmodel power mode and whether jetson_clocks pinned the clocks (min = max frequency), with
+    a warning and its fix when either spoils a measurement; None on other boards."""
+    nvpmodel = shutil.which("nvpmodel") or ("/usr/sbin/nvpmodel" if os.path.exists("/usr/sbin/nvpmodel") else None)
+    if nvpmodel is None:
+        return None
+    state = {"power_mode": parse_nvpmodel(command_output([nvpmodel, "-q"], 10)), "clocks_locked": None,
+             "warnings": []}
+    clocks = shutil.which("jetson_clocks") or ("/usr/bin/jetson_clocks"
+                                               if os.path.exists("/usr/bin/jetson_clocks") else None)
+    if clocks:
+        state["clocks_locked"] = parse_jetson_clocks(command_output([clocks, "--show"], 10))
+    mode = state["power_mode"]
+    if mode is None or mode["name"] != "MAXN":
+        state["warnings"].append(f"power mode is {mode['name'] if mode else 'unknown'}, not MAXN: timings are "
+                                 "slower than the board can be; fix: sudo nvpmodel -m 0 && sudo jetson_clocks")
+    if state["clocks_locked"] is False:
+        state["warnings"].append("clocks are not locked (frequency scaling changes timings); fix: sudo jetson_clocks")
+    return state
+
+
+def parse_nvpmodel(result):
+    """`nvpmodel -q` prints 'NV Power Mode: MAXN' and then the mode's number."""
+    if result is None or result[0] != 0:
+        return None
+    name = re.search(r"NV Power Mode:\s*(\S+)", result[1])
+    number = re.search(r"^\s*(\d+)\s*$", result[1], re.MULTILINE)
+    return {"name": name.group(1), "id": int(number.group(1)) if number else None} if name else None
+
+
+def parse_jetson_clocks(result):
+    """`jetson_clocks --show` lists each CPU, the GPU and EMC with MinFreq/MaxFreq/CurrentFreq: locked when every
+    one runs at its maximum (jetson_clocks raises each minimum to the maximum). None when it cannot tell (it needs
+    root)."""
+    if result is None or result[0] != 0:
+        return None
+    pairs = re.findall(r"MinFreq=(\d+)\s+MaxFreq=(\d+)\s+CurrentFreq=(\d+)", result[1])
+    if not pairs:
+        return None
+    return all(int(low) == int(high) == int(now) for low, high, now in pairs)
+
+
+def trtexec_path():
+    return shutil.which("trtexec") or (TRTEXEC if os.access(TRTEXEC, os.X_OK) else None)
+
+
+def trtexec_version(trtexec):
+    """'8.2.1' from the banner trtexec prints first ('&&&& RUNNING TensorRT.trtexec [TensorRT v8201] ...')."""
+    result = command_output([trtexec, "--help"], 60)
+    match = re.search(r"TensorRT v(\d)(\d)(\d\d)", result[1] if result else "")
+    return f"{match.group(1)}.{match.group(2)}.{int(match.group(3))}" if match else None
+
+
+def probe_tensorrt():
+    trtexec = trtexec_path()
+    if trtexec is None:
+        return {"importable": False, "runs": False, "version": None, "path": None,
+                "error": f"no trtexec on PATH or at {TRTEXEC}",
+                "fix": "install TensorRT (JetPack: sudo apt install tensorrt), or measure ONNX Runtime only"}
+    version = trtexec_version(trtexec)
+    return {"importable": True, "runs": version is not None, "version": version, "path": trtexec,
+            "error": None if version else "trtexec --help printed no TensorRT version", "fix": None}
+
+
+def trtexec_build_argv(trtexec, onnx_path, engine_path, precision, workspace_mb=TRT_WORKSPACE_MB):
+    """Build (and save) an engine; one inference only, the timing runs separately from the saved engine."""
+    argv = [trtexec, "--onnx=" + onnx_path, "--saveEngine=" + engine_path, "--workspace=" + str(workspace_mb),
+            "--warmUp=0", "--duration=0", "--iterations=1"]
+    return argv + ["--fp16"] if precision == "fp16" else argv
+
+
+def trtexec_time_argv(trtexec, engine_path, inputs, times_path, output_path, min_time, min_iters, warmup_ms):
+    """Time the saved engine on the sample window (raw float files), per-iteration times to `times_path` and the
+    last output to `output_path`. trtexec reads --loadInputs as name:file pairs split on ',' and ':'."""
+    for name, path in inputs:
+        if "," in path or ":" in path or "," in name or ":" in name:
+            raise AgentError(f"trtexec cannot load {name} from {path}: ',' and ':' separate its --loadInputs")
+    return [trtexec, "--loadEngine=" + engine_path, "--loadInputs=" + ",".join(f"{n}:{p}" for n, p in inputs),
+            "--exportTimes=" + times_path, "--exportOutput=" + output_path, f"--warmUp={int(warmup_ms)}",
+            f"--duration={int(math.ceil(min_time))}", f"--iterations={int(min_iters)}", "--avgRuns=1",
+            "--useSpinWait"]
+
+
+def parse_export_times(text, warmup_ms):
+    """Per-iteration seconds from trtexec --exportTimes: a JSON list of records (startEnqMs, endEnqMs, startH2dMs,
+    endH2dMs, startComputeMs, endComputeMs, startD2hMs, endD2hMs, h2dMs, computeMs, d2hMs, latencyMs, endToEndMs)
+    that includes the warm-up; as trtexec's own summary, iterations whose compute started before warmup_ms are
+    warm-up. latency = H2D + compute + D2H of one query; compute = the GPU's share."""
+    try:
+        records = json.loads(text)
+    except ValueError as exc:
+        raise AgentError(f"trtexec's --exportTimes file is not JSON: {error_line(exc)}") from exc
+    if not isinstance(records, list):
+        raise AgentError("trtexec's --exportTimes file is not a list of iterations")
+    timed = [r for r in records if isinstance(r, dict) and all(k in r for k in TRT_TIME_KEYS)
+             and r["startComputeMs"] >= warmup_ms]
+    if not timed:
+        raise AgentError(f"trtexec's --exportTimes holds no iteration after the {warmup_ms} ms warm-up")
+    return {"latency_s": [r["latencyMs"] / 1e3 for r in timed], "compute_s": [r["computeMs"] / 1e3 for r in timed],
+            "warmup_iterations": len(records) - len(timed)}
+
+
+def parse_export_output(text, name):
+    """The values of output `name` from trtexec --exportOutput ([{"name", "dimensions": "1x96x7", "values"}])."""
+    for binding in json.loads(text):
+        if binding.get("name") == name:
+            return [int(d) for d in str(binding["dimensions"]).split("x")], binding["values"]
+    raise AgentError(f"trtexec's --exportOutput has no output {name}")
+
+
+def trtexec_failure(returncode, output, what):
+    """One line: what trtexec could not do, from its first error line (the later ones only repeat that the
+    engine failed), with the fix for the usual cases."""
+    errors = [_TRT_LOG_PREFIX.sub("", line).strip() for line in output.splitlines()
+              if "[E]" in line or "ERROR" in line]
+    reason = errors[0] if errors else (f"killed by {signal.Signals(-returncode).name}" if returncode < 0
+                                        else f"exit {returncode}")
+    hint = ""
+    if returncode in (-9, 137) or "out of memory" in output.lower():
+        hint = "; fix: free memory (close other programs, add swap) or lower the workspace"
+    elif "No importer registered" in output or "While parsing node" in output or "opset" in reason.lower():
+        hint = "; fix: tsprune-edge export --device jetson-nano (opset 13, LayerNorm and GELU decomposed)"
+    return f"trtexec could not {what}: {one_line(reason, 300)}{hint}"
+
+
+def parse_tegrastats(line):
+    """RAM in use (shared by CPU and GPU on a Jetson) and GPU load from one tegrastats line
+    ('RAM 2186/3964MB (lfb 148x4MB) SWAP 0/1982MB ... GR3D_FREQ 12%@921 ...')."""
+    ram = re.search(r"RAM (\d+)/(\d+)MB", line or "")
+    gpu = re.search(r"GR3D_FREQ (\d+)%", line or "")
+    if not ram:
+        return None
+    return {"ram_used_mb": int(ram.group(1)), "ram_total_mb": int(ram.group(2)),
+            "gpu_load_percent": int(gpu.group(1)) if gpu else None}
+
+
+def run_logged(argv, timeout):
+    """(returncode, stdout and stderr together, seconds) of a command; a timeout counts as a failure."""
+    began = time.monotonic()
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        return -9, (exc.output or b"").decode("utf-8", "replace") + f"\n[E] timed out after {timeout} s", timeout
+    return proc.returncode, proc.stdout.decode("utf-8", "replace"), time.monotonic() - began
+
+
+def shared_memory_during(argv, timeout):
+    """Run argv while tegrastats samples every 100 ms: (returncode, output, seconds, peak RAM record or None)."""
+    stats = None
+    if shutil.which("tegrastats"):
+        stats = subprocess.Popen(["tegrastats", "--interval", "100"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL)
+    try:
+        returncode, output, seconds = run_logged(argv, timeout)
+    finally:
+        lines = []
+        if stats is not None:
+            stats.terminate()
+            lines = stats.communicate()[0].decode("utf-8", "replace").splitlines()
+    samples = [s for s in (parse_tegrastats(line) for line in lines) if s]
+    peak = max(samples, key=lambda s: s["ram_used_mb"]) if samples else None
+    return returncode, output, seconds, peak
+
+
+def measure_tensorrt(args, result):
+    """One round of an ONNX artifact in TensorRT: build the engine once per precision (kept beside the bundle for
+    later rounds), then time it with trtexec on the first sample window; its output there is the correctness."""
+    import numpy as np
+
+    manifest = load_manifest(args.bundle)
+    artifact = manifest.get("artifacts", {}).get("onnx")
+    if artifact is None:
+        raise AgentError("the bundle has no onnx artifact for TensorRT")
+    path = os.path.join(args.bundle, artifact["file"])
+    trtexec = trtexec_path()
+    if trtexec is None:
+        raise AgentError(probe_tensorrt()["error"])
+    result["runtime"] = {"name": "tensorrt", "version": trtexec_version(trtexec), "precision": args.precision,
+                         "trtexec": trtexec, "workspace_mb": TRT_WORKSPACE_MB}
+    engine = os.path.join(args.bundle, f"model.{args.precision}.engine")
+    result["engine"] = {"file": os.path.basename(engine), "built_this_round": not os.path.exists(engine)}
+    if result["engine"]["built_this_round"]:
+        partial = engine + ".part"
+        returncode, output, seconds = run_logged(trtexec_build_argv(trtexec, path, partial, args.precision), 3600)
+        if returncode != 0 or not os.path.isfile(partial):
+            if os.path.exists(partial):
+                os.unlink(partial)
+            raise AgentError(trtexec_failure(returncode, output, f"build a {args.precision} engine from "
+                                             f"{artifact['file']}"))
+        os.replace(partial, engine)
+        result["engine"]["build_s"] = seconds
+    result["engine"]["bytes"] = os.path.getsize(engine)
+    inputs, expected = load_samples(args.bundle, manifest, artifact)
+    work = tempfile.mkdtemp(prefix="trt-", dir=os.path.dirname(os.path.abspath(args.out)))
+    try:
+        feeds = []
+        for entry, values in zip(artifact["inputs"], window(inputs, 0)):  # noqa: B905 (Python 3.6)
+            feeds.append((entry["name"], os.path.join(work, entry["name"] + ".bin")))
+            values.tofile(feeds[-1][1])
+        times, output = os.path.join(work, "times.json"), os.path.join(work, "output.json")
+        warmup_ms = 1000 * min(args.max_warmup, 2.0)
+        argv = trtexec_time_argv(trtexec, engine, feeds, times, output, args.min_time, args.min_iters, warmup_ms)
+        returncode, log, seconds, peak = shared_memory_during(argv, 3600)
+        if returncode != 0 or not os.path.isfile(times):
+            raise AgentError(trtexec_failure(returncode, log, f"run the {args.precision} engine"))
+        parsed = parse_export_times(read_text(times), warmup_ms)
+        result["latency"] = summarise(parsed["latency_s"])
+        result["latencies_s"] = [round(value, 9) for value in parsed["latency_s"]]
+        result["gpu_compute"] = summarise(parsed["compute_s"])
+        result["warmup"] = {"iterations": parsed["warmup_iterations"], "seconds": warmup_ms / 1000}
+        result["shared_memory_peak"] = peak  # tegrastats: RAM is shared by CPU and GPU on a Jetson
+        shape, values = parse_export_output(read_text(output), artifact["outputs"][0]["name"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    got = np.asarray(values, dtype=np.float64).reshape(shape)
+    if got.shape != expected[:1].shape:
+        raise AgentError(f"TensorRT output shape {list(got.shape)} differs from the samples' "
+                         f"{list(expected[:1].shape)}")
+    error = float(np.max(np.abs(got - expected[:1])))
+    tolerances = [v["tolerance"] for v in artifact.get("validation", []) if v.get("tolerance") is not None]
+    tolerance = TRT_TOLERANCE[args.precision] or (min(tolerances) if tolerances else None)
+    result["correctness"] = {"windows": 1, "max_abs_error": error, "per_window": [error], "tolerance": tolerance,
+                             "within_tolerance": None if tolerance is None else error <= tolerance}
+    result["memory_kib"]["peak_rss"] = None  # trtexec is a separate process; see shared_memory_peak
+    result["load_s"] = None
 
 
 # ---------------------------------------------------------------- run (the orchestrator)
@@ -863,6 +1101,8 @@ def worker_argv(item, plan, bundle, out, round_no=1):
         argv += ["--max-warmup", str(plan["max_warmup"])]
     if item.get("providers"):
         argv += ["--providers", ",".join(item["providers"])]
+    if item.get("precision"):
+        argv += ["--precision", item["precision"]]
     if item.get("profile") and round_no == 1:
         argv.append("--profile")
     if item.get("accuracy") and round_no == 1:
@@ -975,7 +1215,8 @@ def parser():
     mea = commands.add_parser("measure", help="measure one artifact in this process (the worker)")
     mea.add_argument("--bundle", required=True)
     mea.add_argument("--format", required=True, choices=sorted(FORMAT_RUNTIMES))
-    mea.add_argument("--runtime", required=True, choices=list(RUNTIMES))
+    mea.add_argument("--runtime", required=True, choices=[*RUNTIMES, "tensorrt"])
+    mea.add_argument("--precision", default="fp32", choices=sorted(TRT_TOLERANCE), help="TensorRT engine precision")
     mea.add_argument("--threads", required=True, type=int)
     mea.add_argument("--min-time", type=float, default=2.0, help="seconds of timed inferences, at least")
     mea.add_argument("--min-iters", type=int, default=100, help="timed inferences, at least")

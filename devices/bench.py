@@ -27,6 +27,7 @@ from tsprune_edge.export.bundle import MANIFEST, load_manifest
 AGENT = Path(__file__).with_name("agent.py")
 FORMAT_RUNTIMES = {"onnx": ("onnxruntime",), "tflite": ("tflite_runtime", "ai_edge_litert")}
 RUNTIME_CHOICES = {"onnxruntime": "onnx", "tflite": "tflite"}
+TENSORRT = "tensorrt"  # measured by the agent with trtexec, beside onnxruntime, where the profile asks
 STEP_TIMEOUT = 300.0
 LOCK_POLL_S = 2.0
 
@@ -66,6 +67,7 @@ def bench(request: BenchRequest, console: Console | None = None) -> dict:
     request.validate()
     profile = load_profile(request.device)
     bundles = find_bundles(request.artifacts)
+    refuse_unreadable(bundles, profile, request)
     run_dir = _run_dir(request, profile)  # checked (resume) before connecting, created once the board answered
     with open_transport(profile, request) as transport:
         remote = f"{profile.workdir.rstrip('/')}/{run_dir.name}"
@@ -107,6 +109,8 @@ def _prepare(transport: Transport, profile: DeviceProfile, request: BenchRequest
     transport.put([AGENT], remote, STEP_TIMEOUT)
     preflight = run_preflight(transport, profile, remote, request)
     write_json_atomic(run_dir / "preflight.json", preflight)
+    for warning in power_warnings(preflight):
+        console.print(f"warning: {warning}")
     plan = make_plan(bundles, profile, request, preflight)
     write_json_atomic(run_dir / "plan.json", plan)
     console.print(f"copying {len(bundles)} bundles, then {len(plan['items'])} measurements x {request.rounds} rounds")
@@ -123,6 +127,30 @@ def find_bundles(artifacts: Path) -> dict[str, dict]:
         raise UserError(f"no export bundles under {artifacts}; run `tsprune-edge export` first or pass --artifacts")
     bundles = {f.name: {"path": f, "manifest": load_manifest(f)} for f in folders}
     return dict(sorted(bundles.items(), key=lambda item: (item[0] != "dense", item[0])))
+
+
+def refuse_unreadable(bundles: dict[str, dict], profile: DeviceProfile, request: BenchRequest) -> None:
+    """Before connecting: refuse ONNX files newer than the board's runtimes read (opset, IR), and a bench in which
+    no requested format has a runtime on the board; each says which command fixes it."""
+    formats = [RUNTIME_CHOICES[choice] for choice in request.runtimes]
+    runnable = [f for f in formats if set(FORMAT_RUNTIMES[f]) & set(profile.runtimes)]
+    if not any(f in b["manifest"]["artifacts"] for f in runnable for b in bundles.values()):
+        readable = ", ".join(f for f in FORMAT_RUNTIMES if set(FORMAT_RUNTIMES[f]) & set(profile.runtimes))
+        raise UserError(f"{profile.name} has no runtime for the {' or '.join(formats)} artifacts asked for (its "
+                        f"runtimes: {', '.join(profile.runtimes)}); export {readable or 'a format it reads'} with "
+                        f"`tsprune-edge export --device {profile.name}` and bench with --runtime onnxruntime")
+    if "onnx" not in runnable:
+        return
+    for name, bundle in bundles.items():
+        artifact = bundle["manifest"]["artifacts"].get("onnx")
+        if artifact is None:
+            continue
+        opset = artifact["opset"]
+        ir = artifact.get("ir_version", 10)  # bundles from before the field was recorded: torch's dynamo, IR 10
+        if opset > profile.onnx_opset or ir > profile.onnx_ir:
+            raise UserError(f"{name}/model.onnx is opset {opset}, IR {ir}: newer than {profile.name}'s runtimes read "
+                            f"(opset {profile.onnx_opset}, IR {profile.onnx_ir}); make bundles it reads with "
+                            f"`tsprune-edge export --device {profile.name}` (plus your --method/--sparsity options)")
 
 
 def open_transport(profile: DeviceProfile, request: BenchRequest) -> Transport:
@@ -170,6 +198,8 @@ def run_preflight(transport: Transport, profile: DeviceProfile, remote: str, req
     big if no interpreter can run a requested format."""
     wanted = [r for choice in request.runtimes for r in FORMAT_RUNTIMES[RUNTIME_CHOICES[choice]]
               if r in profile.runtimes]
+    if profile.tensorrt_precisions and "onnxruntime" in request.runtimes:
+        wanted.append(TENSORRT)  # the agent looks for trtexec; it measures where found
     by_python: dict[str, list[str]] = {}
     for runtime in wanted:
         by_python.setdefault(profile.interpreter(runtime), []).append(runtime)
@@ -214,11 +244,32 @@ def make_plan(bundles: dict[str, dict], profile: DeviceProfile, request: BenchRe
                               "python": python, "threads": threads, "providers": list(profile.onnx_providers)
                               if fmt == "onnx" else [], "profile": request.profile,
                               "accuracy": request.accuracy})
+    items += tensorrt_items(bundles, profile, request, preflight)
     if missing and not items:
         raise UserError("; ".join(missing))
     cooldown = {"max_seconds": request.cooldown_s, "within_c": 2.0} if request.cooldown_s > 0 else None
     return {"items": items, "rounds": request.rounds, "min_time": request.min_time, "min_iters": request.min_iters,
             "cooldown": cooldown, "skipped": missing}
+
+
+def tensorrt_items(bundles: dict[str, dict], profile: DeviceProfile, request: BenchRequest,
+                   preflight: dict) -> list[dict]:
+    """One item per ONNX artifact and precision the profile asks for, where the board's trtexec runs; they join
+    the same interleaved rounds as the other runtimes."""
+    found = preflight["interpreters"].get(profile.python, {}).get("runtimes", {}).get(TENSORRT, {})
+    if not (profile.tensorrt_precisions and "onnxruntime" in request.runtimes and found.get("runs")):
+        return []
+    return [{"id": f"{name}__onnx__trt-{precision}", "bundle": name, "format": "onnx", "runtime": TENSORRT,
+             "python": profile.python, "threads": 1, "precision": precision, "providers": [], "profile": False,
+             "accuracy": False}
+            for name, bundle in bundles.items() if "onnx" in bundle["manifest"]["artifacts"]
+            for precision in profile.tensorrt_precisions]
+
+
+def power_warnings(preflight: dict) -> list[str]:
+    """A Jetson's power mode and clock warnings from preflight (nvpmodel, jetson_clocks), each with its fix."""
+    states = [r.get("jetson_power") for r in preflight["interpreters"].values() if r.get("jetson_power")]
+    return list(states[0]["warnings"]) if states else []
 
 
 def _missing_runtime(fmt: str, profile: DeviceProfile, preflight: dict) -> str:
@@ -284,11 +335,13 @@ def summarize_run(run_dir: Path, profile: DeviceProfile, transport: str, preflig
                   agent_summary: dict) -> dict:
     """Per item, the rounds pooled: medians of the per-round percentiles, their spread, memory, correctness, and
     the board's accuracy on the test split where it was measured."""
-    items = []
+    items, power = [], power_warnings(preflight)  # a Jetson not at full power spoils every row measured so
     for item in plan["items"]:
         rounds = [json.loads(p.read_text()) for p in sorted((run_dir / "raw").glob(f"{item['id']}__r*.json"))]
         good = [r for r in rounds if "error" not in r]
-        items.append({**{k: item[k] for k in ("id", "bundle", "format", "runtime", "threads")},
+        items.append({**{k: item[k] for k in ("id", "bundle", "format", "runtime", "threads", "precision")
+                         if k in item},
+                      "power_warnings": power,
                       "rounds": len(good), "errors": [r["error"] for r in rounds if "error" in r],
                       **(_pool(good) if good else {})})
     emulated = profile.emulated or any(r.get("emulated") for r in preflight["interpreters"].values())
@@ -326,13 +379,30 @@ def _pool(rounds: list[dict]) -> dict:
         "p99_s": statistics.median(r["latency"]["p99"] for r in rounds),
         "p50_spread": (max(p50s) - min(p50s)) / median if median else None,
         "throughput_per_s": statistics.median(r["latency"]["throughput_per_s"] for r in rounds),
-        "load_s": statistics.median(r["load_s"] for r in rounds),
+        "load_s": _median_of_known(r["load_s"] for r in rounds),  # None for trtexec (engine load not separate)
         "peak_rss_kib": max(r["memory_kib"]["peak_rss"] or 0 for r in rounds),
+        **({"engine": _engine(rounds)} if rounds[0]["runtime"]["name"] == TENSORRT else {}),
         "max_abs_error": max(r["correctness"]["max_abs_error"] for r in rounds),
         "correct": all(r["correctness"]["within_tolerance"] for r in rounds),
         "runtime_version": rounds[0]["runtime"]["version"],
         **_accuracy(rounds),
     }
+
+
+def _median_of_known(values) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def _engine(rounds: list[dict]) -> dict:
+    """TensorRT: engine size and build time (built in the first round, reused after), GPU compute time and the
+    peak shared (CPU + GPU) memory tegrastats saw while timing."""
+    built = [r["engine"]["build_s"] for r in rounds if r["engine"].get("build_s") is not None]
+    peaks = [r["shared_memory_peak"]["ram_used_mb"] for r in rounds if r.get("shared_memory_peak")]
+    return {"bytes": rounds[0]["engine"]["bytes"], "build_s": built[0] if built else None,
+            "precision": rounds[0]["runtime"]["precision"],
+            "gpu_compute_p50_s": statistics.median(r["gpu_compute"]["p50"] for r in rounds),
+            "shared_memory_peak_mb": max(peaks) if peaks else None}
 
 
 def _accuracy(rounds: list[dict]) -> dict:

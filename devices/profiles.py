@@ -25,6 +25,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 RUNTIMES = ("onnxruntime", "tflite_runtime", "ai_edge_litert")
+TENSORRT_PRECISIONS = ("fp32", "fp16")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,15 @@ class DeviceProfile:
     thermal_zones: tuple[str, ...] = ("/sys/class/thermal/thermal_zone0/temp",)
     round_to: int = 8  # channel alignment that keeps pruned widths fast on this CPU's SIMD (pruning's --round-to)
     onnx_providers: tuple[str, ...] = ("CPUExecutionProvider",)  # tried in order where present
+    # The newest ONNX its runtimes all read: `export --device NAME` writes this opset and IR version and `bench`
+    # refuses a newer bundle before connecting. 20/10 is torch's own export; ONNX Runtime 1.10 (the newest for the
+    # Nano's Python 3.6) reads opset <= 15 / IR <= 8 and TensorRT 8.0/8.2 opset <= 13.
+    onnx_opset: int = 20
+    onnx_ir: int = 10
+    onnx_sparse: bool = True  # its ONNX runtimes load graph.sparse_initializer (pruned weights stored sparse)
+    # Also measure each ONNX artifact with TensorRT's trtexec where the board has it, at these precisions (fp32,
+    # fp16); empty: never.
+    tensorrt_precisions: tuple[str, ...] = ()
     local: bool = False  # measured on this machine, no SSH
     emulated: bool = False  # a qemu-user board: correct outputs, meaningless timings
 
@@ -67,6 +77,9 @@ BUILT_IN = {
         runtimes=("onnxruntime",),
         thermal_zones=tuple(f"/sys/devices/virtual/thermal/thermal_zone{i}/temp" for i in range(6)),
         onnx_providers=("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+        onnx_opset=13, onnx_ir=7,  # what ONNX Runtime 1.10 and TensorRT 8.0/8.2 both take
+        onnx_sparse=False,  # TensorRT's ONNX parser is not known to read sparse initializers: dense weights
+        tensorrt_precisions=("fp32", "fp16"),  # the Maxwell GPU runs fp16; INT8 it does not
     ),
     "desktop": DeviceProfile(
         name="desktop", description="this machine, measured locally", arch=platform.machine(),
@@ -99,7 +112,8 @@ def load_profile(name: str) -> DeviceProfile:
     return _from_toml(name, values, path)
 
 
-_POSITIVE = ("cores", "round_to")  # integers where 0 means nothing sensible; others may be 0 (memory_mb: unknown)
+# integers where 0 means nothing sensible; others may be 0 (memory_mb: unknown)
+_POSITIVE = ("cores", "round_to", "onnx_opset", "onnx_ir")
 
 
 def _from_toml(name: str, values: dict, path: Path) -> DeviceProfile:
@@ -119,6 +133,10 @@ def _from_toml(name: str, values: dict, path: Path) -> DeviceProfile:
         merged[key] = _typed(key, value, hints[key], path)
     if "interpreters" in values and any(k not in RUNTIMES for k in merged["interpreters"]):
         raise UserError(f"{path}: interpreters maps runtimes ({', '.join(RUNTIMES)}) to interpreter paths")
+    bad_precisions = [p for p in merged["tensorrt_precisions"] if p not in TENSORRT_PRECISIONS]
+    if bad_precisions:
+        raise UserError(f"{path}: unknown TensorRT precision {bad_precisions[0]!r}; tensorrt_precisions takes "
+                        f"{', '.join(TENSORRT_PRECISIONS)}")
     bad = [r for r in merged["runtimes"] if r not in RUNTIMES]
     if bad:
         raise UserError(f"{path}: unknown runtime {bad[0]!r}; runtimes are {', '.join(RUNTIMES)}")

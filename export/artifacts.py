@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,11 +19,15 @@ from torch import nn
 
 from tsprune_edge.atomic import replace_finished, scratch_beside
 from tsprune_edge.errors import UserError
+from tsprune_edge.export.onnx_level import read_level
 from tsprune_edge.models.deployment import deployment_form
 
 INPUT_NAMES = ("history", "calendar")
 OUTPUT_NAMES = ("forecast",)
-DEFAULT_OPSET = 20
+DEFAULT_OPSET = 20  # torch's dynamo exporter's own level (IR 10); rpi4 and desktop read it
+# Opsets the exporters write: TorchScript's (dynamo=False) 13-17 directly, LayerNorm and GELU decomposed and
+# reductions with axes as attributes; the dynamo exporter's 18 and up. Below 13 nothing of ours is tested.
+MIN_OPSET, MAX_TORCHSCRIPT_OPSET, MAX_OPSET = 13, 17, 21
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -60,19 +65,60 @@ def _write_artifact(model: nn.Module, path: Path, what: str, write: Callable[[Pa
     return path
 
 
+def check_opset(opset: int) -> None:
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise UserError(f"ONNX opset {opset} cannot be written; --onnx-opset takes {MIN_OPSET} to {MAX_OPSET} "
+                        f"(13 for Jetson Nano's ONNX Runtime 1.10 and TensorRT 8, {DEFAULT_OPSET} by default)")
+
+
 def export_onnx(model: nn.Module, sample: tuple[torch.Tensor, torch.Tensor], path: Path,
-                opset: int = DEFAULT_OPSET) -> Path:
-    """One self-contained .onnx file (no external data) of `model` in its deployment form."""
+                opset: int = DEFAULT_OPSET, ir_version: int | None = None) -> Path:
+    """One self-contained .onnx file (no external data) of `model` in its deployment form, at `opset` and (when
+    given) `ir_version`; the written graph is read back and refused unless no node is newer than `opset`."""
+    check_opset(opset)
 
     def write(tmp: Path) -> None:
-        with contextlib.redirect_stdout(io.StringIO()):
-            program = torch.onnx.export(model, sample, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-                                        opset_version=opset, dynamo=True, verbose=False)
-        proto = program.model_proto
-        _drop_debug_metadata(proto.graph)
+        proto = _trace_to_onnx(model, sample, opset)
+        _restore_unused_inputs(proto, sample)
+        if ir_version is not None:
+            proto.ir_version = ir_version
+        level = read_level(proto)  # raises ValueError on a node newer than the declared opset
+        if level.opset != opset:
+            raise ValueError(f"the exporter wrote opset {level.opset}, not the {opset} asked for")
         onnx.save(proto, str(tmp))
 
     return _write_artifact(model, path, "exported to ONNX", write)
+
+
+def _trace_to_onnx(model: nn.Module, sample: tuple[torch.Tensor, torch.Tensor], opset: int) -> onnx.ModelProto:
+    """The TorchScript exporter up to opset 17 (the dynamo one emits LayerNormalization-17 and Gelu-20, and onnx's
+    version converter cannot take them down), the dynamo exporter above."""
+    names = {"input_names": list(INPUT_NAMES), "output_names": list(OUTPUT_NAMES)}
+    with contextlib.redirect_stdout(io.StringIO()):
+        if opset > MAX_TORCHSCRIPT_OPSET:
+            program = torch.onnx.export(model, sample, **names, opset_version=opset, dynamo=True, verbose=False)
+            proto = program.model_proto
+            _drop_debug_metadata(proto.graph)
+            return proto
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its DeprecationWarning and tracer warnings about Python scalars
+            torch.onnx.export(model, sample, buffer, **names, opset_version=opset, dynamo=False)
+        return onnx.load_from_string(buffer.getvalue())
+
+
+def _restore_unused_inputs(proto: onnx.ModelProto, sample: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """The TorchScript exporter drops an input the model ignores (crossformer, patchtst and dlinear ignore the
+    calendar); every artifact keeps the deployment signature's two inputs, in order."""
+    present = {i.name: i for i in proto.graph.input}
+    if all(name in present for name in INPUT_NAMES):
+        return
+    inputs = [present.get(name) or onnx.helper.make_tensor_value_info(
+        name, onnx.helper.np_dtype_to_tensor_dtype(tensor.numpy().dtype), list(tensor.shape))
+        for name, tensor in zip(INPUT_NAMES, sample, strict=True)]
+    others = [i for i in proto.graph.input if i.name not in INPUT_NAMES]
+    del proto.graph.input[:]
+    proto.graph.input.extend(inputs + others)
 
 
 def _drop_debug_metadata(graph: onnx.GraphProto) -> None:

@@ -31,8 +31,9 @@ from tsprune_edge.checkpoint import Checkpoint, load_checkpoint
 from tsprune_edge.data.calendar import DEFINITIONS
 from tsprune_edge.data.fetch import sha256_of
 from tsprune_edge.errors import UserError
-from tsprune_edge.export.artifacts import DEFAULT_OPSET, export_onnx, export_tflite
+from tsprune_edge.export.artifacts import DEFAULT_OPSET, check_opset, export_onnx, export_tflite
 from tsprune_edge.export.encodings import Validator
+from tsprune_edge.export.onnx_level import read_level, readers_record
 from tsprune_edge.export.onnx_sparse import compress_onnx
 from tsprune_edge.export.reference import (
     SAMPLE_FILE,
@@ -73,8 +74,12 @@ class ExportRequest:
     formats: tuple[str, ...] = FORMATS
     quantize: str | None = None  # "int8" adds an int8 bundle beside each fp32 one
     sparse_kernels: bool = False  # TFLite: FULLY_CONNECTED reads pruned filters sparse instead of densifying them
+    onnx_opset: int = DEFAULT_OPSET  # the newest opset the board's ONNX runtimes read (a device profile's onnx_opset)
+    onnx_ir: int | None = None  # the IR version to write (a profile's onnx_ir); None: as the exporter writes it
+    onnx_sparse: bool = True  # store pruned ONNX weights as sparse initializers (where the board's runtimes read them)
 
     def validate(self) -> None:
+        check_opset(self.onnx_opset)
         unknown = [f for f in self.formats if f not in FORMATS]
         if unknown or not self.formats:
             raise UserError(f"unknown format {','.join(unknown) or '(none)'}; --format takes a comma-separated "
@@ -127,7 +132,7 @@ def build_bundle(checkpoint_path: Path, directory: Path, variant: str, request: 
     artifacts = {}
     with tempfile.TemporaryDirectory() as work:
         for fmt in request.formats:
-            job = _Job(model, checkpoint, summary, samples, Path(work), directory, int8, request.sparse_kernels)
+            job = _Job(model, checkpoint, summary, samples, Path(work), directory, int8, request)
             artifacts[fmt] = _WRITERS[fmt](job)
     save_samples(samples, directory / SAMPLE_FILE)
     test_split = save_test_split(data, directory / TEST_FILE)
@@ -170,23 +175,43 @@ class _Job:
     work: Path  # scratch folder for the uncompressed fp32 files
     directory: Path  # the bundle being written
     int8: bool
-    sparse_kernels: bool
+    request: ExportRequest
 
 
 def _onnx_artifact(job: _Job) -> dict:
     samples = job.samples
-    raw = export_onnx(job.model, _first_window(samples), job.work / "fp32.onnx")
+    request = job.request
+    raw = export_onnx(job.model, _first_window(samples), job.work / "fp32.onnx", request.onnx_opset,
+                      request.onnx_ir)
     _set_onnx_metadata(raw, _onnx_metadata(job.summary, job.checkpoint))
     target = job.directory / "model.onnx"
     if job.int8:
         _quantize_onnx(raw, target)
         tensors = []
-    else:
+    elif request.onnx_sparse:
         tensors = [t.to_dict() for t in compress_onnx(raw, target, _validator(onnx_runner, samples), FP32_TOLERANCE)]
+    else:
+        shutil.copyfile(raw, target)
+        tensors = []
+    level = _onnx_level(target, request)
     tolerance = INT8_TOLERANCE if job.int8 else FP32_TOLERANCE
     validation = [_validate(onnx_runner, target, samples, runtime_version("onnxruntime"), tolerance)]
-    return {"file": target.name, **_file_facts(target), "fp32_dense": _file_facts(raw), "opset": DEFAULT_OPSET,
-            **onnx_signature(target), "validation": validation, "tensors": tensors}
+    return {"file": target.name, **_file_facts(target), "fp32_dense": _file_facts(raw), "opset": level.opset,
+            "ir_version": level.ir_version, "readers": readers_record(level), **onnx_signature(target),
+            "validation": validation, "tensors": tensors}
+
+
+def _onnx_level(path: Path, request: ExportRequest):
+    """The written file's level, read from its graph; refused if quantization or encoding raised it."""
+    try:
+        level = read_level(onnx.load(str(path)))
+    except ValueError as exc:
+        raise UserError(f"{path.name} is not a valid opset-{request.onnx_opset} file ({exc}); it is not "
+                        "exported") from None
+    if level.opset > request.onnx_opset or (request.onnx_ir is not None and level.ir_version > request.onnx_ir):
+        raise UserError(f"{path.name} came out at opset {level.opset} / IR {level.ir_version}, newer than the "
+                        f"opset {request.onnx_opset} asked for; export without --quantize for this board")
+    return level
 
 
 def _tflite_artifact(job: _Job) -> dict:
@@ -198,7 +223,7 @@ def _tflite_artifact(job: _Job) -> dict:
         tensors = []
     else:
         tensors = [t.to_dict() for t in compress_tflite(raw, target, _validator(tflite_runner, samples), FP32_TOLERANCE,
-                                                        job.sparse_kernels)]
+                                                        job.request.sparse_kernels)]
     tolerance = INT8_TOLERANCE if job.int8 else FP32_TOLERANCE
     validation = [_validate(lambda p, r=runtime: tflite_runner(p, runtime=r), target, samples,
                             runtime_version(runtime), tolerance) for runtime in installed_tflite_runtimes()]

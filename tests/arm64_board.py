@@ -1,8 +1,10 @@
-"""An emulated Raspberry-Pi-4-like arm64 board for tests: Debian bookworm arm64 under qemu-user, in a chroot.
+"""Emulated arm64 boards for tests: Debian arm64 under qemu-user, in a chroot; Raspberry-Pi-4-like (bookworm) by
+default, Jetson-Nano-like (bullseye, ONNX Runtime 1.10.0) with JETSON_SCRIPT.
 
 For correctness only (does the agent run, do the runtimes load and compute on aarch64); emulated timings mean
-nothing. Needs root on Linux x86_64. `scripts/arm64-board.sh` builds the root filesystem once (several minutes,
-emulated pip installs) and caches it as a zstd tarball keyed by its recipe; a board restores it in seconds.
+nothing. Needs root on Linux x86_64. `scripts/arm64-board.sh` (or `scripts/jetson-board.sh`) builds the root
+filesystem once (several minutes, emulated pip installs) and caches it as a zstd tarball keyed by its recipe; a
+board restores it in seconds.
 
     from tests.arm64_board import emulated_board
     from tests.sshd import running_sshd
@@ -36,6 +38,9 @@ SCRIPT = REPO / "scripts" / "arm64-board.sh"
 # runtime name (as agent.py spells it) -> interpreter inside the board that has it
 PYTHONS = {"onnxruntime": "/opt/ort/bin/python", "tflite_runtime": "/opt/tflite/bin/python",
            "ai_edge_litert": "/opt/litert/bin/python"}
+# The Jetson-Nano-class board: Debian bullseye (Python 3.9, numpy 1.19.5), ONNX Runtime 1.10.0, Cortex-A57.
+JETSON_SCRIPT = REPO / "scripts" / "jetson-board.sh"
+JETSON_PYTHONS = {"onnxruntime": "/opt/ort/bin/python"}
 BOARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUILD_RECORD = "/usr/share/tsprune-edge-board/build.json"  # inside the board: versions, build time, cache key
 STATE_DIR = Path("/run/tsprune-edge-arm64-board")  # binfmt bookkeeping, shared with scripts/arm64-board.sh
@@ -59,15 +64,16 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def _script(*args: str, timeout: float = 120, cpu: str | None = None,
-            stream: bool = False) -> subprocess.CompletedProcess:
-    """Run scripts/arm64-board.sh; stream=True passes its progress (stderr) through instead of capturing it."""
+def _script(*args: str, timeout: float = 120, cpu: str | None = None, stream: bool = False,
+            script: Path = SCRIPT) -> subprocess.CompletedProcess:
+    """Run a board script (scripts/arm64-board.sh or scripts/jetson-board.sh); stream=True passes its progress
+    (stderr) through instead of capturing it."""
     env = dict(os.environ, **({"TSPRUNE_EDGE_BOARD_CPU": cpu} if cpu else {}))
-    proc = subprocess.run(["bash", str(SCRIPT), *args], stdout=subprocess.PIPE,
+    proc = subprocess.run(["bash", str(script), *args], stdout=subprocess.PIPE,
                           stderr=None if stream else subprocess.PIPE, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or "(its progress went to stderr)").strip().splitlines()[-30:])
-        raise BoardError(f"scripts/arm64-board.sh {' '.join(args)} failed (exit {proc.returncode}):\n{tail}")
+        raise BoardError(f"scripts/{script.name} {' '.join(args)} failed (exit {proc.returncode}):\n{tail}")
     return proc
 
 
@@ -189,8 +195,11 @@ class Board:
 
 
 @contextlib.contextmanager
-def emulated_board(workdir: str | os.PathLike, *, cpu: str = "cortex-a72", keep: bool = False) -> Iterator[Board]:
-    """Restore (or first build) the board into workdir/rootfs, mount it, yield a Board; unmount at exit.
+def emulated_board(workdir: str | os.PathLike, *, cpu: str = "cortex-a72", keep: bool = False,
+                   script: Path = SCRIPT, pythons: Mapping[str, str] = PYTHONS) -> Iterator[Board]:
+    """Restore (or first build) the board that `script` makes (the Pi-4-class bookworm one by default; JETSON_SCRIPT
+    with cpu="cortex-a57" and JETSON_PYTHONS for the Nano-class one) into workdir/rootfs, mount it, yield a Board;
+    unmount at exit.
 
     Mounts: proc (with the host's binfmt_misc, read-only, so the agent knows it is emulated), an ARM cpuinfo over
     proc/cpuinfo (without it onnxruntime and ai-edge-litert crash under qemu), sysfs read-only and a minimal /dev.
@@ -205,12 +214,12 @@ def emulated_board(workdir: str | os.PathLike, *, cpu: str = "cortex-a72", keep:
     workdir = Path(workdir).resolve()
     root = workdir / "rootfs"
     wrapper = workdir / "board-ssh-wrapper"
-    board = Board(root=root, wrapper=wrapper, cpu=cpu)
-    try:
-        _script("restore", str(root), timeout=BUILD_TIMEOUT_S, stream=True)  # a cold build shows its progress
+    board = Board(root=root, wrapper=wrapper, cpu=cpu, pythons=dict(pythons))
+    try:  # a cold build shows its progress
+        _script("restore", str(root), timeout=BUILD_TIMEOUT_S, stream=True, script=script)
         board.binfmt.acquire()
-        _script("mount", str(root), cpu=cpu)
-        _script("wrapper", str(root), str(wrapper), cpu=cpu)
+        _script("mount", str(root), cpu=cpu, script=script)
+        _script("wrapper", str(root), str(wrapper), cpu=cpu, script=script)
         record = board.host_path(BUILD_RECORD)
         board.record = json.loads(record.read_text()) if record.is_file() else {}
         yield board
@@ -218,7 +227,7 @@ def emulated_board(workdir: str | os.PathLike, *, cpu: str = "cortex-a72", keep:
         errors = []
         if root.exists():
             try:
-                _script("umount", str(root))
+                _script("umount", str(root), script=script)
             except BoardError as exc:
                 errors.append(str(exc))
         try:

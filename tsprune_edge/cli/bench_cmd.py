@@ -84,9 +84,11 @@ def bench_table(summary: dict) -> Table:
             table.add_row(item["bundle"], item["format"], item["runtime"], str(item["threads"]), "0",
                           *["-"] * 7, "; ".join(item["errors"])[:60])
             continue
-        table.add_row(item["bundle"], item["format"], f"{item['runtime']} {item['runtime_version']}",
+        precision = f" {item['precision']}" if item.get("precision") else ""  # TensorRT: tensorrt 8.2.1 fp16
+        table.add_row(item["bundle"], item["format"], f"{item['runtime']} {item['runtime_version']}{precision}",
                       str(item["threads"]), str(item["rounds"]), f"{item['p50_s'] * 1e3:.3f}",
                       f"{item['p90_s'] * 1e3:.3f}", f"{item['p99_s'] * 1e3:.3f}", f"{item['p50_spread']:.1%}",
-                      f"{item['peak_rss_kib'] / 1024:.0f}", f"{item['load_s'] * 1e3:.1f}",
+                      f"{item['peak_rss_kib'] / 1024:.0f}",
+                      f"{item['load_s'] * 1e3:.1f}" if item["load_s"] is not None else "-",
                       f"{item['max_abs_error']:.1e}", "yes" if item["correct"] else "NO")
     return table

@@ -25,7 +25,13 @@ def export_command(
     strict_dates: bool = typer.Option(False, help="Refuse duplicated timestamps and irregular steps in the CSV "
                                       "(default: keep the rows, warn once)."),
     finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning."),
-    format: str = typer.Option("onnx,tflite", "--format", help="Artifact formats, comma-separated: onnx, tflite."),
+    format: str = typer.Option(None, "--format", help="Artifact formats, comma-separated: onnx, tflite (default: "
+                               "both, or those the --device's runtimes read)."),
+    device: str = typer.Option(None, help="Device profile whose runtimes must read the artifacts (see `tsprune-edge "
+                               "devices list`): its ONNX opset and IR version, and sparse weights only where they "
+                               "load; jetson-nano: opset 13, IR 7, dense, ONNX only."),
+    onnx_opset: int = typer.Option(None, help="ONNX opset to write (13-21; default 20, or the --device's). 13 "
+                                   "decomposes LayerNorm and GELU for ONNX Runtime 1.10 and TensorRT 8."),
     quantize: str = typer.Option(None, help="int8: also write an int8-weight bundle beside each fp32 one."),
     sparse_kernels: bool = typer.Option(False, help="TFLite: store pruned FULLY_CONNECTED weights for TFLite's "
                                         "builtin sparse kernels (CSR, 1x4 blocks) instead of densifying them at load; "
@@ -44,7 +50,8 @@ def export_command(
     job = ExportJob(methods=parse_list(method), sparsity=sparsity, finetune_epochs=finetune_epochs,
                     checkpoint=checkpoint, model=model, data=data, epochs=epochs,
                     strict_dates=strict_dates)
-    request = ExportRequest(formats=parse_list(format), quantize=quantize, sparse_kernels=sparse_kernels)
+    request = ExportRequest(quantize=quantize, sparse_kernels=sparse_kernels,
+                            **_device_settings(device, parse_list(format) if format else None, onnx_opset))
     guards.number("--epochs", epochs, 1)
     guards.number("--finetune-epochs", finetune_epochs, 0)
     guards.number("--sparsity", sparsity, 0, 1, high_open=True)
@@ -60,6 +67,23 @@ def export_command(
     manifests = run_export_job(job, request, out, runs, console=_console)
     table_console().print(bundle_table(manifests))
     print(f"bundles: {', '.join(str(out / name) for name in manifests)}")
+
+
+def _device_settings(device: str | None, formats: tuple[str, ...] | None, opset: int | None) -> dict:
+    """The ExportRequest fields a device profile decides: the formats its runtimes read, and the ONNX level and
+    encoding they load. An explicit --format or --onnx-opset wins."""
+    from tsprune_edge.export.bundle import FORMATS
+
+    if device is None:
+        settings = {"formats": formats or FORMATS}
+        return settings if opset is None else {**settings, "onnx_opset": opset}
+    from tsprune_edge.devices.bench import FORMAT_RUNTIMES
+    from tsprune_edge.devices.profiles import load_profile
+
+    profile = load_profile(device)
+    readable = tuple(f for f, runtimes in FORMAT_RUNTIMES.items() if set(runtimes) & set(profile.runtimes))
+    return {"formats": formats or readable, "onnx_opset": opset or profile.onnx_opset,
+            "onnx_ir": None if opset else profile.onnx_ir, "onnx_sparse": profile.onnx_sparse}
 
 
 def bundle_table(manifests: dict[str, dict]) -> Table:
