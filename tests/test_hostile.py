@@ -346,7 +346,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("export", "--checkpoint", CK, "--out", "old", "--format", "onnx", "--force"), "is not an export"),
         (T("export", "--checkpoint", CK, "--out", "export", "--format", "onnx"), "holds a bundle already"),
         (T("export", "--runs", "old", "--out", "e", "--format", "onnx"), "old/dense/model.pt exists already"),
-        (T("export", "--checkpoint", CK, "--out", "x", "--runs", "x", "--format", "onnx"), "would write over"),
+        (T("export", "--checkpoint", CK, "--out", "x", "--runs", "x", "--format", "onnx"), "would share"),
         (T("export", "--sparsity", "1"), "--sparsity must be in [0, 1)"),
         (T("export", "--sparsity", "-0.5"), "--sparsity must be in [0, 1)"),
         (T("export", "--sparsity", "nan"), "--sparsity must be a finite number"),

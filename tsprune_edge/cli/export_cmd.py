@@ -63,7 +63,7 @@ def export_command(
     guards.bundle_folders(out, dict.fromkeys(names), force)
     trained = variants if checkpoint else ["dense", *variants]
     guards.output_dir(runs, writes=[f"{n}/model.pt" for n in trained], inputs=inputs, force=force, option="--runs")
-    guards.not_an_input([out / n for n in names], [runs / n for n in trained], option="--out")
+    guards.apart(out, runs, names, trained)
     manifests = run_export_job(job, request, out, runs, console=_console)
     table_console().print(bundle_table(manifests))
     print(f"bundles: {', '.join(str(out / name) for name in manifests)}")

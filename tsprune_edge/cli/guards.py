@@ -252,3 +252,11 @@ def _verify_here(folder: Path) -> None:
     if bad:
         raise UserError(f"{folder}: {', '.join(bad)} missing or not what manifest.json records (sha256), here "
                         "before any copy; re-export it")
+
+
+def apart(out: Path, runs: Path, bundles: Iterable[str], checkpoints: Iterable[str]) -> None:
+    """Export's bundles must not land on the folders its own checkpoints go to (a bundle replaces its folder)."""
+    shared = {_resolved(Path(out) / n) for n in bundles} & {_resolved(Path(runs) / n) for n in checkpoints}
+    if shared:
+        raise UserError(f"--out {out} and --runs {runs} would share {sorted(shared)[0]}: the bundle would replace "
+                        "the checkpoints; choose different folders")
