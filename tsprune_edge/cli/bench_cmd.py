@@ -74,7 +74,8 @@ def bench_table(summary: dict) -> Table:
             table.add_row(item["bundle"], item["format"], item["runtime"], str(item["threads"]), "0",
                           *["-"] * 7, "; ".join(item["errors"])[:60])
             continue
-        table.add_row(item["bundle"], item["format"], f"{item['runtime']} {item['runtime_version']}",
+        variant = item["bundle"] + (" (per-call probe)" if item.get("probe") else "")
+        table.add_row(variant, item["format"], f"{item['runtime']} {item['runtime_version']}",
                       str(item["threads"]), str(item["rounds"]), f"{item['p50_s'] * 1e3:.3f}",
                       f"{item['p90_s'] * 1e3:.3f}", f"{item['p99_s'] * 1e3:.3f}", f"{item['p50_spread']:.1%}",
                       f"{item['peak_rss_kib'] / 1024:.0f}", f"{item['load_s'] * 1e3:.1f}",
