@@ -83,6 +83,35 @@ def test_desktop_bench_measures_every_variant(cli, tmp_path, bundles, monkeypatc
     assert not (Path("/tmp/tsprune-edge") / run.name).exists()  # the board's run folder is removed
 
 
+def test_the_percall_probe_has_the_deployment_signature_and_reads_both_inputs(bundles):
+    """The probe beside dense: the same inputs and output (names, shapes, dtypes) in both formats, no accuracy
+    claimed, samples that are its own output; and its output moves with either input, so no runtime can have
+    folded it to a constant."""
+    import numpy as np
+
+    from tsprune_edge.export.bundle import load_manifest
+    from tsprune_edge.export.runtimes import run_onnx, run_tflite
+
+    dense, probe = load_manifest(bundles / "dense"), load_manifest(bundles / "percall")
+    assert probe["variant"] == "percall" and probe["probe"]["kind"] == "per-call cost"
+    assert probe["pruning"] is None and probe["test_split"] is None and probe["quantization"] is None
+    assert probe["model"]["macs"] == 0 and probe["model"]["parameters"] == 0 and probe["data"] == dense["data"]
+    for fmt in ("onnx", "tflite"):
+        signature = {key: probe["artifacts"][fmt][key] for key in ("inputs", "outputs")}
+        assert signature == {key: dense["artifacts"][fmt][key] for key in ("inputs", "outputs")}
+        assert probe["artifacts"][fmt]["validation"][0]["max_abs_error"] == 0.0
+    with np.load(bundles / "percall" / "samples.npz") as samples:
+        history, calendar, expected = samples["history"], samples["calendar"], samples["expected"]
+    n_targets = expected.shape[2]
+    assert np.array_equal(expected, history[:, -1:, :n_targets] + calendar[:, -expected.shape[1]:, :1])
+    for run, fmt in ((run_onnx, "onnx"), (run_tflite, "tflite")):
+        path = bundles / "percall" / probe["artifacts"][fmt]["file"]
+        base = run(path, history[:1], calendar[:1])
+        assert np.array_equal(base, expected[:1])
+        assert not np.array_equal(run(path, history[:1] + 1, calendar[:1]), base)
+        assert not np.array_equal(run(path, history[:1], calendar[:1] + 1), base)
+
+
 @pytest.mark.parametrize("args, fragments", [
     (["--device", "rpi5"], ["unknown device 'rpi5'"]),
     (["--device", "desktop", "--host", "pi@example"], ["measured on this machine; drop --host"]),
