@@ -391,13 +391,14 @@ def _accuracy(rounds: list[dict]) -> dict:
 
 
 def _json_line(stdout) -> dict:
+    """The agent's answer: its last JSON line that is not a progress event."""
     text = stdout.decode(errors="replace") if isinstance(stdout, bytes) else (stdout or "")
     for line in reversed(text.strip().splitlines()):
         try:
             value = json.loads(line)
         except ValueError:
             continue
-        if isinstance(value, dict):
+        if isinstance(value, dict) and "event" not in value:
             return value
     try:
         value = json.loads(text)
