@@ -451,8 +451,9 @@ class TfliteModel(Model):
     """TFLite interpreter (tflite_runtime or ai_edge_litert) through its signature runner."""
 
     def __init__(self, module, path, artifact, threads):
-        interpreter = module.Interpreter(model_path=path, num_threads=threads)
-        interpreter.allocate_tensors()
+        with CapturedStderr() as log:  # the runtime names the delegate it creates only in its log
+            interpreter = module.Interpreter(model_path=path, num_threads=threads)
+            interpreter.allocate_tensors()  # the default delegate is applied here
         signatures = interpreter.get_signature_list()
         key = "serving_default" if "serving_default" in signatures else sorted(signatures)[0]
         self.runner = interpreter.get_signature_runner(key)
@@ -461,9 +462,69 @@ class TfliteModel(Model):
         if self.output not in signatures[key]["outputs"]:
             raise AgentError(f"artifact outputs {signatures[key]['outputs']} lack the manifest's {self.output}")
         self.info = {"num_threads": threads, "signature": key}
+        self.info.update(tflite_delegate(interpreter, log.text))
 
     def run(self, feed):
         return self.runner(**feed)[self.output]
+
+
+class CapturedStderr:
+    """Capture what native code writes to fd 2 (where TFLite logs), then pass it on to stderr: nothing is hidden."""
+
+    text = ""
+
+    def __enter__(self):
+        sys.stderr.flush()
+        self.saved, self.file = os.dup(2), tempfile.TemporaryFile()
+        os.dup2(self.file.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc_info):
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.file.seek(0)
+        self.text = self.file.read().decode("utf-8", "replace")
+        self.file.close()
+        sys.stderr.write(self.text)
+        return False
+
+
+def tflite_delegate(interpreter, log):
+    """Which delegate ran the graph, as far as the Python API lets anyone know. Recent TFLite builds apply their
+    default delegate (XNNPACK) at allocate_tensors unless the op resolver says not to; the interpreter does not name
+    it, but its node list then holds DELEGATE nodes beside the ops they replaced, and the runtime logs the delegate
+    it created. The delegated ops are those between a DELEGATE node's outputs and its inputs."""
+    ops_details = getattr(interpreter, "_get_ops_details", None)
+    named = sorted(set(re.findall(r"Created TensorFlow Lite (\S+) delegate", log)))
+    if ops_details is None:
+        return {"delegate": "unknown: this interpreter lists no nodes", "delegate_detail": {"named_in_log": named}}
+    nodes = ops_details()
+    delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
+    ops = [n for n in nodes if n["op_name"] != "DELEGATE"]
+    producer = {int(t): n["index"] for n in ops for t in n["outputs"]}
+    by_index = dict((n["index"], n) for n in ops)
+    delegated = set()
+    for node in delegates:
+        boundary = set(int(t) for t in node["inputs"])
+        stack = [int(t) for t in node["outputs"]]
+        while stack:
+            tensor = stack.pop()
+            index = producer.get(tensor)
+            if tensor in boundary or index is None or index in delegated:
+                continue
+            delegated.add(index)
+            stack.extend(int(t) for t in by_index[index]["inputs"] if t >= 0)
+    if not delegates:
+        text = f"none: the runtime's builtin kernels ran all {len(ops)} ops"
+    else:
+        name = " and ".join(named) if named else "unnamed"
+        text = (f"{name} (default delegate): {len(delegated)} of {len(ops)} ops in {len(delegates)} delegate "
+                f"node{'s' if len(delegates) > 1 else ''}")
+    return {"delegate": text, "delegate_detail": {
+        "delegate_nodes": len(delegates), "ops": len(ops), "ops_delegated": len(delegated),
+        "ops_not_delegated": sorted(set(by_index[i]["op_name"] for i in by_index if i not in delegated)),
+        "named_in_log": named}}
 
 
 def open_model(args, module, path, artifact, profile_prefix=None):
@@ -1114,6 +1175,18 @@ def stderr_tail(err):
     return err.decode("utf-8", "replace")[-2000:]
 
 
+def last_json_line(out):
+    """The last JSON object a worker printed (its summary), or {}."""
+    for line in reversed(out.decode("utf-8", "replace").splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return {}
+
+
 def run_worker(argv, out, timeout):
     """One fresh process per measurement; a hang is killed at `timeout`, a failure recorded, never raised."""
     if os.path.exists(out):
@@ -1121,7 +1194,7 @@ def run_worker(argv, out, timeout):
     began = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        _, err = proc.communicate(timeout=timeout)
+        stdout, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         _, err = proc.communicate()
@@ -1132,6 +1205,9 @@ def run_worker(argv, out, timeout):
         proc.wait()
         raise
     record = {"rc": proc.returncode, "wall_s": time.monotonic() - began}
+    p50 = last_json_line(stdout).get("p50_s")
+    if p50 is not None:
+        record["p50_s"] = p50  # for the progress line; the result file holds the measurement
     if os.path.isfile(out):
         error = read_json(out).get("error") or (f"worker exited {proc.returncode}" if proc.returncode else None)
     else:
@@ -1143,24 +1219,62 @@ def run_worker(argv, out, timeout):
     return record
 
 
+def round_order(items, round_no):
+    """The items of round `round_no` (from 1), rotated by one place per round: over n rounds each item runs once in
+    each position, so an order effect (the first process after a pause, a warming board) hits every variant alike
+    instead of always the first. A pure function of the plan, so a resumed or extended run keeps the same order."""
+    shift = (round_no - 1) % len(items)
+    return items[shift:] + items[:shift]
+
+
+class Progress:
+    """One JSON line per measurement on stdout, flushed, for the host's live display (it reads them as they come,
+    over SSH too). A dropped connection must not stop the measuring: once stdout is gone, the events stop."""
+
+    def __init__(self, total):
+        self.total, self.count, self.began, self.open = total, 0, time.monotonic(), True
+
+    def emit(self, event, item, round_no, rounds, position, record=None):
+        if event != "measuring":
+            self.count += 1
+        data = {"event": event, "id": item["id"], "round": round_no, "rounds": rounds, "position": position,
+                "format": item["format"], "runtime": item["runtime"], "threads": item["threads"],
+                "done": self.count, "total": self.total, "elapsed_s": round(time.monotonic() - self.began, 3)}
+        for key in ("wall_s", "p50_s", "error"):
+            if record and record.get(key) is not None:
+                data[key] = record[key]
+        if self.open:
+            try:
+                print_json(data)
+            except (OSError, ValueError):  # EPIPE: the host went away; the board goes on measuring
+                self.open = False
+
+
 def run_plan(plan, plan_dir, results):
-    """Interleaved rounds: every item once per round, so drift and heat hit all variants alike."""
+    """Interleaved rounds: every item once per round, so drift and heat hit all variants alike; the order within a
+    round rotates (`round_order`) and is recorded in run.json as `orders`, and each measurement's `position`."""
     summary = {"schema": "tsprune-edge/agent-run", "schema_version": SCHEMA_VERSION, "plan": plan,
                "results": os.path.abspath(results), "started": utc_now(), "system": system_info(),
-               "environment_start": environment(), "measurements": []}
+               "environment_start": environment(), "measurements": [],
+               "order_rule": "rotate: round r runs the plan's items starting at item (r - 1) mod n",
+               "orders": [[item["id"] for item in round_order(plan["items"], r)]
+                          for r in range(1, plan["rounds"] + 1)]}
     baseline = summary["baseline_temperature_c"] = summary["environment_start"]["max_temperature_c"]
+    progress = Progress(len(plan["items"]) * plan["rounds"])
     for round_no in range(1, plan["rounds"] + 1):
-        for item in plan["items"]:
+        for position, item in enumerate(round_order(plan["items"], round_no), 1):
             name = f"{item['id']}__r{round_no}.json"
             out = os.path.join(results, name)
-            record = {"id": item["id"], "round": round_no, "file": name}
+            record = {"id": item["id"], "round": round_no, "position": position, "file": name}
             if finished(out):
                 record["status"] = "skipped"
             else:
+                progress.emit("measuring", item, round_no, plan["rounds"], position)
                 record["cooldown"] = cool_down(plan.get("cooldown"), baseline)
                 bundle = os.path.join(plan_dir, item["bundle"])
                 argv = worker_argv(item, plan, bundle, out, round_no)
                 record.update(run_worker(argv, out, plan.get("timeout", 3600)))
+            progress.emit(record["status"], item, round_no, plan["rounds"], position, record)
             summary["measurements"].append(record)
     summary["environment_end"] = environment()
     summary["finished"] = utc_now()

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from tsprune_edge.atomic import write_json_atomic
 from tsprune_edge.devices.profiles import DeviceProfile, load_profile
+from tsprune_edge.devices.progress import BenchProgress
 from tsprune_edge.devices.readings import throttled
 from tsprune_edge.devices.transport import LocalTransport, SshTransport, Transport
 from tsprune_edge.errors import UserError
@@ -239,11 +240,12 @@ def make_plan(bundles: dict[str, dict], profile: DeviceProfile, request: BenchRe
         for name, bundle in bundles.items():
             if fmt not in bundle["manifest"]["artifacts"]:
                 continue
+            probe = bool(bundle["manifest"].get("probe"))
             for threads in request.threads or profile.threads:
                 items.append({"id": f"{name}__{fmt}__t{threads}", "bundle": name, "format": fmt, "runtime": runtime,
                               "python": python, "threads": threads, "providers": list(profile.onnx_providers)
                               if fmt == "onnx" else [], "profile": request.profile,
-                              "accuracy": request.accuracy})
+                              "accuracy": request.accuracy and not probe, "probe": probe})
     items += tensorrt_items(bundles, profile, request, preflight)
     if missing and not items:
         raise UserError("; ".join(missing))
@@ -299,7 +301,8 @@ def run_plan(transport: Transport, profile: DeviceProfile, remote: str, budget: 
             f"{remote}/results", "--lock-dir", profile.workdir]
     deadline = time.monotonic() + budget
     while True:
-        done = transport.run(argv, timeout=max(deadline - time.monotonic(), 1.0))
+        with BenchProgress(console) as progress:  # one line per measurement, as the agent streams them
+            done = transport.run(argv, timeout=max(deadline - time.monotonic(), 1.0), on_line=progress)
         summary = _json_line(done.stdout)
         if done.returncode in (0, 1):  # 1: some measurement failed; the summary and result files say which
             return summary
@@ -336,19 +339,62 @@ def summarize_run(run_dir: Path, profile: DeviceProfile, transport: str, preflig
     """Per item, the rounds pooled: medians of the per-round percentiles, their spread, memory, correctness, and
     the board's accuracy on the test split where it was measured."""
     items, power = [], power_warnings(preflight)  # a Jetson not at full power spoils every row measured so
+    order = _order(run_dir)
     for item in plan["items"]:
-        rounds = [json.loads(p.read_text()) for p in sorted((run_dir / "raw").glob(f"{item['id']}__r*.json"))]
-        good = [r for r in rounds if "error" not in r]
+        rounds = {number: json.loads(p.read_text()) for number, p in _round_files(run_dir / "raw", item["id"])}
+        good = [r for r in rounds.values() if "error" not in r]
         items.append({**{k: item[k] for k in ("id", "bundle", "format", "runtime", "threads", "precision")
                          if k in item},
                       "power_warnings": power,
-                      "rounds": len(good), "errors": [r["error"] for r in rounds if "error" in r],
-                      **(_pool(good) if good else {})})
+                      "probe": item.get("probe", False), "rounds": len(good),
+                      "errors": [r["error"] for r in rounds.values() if "error" in r],
+                      "positions": [ids.index(item["id"]) + 1 if item["id"] in ids else None
+                                    for ids in order.get("rounds", [])],
+                      **(_pool(good) if good else {}),
+                      **_agent_facts({n: r for n, r in rounds.items() if "error" not in r})})
     emulated = profile.emulated or any(r.get("emulated") for r in preflight["interpreters"].values())
     return {"run_id": run_dir.name, "device": profile.to_dict(), "transport": transport,
             "machine": preflight["machine"], "emulated": emulated,
             "timing_label": "emulated (qemu): not a board's timing" if emulated else "measured on the board",
-            "plan": plan, "agent": agent_summary, "items": items}
+            "plan": plan, "agent": agent_summary, "order": order, "items": items}
+
+
+def _round_files(raw: Path, item_id: str) -> list[tuple[int, Path]]:
+    """(round, file) of an item's results, in round order (r2 before r10)."""
+    return sorted((int(p.stem.rsplit("__r", 1)[1]), p) for p in raw.glob(f"{item_id}__r*.json"))
+
+
+def _order(run_dir: Path) -> dict:
+    """The order the board ran each round in, as its run.json records it (the agent rotates it every round)."""
+    path = run_dir / "raw" / "run.json"
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    if "orders" not in record:
+        return {}
+    return {"rule": record.get("order_rule"), "rounds": record["orders"]}
+
+
+def _agent_facts(rounds: dict[int, dict]) -> dict:
+    """What the agent knows beside the timings, over the good rounds (round number -> result): its warnings, each
+    kind once with the rounds that raised it; how warm-up ended; what actually ran the model (ORT's providers,
+    TFLite's delegate). A value that differs between rounds is kept as the list of its values, in round order, and
+    named in `warnings`."""
+    kinds: dict[str, tuple[str, list[int]]] = {}
+    for number, result in rounds.items():
+        for warning in result.get("warnings", []):
+            kinds.setdefault(warning.split(":")[0], (warning, []))[1].append(number)
+    warnings = [f"{text} (round{'s' if len(seen) > 1 else ''} {', '.join(map(str, seen))})"
+                for text, seen in kinds.values()]
+    facts: dict = {}
+    for key in ("providers_used", "delegate"):
+        seen = list(dict.fromkeys(json.dumps(r.get("runtime", {}).get(key)) for r in rounds.values()))
+        values = [json.loads(v) for v in seen]
+        facts[key] = values[0] if len(values) == 1 else (values or None)
+        if len(values) > 1:
+            warnings.append(f"{key} differed between rounds: {', '.join(seen)}")
+    stopped = [r.get("warmup", {}).get("stopped") for r in rounds.values()]
+    return {"warnings": warnings, **facts, "warmup_stopped": stopped,
+            "warmup_converged": bool(stopped) and all(s == "stable" for s in stopped),
+            "warmup_s_max": max((r["warmup"]["seconds"] for r in rounds.values() if "warmup" in r), default=None)}
 
 
 def bundle_facts(manifest: dict) -> dict:
@@ -357,10 +403,11 @@ def bundle_facts(manifest: dict) -> dict:
     test = None
     if pruning is not None:
         test = pruning["test"]["finetuned"] or pruning["test"]["pruned"]
+    probe = bool(manifest.get("probe"))
     return {
-        "model": manifest["model"]["name"], "data": manifest["data"]["name"],
-        "method": pruning["method"] if pruning else "dense",
-        "sparsity": pruning["requested_sparsity"] if pruning else 0.0,
+        "model": manifest["model"]["name"], "data": manifest["data"]["name"], "probe": probe,
+        "method": "probe" if probe else pruning["method"] if pruning else "dense",
+        "sparsity": None if probe else pruning["requested_sparsity"] if pruning else 0.0,
         "torch_test": test, "torch_test_dense": pruning["test"]["dense"] if pruning else None,
         "quantization": manifest["quantization"]["scheme"] if manifest["quantization"] else None,
         **{k: manifest["model"][k] for k in ("parameters", "nonzero_parameters", "density", "macs")},
@@ -414,13 +461,14 @@ def _accuracy(rounds: list[dict]) -> dict:
 
 
 def _json_line(stdout) -> dict:
+    """The agent's answer: its last JSON line that is not a progress event."""
     text = stdout.decode(errors="replace") if isinstance(stdout, bytes) else (stdout or "")
     for line in reversed(text.strip().splitlines()):
         try:
             value = json.loads(line)
         except ValueError:
             continue
-        if isinstance(value, dict):
+        if isinstance(value, dict) and "event" not in value:
             return value
     try:
         value = json.loads(text)

@@ -8,13 +8,16 @@ too, and one shared connection (ControlMaster) makes each later command cost a r
 from __future__ import annotations
 
 import os
+import queue
 import shlex
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -60,9 +63,11 @@ class Transport(ABC):
     name: str
 
     @abstractmethod
-    def run(self, argv: list[str], timeout: float, input: bytes | None = None) -> subprocess.CompletedProcess:
+    def run(self, argv: list[str], timeout: float, input: bytes | None = None,
+            on_line: Callable[[str], None] | None = None) -> subprocess.CompletedProcess:
         """Run argv (no shell) and return its exit status and bytes output, whatever the status: a failing command
-        is the caller's to judge. Raises UserError when the board cannot be reached or `timeout` passes."""
+        is the caller's to judge. Raises UserError when the board cannot be reached or `timeout` passes.
+        `on_line` gets each line of stdout (without its newline) as it arrives; stdout is still returned whole."""
 
     @abstractmethod
     def put(self, sources: list[Path], remote_dir: str, timeout: float) -> None:
@@ -88,9 +93,10 @@ class LocalTransport(Transport):
 
     name = "local"
 
-    def run(self, argv: list[str], timeout: float, input: bytes | None = None) -> subprocess.CompletedProcess:
+    def run(self, argv: list[str], timeout: float, input: bytes | None = None,
+            on_line: Callable[[str], None] | None = None) -> subprocess.CompletedProcess:
         try:
-            return _call(argv, timeout, input)
+            return _call(argv, timeout, input, on_line)
         except subprocess.TimeoutExpired:
             raise UserError(f"local: `{_brief(argv)}` timed out after {timeout:g} s") from None
         except OSError as exc:  # answer as a shell over ssh would (127/126), so both transports read the same
@@ -149,11 +155,12 @@ class SshTransport(Transport):
         self._connected = False
         self._copy_tool: str | None = None
 
-    def run(self, argv: list[str], timeout: float, input: bytes | None = None) -> subprocess.CompletedProcess:
+    def run(self, argv: list[str], timeout: float, input: bytes | None = None,
+            on_line: Callable[[str], None] | None = None) -> subprocess.CompletedProcess:
         if not self._connected:
             self._connect()
         try:
-            done = self._ssh(argv, timeout, input)
+            done = self._ssh(argv, timeout, input, on_line)
         except subprocess.TimeoutExpired:
             raise UserError(f"{self.name}: `{_brief(argv)}` timed out after {timeout:g} s") from None
         failure = self._failure(done)
@@ -225,11 +232,12 @@ class SshTransport(Transport):
                 break
         raise UserError(failure[0])
 
-    def _ssh(self, argv: list[str], timeout: float, input: bytes | None) -> subprocess.CompletedProcess:
+    def _ssh(self, argv: list[str], timeout: float, input: bytes | None,
+             on_line: Callable[[str], None] | None = None) -> subprocess.CompletedProcess:
         # ssh hands the command to the remote login shell as one string: quote it for that shell
         self._log.write_bytes(b"")
         return _call(["ssh", *self._options, "-E", str(self._log), "--", self.destination, shlex.join(argv)],
-                     timeout, input)
+                     timeout, input, on_line)
 
     def _failure(self, done: subprocess.CompletedProcess) -> tuple[str, bool] | None:
         """(message, transient) when ssh itself failed; None when the exit status is the remote command's."""
@@ -291,17 +299,62 @@ def _client_options(port: int | None, ssh_config: Path | None, identity: Path | 
     return options
 
 
-def _call(command: list[str], timeout: float, input: bytes | None) -> subprocess.CompletedProcess:
+def _call(command: list[str], timeout: float, input: bytes | None,
+          on_line: Callable[[str], None] | None = None) -> subprocess.CompletedProcess:
     """Run `command` in its own process group, so a timeout or Ctrl-C also ends what it started (scp's ssh)."""
     stdin = subprocess.DEVNULL if input is None else subprocess.PIPE
     with subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           start_new_session=True) as proc:
         try:
-            out, err = proc.communicate(input, timeout=timeout)
+            if on_line is None:
+                out, err = proc.communicate(input, timeout=timeout)
+            else:
+                out, err = _stream(proc, input, timeout, on_line)
         except BaseException:  # the group is not ours, so Ctrl-C would not reach it either
             _kill_group(proc)
             raise
     return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
+def _stream(proc: subprocess.Popen, input: bytes | None, timeout: float,
+            on_line: Callable[[str], None]) -> tuple[bytes, bytes]:
+    """communicate(), but each stdout line goes to `on_line` (in this thread) as soon as it arrives. Threads read
+    the pipes, so neither can fill up and block the command; raises TimeoutExpired as communicate() does."""
+    lines: queue.Queue[bytes | None] = queue.Queue()
+    err: list[bytes] = []
+
+    def read_out() -> None:
+        for line in iter(proc.stdout.readline, b""):
+            lines.put(line)
+        lines.put(None)
+
+    def write_in() -> None:
+        try:
+            proc.stdin.write(input)
+            proc.stdin.close()
+        except OSError:  # the command exited without reading it all, as communicate() allows
+            pass
+
+    workers = [threading.Thread(target=read_out, daemon=True),
+               threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)]
+    if input is not None:
+        workers.append(threading.Thread(target=write_in, daemon=True))
+    for worker in workers:
+        worker.start()
+    deadline, out = time.monotonic() + timeout, []
+    while True:
+        try:
+            line = lines.get(timeout=max(deadline - time.monotonic(), 0.0))
+        except queue.Empty:
+            raise subprocess.TimeoutExpired(proc.args, timeout) from None
+        if line is None:
+            break
+        out.append(line)
+        on_line(line.decode(errors="replace").rstrip("\r\n"))
+    proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
+    for worker in workers:
+        worker.join(max(deadline - time.monotonic(), 0.01))
+    return b"".join(out), b"".join(err)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -35,6 +35,14 @@ from tsprune_edge.export.artifacts import DEFAULT_OPSET, check_opset, export_onn
 from tsprune_edge.export.encodings import Validator
 from tsprune_edge.export.onnx_level import read_level, readers_record
 from tsprune_edge.export.onnx_sparse import compress_onnx
+from tsprune_edge.export.probe import (
+    PROBE_METHOD,
+    PROBE_MODEL,
+    PROBE_MODEL_FACTS,
+    PROBE_RECORD,
+    PROBE_VARIANT,
+    PerCallProbe,
+)
 from tsprune_edge.export.reference import (
     SAMPLE_FILE,
     TEST_FILE,
@@ -67,6 +75,7 @@ FP32_TOLERANCE = 1e-4
 # forecasts by up to 0.08 here; a broken int8 artifact is off by about 1 or more (FIELD-NOTES: 1.59).
 INT8_TOLERANCE = 0.25
 ZSTD_LEVEL = 19
+DENSE = "dense"  # the reference variant every export job writes
 
 
 @dataclass(frozen=True)
@@ -94,10 +103,14 @@ def parse_list(text: str) -> tuple[str, ...]:
 
 
 def write_bundles(out: Path, checkpoints: dict[str, Path], request: ExportRequest,
-                  console: Console | None = None) -> dict[str, dict]:
-    """One bundle per variant (and an int8 one beside each when asked) under `out`; returns the manifests."""
+                  console: Console | None = None, probe: bool = False) -> dict[str, dict]:
+    """One bundle per variant (and an int8 one beside each when asked) under `out`; returns the manifests. With
+    `probe`, also the per-call probe (`PROBE_VARIANT`) in the signature of the `dense` checkpoint."""
     console = console or Console(stderr=True)
     request.validate()
+    if probe and (DENSE not in checkpoints or PROBE_VARIANT in checkpoints):
+        raise UserError(f"the {PROBE_VARIANT} probe goes beside a variant named {DENSE}, and no variant may be "
+                        f"named {PROBE_VARIANT}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
@@ -108,6 +121,9 @@ def write_bundles(out: Path, checkpoints: dict[str, Path], request: ExportReques
                 name = f"{variant}-int8" if int8 else variant
                 console.print(f"exporting {name} ({', '.join(request.formats)})")
                 manifests[name] = build_bundle(checkpoint, staging / name, name, request, int8)
+        if probe:
+            console.print(f"exporting {PROBE_VARIANT} (the per-call cost probe, {', '.join(request.formats)})")
+            manifests[PROBE_VARIANT] = build_probe_bundle(checkpoints[DENSE], staging / PROBE_VARIANT, request)
         for name in manifests:
             _replace_dir(staging / name, out / name, staging)
     finally:
@@ -126,34 +142,77 @@ def build_bundle(checkpoint_path: Path, directory: Path, variant: str, request: 
     checkpoint = load_checkpoint(checkpoint_path)
     model = checkpoint.build_model()
     data = checkpoint_data(checkpoint)
-    samples = make_samples(model, data)
     summary = summarize(model)
-    directory.mkdir(parents=True)
-    artifacts = {}
-    with tempfile.TemporaryDirectory() as work:
-        for fmt in request.formats:
-            job = _Job(model, checkpoint, summary, samples, Path(work), directory, int8, request)
-            artifacts[fmt] = _WRITERS[fmt](job)
-    save_samples(samples, directory / SAMPLE_FILE)
+    bundle = _Bundle(model, checkpoint, make_samples(model, data), directory, request, int8,
+                     _onnx_metadata(summary, checkpoint))
+    artifacts = bundle.export()
     test_split = save_test_split(data, directory / TEST_FILE)
-    manifest = {
-        "format": BUNDLE_FORMAT,
-        "version": BUNDLE_VERSION,
-        "variant": variant,
-        "created_with": _versions(request.formats),
-        "model": _model_record(summary, checkpoint, checkpoint_path),
-        "data": checkpoint.data,
-        "scaler": checkpoint.scaling,
-        "calendar": _calendar_record(checkpoint),
+    return bundle.write_manifest(variant, _model_record(summary, checkpoint, checkpoint_path), artifacts, {
         "pruning": checkpoint.pruning,
         "quantization": _QUANTIZATION if int8 else None,
-        "artifacts": artifacts,
-        "samples": {"file": SAMPLE_FILE, **_file_facts(directory / SAMPLE_FILE, zstd=False), "split": samples.split,
-                    "windows": len(samples), "starts": samples.starts.tolist()},
         "test_split": {"file": TEST_FILE, **_file_facts(directory / TEST_FILE, zstd=False), **test_split},
-    }
-    write_json_atomic(directory / MANIFEST, manifest)
-    return manifest
+    })
+
+
+def build_probe_bundle(dense_path: Path, directory: Path, request: ExportRequest) -> dict:
+    """The per-call probe in the dense model's signature, through the same exporters and validation (fp32 only,
+    no test split: it claims no accuracy)."""
+    checkpoint = load_checkpoint(dense_path)
+    data = checkpoint_data(checkpoint)
+    model = PerCallProbe(checkpoint.data["pred_len"], len(data.target_columns))
+    metadata = {"tsprune_edge.model": PROBE_MODEL, "tsprune_edge.pruning_method": PROBE_METHOD,
+                "tsprune_edge.probe": PROBE_RECORD["measures"]}
+    bundle = _Bundle(model, checkpoint, make_samples(model, data), directory, request, False, metadata)
+    artifacts = bundle.export()
+    record = {"name": PROBE_MODEL, "config": model.config(), "checkpoint": str(dense_path),
+              "checkpoint_sha256": sha256_of(dense_path), **PROBE_MODEL_FACTS}
+    return bundle.write_manifest(PROBE_VARIANT, record, artifacts, {
+        "pruning": None, "quantization": None, "test_split": None, "probe": PROBE_RECORD})
+
+
+@dataclass
+class _Bundle:
+    """One bundle folder being written: the model's artifacts, its reference windows and its manifest."""
+
+    model: nn.Module
+    checkpoint: Checkpoint  # the signature, data, scaler and calendar come from it
+    samples: Samples
+    directory: Path
+    request: ExportRequest
+    int8: bool
+    onnx_metadata: dict[str, str]
+
+    def export(self) -> dict:
+        self.directory.mkdir(parents=True)
+        artifacts = {}
+        with tempfile.TemporaryDirectory() as work:
+            for fmt in self.request.formats:
+                job = _Job(self.model, self.onnx_metadata, self.samples, Path(work), self.directory, self.int8,
+                           self.request)
+                artifacts[fmt] = _WRITERS[fmt](job)
+        save_samples(self.samples, self.directory / SAMPLE_FILE)
+        return artifacts
+
+    def write_manifest(self, variant: str, model_record: dict, artifacts: dict, fields: dict) -> dict:
+        samples = self.samples
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            "version": BUNDLE_VERSION,
+            "variant": variant,
+            "created_with": _versions(self.request.formats),
+            "model": model_record,
+            "data": self.checkpoint.data,
+            "scaler": self.checkpoint.scaling,
+            "calendar": _calendar_record(self.checkpoint),
+            "pruning": fields.pop("pruning"),
+            "quantization": fields.pop("quantization"),
+            "artifacts": artifacts,
+            "samples": {"file": SAMPLE_FILE, **_file_facts(self.directory / SAMPLE_FILE, zstd=False),
+                        "split": samples.split, "windows": len(samples), "starts": samples.starts.tolist()},
+            **fields,
+        }
+        write_json_atomic(self.directory / MANIFEST, manifest)
+        return manifest
 
 
 _QUANTIZATION = {
@@ -169,8 +228,7 @@ class _Job:
     """One checkpoint's export into one bundle folder."""
 
     model: nn.Module
-    checkpoint: Checkpoint
-    summary: dict  # prune.analysis.summarize of the model
+    onnx_metadata: dict[str, str]  # what the bare .onnx file says about itself
     samples: Samples
     work: Path  # scratch folder for the uncompressed fp32 files
     directory: Path  # the bundle being written
@@ -183,7 +241,7 @@ def _onnx_artifact(job: _Job) -> dict:
     request = job.request
     raw = export_onnx(job.model, _first_window(samples), job.work / "fp32.onnx", request.onnx_opset,
                       request.onnx_ir)
-    _set_onnx_metadata(raw, _onnx_metadata(job.summary, job.checkpoint))
+    _set_onnx_metadata(raw, job.onnx_metadata)
     target = job.directory / "model.onnx"
     if job.int8:
         _quantize_onnx(raw, target)

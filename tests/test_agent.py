@@ -31,6 +31,13 @@ def one_json_line(proc: subprocess.CompletedProcess) -> dict:
     return json.loads(lines[0])
 
 
+def run_output(proc: subprocess.CompletedProcess) -> tuple[list[dict], dict]:
+    """`run` prints one progress event per measurement started and finished, then its summary last."""
+    lines = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+    assert lines and all("event" in line for line in lines[:-1]) and "event" not in lines[-1], proc.stdout
+    return lines[:-1], lines[-1]
+
+
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
     """A real dense DLinear bundle (ONNX + TFLite + samples): one epoch on the built-in synthetic data."""
@@ -116,6 +123,7 @@ def test_measure_times_and_checks_an_artifact(bundle, tmp_path, fmt, runtime):
         assert result["profile"]["available"] and {op["op_name"] for op in result["profile"]["ops"]} >= {"Gemm"}
     else:
         assert result["runtime"]["num_threads"] == 2 and not result["profile"]["available"]
+        assert result["runtime"]["delegate"] == tflite_delegate_seen_here(bundle / "model.tflite")
     for env in (result["environment_before"], result["environment_after"]):
         assert env["cpu_model"] and "temperatures" in env and "governor" in env
 
@@ -131,15 +139,29 @@ def test_measure_without_the_runtime_fails_in_one_line(bundle, tmp_path):
 
 
 def test_run_interleaves_rounds_in_fresh_workers(first_run):
+    """Round 2 runs the items rotated by one place, so neither is always first; run.json records the order."""
     plan, results, proc = first_run
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert one_json_line(proc)["counts"] == {"measured": 4, "skipped": 0, "failed": 0}
-    order = ["onnx-1t__r1.json", "tflite-1t__r1.json", "onnx-1t__r2.json", "tflite-1t__r2.json"]
+    events, final = run_output(proc)
+    assert final["counts"] == {"measured": 4, "skipped": 0, "failed": 0}
+    order = ["onnx-1t__r1.json", "tflite-1t__r1.json", "tflite-1t__r2.json", "onnx-1t__r2.json"]
     started = [json.loads((results / name).read_text())["started_at"] for name in order]
     assert started == sorted(started)
     assert len({json.loads((results / name).read_text())["pid"] for name in order}) == 4
     summary = json.loads((results / "run.json").read_text())
     assert summary["result_files"] == order and summary["errors"] == []
+    assert summary["orders"] == [["onnx-1t", "tflite-1t"], ["tflite-1t", "onnx-1t"]]
+    assert [(m["id"], m["round"], m["position"]) for m in summary["measurements"]] == [
+        ("onnx-1t", 1, 1), ("tflite-1t", 1, 2), ("tflite-1t", 2, 1), ("onnx-1t", 2, 2)]
+    # one event as each measurement starts and one as it ends, in the order they ran, with its p50
+    assert [(e["event"], e["id"], e["round"], e["done"]) for e in events] == [
+        ("measuring", "onnx-1t", 1, 0), ("measured", "onnx-1t", 1, 1),
+        ("measuring", "tflite-1t", 1, 1), ("measured", "tflite-1t", 1, 2),
+        ("measuring", "tflite-1t", 2, 2), ("measured", "tflite-1t", 2, 3),
+        ("measuring", "onnx-1t", 2, 3), ("measured", "onnx-1t", 2, 4)]
+    for event in events[1::2]:
+        result = json.loads((results / f"{event['id']}__r{event['round']}.json").read_text())
+        assert event["p50_s"] == result["latency"]["p50"] and event["total"] == 4 and event["wall_s"] > 0
     assert summary["plan"] == json.loads(plan.read_text())
     assert summary["environment_start"]["time"] and summary["environment_end"]["time"]
     assert all(m["cooldown"] is not None for m in summary["measurements"])
@@ -155,7 +177,10 @@ def test_run_resumes_past_a_stale_lock(first_run, tmp_path):
     (copy / ".agent.lock").write_text(json.dumps({"pid": dead.pid, "started_at": 0}))
     proc = agent("run", "--plan", str(plan), "--results", str(copy))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert one_json_line(proc)["counts"] == {"measured": 0, "skipped": 4, "failed": 0}
+    events, final = run_output(proc)
+    assert final["counts"] == {"measured": 0, "skipped": 4, "failed": 0}
+    assert [e["event"] for e in events] == ["skipped"] * 4
+    assert json.loads((copy / "run.json").read_text())["orders"] == [["onnx-1t", "tflite-1t"], ["tflite-1t", "onnx-1t"]]
     assert {p.name: p.read_bytes() for p in copy.glob("*__r*.json")} == before
     assert not (copy / ".agent.lock").exists()
 
@@ -176,7 +201,10 @@ def test_run_records_a_failed_worker_and_goes_on(bundle, tmp_path):
     plan = write_plan(bundle.parents[1] / "plan-failing.json", [missing, ITEMS[0]], rounds=1)
     proc = agent("run", "--plan", str(plan), "--results", str(tmp_path))
     assert proc.returncode == 1
-    assert one_json_line(proc)["counts"] == {"measured": 1, "skipped": 0, "failed": 1}
+    events, final = run_output(proc)
+    assert final["counts"] == {"measured": 1, "skipped": 0, "failed": 1}
+    failed = [e for e in events if e["event"] == "failed"]
+    assert len(failed) == 1 and "cannot import tflite_runtime" in failed[0]["error"]
     summary = json.loads((tmp_path / "run.json").read_text())
     assert summary["result_files"] == ["onnx-1t__r1.json"]
     assert len(summary["errors"]) == 1 and "no-runtime round 1: cannot import tflite_runtime" in summary["errors"][0]
@@ -188,3 +216,40 @@ def test_agent_runs_on_python_3_6():
     proc = subprocess.run([sys.executable, "-c", vermin, "-t=3.6-", "--no-tips", "--violations", str(AGENT)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def tflite_delegate_seen_here(path: Path) -> str:
+    """What the agent should report for `path`, counted here from ai-edge-litert's node list: the default delegate
+    adds DELEGATE nodes at allocate_tensors; the ops it took are those without a builtin kernel left to run."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    plain = Interpreter(model_path=str(path),
+                        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    plain.allocate_tensors()
+    ops = len(plain._get_ops_details())
+    delegated = Interpreter(model_path=str(path))
+    delegated.allocate_tensors()
+    nodes = [n["op_name"] for n in delegated._get_ops_details()]
+    assert nodes[:ops] == [n["op_name"] for n in plain._get_ops_details()]  # the DELEGATE nodes come after the ops
+    kept = sum(name == "BROADCAST_TO" for name in nodes[:ops])  # XNNPACK takes every other op of these models
+    count = len(nodes) - ops
+    return (f"XNNPACK (default delegate): {ops - kept} of {ops} ops in {count} delegate node"
+            + ("s" if count > 1 else ""))
+
+
+def test_tflite_delegate_says_none_when_no_delegate_ran(bundle):
+    """Without the default delegate the runtime's builtin kernels run every op, and the agent says so."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    sys.path.insert(0, str(AGENT.parent))
+    try:
+        import agent as board_agent
+    finally:
+        sys.path.remove(str(AGENT.parent))
+    plain = Interpreter(model_path=str(bundle / "model.tflite"),
+                        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    plain.allocate_tensors()
+    found = board_agent.tflite_delegate(plain, "")
+    ops = len(plain._get_ops_details())
+    assert found["delegate"] == f"none: the runtime's builtin kernels ran all {ops} ops"
+    assert found["delegate_detail"]["delegate_nodes"] == 0 and found["delegate_detail"]["ops_delegated"] == 0

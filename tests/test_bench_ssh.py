@@ -57,7 +57,12 @@ def test_ssh_bench_copies_verifies_measures_and_cleans_up(cli, tmp_path, board, 
     summary = json.loads((run / "bench.json").read_text())
     assert summary["transport"] == f"ssh {board.user}@127.0.0.1:{board.port}"
     assert summary["machine"] == "x86_64" and not summary["emulated"]
-    assert len(summary["items"]) == 4 and all(i["rounds"] == 2 and i["correct"] for i in summary["items"])
+    assert len(summary["items"]) == 6 and all(i["rounds"] == 2 and i["correct"] for i in summary["items"])
+    # the agent's progress crossed the connection: one live line per measurement, in the order the board ran them
+    progress = [line for line in result.err.splitlines() if line.startswith("  [")]
+    ran = [item_id.split("__")[0] for order in summary["order"]["rounds"] for item_id in order]
+    assert [line.split("] round ")[0] for line in progress] == [f"  [{k}/12" for k in range(1, 13)]
+    assert [line.split(" ")[5] for line in progress] == ran
     assert not (tmp_path / "board" / run.name).exists()  # removed without --keep
     assert json.loads((run / "preflight.json").read_text())["machine"] == "x86_64"
 

@@ -38,9 +38,9 @@ def test_pipeline_runs_on_the_builtin_default(cli, tmp_path):
     (run,) = (out / "results").iterdir()
     measured = json.loads((run / "bench.json").read_text())
     assert {(i["bundle"], i["format"]) for i in measured["items"]} == {
-        (v, f) for v in ("dense", "structured-0.5") for f in ("onnx", "tflite")}
+        (v, f) for v in ("dense", "percall", "structured-0.5") for f in ("onnx", "tflite")}
     for item in measured["items"]:
-        assert item["correct"] and f"{item['p50_s'] * 1e3:.3f}" in result.out
+        assert item["correct"] and (item["probe"] or f"{item['p50_s'] * 1e3:.3f}" in result.out)
     report = json.loads((out / "report" / "report.json").read_text())["rows"]
     pruned = [row for row in report if row["variant"] == "structured-0.5"]
     assert len(pruned) == 2 and all(row["verdict"] in result.out for row in pruned)

@@ -15,7 +15,7 @@ def test_default_export_from_nothing(cli, tmp_path):
     out, runs = tmp_path / "export", tmp_path / "runs"
     result = cli("export", "--sparsity", "0.5", "--epochs", "1", "--out", str(out), "--runs", str(runs))
     assert result.code == 0, result.err
-    assert sorted(p.name for p in out.iterdir()) == ["dense", "structured-0.5"]
+    assert sorted(p.name for p in out.iterdir()) == ["dense", "percall", "structured-0.5"]
     for variant in ("dense", "structured-0.5"):
         manifest = json.loads((out / variant / "manifest.json").read_text())
         assert set(manifest["artifacts"]) == {"onnx", "tflite"}

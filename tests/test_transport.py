@@ -217,3 +217,39 @@ def test_local_transport_runs_and_copies(tmp_path: Path) -> None:
     board.get(str(tmp_path / "remote"), tmp_path / "back", timeout=30)
     assert tree(tmp_path / "back") == tree(local)
     board.close()
+
+
+# A command that prints `first`, then waits (up to 20 s) for the caller to create `go`: it only finishes early if
+# the caller saw `first` while the command was still running, i.e. the line was streamed, not read at the end.
+WAIT_FOR_GO = ("echo first; i=0; while [ ! -e \"$1\" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done; "
+               "[ -e \"$1\" ] && echo streamed || echo 'not streamed'; echo to-stderr >&2")
+
+
+def _streamed_run(board, go: Path) -> tuple[list[str], subprocess.CompletedProcess, float]:
+    lines: list[str] = []
+
+    def on_line(line: str) -> None:
+        lines.append(line)
+        if line == "first":
+            go.touch()
+
+    started = time.monotonic()
+    done = board.run(["sh", "-c", WAIT_FOR_GO, "sh", str(go)], timeout=60, on_line=on_line)
+    return lines, done, time.monotonic() - started
+
+
+@pytest.mark.parametrize("where", ["local", "ssh"])
+def test_stdout_lines_stream_while_the_command_runs(sshd_server: SshServer, tmp_path: Path, where: str) -> None:
+    board = LocalTransport() if where == "local" else via_alias(sshd_server)
+    with board:
+        lines, done, seconds = _streamed_run(board, tmp_path / "go")
+    assert lines == ["first", "streamed"] and seconds < 10
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"first\nstreamed\n", b"to-stderr\n")
+
+
+def test_a_streamed_command_past_its_timeout_is_stopped(tmp_path: Path) -> None:
+    lines: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(UserError, match=r"timed out after 1 s$"):
+        LocalTransport().run(["sh", "-c", "echo one; sleep 30"], timeout=1, on_line=lines.append)
+    assert lines == ["one"] and time.monotonic() - started < 5

@@ -1,5 +1,6 @@
 """The export job: a dense checkpoint (trained here unless given) and its pruned variants, exported side by side so
-the bench always has the dense reference to compare with."""
+the bench always has the dense reference to compare with, and the per-call probe (`percall`) that measures the fixed
+cost of one call in the same signature."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def run_export_job(job: ExportJob, request: ExportRequest, out: Path, runs: Path
         name = variant_name(prune_request)
         prune_to_dir(dense, prune_request, runs / name, console=console)
         checkpoints[name] = runs / name / "model.pt"
-    return write_bundles(out, checkpoints, request, console)
+    return write_bundles(out, checkpoints, request, console, probe=True)  # the per-call probe beside dense
 
 
 def check_dense_checkpoint(path: Path, model: str | None, data: str | None) -> Path:

@@ -85,7 +85,8 @@ def bench_table(summary: dict) -> Table:
                           *["-"] * 7, "; ".join(item["errors"])[:60])
             continue
         precision = f" {item['precision']}" if item.get("precision") else ""  # TensorRT: tensorrt 8.2.1 fp16
-        table.add_row(item["bundle"], item["format"], f"{item['runtime']} {item['runtime_version']}{precision}",
+        variant = item["bundle"] + (" (per-call probe)" if item.get("probe") else "")
+        table.add_row(variant, item["format"], f"{item['runtime']} {item['runtime_version']}{precision}",
                       str(item["threads"]), str(item["rounds"]), f"{item['p50_s'] * 1e3:.3f}",
                       f"{item['p90_s'] * 1e3:.3f}", f"{item['p99_s'] * 1e3:.3f}", f"{item['p50_spread']:.1%}",
                       f"{item['peak_rss_kib'] / 1024:.0f}",

@@ -96,7 +96,8 @@ def bundle_table(manifests: dict[str, dict]) -> Table:
         for fmt, artifact in manifest["artifacts"].items():
             sparse = sum(t["encoding"] != "dense" for t in artifact["tensors"])
             errors = ", ".join(f"{v['max_abs_error']:.1e} ({v['runtime'].split()[0]})" for v in artifact["validation"])
-            table.add_row(name, fmt, f"{manifest['model']['macs']:,}", f"{manifest['model']['density']:.3f}",
+            density = manifest["model"]["density"]  # None for the per-call probe: it has no weights
+            table.add_row(name, fmt, f"{manifest['model']['macs']:,}", "-" if density is None else f"{density:.3f}",
                           f"{artifact['bytes'] / 1000:.0f}", f"{artifact['zstd_bytes'] / 1000:.0f}",
                           f"{artifact['fp32_dense']['bytes'] / 1000:.0f}",
                           f"{sparse}/{len(artifact['tensors'])}" if artifact["tensors"] else "-", errors)

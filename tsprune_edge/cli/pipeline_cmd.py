@@ -72,6 +72,8 @@ def summary_table(manifests: dict[str, dict], metrics: dict, measured: dict) -> 
         table.add_column(column)
     latency = {(i["bundle"], i["format"]): i for i in measured["items"] if i["threads"] == 1}
     for name, manifest in manifests.items():
+        if manifest.get("probe"):  # the per-call probe has no accuracy to table
+            continue
         pruning = manifest["pruning"]
         test = metrics["test"] if pruning is None else (pruning["test"]["finetuned"] or pruning["test"]["pruned"])
         artifacts = manifest["artifacts"]

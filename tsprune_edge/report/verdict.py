@@ -52,6 +52,8 @@ def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[
     items = {item["id"]: item for item in run["items"]}
     rows = []
     for item in run["items"]:
+        if item.get("probe"):  # the per-call probe is no variant to judge
+            continue
         facts = bundles.get(item["bundle"], {})
         latencies, flags = round_latencies(run_dir, item["id"])
         row = {"run": run["run_id"], "device": run["device"]["name"], "machine": run["machine"],
