@@ -9,8 +9,10 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from tsprune_edge.report.profile_diff import SHORTFALL_EFFICIENCY
 from tsprune_edge.report.verdict import PROBE
@@ -86,6 +88,23 @@ def _label_points(ax: Axes, points: list[tuple[float, float]], labels: list[str]
     return len(placed)
 
 
+def _log_scale(ax: Axes, axis: str) -> None:
+    """A log axis with five plainly written ticks inside its span: matplotlib's own write every minor tick in
+    scientific notation when the span is under a decade, and they run into each other."""
+    getattr(ax, f"set_{axis}scale")("log")
+    ax.autoscale_view()
+    low, high = getattr(ax, f"get_{axis}lim")()
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    inside = np.geomspace(low, high, 7)[1:-1]
+    for digits in range(2, 7):  # as few significant digits as keep the ticks apart
+        ticks = sorted({float(f"{v:.{digits}g}") for v in inside})
+        if len(ticks) == len(inside):
+            break
+    target.set_major_locator(FixedLocator(ticks))
+    target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    target.set_minor_locator(NullLocator())
+
+
 def _is_dense(row: dict) -> bool:
     return row["variant"] == "dense"
 
@@ -131,7 +150,7 @@ def latency_figure(rows: list[dict]) -> Figure:
         if not dense and not methods:
             _say(ax, "no dense reference and no variant with a sparsity")
             return
-        ax.set_yscale("log")
+        _log_scale(ax, "y")
         _label(ax, "sparsity", "p50 latency (ms, log scale)")
 
     return _panels(TITLES["latency"], sorted(panels, key=str), draw, "no latency measured")
@@ -188,7 +207,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 def pareto_figure(rows: list[dict]) -> Figure:
     """(c) MSE vs p50 per device, format (runtime) and thread count, every model together, latency on a log scale;
-    the front is drawn in red and only its points are labelled, where the labels do not collide. The MSE is the
+    the front is drawn in red; points are labelled where the labels do not collide, the front's first. The MSE is the
     board's where every point has one, else torch's."""
     panels = _group((r for r in rows if _finite(r.get("p50_ms"))),
                     lambda r: (r["device"], r["format"], r["runtime"], r["threads"]))
@@ -207,12 +226,12 @@ def pareto_figure(rows: list[dict]) -> Figure:
         ax.scatter(*zip(*xy, strict=True), color="0.55", label="measured")
         line = sorted(xy[i] for i in front)
         ax.plot(*zip(*line, strict=True), "r-o", drawstyle="steps-post", label="Pareto front")
-        ax.set_xscale("log")
+        _log_scale(ax, "x")
         models = len({r["model"] for r in points}) > 1
-        on_front = sorted(front, key=lambda i: xy[i])
-        _label_points(ax, [xy[i] for i in on_front],
+        order = sorted(front, key=lambda i: xy[i]) + [i for i in range(len(xy)) if i not in front]  # front first
+        _label_points(ax, [xy[i] for i in order],
                       [f"{points[i]['model']} {points[i]['variant']}" if models else points[i]["variant"]
-                       for i in on_front])
+                       for i in order])
         _label(ax, "p50 latency (ms, log scale)", f"test MSE ({field.split('_')[0]})")
 
     return _panels(TITLES["pareto"], sorted(panels, key=str), draw, "no latency measured")
