@@ -24,6 +24,15 @@ from tsprune_edge.report.verdict import PROBE, PROBE_VERDICT, TOO_FEW, undecided
 ONNX_ITEMS = ["dense__onnx__t1", "percall__onnx__t1", "unstructured-0.5__onnx__t1"]
 
 
+def _items(run: Path) -> list[str]:
+    return [item["id"] for item in json.loads((run / "plan.json").read_text())["items"]]
+
+
+def _probe_formats(run: Path) -> list[str]:
+    """The export's own probe (issue 17) may carry a TFLite artifact too; the one made here is ONNX only."""
+    return [i.split("__")[1] for i in _items(run) if i.startswith(f"{PROBE}__")]
+
+
 def _probe_model(artifact: dict) -> bytes:
     """An ONNX model with the artifact's inputs and output shape and next to no compute: the mean of the history
     broadcast over a zero forecast."""
@@ -125,7 +134,7 @@ def test_report_on_a_real_run(cli, tmp_path, bench_run):
     rows = json.loads((out / "report.json").read_text())["rows"]
     assert [(r["variant"], r["format"]) for r in rows] == [
         ("dense", "onnx"), (PROBE, "onnx"), ("unstructured-0.5", "onnx"), ("dense", "tflite"),
-        ("unstructured-0.5", "tflite")]
+        *[(PROBE, "tflite")] * ("tflite" in _probe_formats(bench_run)), ("unstructured-0.5", "tflite")]
     for row in rows:
         assert row["rounds"] == 3 and row["flags"] == [] and row["board_since_boot"] == []
         raw = _raw(bench_run, f"{row['variant']}__{row['format']}__t1")
@@ -150,7 +159,7 @@ def test_report_on_a_real_run(cli, tmp_path, bench_run):
     assert _row(rows, PROBE)["verdict"] == PROBE_VERDICT
     with open(out / "report.csv", newline="") as handle:
         table = list(csv.DictReader(handle))
-    assert len(table) == 5 and table[2]["verdict"] == rows[2]["verdict"]
+    assert len(table) == len(rows) and table[2]["verdict"] == rows[2]["verdict"]
     assert table[0]["providers"] == "CPUExecutionProvider" and "median under 1 ms" in table[0]["warnings"]
     markdown = (out / "report.md").read_text()
     assert "| unstructured-0.5 |" in markdown and "warm-up stable in" in markdown
@@ -172,14 +181,15 @@ def test_efficiency_beyond_the_per_call_cost_on_real_results(tmp_path, bench_run
               / (variant[n]["latency"]["p50"] - call[n]["latency"]["p50"]) for n in (1, 2, 3)]
     assert row["beyond_call_efficiency"] == pytest.approx(statistics.geometric_mean(beyond) / 2)
     assert row["beyond_call_efficiency_low"] < row["beyond_call_efficiency"] < row["beyond_call_efficiency_high"]
-    tflite = _row(verdict_rows(run), "unstructured-0.5", "tflite")  # no TFLite probe: no beyond-call figure
-    assert tflite["efficiency"] is not None and "beyond_call_efficiency" not in tflite
+    tflite = _row(verdict_rows(run), "unstructured-0.5", "tflite")  # without a TFLite probe no beyond-call figure
+    assert tflite["efficiency"] is not None
+    assert ("beyond_call_efficiency" in tflite) == ("tflite" in _probe_formats(run))
 
 
 def test_since_boot_throttling_is_context_and_current_throttling_flags_the_round(cli, tmp_path, bench_run):
     original = {(r["variant"], r["format"]): r for r in verdict_rows(bench_run)}
     run = _copy(bench_run, tmp_path)
-    for item in [*ONNX_ITEMS, "dense__tflite__t1", "unstructured-0.5__tflite__t1"]:
+    for item in _items(run):
         _edit(run, item, (1, 2, 3), _throttle("throttled=0x50000", "throttled=0x50000"))
     rows = verdict_rows(run)
     for row in rows:  # under-voltage and throttling in the past only: every round counts, every verdict stands
@@ -200,7 +210,7 @@ def test_since_boot_throttling_is_context_and_current_throttling_flags_the_round
 
 def test_a_run_whose_every_round_is_throttled_says_so(cli, tmp_path, bench_run):
     run = _copy(bench_run, tmp_path)
-    for item in [*ONNX_ITEMS, "dense__tflite__t1", "unstructured-0.5__tflite__t1"]:
+    for item in _items(run):
         _edit(run, item, (1, 2, 3), _throttle("throttled=0x0", "throttled=0x50005"))
     out = tmp_path / "report"
     result = cli("report", str(run), "--out", str(out))

@@ -30,7 +30,7 @@ from tsprune_edge.report.stats import (
 
 DEFAULT_MIN_EFFECT = 0.05
 PROBE = "percall"  # the per-call probe bundle: the variant's inputs and outputs, trivial compute
-TOO_FEW = f"NOT JUDGED: fewer than {MIN_ROUNDS} usable rounds paired with dense"
+TOO_FEW = f"NOT JUDGED: under {MIN_ROUNDS} paired rounds"  # usable rounds of the variant and of dense together
 PROBE_VERDICT = "per-call cost (probe, not judged)"
 UNDECIDED = (INCONCLUSIVE, TOO_FEW)  # more rounds could still decide these
 
@@ -176,7 +176,7 @@ def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[
                                       item, items[dense_id], min_effect))
         rows.append(row)
     _fill_dense_accuracy(rows, bundles)
-    attach_profile_diffs(run_dir, rows)  # where the time goes, from `bench --profile`
+    attach_profile_diffs(run_dir, [r for r in rows if r["variant"] != PROBE])  # where the time goes (--profile)
     return rows
 
 
