@@ -24,6 +24,8 @@ from tsprune_edge.devices.readings import throttled
 from tsprune_edge.devices.transport import LocalTransport, SshTransport, Transport
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.bundle import MANIFEST, load_manifest
+from tsprune_edge.report.stats import DEFAULT_ROUNDS
+from tsprune_edge.report.verdict import undecided
 
 AGENT = Path(__file__).with_name("agent.py")
 FORMAT_RUNTIMES = {"onnx": ("onnxruntime",), "tflite": ("tflite_runtime", "ai_edge_litert")}
@@ -40,7 +42,8 @@ class BenchRequest:
     artifacts: Path = Path("export")
     runtimes: tuple[str, ...] = ("onnxruntime", "tflite")  # onnxruntime and/or tflite (the board's TFLite runtime)
     threads: tuple[int, ...] | None = None  # default: the profile's
-    rounds: int = 3
+    rounds: int = DEFAULT_ROUNDS
+    max_rounds: int | None = None  # add rounds up to this while a variant is undecided (None: exactly `rounds`)
     min_time: float = 2.0
     min_iters: int = 100
     cooldown_s: float = 0.0  # wait up to this long before each measurement for the start temperature (+2 C)
@@ -60,6 +63,8 @@ class BenchRequest:
             raise UserError("--threads takes positive integers, for example 1,4")
         if self.rounds < 1 or self.min_iters < 1 or self.min_time <= 0:
             raise UserError("--rounds and --min-iters must be >= 1 and --min-time > 0")
+        if self.max_rounds is not None and self.max_rounds < self.rounds:
+            raise UserError(f"--max-rounds ({self.max_rounds}) must be at least --rounds ({self.rounds})")
 
 
 def bench(request: BenchRequest, console: Console | None = None) -> dict:
@@ -84,6 +89,16 @@ def bench(request: BenchRequest, console: Console | None = None) -> dict:
             raise
         try:
             agent_summary = run_plan(transport, profile, remote, _run_budget(plan), console)
+            while plan["rounds"] < (request.max_rounds or 0):  # adaptive: one more round while a verdict is open
+                still = undecided(run_dir) if _fetch(transport, remote, run_dir, console) is not None else []
+                if not still:
+                    break
+                plan["rounds"] += 1
+                console.print(f"undecided after {plan['rounds'] - 1} rounds: {', '.join(still)}; adding round "
+                              f"{plan['rounds']} of at most {request.max_rounds}")
+                write_json_atomic(run_dir / "plan.json", plan)
+                transport.put([run_dir / "plan.json"], remote, STEP_TIMEOUT)
+                agent_summary = run_plan(transport, profile, remote, _run_budget(plan), console)
         finally:  # whatever the board measured comes back, also when the connection dropped mid-run
             fetched = _fetch(transport, remote, run_dir, console)
             state.update(status="fetched" if fetched is not None else "unfetched", fetched=fetched)
@@ -92,6 +107,10 @@ def bench(request: BenchRequest, console: Console | None = None) -> dict:
             raise UserError(f"the results stay on {profile.name} in {remote}: they could not be fetched; "
                             "run the same bench with --resume")
         summary = summarize_run(run_dir, profile, transport.name, preflight, plan, agent_summary)
+        summary["undecided"] = undecided(run_dir)
+        if summary["undecided"] and request.max_rounds:
+            console.print(f"stopped undecided after {plan['rounds']} rounds (--max-rounds {request.max_rounds}): "
+                          f"{', '.join(summary['undecided'])}")
         summary["bundles"] = {name: bundle_facts(b["manifest"]) for name, b in bundles.items()}
         write_json_atomic(run_dir / "bench.json", summary)
         write_json_atomic(run_dir / "state.json", {**state, "status": "done"})

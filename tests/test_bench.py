@@ -10,7 +10,7 @@ import pytest
 
 from tests.test_bad_input import assert_one_line_error
 
-FAST = ("--rounds", "2", "--min-time", "0.2", "--min-iters", "20")
+FAST = ("--rounds", "2", "--max-rounds", "2", "--min-time", "0.2", "--min-iters", "20")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from tests.sshd import descendants, free_port, make_key, running_sshd, sshd_serv
 from tests.test_bad_input import assert_one_line_error
 from tests.test_bench import bundles  # noqa: F401 (fixture)
 
-FAST = ("--rounds", "2", "--min-time", "0.2", "--min-iters", "20")
+FAST = ("--rounds", "2", "--max-rounds", "2", "--min-time", "0.2", "--min-iters", "20")
 
 
 def write_profile(folder: Path, workdir: Path, runtimes=("onnxruntime", "ai_edge_litert")) -> None:
@@ -118,7 +118,7 @@ def test_sshd_killed_mid_run_then_resume_loses_nothing(tmp_path, bundles, monkey
     write_profile(tmp_path / "profiles", tmp_path / "board")
     results = tmp_path / "results"
     argv = [sys.executable, "-m", "tsprune_edge", "bench", "--device", "loopback", "--artifacts", str(bundles),
-            "--results", str(results), "--rounds", "3", "--min-time", "0.5", "--min-iters", "20"]
+            "--results", str(results), "--rounds", "3", "--max-rounds", "3", "--min-time", "0.5", "--min-iters", "20"]
     with running_sshd(tmp_path / "sshd1") as first:
         bench = subprocess.Popen([*argv, "--ssh-config", str(first.ssh_config)], stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, env={**os.environ})

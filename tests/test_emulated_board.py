@@ -37,8 +37,8 @@ def test_bench_rpi4_on_the_emulated_board(cli, tmp_path, board_ssh, bundles, mon
     monkeypatch.setenv("TSPRUNE_EDGE_DEVICES_DIR", str(profiles))
     results = tmp_path / "results"
     result = cli("bench", "--device", "rpi4", "--host", "board", "--ssh-config", str(server.ssh_config),
-                 "--artifacts", str(bundles), "--results", str(results), "--rounds", "1", "--min-time", "0.1",
-                 "--min-iters", "5")
+                 "--artifacts", str(bundles), "--results", str(results), "--rounds", "1", "--max-rounds", "1",
+                 "--min-time", "0.1", "--min-iters", "5")
     assert result.code == 0, result.err
     (run,) = results.iterdir()
     summary = json.loads((run / "bench.json").read_text())

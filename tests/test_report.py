@@ -1,60 +1,130 @@
-"""The verdict: bootstrap intervals that behave, verdicts that follow them, and `tsprune-edge report` on a real
-bench run of this machine."""
+"""The verdict on real bench runs of this machine: the agent measures a DLinear dense and unstructured-0.5 bundle
+and a per-call probe; the report's figures follow the raw results, throttling bits edited into them flag exactly
+the rounds they should, and `bench` adds rounds while a verdict is open."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
+import shutil
+import statistics
+from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from tests.test_bad_input import assert_one_line_error
-from tests.test_bench import FAST, bundles  # noqa: F401 (fixture)
-from tsprune_edge.report.stats import NO_CHANGE, REAL_SPEEDUP, SLOWDOWN, median_ratio, verdict
+from tests.test_bench import bundles  # noqa: F401 (fixture)
+from tsprune_edge.report.stats import LABELS
+from tsprune_edge.report.verdict import PROBE, PROBE_VERDICT, TOO_FEW, undecided, verdict_rows
+
+ONNX_ITEMS = ["dense__onnx__t1", "percall__onnx__t1", "unstructured-0.5__onnx__t1"]
 
 
-def _rounds(median: float, spread: float, seed: int, rounds: int = 3, n: int = 400) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [median * (1 + rng.normal(0, 0.01)) * rng.lognormal(0, spread, n) for _ in range(rounds)]
+def _items(run: Path) -> list[str]:
+    return [item["id"] for item in json.loads((run / "plan.json").read_text())["items"]]
 
 
-def test_a_halved_latency_is_a_real_speedup_near_two():
-    ratio = median_ratio(_rounds(0.5, 0.05, 1), _rounds(1.0, 0.05, 2))
-    assert ratio.low <= ratio.ratio <= ratio.high
-    assert 1.9 < ratio.speedup < 2.1 and ratio.high < 0.55
-    assert verdict(ratio, 0.05) == REAL_SPEEDUP
+def _probe_formats(run: Path) -> list[str]:
+    """The export's own probe (issue 17) may carry a TFLite artifact too; the one made here is ONNX only."""
+    return [i.split("__")[1] for i in _items(run) if i.startswith(f"{PROBE}__")]
 
 
-def test_the_same_distribution_is_no_significant_change():
-    ratio = median_ratio(_rounds(1.0, 0.05, 3), _rounds(1.0, 0.05, 4))
-    assert abs(ratio.ratio - 1) < 0.03 and ratio.low < 1.05 and ratio.high > 1 / 1.05
-    assert verdict(ratio, 0.05) == NO_CHANGE
+def _probe_model(artifact: dict) -> bytes:
+    """An ONNX model with the artifact's inputs and output shape and next to no compute: the mean of the history
+    broadcast over a zero forecast."""
+    from onnx import TensorProto, helper
+
+    inputs = [helper.make_tensor_value_info(i["name"], TensorProto.FLOAT, i["shape"]) for i in artifact["inputs"]]
+    out = artifact["outputs"][0]
+    zeros = helper.make_tensor("zeros", TensorProto.FLOAT, out["shape"], np.zeros(out["shape"], np.float32).ravel())
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", [artifact["inputs"][0]["name"]], ["mean"], keepdims=1),
+         helper.make_node("Add", ["zeros", "mean"], [out["name"]])],
+        "percall", inputs, [helper.make_tensor_value_info(out["name"], TensorProto.FLOAT, out["shape"])],
+        initializer=[zeros])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10).SerializeToString()
 
 
-def test_slower_is_a_slowdown_and_a_small_effect_is_not_enough():
-    assert verdict(median_ratio(_rounds(1.3, 0.05, 5), _rounds(1.0, 0.05, 6)), 0.05) == SLOWDOWN
-    small = median_ratio(_rounds(0.97, 0.02, 7), _rounds(1.0, 0.02, 8))
-    assert small.high < 1.0 and verdict(small, 0.05) == NO_CHANGE  # faster, but by less than the 5% asked for
+def add_probe(export: Path) -> None:
+    """A `percall` bundle beside the others, unless the export made one: the dense bundle's manifest and samples
+    with the probe as its only (ONNX) artifact and the probe's own outputs as the expected forecasts."""
+    import onnxruntime as ort
+    import zstandard
 
-
-def test_rounds_that_disagree_widen_the_interval():
-    """Round-to-round drift is the noise that matters; resampling rounds must show it."""
-    steady = median_ratio(_rounds(0.8, 0.02, 9), _rounds(1.0, 0.02, 10))
-    rng = np.random.default_rng(11)
-    drifting = [r * f for r, f in zip(_rounds(0.8, 0.02, 9), (0.85, 1.0, 1.15), strict=True)]
-    wide = median_ratio(drifting, [r * rng.uniform(0.98, 1.02) for r in _rounds(1.0, 0.02, 10)])
-    assert wide.high - wide.low > 3 * (steady.high - steady.low)
+    if (export / PROBE).is_dir():
+        return
+    probe = export / PROBE
+    probe.mkdir()
+    manifest = json.loads((export / "dense" / "manifest.json").read_text())
+    artifact = manifest["artifacts"]["onnx"]
+    model = _probe_model(artifact)
+    (probe / "model.onnx").write_bytes(model)
+    session = ort.InferenceSession(model)
+    with np.load(export / "dense" / "samples.npz") as samples:
+        arrays = dict(samples)
+    names = [i["name"] for i in artifact["inputs"]]
+    arrays["expected"] = np.concatenate([session.run(None, {names[0]: arrays["history"][i:i + 1],
+                                                           names[1]: arrays["calendar"][i:i + 1]})[0]
+                                         for i in range(len(arrays["history"]))])
+    np.savez(probe / "samples.npz", **arrays)
+    shutil.copy(export / "dense" / "test.npz", probe / "test.npz")
+    samples = (probe / "samples.npz").read_bytes()
+    manifest["variant"] = PROBE
+    manifest["artifacts"] = {"onnx": {**artifact, "sha256": hashlib.sha256(model).hexdigest(), "bytes": len(model),
+                                      "zstd_bytes": len(zstandard.compress(model))}}
+    manifest["samples"].update(sha256=hashlib.sha256(samples).hexdigest(), bytes=len(samples))
+    (probe / "manifest.json").write_text(json.dumps(manifest))
 
 
 @pytest.fixture(scope="module")
-def bench_run(tmp_path_factory, bundles):  # noqa: F811
+def probed(tmp_path_factory, bundles):  # noqa: F811
+    export = tmp_path_factory.mktemp("probed") / "export"
+    shutil.copytree(bundles, export)
+    add_probe(export)
+    return export
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory, probed):
     from tsprune_edge.devices.bench import BenchRequest, bench
 
     results = tmp_path_factory.mktemp("results")
-    summary = bench(BenchRequest(device="desktop", artifacts=bundles, results=results, rounds=2, min_time=0.2,
+    summary = bench(BenchRequest(device="desktop", artifacts=probed, results=results, rounds=3, min_time=0.1,
                                  min_iters=20))
     return results / summary["run_id"]
+
+
+def _raw(run: Path, item_id: str) -> dict[int, dict]:
+    return {int(p.stem.rsplit("__r", 1)[1]): json.loads(p.read_text())
+            for p in sorted((run / "raw").glob(f"{item_id}__r*.json"))}
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / run.name
+    shutil.copytree(run, copy)
+    return copy
+
+
+def _edit(run: Path, item_id: str, rounds, change) -> None:
+    for number, result in _raw(run, item_id).items():
+        if number in rounds:
+            change(result)
+            (run / "raw" / f"{item_id}__r{number}.json").write_text(json.dumps(result))
+
+
+def _throttle(before: str, after: str):
+    def change(result: dict) -> None:
+        result["environment_before"]["throttled"], result["environment_after"]["throttled"] = before, after
+    return change
+
+
+def _row(rows: list[dict], variant: str, fmt: str = "onnx") -> dict:
+    (row,) = [r for r in rows if r["variant"] == variant and r["format"] == fmt]
+    return row
 
 
 def test_report_on_a_real_run(cli, tmp_path, bench_run):
@@ -63,20 +133,132 @@ def test_report_on_a_real_run(cli, tmp_path, bench_run):
     assert result.code == 0, result.err
     rows = json.loads((out / "report.json").read_text())["rows"]
     assert [(r["variant"], r["format"]) for r in rows] == [
-        ("dense", "onnx"), ("unstructured-0.5", "onnx"), ("dense", "tflite"), ("unstructured-0.5", "tflite")]
+        ("dense", "onnx"), (PROBE, "onnx"), ("unstructured-0.5", "onnx"), ("dense", "tflite"),
+        *[(PROBE, "tflite")] * ("tflite" in _probe_formats(bench_run)), ("unstructured-0.5", "tflite")]
     for row in rows:
-        assert row["rounds"] == 2 and row["flags"] == [] and row["torch_mse"] > 0
-        if row["variant"] == "dense":
-            assert "ratio" not in row
+        assert row["rounds"] == 3 and row["flags"] == [] and row["board_since_boot"] == []
+        raw = _raw(bench_run, f"{row['variant']}__{row['format']}__t1")
+        # p50 is the geometric mean of the round medians, the estimator the speedup uses
+        assert row["p50_ms"] == pytest.approx(statistics.geometric_mean(r["latency"]["p50"] for r in raw.values())
+                                              * 1e3)
+        assert row["p50_low_ms"] < row["p50_ms"] < row["p50_high_ms"]
+        assert row["warmup"].startswith(("stable in", "not stable within"))
+        assert row["providers"] == ("CPUExecutionProvider" if row["format"] == "onnx" else None)
+        assert sum(w.startswith("median under 1 ms") for w in row["warnings"]) == 1  # one line per kind
+        if row["variant"] in ("dense", PROBE):
+            assert "speedup" not in row and row.get("verdict", "") in ("", PROBE_VERDICT)
             continue
-        assert row["ratio_low"] <= row["ratio"] <= row["ratio_high"]
-        assert row["verdict"] in (REAL_SPEEDUP, NO_CHANGE, SLOWDOWN) and row["verdict"] in result.out
+        dense = _raw(bench_run, f"dense__{row['format']}__t1")
+        ratios = [dense[n]["latency"]["p50"] / raw[n]["latency"]["p50"] for n in raw]
+        assert row["speedup"] == pytest.approx(statistics.geometric_mean(ratios))
+        assert row["speedup_low"] < row["speedup"] < row["speedup_high"] and row["paired_rounds"] == 3
+        assert row["ratio"] == pytest.approx(1 / row["speedup"])
+        assert row["verdict"] in LABELS and row["verdict"] in result.out
         assert row["predicted_speedup"] == pytest.approx(1.0)  # unstructured zeros do not cut dense MACs
-        assert row["efficiency"] is None and 0 < row["file_ratio"] < 1 and row["memory_ratio"] > 0
+        assert row.get("efficiency") is None and 0 < row["file_ratio"] < 1 and row["memory_ratio"] > 0
+    assert _row(rows, PROBE)["verdict"] == PROBE_VERDICT
     with open(out / "report.csv", newline="") as handle:
         table = list(csv.DictReader(handle))
-    assert len(table) == 4 and table[1]["verdict"] == rows[1]["verdict"]
-    assert "| unstructured-0.5 |" in (out / "report.md").read_text()
+    assert len(table) == len(rows) and table[2]["verdict"] == rows[2]["verdict"]
+    assert table[0]["providers"] == "CPUExecutionProvider" and "median under 1 ms" in table[0]["warnings"]
+    markdown = (out / "report.md").read_text()
+    assert "| unstructured-0.5 |" in markdown and "warm-up stable in" in markdown
+    assert f"| {PROBE} | onnx" in markdown and "What the agent reported" in markdown
+
+
+def test_efficiency_beyond_the_per_call_cost_on_real_results(tmp_path, bench_run):
+    """With the variant's MACs halved in the bundle facts, achieved / predicted and the efficiency beyond the
+    probe's per-call cost follow the raw medians round by round."""
+    run = _copy(bench_run, tmp_path)
+    summary = json.loads((run / "bench.json").read_text())
+    summary["bundles"]["unstructured-0.5"]["macs"] = summary["bundles"]["dense"]["macs"] / 2
+    (run / "bench.json").write_text(json.dumps(summary))
+    row = _row(verdict_rows(run), "unstructured-0.5")
+    assert row["efficiency"] == pytest.approx(row["speedup"] / 2)
+    assert row["efficiency_low"] == pytest.approx(row["speedup_low"] / 2)
+    dense, variant, call = (_raw(run, f"{name}__onnx__t1") for name in ("dense", "unstructured-0.5", PROBE))
+    beyond = [(dense[n]["latency"]["p50"] - call[n]["latency"]["p50"])
+              / (variant[n]["latency"]["p50"] - call[n]["latency"]["p50"]) for n in (1, 2, 3)]
+    assert row["beyond_call_efficiency"] == pytest.approx(statistics.geometric_mean(beyond) / 2)
+    assert row["beyond_call_efficiency_low"] < row["beyond_call_efficiency"] < row["beyond_call_efficiency_high"]
+    tflite = _row(verdict_rows(run), "unstructured-0.5", "tflite")  # without a TFLite probe no beyond-call figure
+    assert tflite["efficiency"] is not None
+    assert ("beyond_call_efficiency" in tflite) == ("tflite" in _probe_formats(run))
+
+
+def test_since_boot_throttling_is_context_and_current_throttling_flags_the_round(cli, tmp_path, bench_run):
+    original = {(r["variant"], r["format"]): r for r in verdict_rows(bench_run)}
+    run = _copy(bench_run, tmp_path)
+    for item in _items(run):
+        _edit(run, item, (1, 2, 3), _throttle("throttled=0x50000", "throttled=0x50000"))
+    rows = verdict_rows(run)
+    for row in rows:  # under-voltage and throttling in the past only: every round counts, every verdict stands
+        assert row["flags"] == [] and row["board_since_boot"] == ["under-voltage", "throttled"]
+        assert row.get("verdict") == original[row["variant"], row["format"]].get("verdict")
+    out = tmp_path / "since-boot"
+    assert cli("report", str(run), "--out", str(out)).code == 0
+    assert (out / "report.md").read_text().count("The board reports since boot: under-voltage, throttled.") == 1
+
+    _edit(run, "dense__onnx__t1", (2,), _throttle("throttled=0x50000", "throttled=0x50005"))
+    rows = verdict_rows(run)
+    dense, variant = _row(rows, "dense"), _row(rows, "unstructured-0.5")
+    assert dense["flags"] == ["r2 throttled (under-voltage, throttled while measuring)"] and dense["rounds"] == 2
+    assert variant["paired_rounds"] == 2 and variant["dense_flags"] == dense["flags"]
+    assert variant["verdict"] in LABELS
+    assert _row(rows, "dense", "tflite")["flags"] == []
+
+
+def test_a_run_whose_every_round_is_throttled_says_so(cli, tmp_path, bench_run):
+    run = _copy(bench_run, tmp_path)
+    for item in _items(run):
+        _edit(run, item, (1, 2, 3), _throttle("throttled=0x0", "throttled=0x50005"))
+    out = tmp_path / "report"
+    result = cli("report", str(run), "--out", str(out))
+    assert result.code == 0, result.err
+    assert "Traceback" not in result.err and "Every round of this run was left out" in result.out
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    assert all(r["rounds"] == 0 and r["p50_ms"] is None and len(r["flags"]) == 3 for r in rows)
+    assert {r["verdict"] for r in rows if r["variant"] not in ("dense", PROBE)} == {TOO_FEW}
+    assert "Every round of this run was left out" in (out / "report.md").read_text()
+    assert "Every round of this run was left out" in (out / "report.html").read_text()
+
+
+def test_a_variant_on_other_providers_or_delegate_than_dense_is_not_judged(tmp_path, bench_run):
+    run = _copy(bench_run, tmp_path)
+
+    def xnnpack(result: dict) -> None:
+        result["runtime"]["providers_used"] = ["XnnpackExecutionProvider", "CPUExecutionProvider"]
+
+    def delegate(result: dict) -> None:
+        result["runtime"]["delegate"] = "XNNPACK"
+
+    _edit(run, "unstructured-0.5__onnx__t1", (2,), xnnpack)
+    _edit(run, "dense__tflite__t1", (1, 2, 3), delegate)
+    rows = verdict_rows(run)
+    onnx, tflite = _row(rows, "unstructured-0.5"), _row(rows, "unstructured-0.5", "tflite")
+    assert onnx["verdict"] == ("NOT JUDGED: providers differ from dense (CPUExecutionProvider / "
+                               "XnnpackExecutionProvider,CPUExecutionProvider vs CPUExecutionProvider)")
+    assert tflite["verdict"] == "NOT JUDGED: delegate differ from dense (none vs XNNPACK)"
+    assert "speedup" not in onnx and "speedup" not in tflite
+    assert undecided(run) == []  # a variant not judged for its setup is not something more rounds can settle
+
+
+def test_bench_adds_rounds_while_a_verdict_is_open(tmp_path, probed):
+    """One round gives no interval, so the variant is undecided and bench adds a second (the cap here)."""
+    from tsprune_edge.devices.bench import BenchRequest, bench
+
+    console = Console(file=io.StringIO(), width=200)
+    summary = bench(BenchRequest(device="desktop", artifacts=probed, results=tmp_path, runtimes=("onnxruntime",),
+                                 rounds=1, max_rounds=2, min_time=0.05, min_iters=10), console=console)
+    said = console.file.getvalue()
+    run = tmp_path / summary["run_id"]
+    assert "undecided after 1 rounds: unstructured-0.5__onnx__t1; adding round 2 of at most 2" in said
+    assert sorted(p.name for p in (run / "raw").glob("*__r*.json")) == sorted(
+        f"{item}__r{n}.json" for item in ONNX_ITEMS for n in (1, 2))
+    assert json.loads((run / "plan.json").read_text())["rounds"] == 2
+    assert summary["undecided"] == undecided(run)
+    assert ("stopped undecided after 2 rounds (--max-rounds 2)" in said) == bool(summary["undecided"])
+    assert all(item["rounds"] == 2 for item in summary["items"])
 
 
 def test_report_refuses_what_is_not_a_run(cli, tmp_path):

@@ -14,10 +14,18 @@ from PIL import Image
 from tests.test_bench import FAST
 from tsprune_edge.cli import main
 from tsprune_edge.report.html import html_report
-from tsprune_edge.report.plots import TITLES, figures, latency_figure, mse_figure, pareto_front
+from tsprune_edge.report.plots import (
+    LABEL_GAP_PX,
+    TITLES,
+    figures,
+    latency_figure,
+    mse_figure,
+    pareto_figure,
+    pareto_front,
+)
 from tsprune_edge.report.profile_diff import profile_diff, shows_diff
 from tsprune_edge.report.remedies import LEVERS, closing_levers, kind_of
-from tsprune_edge.report.stats import NO_CHANGE, REAL_SPEEDUP
+from tsprune_edge.report.stats import INCONCLUSIVE, REAL_SPEEDUP
 from tsprune_edge.report.verdict import verdict_rows
 
 IMAGE = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -66,7 +74,7 @@ def test_the_html_report_is_self_contained_with_four_plots(cli, tmp_path, profil
         assert width > 300 and height > 200
     for external in ("http://", "https://", "<script src", "<link"):
         assert external not in page
-    assert "<h1>Verdict: desktop (x86_64)</h1>" in page and "bootstrap 95% interval" in page
+    assert "<h1>Verdict: desktop (x86_64)</h1>" in page and "95% t interval" in page
     assert "Emulated board" not in page
     rows = json.loads((out / "report.json").read_text())["rows"]
     assert page.count("<table>") == 1 + sum(shows_diff(r) for r in rows)
@@ -208,6 +216,24 @@ def test_latency_error_bars_are_the_ratio_interval_on_the_variant():
     assert list(container.lines[0].get_xdata()) == [0.0, 0.5] and list(container.lines[0].get_ydata()) == [2.0, 1.0]
     segment = container.lines[2][0].get_segments()[1]
     assert segment[0][1] == pytest.approx(0.9) and segment[1][1] == pytest.approx(1.2)
+    assert ax.get_yscale() == "log"  # latencies span 12 µs to milliseconds
+
+
+def test_the_pareto_plot_labels_the_front_first_where_labels_do_not_collide():
+    """Log latency axis; the front is labelled first, and of two points closer than a label's size only the first
+    gets one."""
+    rows = [_row(p50_ms=2.0, torch_mse=0.50), _variant("structured-0.5", 0.5, 1.0, torch_mse=0.60),
+            _variant("structured-0.51", 0.51, 1.001, torch_mse=0.5999),  # on the front, on top of the one above
+            _variant("unstructured-0.5", 0.5, 2.1, torch_mse=0.55),  # dominated by dense
+            _variant("structured-0.8", 0.8, 0.1, torch_mse=0.9)]
+    (ax,) = pareto_figure(rows).axes
+    assert ax.get_xscale() == "log"
+    labels = {t.get_text(): t for t in ax.texts}
+    assert {"dense", "structured-0.5", "structured-0.8"} <= set(labels) and "structured-0.51" not in labels
+    positions = [ax.transData.transform(t.xy) for t in labels.values()]
+    for i, (x, y) in enumerate(positions):
+        assert all(abs(x - a) >= LABEL_GAP_PX[0] or abs(y - b) >= LABEL_GAP_PX[1] for a, b in positions[i + 1:])
+    _png_size(figures(rows)["pareto"])
 
 
 def test_plots_take_few_rows_and_missing_values():
@@ -239,14 +265,14 @@ def test_the_page_escapes_strings_and_shows_diffs_of_rows_that_fall_short():
     short = _variant("structured-0.5", 0.5, 1.3, profile_diff=profile_diff(dense, variant, 2.0))
     fine = _variant("structured-0.7", 0.7, 0.7, profile_diff=profile_diff(dense, variant, 2.0), efficiency=0.95)
     unclear = _variant("structured-0.3", 0.3, 1.9, profile_diff=profile_diff(dense, variant, 2.0), efficiency=None,
-                       verdict=NO_CHANGE)
+                       verdict=INCONCLUSIVE)
     rows = [_row(device="<b>board</b>", emulated=True), short, fine, unclear]
     assert [shows_diff(r) for r in rows] == [False, True, False, True]
     page = html_report(rows, figures(rows))
     assert "&lt;b&gt;board&lt;/b&gt;" in page and "<b>board</b>" not in page
     assert "Emulated board &lt;b&gt;board&lt;/b&gt;" in page
     assert "<h3>structured-0.5 (transformer)" in page and "<h3>structured-0.3 (transformer)" in page
-    assert "<h3>structured-0.7" not in page and "achieved / predicted 0.77 &lt; 0.85" in page
+    assert "<h3>structured-0.7" not in page and "achieved / predicted 0.77 reaches below 0.85" in page
     assert page.count("<td>Softmax</td>") == 2
     quiet = html_report([rows[0], fine], {})
     assert "Every profiled variant reached 85%" in quiet and "<h3>" not in quiet

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tsprune_edge.report.verdict import TOO_FEW
+
 CLI = [sys.executable, "-m", "tsprune_edge"]
 GRID = ("--models", "dlinear", "--methods", "structured,unstructured", "--sparsities", "0.5", "--data", "synthetic",
         "--epochs", "1", "--no-profile")
@@ -55,9 +57,8 @@ def test_sweep_trains_prunes_exports_benches_and_reports_every_cell(local_sweep)
         (v, f) for v in ("dense", "structured-0.5", "unstructured-0.5") for f in ("onnx", "tflite")}
     for row in rows:
         assert row["model"] == "dlinear" and row["run"] == bench["run_id"]
-        if row["variant"] != "dense":
-            assert row["verdict"] in ("REAL SPEEDUP", "NO SIGNIFICANT CHANGE", "SLOWDOWN")
-            assert row["speedup_low"] <= row["speedup"] <= row["speedup_high"]
+        if row["variant"] != "dense":  # one round (FAST) gives no interval: nothing is judged
+            assert row["verdict"] == TOO_FEW and "speedup" not in row and row["paired_rounds"] == 1
     structured = json.loads((out / "models/dlinear/structured-0.5/pruning.json").read_text())
     assert structured["mac_reduction"] > 0.4  # really pruned, and measured from the pruned bundle
     assert "verdict on desktop" in done.stdout and "structured-0.5" in done.stdout

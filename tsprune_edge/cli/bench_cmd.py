@@ -10,6 +10,7 @@ from rich.table import Table
 
 from tsprune_edge.cli import guards
 from tsprune_edge.cli.output import table_console
+from tsprune_edge.report.stats import DEFAULT_ROUNDS
 
 _console = Console(stderr=True)
 
@@ -31,7 +32,10 @@ def bench_command(
     artifacts: Path = typer.Option(Path("export"), help="Folder of export bundles (`tsprune-edge export --out`)."),
     runtime: str = typer.Option("onnxruntime,tflite", help="onnxruntime and/or tflite (the board's TFLite runtime)."),
     threads: str = typer.Option(None, help="Thread counts to measure, e.g. 1,4 (default: the profile's)."),
-    rounds: int = typer.Option(3, help="Interleaved rounds: every variant once per round, fresh process each."),
+    rounds: int = typer.Option(DEFAULT_ROUNDS, help="Interleaved rounds: every variant once per round, fresh process "
+                               "each."),
+    max_rounds: int = typer.Option(10, help="Add rounds, one at a time, up to this many while a variant's verdict is "
+                                   "INCONCLUSIVE (--max-rounds equal to --rounds: never)."),
     min_time: float = typer.Option(2.0, help="Minimum timed seconds per measurement."),
     min_iters: int = typer.Option(100, help="Minimum timed iterations per measurement."),
     cooldown: float = typer.Option(0.0, help="Wait up to this many seconds before each measurement until the "
@@ -53,7 +57,8 @@ def bench_command(
     from tsprune_edge.export.bundle import parse_list
 
     request = BenchRequest(device=device, host=host, artifacts=artifacts, runtimes=parse_list(runtime),
-                           threads=parse_threads(threads), rounds=rounds, min_time=min_time, min_iters=min_iters,
+                           threads=parse_threads(threads), rounds=rounds, max_rounds=max_rounds, min_time=min_time,
+                           min_iters=min_iters,
                            cooldown_s=cooldown, profile=profile, accuracy=accuracy, results=results, resume=resume,
                            keep=keep, accept_new_host_key=accept_new_host_key, ssh_config=ssh_config)
     guards.number("--rounds", rounds, 1)

@@ -10,8 +10,8 @@ from html import escape
 from tsprune_edge.report.plots import TITLES
 from tsprune_edge.report.profile_diff import HEADERS as DIFF_HEADERS
 from tsprune_edge.report.profile_diff import SECTION, diff_cells, diff_title, no_diff_note, shows_diff
-from tsprune_edge.report.render import HEADERS, _cells, _min_effect
-from tsprune_edge.report.stats import NO_CHANGE, REAL_SPEEDUP, SLOWDOWN
+from tsprune_edge.report.render import HEADERS, _cells, measurement_notes, method_note, run_notes
+from tsprune_edge.report.stats import EQUIVALENT, INCONCLUSIVE, REAL_SPEEDUP, SLOWDOWN, SMALL_SLOWDOWN, SMALL_SPEEDUP
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; }
@@ -19,10 +19,12 @@ table { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; }
 th { background: #f0f0f0; }
 tr.real td { background: #e6f4e6; } tr.same td { background: #f7f7f7; } tr.slow td { background: #fbe5e5; }
+tr.unclear td { background: #fff8e1; }
 .warning { background: #fff3cd; border: 1px solid #e0c060; padding: 0.6em; font-weight: bold; }
 figure { margin: 1.5em 0; } img { max-width: 100%; }
 """
-ROW_CLASS = {REAL_SPEEDUP: "real", NO_CHANGE: "same", SLOWDOWN: "slow"}
+ROW_CLASS = {REAL_SPEEDUP: "real", SMALL_SPEEDUP: "same", EQUIVALENT: "same", SMALL_SLOWDOWN: "same",
+             SLOWDOWN: "slow", INCONCLUSIVE: "unclear"}
 
 
 def html_report(rows: list[dict], images: dict[str, bytes]) -> str:
@@ -34,14 +36,22 @@ def html_report(rows: list[dict], images: dict[str, bytes]) -> str:
     for device in dict.fromkeys(r["device"] for r in rows if r["emulated"]):
         parts.append(f"<p class=\"warning\">Emulated board {escape(device)}: these timings come from qemu and say "
                      "nothing about a real board.</p>")
-    parts.append(_method_note(rows))
+    parts.append(f"<p>Each variant against the dense model of the same format, runtime and threads, measured in "
+                 f"the same interleaved run. {escape(method_note(rows))}</p>")
+    if not rows:
+        parts.append("<p>No measured items in these runs.</p>")
     for run in dict.fromkeys(r["run"] for r in rows):
         members = [r for r in rows if r["run"] == run]
         models = ", ".join(dict.fromkeys(str(r["model"]) for r in members))
         parts.append(f"<h2>{escape(models)}: run {escape(run)} on {escape(members[0]['device'])} "
                      f"({escape(members[0]['machine'])})</h2>")
+        parts += [f"<p class=\"warning\">{escape(note)}</p>" for note in run_notes(members)]
         parts.append(_table(HEADERS, [_cells(r) for r in members], [ROW_CLASS.get(r.get("verdict"), "")
                                                                      for r in members]))
+        notes = measurement_notes(members)
+        if notes:
+            parts.append("<p>What the agent reported:</p><ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes)
+                         + "</ul>")
     parts.append("<h2>Plots</h2>")
     for name, png in images.items():
         caption = escape(TITLES.get(name, name))
@@ -51,15 +61,6 @@ def html_report(rows: list[dict], images: dict[str, bytes]) -> str:
     parts.append(_diffs(rows))
     parts.append("</body></html>\n")
     return "\n".join(part for part in parts if part)
-
-
-def _method_note(rows: list[dict]) -> str:
-    return ("<p>Each variant against the dense model of the same format, runtime and threads, measured in the same "
-            "interleaved run. Speedup = median dense latency / median variant latency, with a hierarchical "
-            "bootstrap 95% interval (rounds, then latencies within each round). REAL SPEEDUP needs the whole "
-            f"interval at least {_min_effect(rows):.0%} faster; SLOWDOWN the whole interval that much slower; "
-            "anything else is NO SIGNIFICANT CHANGE. Predicted = dense MACs / variant MACs; achieved / predicted is "
-            "the efficiency.</p>")
 
 
 def _table(headers: tuple[str, ...], body: list[list[str]], classes: list[str] | None = None) -> str:

@@ -9,10 +9,13 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from tsprune_edge.report.profile_diff import SHORTFALL_EFFICIENCY
+from tsprune_edge.report.verdict import PROBE
 
 TITLES = {
     "latency": "Latency (p50) vs sparsity",
@@ -21,12 +24,15 @@ TITLES = {
     "speedup": "Predicted (MACs) vs achieved speedup",
 }
 DPI = 100
+LABEL_GAP_PX = (70, 12)  # a point label is drawn only this far (x, y) from every label already placed
 
 
 def figures(rows: list[dict]) -> dict[str, bytes]:
-    """PNG bytes of every figure in TITLES, in that order; a figure without data says so instead of failing."""
+    """PNG bytes of every figure in TITLES, in that order; a figure without data says so instead of failing.
+    The per-call probe is no model: it stays out of the plots (the tables show its cost)."""
     draw = {"latency": latency_figure, "mse": mse_figure, "pareto": pareto_figure, "speedup": speedup_figure}
-    return {name: _png(draw[name](rows)) for name in TITLES}
+    models = [r for r in rows if r["variant"] != PROBE]
+    return {name: _png(draw[name](models)) for name in TITLES}
 
 
 def _png(figure: Figure) -> bytes:
@@ -68,6 +74,37 @@ def _label(ax: Axes, xlabel: str, ylabel: str) -> None:
     ax.legend(fontsize=8)
 
 
+def _label_points(ax: Axes, points: list[tuple[float, float]], labels: list[str], offset=(3, 3)) -> int:
+    """Annotate points in the given order, skipping any whose label would collide with one already placed (in
+    display pixels, on the axes' final scale). Returns how many were labelled."""
+    ax.autoscale_view()
+    placed: list[tuple[float, float]] = []
+    for (x, y), text in zip(points, labels, strict=True):
+        px, py = ax.transData.transform((x, y))
+        if any(abs(px - qx) < LABEL_GAP_PX[0] and abs(py - qy) < LABEL_GAP_PX[1] for qx, qy in placed):
+            continue
+        placed.append((px, py))
+        ax.annotate(text, (x, y), fontsize=7, xytext=offset, textcoords="offset points")
+    return len(placed)
+
+
+def _log_scale(ax: Axes, axis: str) -> None:
+    """A log axis with five plainly written ticks inside its span: matplotlib's own write every minor tick in
+    scientific notation when the span is under a decade, and they run into each other."""
+    getattr(ax, f"set_{axis}scale")("log")
+    ax.autoscale_view()
+    low, high = getattr(ax, f"get_{axis}lim")()
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    inside = np.geomspace(low, high, 7)[1:-1]
+    for digits in range(2, 7):  # as few significant digits as keep the ticks apart
+        ticks = sorted({float(f"{v:.{digits}g}") for v in inside})
+        if len(ticks) == len(inside):
+            break
+    target.set_major_locator(FixedLocator(ticks))
+    target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    target.set_minor_locator(NullLocator())
+
+
 def _is_dense(row: dict) -> bool:
     return row["variant"] == "dense"
 
@@ -85,7 +122,8 @@ def _device_prefix(rows: list[dict], row: dict) -> str:
 
 def latency_figure(rows: list[dict]) -> Figure:
     """(a) p50 vs sparsity, one line per method starting at the dense model (sparsity 0), one panel per run, model,
-    format and thread count; error bars are the ratio's 95% interval applied to the variant's p50."""
+    format (runtime) and thread count, latency on a log scale; error bars are the ratio's 95% interval applied to
+    the variant's p50."""
     panels = _group((r for r in rows if _finite(r.get("p50_ms"))),
                     lambda r: (r["run"], r["model"], r["format"], r["runtime"], r["threads"]))
 
@@ -112,7 +150,8 @@ def latency_figure(rows: list[dict]) -> Figure:
         if not dense and not methods:
             _say(ax, "no dense reference and no variant with a sparsity")
             return
-        _label(ax, "sparsity", "p50 latency (ms)")
+        _log_scale(ax, "y")
+        _label(ax, "sparsity", "p50 latency (ms, log scale)")
 
     return _panels(TITLES["latency"], sorted(panels, key=str), draw, "no latency measured")
 
@@ -167,8 +206,9 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def pareto_figure(rows: list[dict]) -> Figure:
-    """(c) MSE vs p50 per device, format and thread count, every model together; the front is drawn in red.
-    The MSE is the board's where every point has one, else torch's."""
+    """(c) MSE vs p50 per device, format (runtime) and thread count, every model together, latency on a log scale;
+    the front is drawn in red; points are labelled where the labels do not collide, the front's first. The MSE is the
+    board's where every point has one, else torch's."""
     panels = _group((r for r in rows if _finite(r.get("p50_ms"))),
                     lambda r: (r["device"], r["format"], r["runtime"], r["threads"]))
 
@@ -186,11 +226,13 @@ def pareto_figure(rows: list[dict]) -> Figure:
         ax.scatter(*zip(*xy, strict=True), color="0.55", label="measured")
         line = sorted(xy[i] for i in front)
         ax.plot(*zip(*line, strict=True), "r-o", drawstyle="steps-post", label="Pareto front")
+        _log_scale(ax, "x")
         models = len({r["model"] for r in points}) > 1
-        for r, (x, y) in zip(points, xy, strict=True):
-            ax.annotate(f"{r['model']} {r['variant']}" if models else r["variant"], (x, y), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
-        _label(ax, "p50 latency (ms)", f"test MSE ({field.split('_')[0]})")
+        order = sorted(front, key=lambda i: xy[i]) + [i for i in range(len(xy)) if i not in front]  # front first
+        _label_points(ax, [xy[i] for i in order],
+                      [f"{points[i]['model']} {points[i]['variant']}" if models else points[i]["variant"]
+                       for i in order])
+        _label(ax, "p50 latency (ms, log scale)", f"test MSE ({field.split('_')[0]})")
 
     return _panels(TITLES["pareto"], sorted(panels, key=str), draw, "no latency measured")
 
@@ -215,9 +257,7 @@ def speedup_figure(rows: list[dict]) -> Figure:
     ax.plot(span, span, "k-", linewidth=1, label="achieved = predicted")
     ax.plot(span, [SHORTFALL_EFFICIENCY * v for v in span], "k--", linewidth=1,
             label=f"{SHORTFALL_EFFICIENCY:g} x predicted")
-    if len(points) <= 12:
-        for r in points:
-            ax.annotate(r["variant"], (r["predicted_speedup"], r["speedup"]), fontsize=7, xytext=(4, -8),
-                        textcoords="offset points")
+    _label_points(ax, [(r["predicted_speedup"], r["speedup"]) for r in points],
+                  [f"{r['model']} {r['variant']}" for r in points], offset=(4, -8))
     _label(ax, "predicted speedup (dense MACs / variant MACs)", "achieved speedup (95% CI)")
     return figure

@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 from tsprune_edge.report.remedies import closing_line
-from tsprune_edge.report.stats import NO_CHANGE, SLOWDOWN
+from tsprune_edge.report.stats import EQUIVALENT, INCONCLUSIVE, SLOWDOWN, SMALL_SLOWDOWN, SMALL_SPEEDUP
 
 SHORTFALL_EFFICIENCY = 0.85  # achieved / predicted below this falls short; also the plots' dashed line
-SHOWN_VERDICTS = (NO_CHANGE, SLOWDOWN)
+SHOWN_VERDICTS = (SMALL_SPEEDUP, EQUIVALENT, SMALL_SLOWDOWN, SLOWDOWN, INCONCLUSIVE)  # all but REAL SPEEDUP
 TOP_BEHIND = 5  # operators named one by one in the explanation; the rest are summed
 SECTION = "Where the time goes (ONNX Runtime profile, round 1)"
 HEADERS = ("op", "dense µs", "variant µs", "variant / dense", "share of variant kernels")
@@ -154,17 +154,23 @@ def _of(excess: float, lost: float) -> str:
 
 
 def shows_diff(row: dict) -> bool:
-    """Rendered only where it explains something: efficiency short of SHORTFALL_EFFICIENCY, or no speedup."""
+    """Rendered only where it explains something: an efficiency that may fall short of SHORTFALL_EFFICIENCY (its
+    interval reaches below it), or no real speedup."""
     if "profile_diff" not in row:
         return False
-    efficiency = row.get("efficiency")
-    return (efficiency is not None and efficiency < SHORTFALL_EFFICIENCY) or row.get("verdict") in SHOWN_VERDICTS
+    return _may_fall_short(row) or row.get("verdict") in SHOWN_VERDICTS
+
+
+def _may_fall_short(row: dict) -> bool:
+    low = row.get("efficiency_low", row.get("efficiency"))
+    return low is not None and low < SHORTFALL_EFFICIENCY
 
 
 def why_shown(row: dict) -> str:
-    efficiency = row.get("efficiency")
-    if efficiency is not None and efficiency < SHORTFALL_EFFICIENCY:
-        return f"achieved / predicted {efficiency:.2f} < {SHORTFALL_EFFICIENCY}"
+    if _may_fall_short(row):
+        interval = (f" [{row['efficiency_low']:.2f}, {row['efficiency_high']:.2f}]"
+                    if row.get("efficiency_high") is not None else "")
+        return f"achieved / predicted {row['efficiency']:.2f}{interval} reaches below {SHORTFALL_EFFICIENCY}"
     return row["verdict"]
 
 
@@ -194,8 +200,8 @@ def no_diff_note(rows: list[dict]) -> str:
     if not any("profile_diff" in row for row in rows):
         return ("No per-operator profiles in these runs: `tsprune-edge bench --profile` records them "
                 "(ONNX Runtime only).")
-    return (f"Every profiled variant reached {SHORTFALL_EFFICIENCY:.0%} of its predicted speedup with a clear "
-            "verdict; the diffs are in report.json (`profile_diff`).")
+    return (f"Every profiled variant reached {SHORTFALL_EFFICIENCY:.0%} of its predicted speedup (its whole "
+            "interval) with a real speedup; the diffs are in report.json (`profile_diff`).")
 
 
 def profile_markdown(rows: list[dict]) -> str:

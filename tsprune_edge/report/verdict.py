@@ -1,19 +1,52 @@
 """From a bench run's results folder to verdict rows: every variant against the dense reference of the same
-format, runtime and thread count, measured in the same interleaved run."""
+format, runtime and thread count, measured in the same interleaved run, paired round by round (stats.py).
+
+Everything the agent recorded about a measurement reaches the row: rounds left out and why, its warnings, the
+warm-up outcome, the ONNX Runtime providers and TFLite delegate that ran. A variant that ran on other providers
+or another delegate than its dense reference is not judged: the comparison would be of runtimes, not of models.
+"""
 
 from __future__ import annotations
 
 import json
+import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from tsprune_edge.devices.readings import throttled
+from tsprune_edge.devices.readings import since_boot, throttle_reason
 from tsprune_edge.errors import UserError
 from tsprune_edge.report.profile_diff import attach_profile_diffs
-from tsprune_edge.report.stats import median_ratio, verdict
+from tsprune_edge.report.stats import (
+    INCONCLUSIVE,
+    MIN_ROUNDS,
+    Interval,
+    beyond_call_interval,
+    geometric_interval,
+    geometric_mean,
+    label,
+    paired,
+    speedup_interval,
+)
 
 DEFAULT_MIN_EFFECT = 0.05
+PROBE = "percall"  # the per-call probe bundle: the variant's inputs and outputs, trivial compute
+TOO_FEW = f"NOT JUDGED: under {MIN_ROUNDS} paired rounds"  # usable rounds of the variant and of dense together
+PROBE_VERDICT = "per-call cost (probe, not judged)"
+UNDECIDED = (INCONCLUSIVE, TOO_FEW)  # more rounds could still decide these
+
+
+@dataclass
+class ItemRounds:
+    """One item's rounds as the report needs them: the median latency (s) of every round that counts, and what
+    the agent said about all of them."""
+
+    medians: dict[int, float] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    warmup: str | None = None
+    providers: str | None = None
+    delegate: str | None = None
+    since_boot: list[str] = field(default_factory=list)
 
 
 def load_run(run_dir: Path) -> dict:
@@ -27,73 +60,165 @@ def load_run(run_dir: Path) -> dict:
     return run
 
 
-def round_latencies(run_dir: Path, item_id: str) -> tuple[list[np.ndarray], list[str]]:
-    """Latency arrays of the rounds that count, and why the others were left out (throttled, incorrect, failed)."""
-    kept, flags = [], []
+def load_rounds(run_dir: Path, item_id: str) -> ItemRounds:
+    """The rounds that count (not failed, correct, not throttled) and why the others were left out."""
+    found = ItemRounds()
+    results = []
     for path in sorted((Path(run_dir) / "raw").glob(f"{item_id}__r*.json")):
         result = json.loads(path.read_text())
-        name = path.stem.rsplit("__", 1)[1]
+        number = int(path.stem.rsplit("__r", 1)[1])
+        results.append((number, result))
+        found.since_boot += [name for name in since_boot(result) if name not in found.since_boot]
+        reason = throttle_reason(result)
         if "error" in result:
-            flags.append(f"{name} failed")
+            found.flags.append(f"r{number} failed")
         elif not result["correctness"]["within_tolerance"]:
-            flags.append(f"{name} incorrect outputs")
-        elif throttled(result):
-            flags.append(f"{name} throttled")
+            found.flags.append(f"r{number} incorrect outputs")
+        elif reason:
+            found.flags.append(f"r{number} {reason}")
         else:
-            kept.append(np.asarray(result["latencies_s"], dtype=float))
-    return kept, flags
+            found.medians[number] = float(result["latency"]["p50"])
+    measured = [(n, r) for n, r in sorted(results) if "latency" in r]
+    found.warnings = _warnings(measured)
+    found.warmup = _warmup(measured)
+    found.providers = _distinct(",".join(r["runtime"].get("providers_used") or []) for _, r in measured)
+    found.delegate = _distinct(r["runtime"].get("delegate") for _, r in measured)
+    return found
+
+
+def _warnings(measured: list[tuple[int, dict]]) -> list[str]:
+    """The agent's warnings, one per kind (the text before its colon), with the rounds that raised it."""
+    kinds: dict[str, tuple[str, list[int]]] = {}
+    for number, result in measured:
+        for text in result.get("warnings", []):
+            kind = text.split(":", 1)[0]
+            kinds.setdefault(kind, (text, []))[1].append(number)
+    every = len(measured)
+    return [f"{text} ({'every round' if len(rounds) == every else ', '.join(f'r{n}' for n in rounds)})"
+            for text, rounds in kinds.values()]
+
+
+def _warmup(measured: list[tuple[int, dict]]) -> str | None:
+    outcomes = [(n, r["warmup"]) for n, r in measured if r.get("warmup")]
+    if not outcomes:
+        return None
+    unstable = [f"r{n}" for n, w in outcomes if w.get("stopped") != "stable"]
+    seconds = statistics.median(w.get("seconds", 0.0) for _, w in outcomes)
+    if not unstable:
+        return f"stable in {len(outcomes)}/{len(outcomes)} rounds (median {seconds:.1f} s)"
+    limit = outcomes[0][1].get("max_seconds")
+    return f"not stable within {limit:g} s in {', '.join(unstable)}" if limit else f"not stable in {unstable}"
+
+
+def _distinct(values) -> str | None:
+    kept = list(dict.fromkeys(str(v) for v in values if v))
+    return " / ".join(kept) if kept else None
+
+
+def judge(variant: ItemRounds, dense: ItemRounds, min_effect: float) -> tuple[str, Interval | None]:
+    """The label and the speedup interval (dense / variant), or why the variant is not judged."""
+    for what, mine, theirs in (("providers", variant.providers, dense.providers),
+                               ("delegate", variant.delegate, dense.delegate)):
+        if mine != theirs:
+            return f"NOT JUDGED: {what} differ from dense ({mine or 'none'} vs {theirs or 'none'})", None
+    speedup = speedup_interval(variant.medians, dense.medians)
+    if speedup is None:
+        return TOO_FEW, None
+    return label(speedup.low, speedup.high, min_effect), speedup
+
+
+def undecided(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[str]:
+    """The ids in a run's plan whose interval is still too wide to decide (or has too few rounds): what another
+    round could settle. Reads plan.json and raw/ only, so bench can ask between rounds."""
+    plan = json.loads((Path(run_dir) / "plan.json").read_text())
+    ids = {item["id"] for item in plan["items"]}
+    open_ids = []
+    for item in plan["items"]:
+        dense_id = f"dense__{item['format']}__t{item['threads']}"
+        if item["bundle"] in ("dense", PROBE) or dense_id not in ids:
+            continue
+        verdict, _ = judge(load_rounds(run_dir, item["id"]), load_rounds(run_dir, dense_id), min_effect)
+        if verdict in UNDECIDED:
+            open_ids.append(item["id"])
+    return open_ids
 
 
 def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[dict]:
-    """One row per measured item; pruned variants carry the ratio, its interval, the verdict and the ratios of
-    memory and bytes against dense; dense rows are the references."""
+    """One row per measured item; pruned variants carry the speedup, its interval, the label and the ratios of
+    memory and bytes against dense; dense rows are the references, the probe row the per-call cost."""
     run = load_run(run_dir)
     bundles = run["bundles"]
     items = {item["id"]: item for item in run["items"]}
+    rounds = {item_id: load_rounds(run_dir, item_id) for item_id in items}
+    history = list(dict.fromkeys(name for r in rounds.values() for name in r.since_boot))
     rows = []
     for item in run["items"]:
         if item.get("probe"):  # the per-call probe is no variant to judge
             continue
         facts = bundles.get(item["bundle"], {})
-        latencies, flags = round_latencies(run_dir, item["id"])
+        mine = rounds[item["id"]]
+        latency = _latency(mine.medians)
         row = {"run": run["run_id"], "device": run["device"]["name"], "machine": run["machine"],
                "emulated": run["emulated"], "variant": item["bundle"], "model": facts.get("model"),
                "method": facts.get("method"), "sparsity": facts.get("sparsity"), "format": item["format"],
                "runtime": f"{item['runtime']} {item.get('runtime_version', '')}".strip(), "threads": item["threads"],
-               "rounds": len(latencies), "flags": flags, "p50_ms": item.get("p50_s", float("nan")) * 1e3,
+               "rounds": len(mine.medians), "flags": mine.flags, **latency,
                "macs": facts.get("macs"), "max_abs_error": item.get("max_abs_error"),
                "torch_mse": (facts.get("torch_test") or {}).get("mse"),
                "board_mse": (item.get("accuracy") or {}).get("mse"),
-               "board_mae": (item.get("accuracy") or {}).get("mae")}
+               "board_mae": (item.get("accuracy") or {}).get("mae"),
+               "warnings": mine.warnings, "warmup": mine.warmup, "providers": mine.providers,
+               "delegate": mine.delegate, "board_since_boot": history}
         dense_id = f"dense__{item['format']}__t{item['threads']}"
-        if item["bundle"] != "dense" and dense_id in items:
-            row.update(_against_dense(run_dir, latencies, dense_id, items[dense_id], facts,
-                                      bundles.get("dense", {}), item, min_effect))
+        probe_id = f"{PROBE}__{item['format']}__t{item['threads']}"
+        if item["bundle"] == PROBE:
+            row["verdict"] = PROBE_VERDICT
+        elif item["bundle"] != "dense" and dense_id in items:
+            row.update(_against_dense(mine, rounds[dense_id], rounds.get(probe_id), facts, bundles.get("dense", {}),
+                                      item, items[dense_id], min_effect))
         rows.append(row)
     _fill_dense_accuracy(rows, bundles)
-    attach_profile_diffs(run_dir, rows)  # where the time goes, from `bench --profile`
+    attach_profile_diffs(run_dir, [r for r in rows if r["variant"] != PROBE])  # where the time goes (--profile)
     return rows
 
 
-def _against_dense(run_dir: Path, latencies: list[np.ndarray], dense_id: str, dense_item: dict, facts: dict,
-                   dense_facts: dict, item: dict, min_effect: float) -> dict:
-    dense_latencies, dense_flags = round_latencies(run_dir, dense_id)
-    if not latencies or not dense_latencies:
-        return {"verdict": "NOT JUDGED: no usable rounds", "dense_flags": dense_flags}
-    ratio = median_ratio(latencies, dense_latencies)
+def _latency(medians: dict[int, float]) -> dict:
+    """p50 in ms: the geometric mean of the round medians (the estimator the speedup uses), with its interval."""
+    if not medians:
+        return {"p50_ms": None, "p50_low_ms": None, "p50_high_ms": None}
+    interval = geometric_interval(list(medians.values()))
+    return {"p50_ms": geometric_mean(list(medians.values())) * 1e3,
+            "p50_low_ms": interval.low * 1e3 if interval else None,
+            "p50_high_ms": interval.high * 1e3 if interval else None}
+
+
+def _against_dense(mine: ItemRounds, dense: ItemRounds, probe: ItemRounds | None, facts: dict, dense_facts: dict,
+                   item: dict, dense_item: dict, min_effect: float) -> dict:
+    verdict, speedup = judge(mine, dense, min_effect)
     predicted = dense_facts["macs"] / facts["macs"] if facts.get("macs") and dense_facts.get("macs") else None
     fmt = item["format"]
-    return {
-        "ratio": ratio.ratio, "ratio_low": ratio.low, "ratio_high": ratio.high,
-        "speedup": ratio.speedup, "speedup_low": 1 / ratio.high, "speedup_high": 1 / ratio.low,
-        "verdict": verdict(ratio, min_effect), "min_effect": min_effect,
-        "predicted_speedup": predicted,
-        "efficiency": ratio.speedup / predicted if predicted and predicted > 1.0 + 1e-9 else None,
-        "memory_ratio": _ratio(item.get("peak_rss_kib"), dense_item.get("peak_rss_kib")),
-        "file_ratio": _ratio(facts["artifacts"][fmt]["bytes"], dense_facts["artifacts"][fmt]["bytes"]),
-        "zstd_ratio": _ratio(facts["artifacts"][fmt]["zstd_bytes"], dense_facts["artifacts"][fmt]["zstd_bytes"]),
-        "dense_flags": dense_flags,
-    }
+    row = {"verdict": verdict, "min_effect": min_effect, "predicted_speedup": predicted,
+           "paired_rounds": len(paired(mine.medians, dense.medians)),
+           "memory_ratio": _ratio(item.get("peak_rss_kib"), dense_item.get("peak_rss_kib")),
+           "file_ratio": _ratio(facts["artifacts"][fmt]["bytes"], dense_facts["artifacts"][fmt]["bytes"]),
+           "zstd_ratio": _ratio(facts["artifacts"][fmt]["zstd_bytes"], dense_facts["artifacts"][fmt]["zstd_bytes"]),
+           "dense_flags": dense.flags}
+    if speedup is None:
+        return row
+    ratio = speedup.inverse()
+    row.update({"ratio": ratio.estimate, "ratio_low": ratio.low, "ratio_high": ratio.high,
+                "speedup": speedup.estimate, "speedup_low": speedup.low, "speedup_high": speedup.high})
+    if predicted and predicted > 1.0 + 1e-9:
+        row.update(_fields("efficiency", speedup.scaled(1 / predicted)))
+        if probe is not None and probe.providers == mine.providers and probe.delegate == mine.delegate:
+            beyond = beyond_call_interval(mine.medians, dense.medians, probe.medians)
+            if beyond is not None:
+                row.update(_fields("beyond_call_efficiency", beyond.scaled(1 / predicted)))
+    return row
+
+
+def _fields(name: str, interval: Interval) -> dict:
+    return {name: interval.estimate, f"{name}_low": interval.low, f"{name}_high": interval.high}
 
 
 def _fill_dense_accuracy(rows: list[dict], bundles: dict) -> None:
@@ -106,3 +231,9 @@ def _fill_dense_accuracy(rows: list[dict], bundles: dict) -> None:
 
 def _ratio(value, reference) -> float | None:
     return value / reference if value and reference else None
+
+
+def item_ratio(run_dir: Path, item_id: str, reference_id: str) -> Interval | None:
+    """item / reference latency, paired by round, with its 95% interval (e.g. a pruned model against its twin)."""
+    speedup = speedup_interval(load_rounds(run_dir, item_id).medians, load_rounds(run_dir, reference_id).medians)
+    return speedup.inverse() if speedup else None
