@@ -54,7 +54,7 @@ from tsprune_edge.export.runtimes import (
 )
 from tsprune_edge.export.tflite_sparse import compress_tflite
 from tsprune_edge.prune.analysis import summarize
-from tsprune_edge.workflow import checkpoint_data
+from tsprune_edge.workflow import checkpoint_data, training_budget
 
 BUNDLE_FORMAT = "tsprune-edge/bundle"
 BUNDLE_VERSION = 1
@@ -141,6 +141,7 @@ def build_bundle(checkpoint_path: Path, directory: Path, variant: str, request: 
         "scaler": checkpoint.scaling,
         "calendar": _calendar_record(checkpoint),
         "pruning": checkpoint.pruning,
+        "training": training_budget(checkpoint.training),
         "quantization": _QUANTIZATION if int8 else None,
         "artifacts": artifacts,
         "samples": {"file": SAMPLE_FILE, **_file_facts(directory / SAMPLE_FILE, zstd=False), "split": samples.split,

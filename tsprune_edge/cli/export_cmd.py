@@ -22,7 +22,12 @@ def export_command(
     model: str = typer.Option(None, help="Model to train (default transformer; with --checkpoint, a check)."),
     data: str = typer.Option(None, help="Dataset to train on (default: the built-in synthetic, offline)."),
     epochs: int = typer.Option(3, help="Training epochs when no --checkpoint is given."),
-    finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning."),
+    finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning; the exported dense reference is "
+                                        "a copy of dense fine-tuned the same way, so accuracy is compared fairly."),
+    device: str = typer.Option(None, help="The board the bundles are for: structured pruning keeps widths that are "
+                               "multiples of its profile's round_to (`tsprune-edge devices show NAME`)."),
+    round_to: int = typer.Option(None, help="structured: kept widths are multiples of this (default: the --device "
+                                 "profile's, else 8)."),
     format: str = typer.Option("onnx,tflite", "--format", help="Artifact formats, comma-separated: onnx, tflite."),
     quantize: str = typer.Option(None, help="int8: also write an int8-weight bundle beside each fp32 one."),
     sparse_kernels: bool = typer.Option(False, help="TFLite: store pruned FULLY_CONNECTED weights for TFLite's "
@@ -34,11 +39,14 @@ def export_command(
     """Train (or load), prune, fine-tune and export ONNX and TFLite bundles, validated against torch on real
     windows, with sparsity-aware compression; writes OUT/<variant>/ (model.onnx, model.tflite, manifest.json,
     samples.npz) for the dense model and each pruned variant."""
+    from tsprune_edge.cli.device_option import resolve_round_to
     from tsprune_edge.export.bundle import ExportRequest, parse_list
     from tsprune_edge.export_job import ExportJob, run_export_job
 
+    rounding, rounding_source = resolve_round_to(device, round_to)
     job = ExportJob(methods=parse_list(method), sparsity=sparsity, finetune_epochs=finetune_epochs,
-                    checkpoint=checkpoint, model=model, data=data, epochs=epochs)
+                    checkpoint=checkpoint, model=model, data=data, epochs=epochs, round_to=rounding,
+                    round_to_source=rounding_source)
     request = ExportRequest(formats=parse_list(format), quantize=quantize, sparse_kernels=sparse_kernels)
     job.prune_requests()
     request.validate()
@@ -50,16 +58,22 @@ def export_command(
 
 
 def bundle_table(manifests: dict[str, dict]) -> Table:
-    """Per variant and format: bytes (raw and zstd) against the fp32 dense file, and the validation error."""
-    table = Table(title="export bundles (sizes in KB; error: max |runtime - torch| on the sample windows)")
-    for column in ("variant", "format", "MACs", "density", "KB", "KB zstd", "unencoded KB", "sparse tensors",
-                   "max error"):
+    """Per variant and format: torch test MSE (after the same training for all), bytes (raw and zstd) against the
+    fp32 dense file, and the validation error."""
+    from tsprune_edge.export_job import compared_accuracy
+
+    tests, comparison = compared_accuracy(manifests)
+    table = Table(title="export bundles (sizes in KB; error: max |runtime - torch| on the sample windows)",
+                  caption=f"test MSE in torch; {comparison}" if comparison else None)
+    for column in ("variant", "format", "test MSE", "MACs", "density", "KB", "KB zstd", "unencoded KB",
+                   "sparse tensors", "max error"):
         table.add_column(column)
     for name, manifest in manifests.items():
         for fmt, artifact in manifest["artifacts"].items():
             sparse = sum(t["encoding"] != "dense" for t in artifact["tensors"])
             errors = ", ".join(f"{v['max_abs_error']:.1e} ({v['runtime'].split()[0]})" for v in artifact["validation"])
-            table.add_row(name, fmt, f"{manifest['model']['macs']:,}", f"{manifest['model']['density']:.3f}",
+            mse = f"{tests[name]['mse']:.4f}" if name in tests else "-"
+            table.add_row(name, fmt, mse, f"{manifest['model']['macs']:,}", f"{manifest['model']['density']:.3f}",
                           f"{artifact['bytes'] / 1000:.0f}", f"{artifact['zstd_bytes'] / 1000:.0f}",
                           f"{artifact['fp32_dense']['bytes'] / 1000:.0f}",
                           f"{sparse}/{len(artifact['tensors'])}" if artifact["tensors"] else "-", errors)

@@ -14,6 +14,7 @@ from tsprune_edge.cli.model_cmd import ensure_writable
 from tsprune_edge.cli.output import table_console
 
 _console = Console(stderr=True)
+DEVICE = "desktop"  # the main job measures on this machine, and prunes for its profile's round_to
 
 
 def pipeline_command(
@@ -21,26 +22,29 @@ def pipeline_command(
     data: str = typer.Option("synthetic", help="Dataset name or CSV path; the default needs no download."),
     epochs: int = typer.Option(3, help="Training epochs for the default job (the full schedule: `train`)."),
     sparsity: float = typer.Option(0.5, help="Structured pruning ratio (heads and FFN neurons removed)."),
-    finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning."),
+    finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning; dense gets the same, so the "
+                                        "accuracy comparison is fair."),
     rounds: int = typer.Option(3, help="Bench rounds on this machine (each variant once per round)."),
     out: Path = typer.Option(Path("runs/pipeline"), help="Where every stage writes its files."),
 ) -> None:
-    """Train the default model on the built-in dataset, prune it (structured), fine-tune, export dense and pruned
-    ONNX and TFLite bundles validated against torch, measure them on this machine, table accuracy, size, MACs
-    and latency of both beside a naive forecast, and end with the verdict: real speedup or not, with confidence
-    intervals."""
+    """Train the default model on the built-in dataset, prune it (structured, widths for this machine's profile),
+    fine-tune it and a copy of dense the same way, export dense and pruned ONNX and TFLite bundles validated against
+    torch, measure them on this machine, table accuracy, size, MACs and latency of both beside a naive forecast,
+    and end with the verdict: real speedup or not, with confidence intervals."""
+    from tsprune_edge.cli.device_option import resolve_round_to
     from tsprune_edge.devices.bench import BenchRequest, bench
     from tsprune_edge.export.bundle import ExportRequest
     from tsprune_edge.export_job import ExportJob, run_export_job
     from tsprune_edge.report.render import verdict_table, write_report
     from tsprune_edge.report.verdict import verdict_rows
 
+    round_to, round_to_source = resolve_round_to(DEVICE, None)
     job = ExportJob(methods=("structured",), sparsity=sparsity, finetune_epochs=finetune_epochs, model=model,
-                    data=data, epochs=epochs)
+                    data=data, epochs=epochs, round_to=round_to, round_to_source=round_to_source)
     job.prune_requests()
     ensure_writable(out)
     manifests = run_export_job(job, ExportRequest(), out / "export", out, console=_console)
-    measured = bench(BenchRequest(device="desktop", artifacts=out / "export", results=out / "results", rounds=rounds),
+    measured = bench(BenchRequest(device=DEVICE, artifacts=out / "export", results=out / "results", rounds=rounds),
                      console=_console)
     metrics = json.loads((out / "dense" / "metrics.json").read_text())
     rows = verdict_rows(out / "results" / measured["run_id"])
@@ -52,22 +56,24 @@ def pipeline_command(
 
 
 def summary_table(manifests: dict[str, dict], metrics: dict, measured: dict) -> Table:
-    """Dense and pruned side by side: test accuracy, parameters, MACs, artifact sizes, validation errors and the
-    median latency on this machine (1 thread, batch 1)."""
+    """Dense and pruned side by side after the same training: test accuracy, parameters, MACs, artifact sizes,
+    validation errors and the median latency on this machine (1 thread, batch 1)."""
+    from tsprune_edge.export_job import compared_accuracy
+
+    tests, comparison = compared_accuracy(manifests)
     table = Table(title=f"{metrics['model']} (small preset) on {metrics['data']['name']}, "
                         f"pred_len {metrics['data']['pred_len']}, test split; latency: p50 on this machine, "
-                        "1 thread, median of rounds")
+                        "1 thread, median of rounds", caption=comparison)
     for column in ("variant", "MSE", "MAE", "parameters", "MACs per window", "ONNX KB", "TFLite KB",
                    "max |runtime - torch|", "ONNX ms", "TFLite ms"):
         table.add_column(column)
     latency = {(i["bundle"], i["format"]): i for i in measured["items"] if i["threads"] == 1}
     for name, manifest in manifests.items():
-        pruning = manifest["pruning"]
-        test = metrics["test"] if pruning is None else (pruning["test"]["finetuned"] or pruning["test"]["pruned"])
+        test = tests.get(name, metrics["test"])
         artifacts = manifest["artifacts"]
         error = max(v["max_abs_error"] for a in artifacts.values() for v in a["validation"])
         p50 = [latency.get((name, fmt), {}).get("p50_s") for fmt in ("onnx", "tflite")]
-        table.add_row(name + (", fine-tuned" if pruning and pruning["test"]["finetuned"] else ""),
+        table.add_row(name + (", fine-tuned" if manifest["training"]["finetune_epochs"] else ""),
                       f"{test['mse']:.4f}", f"{test['mae']:.4f}", f"{manifest['model']['parameters']:,}",
                       f"{manifest['model']['macs']:,}", f"{artifacts['onnx']['bytes'] / 1000:.0f}",
                       f"{artifacts['tflite']['bytes'] / 1000:.0f}", f"{error:.1e}",
