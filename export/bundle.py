@@ -63,7 +63,7 @@ from tsprune_edge.export.runtimes import (
 )
 from tsprune_edge.export.tflite_sparse import compress_tflite
 from tsprune_edge.prune.analysis import summarize
-from tsprune_edge.workflow import checkpoint_data
+from tsprune_edge.workflow import checkpoint_data, training_budget
 
 BUNDLE_FORMAT = "tsprune-edge/bundle"
 BUNDLE_VERSION = 1
@@ -149,6 +149,7 @@ def build_bundle(checkpoint_path: Path, directory: Path, variant: str, request: 
     test_split = save_test_split(data, directory / TEST_FILE)
     return bundle.write_manifest(variant, _model_record(summary, checkpoint, checkpoint_path), artifacts, {
         "pruning": checkpoint.pruning,
+        "training": training_budget(checkpoint.training),
         "quantization": _QUANTIZATION if int8 else None,
         "test_split": {"file": TEST_FILE, **_file_facts(directory / TEST_FILE, zstd=False), **test_split},
     })

@@ -25,10 +25,14 @@ def test_pipeline_runs_on_the_builtin_default(cli, tmp_path):
     assert result.code == 0, result.err
     metrics = json.loads((out / "dense" / "metrics.json").read_text())
     assert metrics["data"]["name"] == "synthetic" and metrics["model"] == "transformer"
-    assert "repeat last value" in result.out and f"{metrics['test']['mse']:.4f}" in result.out
     assert metrics["test"]["mse"] < metrics["naive_test"]["mse"]
     pruning = json.loads((out / "structured-0.5" / "pruning.json").read_text())
     assert pruning["method"] == "structured" and pruning["mac_reduction"] >= 0.4
+    # dense is tabled after the same training as pruned: the fine-tuned copy, and the table says so
+    assert pruning["test"]["source"]["mse"] == metrics["test"]["mse"] != pruning["test"]["dense"]["mse"]
+    assert "repeat last value" in result.out and f"{pruning['test']['dense']['mse']:.4f}" in result.out
+    assert "dense and pruned: 1 epoch + 1 fine-tune epoch each" in result.out
+    assert pruning["round_to"] == {"round_to": 8, "source": "profile desktop"}
     assert f"{pruning['after']['macs']:,}" in result.out and f"{pruning['test']['finetuned']['mse']:.4f}" in result.out
     for variant in ("dense", "structured-0.5"):
         manifest = json.loads((out / "export" / variant / "manifest.json").read_text())

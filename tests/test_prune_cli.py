@@ -3,6 +3,7 @@ pruned checkpoints that load and evaluate, and one-line refusals of bad input.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -136,3 +137,63 @@ def test_an_already_pruned_checkpoint_is_refused(cli, shared_data, trained, tmp_
     assert result.err.strip() == (f"error: {first / 'model.pt'} is already pruned (structured); prune the dense "
                                   "checkpoint that `tsprune-edge train` wrote")
     assert not (tmp_path / "twice").exists()
+
+
+def test_prune_for_a_board_rounds_widths_to_its_profile_unless_round_to_says_otherwise(cli, shared_data, trained,
+                                                                                        tmp_path):
+    """rpi4's profile says 4: at sparsity 0.45 the FFNs keep 256 - 115 = 141 neurons, 140 for the board (not a
+    multiple of 8), 136 with --round-to 8 or with neither option."""
+    runs = {"board": ("--device", "rpi4"), "option": ("--device", "rpi4", "--round-to", "8"), "default": ()}
+    recorded = {}
+    for name, args in runs.items():
+        result = cli("prune", str(trained["transformer"]), "--sparsity", "0.45", *args, "--out", str(tmp_path / name))
+        assert result.code == 0, result.err
+        report = json.loads((tmp_path / name / "pruning.json").read_text())
+        recorded[name] = (set(report["achieved"]["ffn_widths"].values()), report["round_to"])
+        assert load_checkpoint(tmp_path / name / "model.pt").pruning["round_to"] == report["round_to"]
+    assert recorded == {"board": ({140}, {"round_to": 4, "source": "profile rpi4"}),
+                        "option": ({136}, {"round_to": 8, "source": "option"}),
+                        "default": ({136}, {"round_to": 8, "source": "default"})}
+
+
+def test_an_unknown_device_is_one_line_before_any_work(cli, shared_data, trained, tmp_path, monkeypatch):
+    monkeypatch.setenv("TSPRUNE_EDGE_DEVICES_DIR", str(tmp_path / "profiles"))
+    out = tmp_path / "pruned"
+    result = cli("prune", str(trained["transformer"]), "--device", "toaster", "--out", str(out))
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
+    assert result.err.startswith("error: unknown device 'toaster'; choose one of rpi4, jetson-nano, desktop")
+    assert not out.exists()
+
+
+def test_fine_tuned_pruning_is_compared_with_dense_fine_tuned_the_same(cli, shared_data, trained, tmp_path):
+    """The dense reference gets the pruned model's fine-tuning (epochs, lr, seed): in memory from `prune`, or once
+    from `finetune_dense` for several variants, with the same result; a reference fine-tuned otherwise is refused."""
+    from tsprune_edge.errors import UserError
+    from tsprune_edge.prune.stage import PruneRequest, finetune_dense, prune_to_dir
+
+    out = tmp_path / "pruned"
+    result = cli("prune", str(trained["dlinear"]), "--method", "unstructured", "--finetune-epochs", "1",
+                 "--out", str(out))
+    assert result.code == 0, result.err
+    report = json.loads((out / "pruning.json").read_text())
+    budget = report["training_budget"]
+    assert budget["dense"] == budget["pruned"] == {"epochs": 1, "finetune_epochs": 1, "finetune_lr": 0.005,
+                                                   "text": "1 epoch + 1 fine-tune epoch"}
+    assert budget["comparison"] == "dense and pruned: 1 epoch + 1 fine-tune epoch each"
+    assert "(dense and pruned: 1 epoch + 1 fine-tune epoch each)" in result.out
+    test = report["test"]
+    assert test["dense"]["mse"] != test["source"]["mse"]  # dense was trained one more epoch
+    assert report["round_to"] is None  # a mask method: no widths to round
+
+    request = PruneRequest(method="unstructured", sparsity=0.5, finetune_epochs=1)
+    reference = finetune_dense(trained["dlinear"], request, tmp_path / "dense-finetuned")
+    assert reference["training_budget"] == budget["dense"]
+    assert reference["test"]["mse"] == pytest.approx(test["dense"]["mse"], rel=1e-6)
+    with_reference = prune_to_dir(trained["dlinear"], request, tmp_path / "with-reference",
+                                  reference=tmp_path / "dense-finetuned" / "model.pt")
+    assert with_reference["test"]["dense"]["mse"] == pytest.approx(test["dense"]["mse"], rel=1e-6)
+    assert with_reference["test"]["finetuned"]["mse"] == pytest.approx(test["finetuned"]["mse"], rel=1e-6)
+    with pytest.raises(UserError, match="is not .* fine-tuned as this pruning fine-tunes"):
+        prune_to_dir(trained["dlinear"], dataclasses.replace(request, finetune_epochs=2), tmp_path / "refused",
+                     reference=tmp_path / "dense-finetuned" / "model.pt")
+    assert not (tmp_path / "refused").exists()

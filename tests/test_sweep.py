@@ -61,6 +61,12 @@ def test_sweep_trains_prunes_exports_benches_and_reports_every_cell(local_sweep)
             assert row["verdict"] == TOO_FEW and "speedup" not in row and row["paired_rounds"] == 1
     structured = json.loads((out / "models/dlinear/structured-0.5/pruning.json").read_text())
     assert structured["mac_reduction"] > 0.4  # really pruned, and measured from the pruned bundle
+    # the dense bundle is dense fine-tuned as the variants were: the same training budget, said in the record
+    assert structured["training_budget"]["comparison"] == "dense and pruned: 1 epoch + 1 fine-tune epoch each"
+    dense, pruned = (json.loads((out / f"export/dlinear/{v}/manifest.json").read_text())
+                     for v in ("dense", "structured-0.5"))
+    assert dense["model"]["checkpoint"] == "models/dlinear/dense-finetuned/model.pt"
+    assert dense["training"] == pruned["training"] and dense["training"]["finetune_epochs"] == 1
     assert "verdict on desktop" in done.stdout and "structured-0.5" in done.stdout
 
 

@@ -1,6 +1,10 @@
 """The export job: a dense checkpoint (trained here unless given) and its pruned variants, exported side by side so
 the bench always has the dense reference to compare with, and the per-call probe (`percall`) that measures the fixed
-cost of one call in the same signature."""
+cost of one call in the same signature.
+
+Accuracy is compared fairly: with fine-tuning, the exported dense reference is a copy of the dense checkpoint given
+the same fine-tuning as the pruned variants (once per job, not per variant), so the latency and the accuracy of
+"dense" refer to one model and every variant had the same training budget as it."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from tsprune_edge.errors import UserError
 from tsprune_edge.export.bundle import ExportRequest, write_bundles
 from tsprune_edge.export.runtimes import installed_tflite_runtimes
 from tsprune_edge.models import model_entry
-from tsprune_edge.prune.stage import PruneRequest, prune_to_dir
+from tsprune_edge.prune.stage import DEFAULT_ROUND_TO, PruneRequest, finetune_dense, prune_to_dir
 from tsprune_edge.workflow import train_to_dir
 
 DEFAULT_MODEL = "transformer"
@@ -32,11 +36,14 @@ class ExportJob:
     data: str | None = None  # None: DEFAULT_DATA (only when training)
     epochs: int = 3  # training epochs when no checkpoint is given
     strict_dates: bool = False  # refuse duplicated timestamps and irregular steps in a CSV
+    round_to: int = DEFAULT_ROUND_TO  # structured widths are multiples of this (a board profile's, or --round-to)
+    round_to_source: str = "default"  # "default", "option" or "profile NAME"
 
     def prune_requests(self) -> list[PruneRequest]:
         if not self.methods:
             raise UserError("--method needs at least one pruning method, for example structured")
-        requests = [PruneRequest(method=m, sparsity=self.sparsity, finetune_epochs=self.finetune_epochs)
+        requests = [PruneRequest(method=m, sparsity=self.sparsity, finetune_epochs=self.finetune_epochs,
+                                 round_to=self.round_to, round_to_source=self.round_to_source)
                     for m in self.methods]
         for request in requests:
             request.validate()
@@ -49,13 +56,14 @@ def variant_name(request: PruneRequest) -> str:
 
 def run_export_job(job: ExportJob, request: ExportRequest, out: Path, runs: Path,
                    console: Console | None = None) -> dict[str, dict]:
-    """Train (or load), prune each method, fine-tune, and write one bundle per variant under `out`; checkpoints go
-    under `runs`. Every input is checked before any work starts."""
+    """Train (or load), prune each method, fine-tune, fine-tune a copy of dense the same way, and write one bundle
+    per variant under `out`; checkpoints go under `runs`. Every input is checked before any work starts."""
     console = console or Console(stderr=True)
     prune_requests = job.prune_requests()
     request.validate()
     check_exporters(request.formats)
     if job.checkpoint is not None:
+        check_not_written(job.checkpoint, [runs / "dense-finetuned", *(runs / variant_name(r) for r in prune_requests)])
         dense = check_dense_checkpoint(job.checkpoint, job.model, job.data)
     else:
         model = job.model or DEFAULT_MODEL
@@ -64,12 +72,32 @@ def run_export_job(job: ExportJob, request: ExportRequest, out: Path, runs: Path
         train_to_dir(model=model, data=job.data or DEFAULT_DATA, pred_len=96, preset="small", epochs=job.epochs,
                      strict_dates=job.strict_dates, out=runs / "dense", console=console)
         dense = runs / "dense" / "model.pt"
-    checkpoints = {"dense": dense}
+    reference = None
+    if job.finetune_epochs:
+        finetune_dense(dense, prune_requests[0], runs / "dense-finetuned", console=console)
+        reference = runs / "dense-finetuned" / "model.pt"
+    checkpoints = {"dense": reference or dense}
     for prune_request in prune_requests:
         name = variant_name(prune_request)
-        prune_to_dir(dense, prune_request, runs / name, console=console)
+        prune_to_dir(dense, prune_request, runs / name, console=console, reference=reference)
         checkpoints[name] = runs / name / "model.pt"
     return write_bundles(out, checkpoints, request, console, probe=True)  # the per-call probe beside dense
+
+
+def compared_accuracy(manifests: dict[str, dict]) -> tuple[dict[str, dict], str | None]:
+    """Torch test metrics per bundle (a dense bundle's are its pruned variants' dense reference: the same model) and
+    the sentence that says what training both had, e.g. 'dense and pruned: 3 epochs + 1 fine-tune epoch each'."""
+    records = [m["pruning"] for m in manifests.values() if m["pruning"]]
+    tests = {}
+    for name, manifest in manifests.items():
+        pruning = manifest["pruning"]
+        if manifest.get("probe"):  # the per-call probe claims no accuracy
+            continue
+        if pruning is not None:
+            tests[name] = pruning["test"]["finetuned"] or pruning["test"]["pruned"]
+        elif records:
+            tests[name] = records[0]["test"]["dense"]
+    return tests, records[0]["training_budget"]["comparison"] if records else None
 
 
 def check_dense_checkpoint(path: Path, model: str | None, data: str | None) -> Path:
@@ -85,6 +113,14 @@ def check_dense_checkpoint(path: Path, model: str | None, data: str | None) -> P
                         f"came from ({checkpoint.pruning['source_checkpoint']}): export prunes it and keeps the "
                         "dense reference")
     return path
+
+
+def check_not_written(checkpoint: Path, folders: list[Path]) -> None:
+    """The user's checkpoint must not lie where this job writes checkpoints: it would be replaced."""
+    for folder in folders:
+        if checkpoint.resolve().is_relative_to(folder.resolve()):
+            raise UserError(f"--checkpoint {checkpoint} lies in {folder}, where export writes its checkpoints; "
+                            "copy it elsewhere or choose another --runs")
 
 
 def check_exporters(formats: tuple[str, ...]) -> None:

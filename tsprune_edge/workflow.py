@@ -77,3 +77,22 @@ def evaluate_checkpoint(path: Path, split: str, out: Path) -> dict:
               **dataclasses.asdict(metrics)}
     write_json_atomic(out, result)
     return result
+
+
+def training_budget(training: dict) -> dict:
+    """How much training a checkpoint had (its dense training epochs, then fine-tuning epochs at which learning
+    rate): what a fair accuracy comparison holds equal between a pruned model and its dense reference."""
+    finetune = training.get("finetune") or {}
+    runs = finetune.get("runs") or []
+    budget = {"epochs": training.get("epochs_run"), "finetune_epochs": finetune.get("epochs", 0),
+              "finetune_lr": runs[0]["schedule"]["lr"] if runs else None}
+    return {**budget, "text": budget_text(budget)}
+
+
+def budget_text(budget: dict) -> str:
+    """'3 epochs + 1 fine-tune epoch'."""
+    def plural(n: int | None, what: str) -> str:
+        return f"{n} {what}" + ("" if n == 1 else "s")
+
+    text = plural(budget["epochs"], "epoch")
+    return text + (f" + {plural(budget['finetune_epochs'], 'fine-tune epoch')}" if budget["finetune_epochs"] else "")

@@ -24,12 +24,15 @@ def export_command(
     epochs: int = typer.Option(3, help="Training epochs when no --checkpoint is given."),
     strict_dates: bool = typer.Option(False, help="Refuse duplicated timestamps and irregular steps in the CSV "
                                       "(default: keep the rows, warn once)."),
-    finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning."),
+    finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning; the exported dense reference is "
+                                        "a copy of dense fine-tuned the same way, so accuracy is compared fairly."),
     format: str = typer.Option(None, "--format", help="Artifact formats, comma-separated: onnx, tflite (default: "
                                "both, or those the --device's runtimes read)."),
-    device: str = typer.Option(None, help="Device profile whose runtimes must read the artifacts (see `tsprune-edge "
-                               "devices list`): its ONNX opset and IR version, and sparse weights only where they "
-                               "load; jetson-nano: opset 13, IR 7, dense, ONNX only."),
+    device: str = typer.Option(None, help="The board the bundles are for (`tsprune-edge devices list`): structured "
+                               "widths are multiples of its round_to, and the ONNX opset, IR version and sparse "
+                               "weights are what its runtimes read (jetson-nano: opset 13, IR 7, dense, ONNX only)."),
+    round_to: int = typer.Option(None, help="structured: kept widths are multiples of this (default: the --device "
+                                 "profile's, else 8)."),
     onnx_opset: int = typer.Option(None, help="ONNX opset to write (13-21; default 20, or the --device's). 13 "
                                    "decomposes LayerNorm and GELU for ONNX Runtime 1.10 and TensorRT 8."),
     quantize: str = typer.Option(None, help="int8: also write an int8-weight bundle beside each fp32 one."),
@@ -44,12 +47,14 @@ def export_command(
     """Train (or load), prune, fine-tune and export ONNX and TFLite bundles, validated against torch on real
     windows, with sparsity-aware compression; writes OUT/<variant>/ (model.onnx, model.tflite, manifest.json,
     samples.npz) for the dense model and each pruned variant."""
+    from tsprune_edge.cli.device_option import resolve_round_to
     from tsprune_edge.export.bundle import ExportRequest, parse_list
     from tsprune_edge.export_job import ExportJob, run_export_job, variant_name
 
+    rounding, rounding_source = resolve_round_to(device, round_to)
     job = ExportJob(methods=parse_list(method), sparsity=sparsity, finetune_epochs=finetune_epochs,
                     checkpoint=checkpoint, model=model, data=data, epochs=epochs,
-                    strict_dates=strict_dates)
+                    strict_dates=strict_dates, round_to=rounding, round_to_source=rounding_source)
     request = ExportRequest(quantize=quantize, sparse_kernels=sparse_kernels,
                             **_device_settings(device, parse_list(format) if format else None, onnx_opset))
     guards.number("--epochs", epochs, 1)
@@ -87,17 +92,24 @@ def _device_settings(device: str | None, formats: tuple[str, ...] | None, opset:
 
 
 def bundle_table(manifests: dict[str, dict]) -> Table:
-    """Per variant and format: bytes (raw and zstd) against the fp32 dense file, and the validation error."""
-    table = Table(title="export bundles (sizes in KB; error: max |runtime - torch| on the sample windows)")
-    for column in ("variant", "format", "MACs", "density", "KB", "KB zstd", "unencoded KB", "sparse tensors",
-                   "max error"):
+    """Per variant and format: torch test MSE (after the same training for all), bytes (raw and zstd) against the
+    fp32 dense file, and the validation error."""
+    from tsprune_edge.export_job import compared_accuracy
+
+    tests, comparison = compared_accuracy(manifests)
+    table = Table(title="export bundles (sizes in KB; error: max |runtime - torch| on the sample windows)",
+                  caption=f"test MSE in torch; {comparison}" if comparison else None)
+    for column in ("variant", "format", "test MSE", "MACs", "density", "KB", "KB zstd", "unencoded KB",
+                   "sparse tensors", "max error"):
         table.add_column(column)
     for name, manifest in manifests.items():
         for fmt, artifact in manifest["artifacts"].items():
             sparse = sum(t["encoding"] != "dense" for t in artifact["tensors"])
             errors = ", ".join(f"{v['max_abs_error']:.1e} ({v['runtime'].split()[0]})" for v in artifact["validation"])
             density = manifest["model"]["density"]  # None for the per-call probe: it has no weights
-            table.add_row(name, fmt, f"{manifest['model']['macs']:,}", "-" if density is None else f"{density:.3f}",
+            mse = f"{tests[name]['mse']:.4f}" if name in tests else "-"
+            table.add_row(name, fmt, mse, f"{manifest['model']['macs']:,}",
+                          "-" if density is None else f"{density:.3f}",
                           f"{artifact['bytes'] / 1000:.0f}", f"{artifact['zstd_bytes'] / 1000:.0f}",
                           f"{artifact['fp32_dense']['bytes'] / 1000:.0f}",
                           f"{sparse}/{len(artifact['tensors'])}" if artifact["tensors"] else "-", errors)

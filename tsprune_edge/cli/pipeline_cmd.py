@@ -14,6 +14,7 @@ from tsprune_edge.cli import guards
 from tsprune_edge.cli.output import table_console
 
 _console = Console(stderr=True)
+DEVICE = "desktop"  # the main job measures on this machine, and prunes for its profile's round_to
 
 
 def pipeline_command(
@@ -23,15 +24,17 @@ def pipeline_command(
     strict_dates: bool = typer.Option(False, help="Refuse duplicated timestamps and irregular steps in the CSV "
                                       "(default: keep the rows, warn once)."),
     sparsity: float = typer.Option(0.5, help="Structured pruning ratio (heads and FFN neurons removed)."),
-    finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning."),
+    finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning; dense gets the same, so the "
+                                        "accuracy comparison is fair."),
     rounds: int = typer.Option(3, help="Bench rounds on this machine (each variant once per round)."),
     out: Path = typer.Option(Path("runs/pipeline"), help="Where every stage writes its files."),
     force: bool = typer.Option(False, "--force", help="Overwrite what an earlier pipeline left in OUT."),
 ) -> None:
-    """Train the default model on the built-in dataset, prune it (structured), fine-tune, export dense and pruned
-    ONNX and TFLite bundles validated against torch, measure them on this machine, table accuracy, size, MACs
-    and latency of both beside a naive forecast, and end with the verdict: real speedup or not, with confidence
-    intervals."""
+    """Train the default model on the built-in dataset, prune it (structured, widths for this machine's profile),
+    fine-tune it and a copy of dense the same way, export dense and pruned ONNX and TFLite bundles validated against
+    torch, measure them on this machine, table accuracy, size, MACs and latency of both beside a naive forecast,
+    and end with the verdict: real speedup or not, with confidence intervals."""
+    from tsprune_edge.cli.device_option import resolve_round_to
     from tsprune_edge.devices.bench import BenchRequest, bench
     from tsprune_edge.export.bundle import ExportRequest
     from tsprune_edge.export_job import ExportJob, run_export_job, variant_name
@@ -39,18 +42,20 @@ def pipeline_command(
     from tsprune_edge.report.render import verdict_table, write_report
     from tsprune_edge.report.verdict import verdict_rows
 
+    round_to, round_to_source = resolve_round_to(DEVICE, None)
     job = ExportJob(methods=("structured",), sparsity=sparsity, finetune_epochs=finetune_epochs, model=model,
-                    data=data, epochs=epochs, strict_dates=strict_dates)
+                    data=data, epochs=epochs, strict_dates=strict_dates, round_to=round_to,
+                    round_to_source=round_to_source)
     guards.number("--epochs", epochs, 1)
     guards.number("--finetune-epochs", finetune_epochs, 0)
     guards.number("--rounds", rounds, 1)
     guards.number("--sparsity", sparsity, 0, 1, low_open=True, high_open=True)
     model_entry(model)
     variants = [variant_name(r) for r in job.prune_requests()]
-    guards.output_dir(out, writes=["dense", *variants, "export", "report"], inputs=[Path(data)], force=force,
-                      keep_finished=True)  # Ctrl-C keeps the trained model and the measurements
+    guards.output_dir(out, writes=["dense", "dense-finetuned", *variants, "export", "report"], inputs=[Path(data)],
+                      force=force, keep_finished=True)  # Ctrl-C keeps the trained model and the measurements
     manifests = run_export_job(job, ExportRequest(), out / "export", out, console=_console)
-    measured = bench(BenchRequest(device="desktop", artifacts=out / "export", results=out / "results", rounds=rounds),
+    measured = bench(BenchRequest(device=DEVICE, artifacts=out / "export", results=out / "results", rounds=rounds),
                      console=_console)
     metrics = json.loads((out / "dense" / "metrics.json").read_text())
     rows = verdict_rows(out / "results" / measured["run_id"])
@@ -62,11 +67,14 @@ def pipeline_command(
 
 
 def summary_table(manifests: dict[str, dict], metrics: dict, measured: dict) -> Table:
-    """Dense and pruned side by side: test accuracy, parameters, MACs, artifact sizes, validation errors and the
-    median latency on this machine (1 thread, batch 1)."""
+    """Dense and pruned side by side after the same training: test accuracy, parameters, MACs, artifact sizes,
+    validation errors and the median latency on this machine (1 thread, batch 1)."""
+    from tsprune_edge.export_job import compared_accuracy
+
+    tests, comparison = compared_accuracy(manifests)
     table = Table(title=f"{metrics['model']} (small preset) on {metrics['data']['name']}, "
                         f"pred_len {metrics['data']['pred_len']}, test split; latency: p50 on this machine, "
-                        "1 thread, median of rounds")
+                        "1 thread, median of rounds", caption=comparison)
     for column in ("variant", "MSE", "MAE", "parameters", "MACs per window", "ONNX KB", "TFLite KB",
                    "max |runtime - torch|", "ONNX ms", "TFLite ms"):
         table.add_column(column)
@@ -74,12 +82,11 @@ def summary_table(manifests: dict[str, dict], metrics: dict, measured: dict) -> 
     for name, manifest in manifests.items():
         if manifest.get("probe"):  # the per-call probe has no accuracy to table
             continue
-        pruning = manifest["pruning"]
-        test = metrics["test"] if pruning is None else (pruning["test"]["finetuned"] or pruning["test"]["pruned"])
+        test = tests.get(name, metrics["test"])
         artifacts = manifest["artifacts"]
         error = max(v["max_abs_error"] for a in artifacts.values() for v in a["validation"])
         p50 = [latency.get((name, fmt), {}).get("p50_s") for fmt in ("onnx", "tflite")]
-        table.add_row(name + (", fine-tuned" if pruning and pruning["test"]["finetuned"] else ""),
+        table.add_row(name + (", fine-tuned" if manifest["training"]["finetune_epochs"] else ""),
                       f"{test['mse']:.4f}", f"{test['mae']:.4f}", f"{manifest['model']['parameters']:,}",
                       f"{manifest['model']['macs']:,}", f"{artifacts['onnx']['bytes'] / 1000:.0f}",
                       f"{artifacts['tflite']['bytes'] / 1000:.0f}", f"{error:.1e}",

@@ -32,7 +32,10 @@ def prune_command(
     gradual: bool = typer.Option(False, help="Ramp the sparsity cubically over the fine-tuning epochs."),
     ranking: str = typer.Option("uniform", help="structured: uniform (same ratio in every layer) or global."),
     steps: int = typer.Option(1, help="structured: reach the sparsity in this many prune + fine-tune steps."),
-    round_to: int = typer.Option(8, help="structured: kept widths are multiples of this."),
+    device: str = typer.Option(None, help="The board the model is for: structured pruning keeps widths that are "
+                               "multiples of its profile's round_to (`tsprune-edge devices show NAME`)."),
+    round_to: int = typer.Option(None, help="structured: kept widths are multiples of this (default: the --device "
+                                 "profile's, else 8)."),
     include_fourier: bool = typer.Option(False, help="Also prune FEDformer's complex Fourier weights."),
     nm: str = typer.Option("2:4", help="nm: keep N of every M consecutive weights."),
     seed: int = typer.Option(2021, help="Seed for fine-tuning and random pruning."),
@@ -41,14 +44,16 @@ def prune_command(
     force: bool = typer.Option(False, "--force", help="Overwrite files an earlier run left in OUT."),
 ) -> None:
     """Prune a trained checkpoint; writes OUT/model.pt (the pruned model) and OUT/pruning.json."""
+    from tsprune_edge.cli.device_option import resolve_round_to
     from tsprune_edge.prune.stage import PruneRequest, prune_to_dir
 
+    rounding, rounding_source = resolve_round_to(device, round_to)
     if ranking not in ("uniform", "global"):
         raise UserError(f"--ranking must be uniform or global, got {ranking!r}")
     n, m = parse_nm(nm)
     request = PruneRequest(method=method, sparsity=sparsity, finetune_epochs=finetune_epochs, lr=lr,
-                           gradual=gradual, global_ranking=ranking == "global", steps=steps, round_to=round_to,
-                           include_fourier=include_fourier, n=n, m=m, seed=seed)
+                           gradual=gradual, global_ranking=ranking == "global", steps=steps, round_to=rounding,
+                           round_to_source=rounding_source, include_fourier=include_fourier, n=n, m=m, seed=seed)
     guards.number("--steps", steps, 1)
     guards.number("--round-to", round_to, 1)
     guards.number("--lr", lr, 0, low_open=True)
@@ -61,7 +66,10 @@ def prune_command(
     test = summary["test"]
     finetuned = test["finetuned"]
     before, after = summary["before"], summary["after"]
+    accuracy = f"test MSE {test['source']['mse']:.4f} dense, {test['pruned']['mse']:.4f} pruned"
+    if finetuned:
+        accuracy += (f"; after fine-tuning {finetuned['mse']:.4f} pruned vs {test['dense']['mse']:.4f} dense "
+                     f"({summary['training_budget']['comparison']})")
     print(f"{summary['model']} {method} {sparsity:g}: nonzero params {before['nonzero_parameters']:,} -> "
-          f"{after['nonzero_parameters']:,}, MACs {before['macs']:,} -> {after['macs']:,}; "
-          f"test MSE {test['dense']['mse']:.4f} dense, {test['pruned']['mse']:.4f} pruned"
-          + (f", {finetuned['mse']:.4f} fine-tuned" if finetuned else "") + f" -> {out / 'model.pt'}")
+          f"{after['nonzero_parameters']:,}, MACs {before['macs']:,} -> {after['macs']:,}; {accuracy} "
+          f"-> {out / 'model.pt'}")

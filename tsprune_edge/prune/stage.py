@@ -11,7 +11,8 @@ from rich.console import Console
 from torch import nn
 
 from tsprune_edge.atomic import write_json_atomic
-from tsprune_edge.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from tsprune_edge.checkpoint import Checkpoint, load_checkpoint, make_checkpoint, save_checkpoint
+from tsprune_edge.data.fetch import sha256_of
 from tsprune_edge.data.forecast import ForecastData
 from tsprune_edge.errors import UserError
 from tsprune_edge.models import model_entry
@@ -27,11 +28,12 @@ from tsprune_edge.prune.structured import (
     lag_layers,
 )
 from tsprune_edge.train import Metrics, evaluate, train
-from tsprune_edge.workflow import checkpoint_data
+from tsprune_edge.workflow import checkpoint_data, training_budget
 
 METHODS = ("unstructured", "structured", "nm", "block", "layerwise", "random")
 # The study's density grid: 0.8^n for n = 1..9 (sparsity 1 - 0.8^n).
 STUDY_DENSITIES = tuple(round(0.8**n, 6) for n in range(1, 10))
+DEFAULT_ROUND_TO = 8  # structured widths a multiple of 8 where no board profile or --round-to says otherwise
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,8 @@ class PruneRequest:
     gradual: bool = False  # mask methods: cubic sparsity ramp over the fine-tuning epochs
     global_ranking: bool = False  # structured: rank heads/neurons across layers instead of a uniform ratio
     steps: int = 1  # structured: reach the ratio in this many steps, fine-tuning spread between them
-    round_to: int = 8  # structured: kept widths are multiples of this
+    round_to: int = DEFAULT_ROUND_TO  # structured: kept widths are multiples of this
+    round_to_source: str = "default"  # where round_to came from: "default", "option" or "profile NAME"
     include_fourier: bool = False  # mask methods: also prune FEDformer's complex Fourier weights
     n: int = 2  # nm: keep n of every m
     m: int = 4
@@ -56,6 +59,10 @@ class PruneRequest:
             raise UserError(f"--sparsity must be in [0, 1), got {self.sparsity:g}")
         if self.finetune_epochs < 0:
             raise UserError(f"--finetune-epochs must be 0 or more, got {self.finetune_epochs}")
+        if self.round_to < 1:
+            where = ("--round-to" if self.round_to_source in ("option", "default")
+                     else f"round_to of {self.round_to_source}")
+            raise UserError(f"{where} must be at least 1, got {self.round_to}")
         if self.lr is not None and self.lr <= 0:
             raise UserError(f"--lr must be positive, got {self.lr:g}")
         if self.method == "nm":
@@ -72,32 +79,39 @@ class PruneRequest:
             raise UserError("--steps applies to structured pruning; mask methods ramp with --gradual")
 
 
-def prune_to_dir(checkpoint_path: Path, request: PruneRequest, out: Path, console: Console | None = None) -> dict:
-    """Prune a trained checkpoint, fine-tune, and write out/model.pt and out/pruning.json; returns the summary."""
+def prune_to_dir(checkpoint_path: Path, request: PruneRequest, out: Path, console: Console | None = None,
+                 reference: Path | None = None) -> dict:
+    """Prune a trained checkpoint, fine-tune, and write out/model.pt and out/pruning.json; returns the summary.
+
+    Accuracy is compared fairly: with fine-tuning, the dense reference is the dense model given the same
+    fine-tuning (`reference`, written once by `finetune_dense` for several variants, else fine-tuned here in
+    memory); `test.source` is the checkpoint as given, `test.dense` the reference."""
     console = console or Console(stderr=True)
     request.validate()
-    checkpoint = load_checkpoint(checkpoint_path)
-    if checkpoint.pruning is not None:
-        raise UserError(f"{checkpoint_path} is already pruned ({checkpoint.pruning['method']}); "
-                        "prune the dense checkpoint that `tsprune-edge train` wrote")
+    checkpoint = _dense_checkpoint(checkpoint_path)
     dense = checkpoint.build_model()
     if request.method == "structured":
         check_config(dense, structured_config(request))
     data = checkpoint_data(checkpoint)
     prunable = {u.name.rsplit(".", 1)[0] for u in prunable_units(dense, request.include_fourier)}
     before = summarize(dense, prunable)
-    test_dense = evaluate(dense, data, "test")
+    test_source = evaluate(dense, data, "test")
 
     console.print(f"pruning {checkpoint.model_name}: {request.method} at sparsity {request.sparsity:g}")
     one_shot = copy.deepcopy(dense)
     achieved, _ = apply_pruning(one_shot, request, data, epochs=0, console=console)
     test_pruned = evaluate(one_shot, data, "test")
     final, finetune, test_finetuned = one_shot, None, None
+    test_dense, dense_training = test_source, checkpoint.training
     if request.finetune_epochs:
         final = copy.deepcopy(dense)
         achieved, finetune = apply_pruning(final, request, data, epochs=request.finetune_epochs, console=console)
         test_finetuned = evaluate(final, data, "test")
+        reference_model, dense_training = _reference(checkpoint_path, checkpoint, dense, request, data, reference,
+                                                     console)
+        test_dense = evaluate(reference_model, data, "test")
     after = summarize(final, prunable if request.method != "structured" else None)
+    training = {**checkpoint.training, "finetune": finetune}
 
     summary = {
         "method": request.method,
@@ -111,18 +125,92 @@ def prune_to_dir(checkpoint_path: Path, request: PruneRequest, out: Path, consol
         "after": {k: v for k, v in after.items() if k != "layers"},
         "parameter_reduction": round(1 - after["parameters"] / before["parameters"], 6),
         "mac_reduction": round(1 - after["macs"] / before["macs"], 6),
-        "test": {"dense": _metrics(test_dense), "pruned": _metrics(test_pruned),
+        "test": {"source": _metrics(test_source), "dense": _metrics(test_dense), "pruned": _metrics(test_pruned),
                  "finetuned": _metrics(test_finetuned) if test_finetuned else None},
+        "training_budget": compared_budgets(dense_training, training),
+        "dense_reference": str(reference) if reference is not None and request.finetune_epochs else None,
+        "round_to": ({"round_to": request.round_to, "source": request.round_to_source}
+                     if request.method == "structured" else None),
         "finetune": finetune,
     }
     summary["layers"] = merge_layer_tables(before["layers"], after["layers"])
     out = Path(out)
-    training = {**checkpoint.training, "finetune": finetune}
     record = {k: v for k, v in summary.items() if k != "layers"}
     save_checkpoint(make_checkpoint(final, checkpoint.data, checkpoint.scaling, training, pruning=record),
                     out / "model.pt")
     write_json_atomic(out / "pruning.json", summary)
     return summary
+
+
+def finetune_dense(checkpoint_path: Path, request: PruneRequest, out: Path, console: Console | None = None) -> dict:
+    """The fair dense reference for variants pruned with `request`: a copy of the dense checkpoint given the very
+    fine-tuning they get (the same epochs split the same way, learning rate, fresh Adam, seed and so data order),
+    written to out/model.pt (the checkpoint given is never touched). Returns its training budget and test metrics."""
+    console = console or Console(stderr=True)
+    request.validate()
+    checkpoint = _dense_checkpoint(checkpoint_path)
+    model, data = checkpoint.build_model(), checkpoint_data(checkpoint)
+    console.print(f"fine-tuning a copy of dense {checkpoint.model_name} as the pruned models are "
+                  f"({request.finetune_epochs} epochs): the fair dense reference")
+    finetune = {**finetune_like_pruning(model, request, data, console), "source_sha256": sha256_of(checkpoint_path)}
+    training = {**checkpoint.training, "finetune": finetune}
+    save_checkpoint(make_checkpoint(model, checkpoint.data, checkpoint.scaling, training), Path(out) / "model.pt")
+    return {"training_budget": training_budget(training), "test": _metrics(evaluate(model, data, "test"))}
+
+
+def finetune_like_pruning(model: nn.Module, request: PruneRequest, data: ForecastData, console: Console) -> dict:
+    """Fine-tune a dense model in place exactly as `apply_pruning` fine-tunes a pruned one, minus the pruning."""
+    runs = [_finetune(model, data, request, share, console, keep_best=not request.gradual)
+            for share in finetune_shares(request, request.finetune_epochs) if share]
+    model.eval()
+    return {"runs": runs, "epochs": sum(r["epochs_run"] for r in runs), "treatment": finetune_treatment(request)}
+
+
+def finetune_shares(request: PruneRequest, epochs: int) -> list[int]:
+    """Fine-tuning epochs per pruning step: structured pruning spreads them over its steps, the last ones first."""
+    steps = request.steps if request.method == "structured" else 1
+    return [epochs // steps + (1 if step >= steps - epochs % steps else 0) for step in range(steps)]
+
+
+def finetune_treatment(request: PruneRequest) -> dict:
+    """What makes two fine-tunings the same: recorded with a dense reference, checked against each variant."""
+    return {"shares": finetune_shares(request, request.finetune_epochs), "lr": request.lr, "seed": request.seed,
+            "keep_best": not request.gradual}
+
+
+def compared_budgets(dense_training: dict, pruned_training: dict) -> dict:
+    """Both training budgets and the sentence a table prints: 'dense and pruned: 3 epochs + 1 fine-tune epoch
+    each' when they are equal (they always are here), else both."""
+    dense, pruned = training_budget(dense_training), training_budget(pruned_training)
+    same = {k: v for k, v in dense.items() if k != "text"} == {k: v for k, v in pruned.items() if k != "text"}
+    comparison = (f"dense and pruned: {dense['text']} each" if same
+                  else f"dense: {dense['text']}; pruned: {pruned['text']}")
+    return {"dense": dense, "pruned": pruned, "comparison": comparison}
+
+
+def _dense_checkpoint(path: Path) -> Checkpoint:
+    checkpoint = load_checkpoint(path)
+    if checkpoint.pruning is not None:
+        raise UserError(f"{path} is already pruned ({checkpoint.pruning['method']}); "
+                        "prune the dense checkpoint that `tsprune-edge train` wrote")
+    return checkpoint
+
+
+def _reference(source_path: Path, source: Checkpoint, dense: nn.Module, request: PruneRequest, data: ForecastData,
+               reference: Path | None, console: Console) -> tuple[nn.Module, dict]:
+    """The dense model fine-tuned as the variant was, and its training record: loaded from `reference` (checked to
+    be `source_path` fine-tuned the same way), or fine-tuned here."""
+    if reference is None:
+        model = copy.deepcopy(dense)
+        console.print(f"fine-tuning a copy of dense for {request.finetune_epochs} epochs: the fair reference")
+        return model, {**source.training, "finetune": finetune_like_pruning(model, request, data, console)}
+    checkpoint = load_checkpoint(reference)
+    finetune = checkpoint.training.get("finetune") or {}
+    if (checkpoint.pruning is not None or finetune.get("source_sha256") != sha256_of(source_path)
+            or finetune.get("treatment") != finetune_treatment(request)):
+        raise UserError(f"{reference} is not {source_path} fine-tuned as this pruning fine-tunes "
+                        f"({request.finetune_epochs} epochs); write it with finetune_dense or pass no reference")
+    return checkpoint.build_model(), checkpoint.training
 
 
 def structured_config(request: PruneRequest) -> StructuredConfig:
@@ -136,9 +224,8 @@ def apply_pruning(model: nn.Module, request: PruneRequest, data: ForecastData, e
     runs: list[dict] = []
     if request.method == "structured":
         pruner = StructuredPruner(model, structured_config(request))
-        for step in range(request.steps):
+        for share in finetune_shares(request, epochs):
             pruner.step()
-            share = epochs // request.steps + (1 if step >= request.steps - epochs % request.steps else 0)
             if share:
                 runs.append(_finetune(model, data, request, share, console))
         achieved = structured_achieved(model)

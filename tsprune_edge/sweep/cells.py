@@ -50,22 +50,29 @@ def run_cell(spec_record: dict, cell: Cell, inputs: dict[str, bytes]) -> dict:
 def _work(spec: SweepSpec, cell: Cell, console: Console) -> list[Path]:
     """Do the cell in the current (scratch) folder; returns the folders it wrote."""
     from tsprune_edge.export.bundle import ExportRequest, write_bundles
-    from tsprune_edge.prune.stage import PruneRequest, prune_to_dir
+    from tsprune_edge.prune.stage import PruneRequest, finetune_dense, prune_to_dir
     from tsprune_edge.workflow import train_to_dir
 
-    if cell.kind == "train":
+    if cell.kind == "train":  # the dense model, and a copy fine-tuned as every variant will be: the fair reference
         out = model_dir(cell.model, DENSE)
         train_to_dir(model=cell.model, data=spec.data, pred_len=spec.pred_len, preset=spec.preset,
                      epochs=spec.epochs, out=out, console=console)
-        return [out]
+        if not spec.finetune_epochs:
+            return [out]
+        method, sparsity = spec.variants()[0]
+        finetune_dense(out / "model.pt", PruneRequest(method=method, sparsity=sparsity,
+                                                      finetune_epochs=spec.finetune_epochs),
+                       spec.dense_reference(cell.model).parent, console)
+        return [out, spec.dense_reference(cell.model).parent]
     request = ExportRequest(formats=spec.formats)
     staging = Path("staging")  # bundles are exported here, then moved to export/<model>/<variant>
     if cell.variant == DENSE:
-        write_bundles(staging, {DENSE: dense_checkpoint(cell.model)}, request, console)
+        write_bundles(staging, {DENSE: spec.dense_reference(cell.model)}, request, console)
         return _moved(staging / DENSE, export_dir(cell.model) / DENSE)
     out = model_dir(cell.model, cell.variant)
     prune_to_dir(dense_checkpoint(cell.model), PruneRequest(method=cell.method, sparsity=cell.sparsity,
-                                                            finetune_epochs=spec.finetune_epochs), out, console)
+                                                            finetune_epochs=spec.finetune_epochs), out, console,
+                 reference=spec.dense_reference(cell.model) if spec.finetune_epochs else None)
     write_bundles(staging, {cell.variant: out / "model.pt"}, request, console)
     return [out, *_moved(staging / cell.variant, export_dir(cell.model) / cell.variant)]
 

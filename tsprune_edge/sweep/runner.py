@@ -22,6 +22,7 @@ from tsprune_edge.atomic import write_atomic, write_json_atomic
 from tsprune_edge.sweep.executors import Executor
 from tsprune_edge.sweep.spec import (
     DENSE,
+    DENSE_FINETUNED,
     Cell,
     SweepSpec,
     dense_checkpoint,
@@ -44,7 +45,7 @@ def error_file(out: Path, cell: Cell) -> Path:
 def cell_dirs(cell: Cell) -> list[Path]:
     """The folders a cell owns: cleared before its files are written, so nothing of an earlier attempt stays."""
     if cell.kind == "train":
-        return [model_dir(cell.model, DENSE)]
+        return [model_dir(cell.model, DENSE), model_dir(cell.model, DENSE_FINETUNED)]
     if cell.variant == DENSE:
         return [export_dir(cell.model) / DENSE]
     return [model_dir(cell.model, cell.variant), export_dir(cell.model) / cell.variant]
@@ -98,7 +99,7 @@ def _compute(spec: SweepSpec, out: Path, todo: list[Cell], finished: set[str], e
                     progress.advance(task)
                 elif all(n in finished for n in cell.needs):
                     waiting.remove(cell)
-                    running[executor.submit(spec.to_json(), cell, _inputs(out, cell))] = cell
+                    running[executor.submit(spec.to_json(), cell, _inputs(spec, out, cell))] = cell
             if not running:
                 break
             for handle, result in executor.wait_any(list(running)):
@@ -123,11 +124,11 @@ def _bench_current(out: Path, cell: Cell) -> bool:
     return json.loads(marker(out, cell).read_text()).get("bundles") == _bundles(out, cell.model)
 
 
-def _inputs(out: Path, cell: Cell) -> dict[str, bytes]:
+def _inputs(spec: SweepSpec, out: Path, cell: Cell) -> dict[str, bytes]:
     if cell.kind == "train":
         return {}
-    path = dense_checkpoint(cell.model)
-    return {str(path): (out / path).read_bytes()}
+    paths = dict.fromkeys([dense_checkpoint(cell.model), spec.dense_reference(cell.model)])
+    return {str(path): (out / path).read_bytes() for path in paths}
 
 
 def _store(out: Path, cell: Cell, result: dict) -> None:

@@ -16,8 +16,9 @@ from tsprune_edge.errors import UserError
 
 SPEC_FILE = "sweep.json"
 SPEC_FORMAT = "tsprune-edge/sweep"
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # 2: the dense reference is fine-tuned as the variants are (models/<model>/dense-finetuned)
 DENSE = "dense"
+DENSE_FINETUNED = "dense-finetuned"
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,11 @@ class SweepSpec:
             raise UserError(f"--epochs must be 1 or more, got {self.epochs}")
         ExportRequest(formats=self.formats).validate()
         self.bench_request(Path("."), Path(".")).validate()
+
+    def dense_reference(self, model: str) -> Path:
+        """The checkpoint the dense bundle is exported from and the variants' accuracy is compared with: with
+        fine-tuning, dense given the same fine-tuning (the train cell writes it), else the trained dense."""
+        return model_dir(model, DENSE_FINETUNED) / "model.pt" if self.finetune_epochs else dense_checkpoint(model)
 
     def variants(self) -> list[tuple[str, float]]:
         return [(method, sparsity) for method in self.methods for sparsity in self.sparsities]
@@ -148,9 +154,13 @@ def load_or_write_spec(out: Path, spec: SweepSpec) -> bool:
         write_json_atomic(path, spec.to_json())
         return False
     try:
-        stored = SweepSpec.from_json(json.loads(path.read_text()))
+        record = json.loads(path.read_text())
+        stored = SweepSpec.from_json(record)
     except (ValueError, TypeError) as exc:
         raise UserError(f"{path} is not a sweep spec ({exc}); choose another --out") from None
+    if record.get("version") != SPEC_VERSION:
+        raise UserError(f"{out} holds a sweep of an earlier tsprune-edge (spec version {record.get('version')}, its "
+                        f"dense reference not fine-tuned as the variants are); choose another --out")
     if stored != spec:
         differ = [f.name for f in dataclasses.fields(SweepSpec) if getattr(stored, f.name) != getattr(spec, f.name)]
         raise UserError(f"{out} holds a different sweep ({', '.join(differ)} differ); re-run with the same options "
