@@ -12,6 +12,7 @@ from rich.table import Table
 
 from tsprune_edge.cli import guards
 from tsprune_edge.cli.output import table_console
+from tsprune_edge.report.stats import DEFAULT_ROUNDS
 
 _console = Console(stderr=True)
 DEVICE = "desktop"  # the main job measures on this machine, and prunes for its profile's round_to
@@ -26,7 +27,7 @@ def pipeline_command(
     sparsity: float = typer.Option(0.5, help="Structured pruning ratio (heads and FFN neurons removed)."),
     finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning; dense gets the same, so the "
                                         "accuracy comparison is fair."),
-    rounds: int = typer.Option(3, help="Bench rounds on this machine (each variant once per round)."),
+    rounds: int = typer.Option(DEFAULT_ROUNDS, help="Bench rounds on this machine (each variant once per round)."),
     out: Path = typer.Option(Path("runs/pipeline"), help="Where every stage writes its files."),
     force: bool = typer.Option(False, "--force", help="Overwrite what an earlier pipeline left in OUT."),
 ) -> None:
