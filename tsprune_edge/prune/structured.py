@@ -117,24 +117,32 @@ def check_config(model: nn.Module, config: StructuredConfig) -> None:
 
 @contextlib.contextmanager
 def _tolerate_unsized_concats() -> Iterator[None]:
-    """torch-pruning 1.6 raises TypeError on a concat whose inputs' widths it cannot infer (our moving averages
-    pad the time axis by concatenation). Such a concat is not along the feature axis, which is the case the
-    library already skips, so it is skipped the same way."""
+    """Two torch-pruning 1.6 index mappings misread our time-axis operations as feature-axis ones:
+    - a concat whose inputs' widths it cannot infer (our moving averages pad the time axis by concatenation)
+      raises TypeError; such a concat is not along the feature axis, the case the library already skips;
+    - a slice of a 3-D tensor along dim 2 is taken for a feature slice, but ours are time slices of [B, C, L]
+      (the circular padding of a convolution that reads a residual stream, as Informer's distilling does), and
+      the shifted indices send the group search around a cycle forever. No model here slices the feature axis
+      of a stream, so slices keep their indices.
+    Both are skipped while the context is active."""
     from torch_pruning.dependency import index_mapping
 
-    original = index_mapping.update_concat_index_mapping
+    original_concat, original_slice = (index_mapping.update_concat_index_mapping,
+                                       index_mapping.update_slice_index_mapping)
 
     def tolerant(graph, node):
         try:
-            return original(graph, node)
+            return original_concat(graph, node)
         except TypeError:
             return None
 
     index_mapping.update_concat_index_mapping = tolerant
+    index_mapping.update_slice_index_mapping = lambda graph, node: None
     try:
         yield
     finally:
-        index_mapping.update_concat_index_mapping = original
+        index_mapping.update_concat_index_mapping = original_concat
+        index_mapping.update_slice_index_mapping = original_slice
 
 
 def example_inputs(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:

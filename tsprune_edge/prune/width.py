@@ -34,6 +34,7 @@ NORM_TYPES = (nn.LayerNorm, nn.BatchNorm1d)
 _NOT_WIDTH_MODULES = ("FourierWeights", "RevIN")
 
 
+
 def has_width(model: nn.Module) -> bool:
     return hasattr(model.config, "d_model")
 
@@ -58,13 +59,9 @@ def kept_width(width: int, ratio: float, round_to: int) -> int:
 
 def dependency_graph(model: nn.Module, example_inputs: tuple) -> tp.DependencyGraph:
     """DepGraph of the deployment form, the bare parameters of other dimensions left out."""
-    from tsprune_edge.prune.structured import _tolerate_unsized_concats
-
     ignored = [p for m in model.modules() if type(m).__name__ in _NOT_WIDTH_MODULES for p in m.parameters()]
     model.eval()
-    with warnings.catch_warnings(), _tolerate_unsized_concats(), deployment_form(model):
-        warnings.simplefilter("ignore")
-        return tp.DependencyGraph().build_dependency(model, example_inputs, ignored_params=ignored)
+    return tp.DependencyGraph().build_dependency(model, example_inputs, ignored_params=ignored)
 
 
 def residual_streams(model: nn.Module, graph: tp.DependencyGraph) -> list[nn.Module]:
@@ -88,18 +85,24 @@ def stream_width(norm: nn.Module) -> int:
     return norm.weight.shape[0]
 
 
-def prune_width(model: nn.Module, ratio: float, round_to: int, initial: dict[str, int] | None = None) -> None:
-    """Shrink every residual stream to kept_width(its dense width, ratio, round_to) channels, keeping the channels
-    of largest group L2 magnitude. `initial` maps a stream's norm path to its dense width (default: d_model)."""
+def prune_width(model: nn.Module, ratio: float, round_to: int) -> None:
+    """Shrink every residual stream to kept_width(d_model, ratio, round_to) channels (Crossformer's merging norms
+    to win_size times that), keeping the channels of largest group L2 magnitude."""
+    from tsprune_edge.prune.structured import _tolerate_unsized_concats
+
+    with warnings.catch_warnings(), _tolerate_unsized_concats(), deployment_form(model):
+        warnings.simplefilter("ignore")
+        _prune_streams(model, ratio, round_to)
+
+
+def _prune_streams(model: nn.Module, ratio: float, round_to: int) -> None:
     from tsprune_edge.prune.structured import example_inputs
 
     graph = dependency_graph(model, example_inputs(model))
-    names = {m: n for n, m in model.named_modules()}
     importance = tp.importance.GroupMagnitudeImportance(p=2)
     for norm in residual_streams(model, graph):
         width = stream_width(norm)
-        dense = (initial or {}).get(names[norm], model.config.d_model)
-        target = kept_width(dense, ratio, round_to)
+        target = kept_width(model.config.d_model, ratio, round_to)
         if target >= width:
             continue
         with torch.no_grad():
