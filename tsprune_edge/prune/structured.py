@@ -117,32 +117,25 @@ def check_config(model: nn.Module, config: StructuredConfig) -> None:
 
 @contextlib.contextmanager
 def _tolerate_unsized_concats() -> Iterator[None]:
-    """Two torch-pruning 1.6 index mappings misread our time-axis operations as feature-axis ones:
-    - a concat whose inputs' widths it cannot infer (our moving averages pad the time axis by concatenation)
-      raises TypeError; such a concat is not along the feature axis, the case the library already skips;
-    - a slice of a 3-D tensor along dim 2 is taken for a feature slice, but ours are time slices of [B, C, L]
-      (the circular padding of a convolution that reads a residual stream, as Informer's distilling does), and
-      the shifted indices send the group search around a cycle forever. No model here slices the feature axis
-      of a stream, so slices keep their indices.
-    Both are skipped while the context is active."""
+    """torch-pruning 1.6 maps indices through a concat along dim 1 and a slice of a 3-D tensor along dim 2 as if
+    those were the feature axis. Ours are time axes: the moving averages pad [B, L, C] by concatenation along
+    dim 1, a circular convolution pads [B, C, L] by slices along dim 2 (Informer's distilling reads a residual
+    stream that way). The shifted indices made the group search of a residual stream cycle forever, and before
+    that a concat whose widths it could not infer raised TypeError. No model here concatenates or slices the
+    feature axis of a pruned dimension, so both mappings are skipped while the context is active (indices pass
+    through unchanged, as the library already does for a concat along any other axis)."""
     from torch_pruning.dependency import index_mapping
 
-    original_concat, original_slice = (index_mapping.update_concat_index_mapping,
-                                       index_mapping.update_slice_index_mapping)
-
-    def tolerant(graph, node):
-        try:
-            return original_concat(graph, node)
-        except TypeError:
-            return None
-
-    index_mapping.update_concat_index_mapping = tolerant
-    index_mapping.update_slice_index_mapping = lambda graph, node: None
+    originals = index_mapping.update_concat_index_mapping, index_mapping.update_slice_index_mapping
+    index_mapping.update_concat_index_mapping = index_mapping.update_slice_index_mapping = _skip
     try:
         yield
     finally:
-        index_mapping.update_concat_index_mapping = original_concat
-        index_mapping.update_slice_index_mapping = original_slice
+        index_mapping.update_concat_index_mapping, index_mapping.update_slice_index_mapping = originals
+
+
+def _skip(graph: object, node: object) -> None:
+    return None
 
 
 def example_inputs(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
