@@ -1,7 +1,8 @@
 """Width (d_model) pruning for every registered model that has one, with heads and FFN neurons (heads,ffn,width)
 and alone (width): MACs fall by >= 60% at 0.5, every residual stream keeps a multiple of round_to channels, the
 pruned model trains a step, round-trips through a checkpoint without replay and matches torch within 1e-4 in ONNX
-Runtime (every dimension set) and ai-edge-litert (heads,ffn,width). DLinear has no width and is refused. Pruned
+Runtime (every dimension set) and ai-edge-litert (heads,ffn,width). DLinear has no width and Crossformer's cannot
+be pruned yet: both are refused with the reason. Pruned
 models are built once per session and shared."""
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tsprune_edge.prune.structured import StructuredConfig, StructuredPruner
 from tsprune_edge.prune.width import NORM_TYPES, has_width
 
 TOLERANCE = 1e-4
-WIDTH_MODELS = [name for name in available_models() if name != "dlinear"]
+WIDTH_MODELS = [name for name in available_models() if name not in ("dlinear", "crossformer")]
 ALL_DIMS = ("heads", "ffn", "width")
 DIM_SETS = {"heads,ffn,width": ALL_DIMS, "width": ("width",)}
 
@@ -58,9 +59,8 @@ def test_all_dimensions_at_half_remove_most_macs_and_round_the_width(name, prune
     assert after <= 0.4 * before, f"{name}: MACs {before} -> {after}"
     d_model = dense.config.d_model
     for norm, width in norm_widths(pruned).items():
-        dense_width = norm_widths(dense)[norm]  # d_model, or a multiple of it where segments are merged
-        assert width == dense_width // 2, (norm, width)
-        assert (width * d_model // dense_width) % 8 == 0
+        assert norm_widths(dense)[norm] == d_model
+        assert width == d_model // 2 and width % 8 == 0, (norm, width)
     heads = [m.n_heads for m in pruned.modules() if hasattr(m, "n_heads")]
     assert heads == [m.n_heads // 2 for m in dense.modules() if hasattr(m, "n_heads")]
 
@@ -126,6 +126,11 @@ def test_dlinear_width_is_refused_with_the_reason():
     assert not has_width(model)
     with pytest.raises(UserError, match="^dlinear has no model width d_model to prune .*drop width from --dims$"):
         StructuredPruner(model, StructuredConfig(0.5, dims=ALL_DIMS))
+
+
+def test_crossformer_width_is_refused_with_the_reason():
+    with pytest.raises(UserError, match="^crossformer's width cannot be pruned: its segment merging .*drop width"):
+        StructuredPruner(create_model("crossformer", "small"), StructuredConfig(0.5, dims=ALL_DIMS))
 
 
 def test_bad_dims_are_refused():

@@ -26,7 +26,12 @@ from torch import nn
 
 from tsprune_edge.errors import UserError
 from tsprune_edge.models.deployment import deployment_form
-from tsprune_edge.prune.width import _NOT_WIDTH_MODULES, _slice_position_tables, _slice_token_major
+from tsprune_edge.prune.width import (
+    _NOT_WIDTH_MODULES,
+    _slice_position_tables,
+    restore_token_major,
+    token_major_state,
+)
 
 EXTRA_STEPS = 10  # finishing steps after the ramp, each closing the remaining gap to the target
 TOLERANCE = 0.002  # stop once the parameter sparsity is within this of the target
@@ -119,14 +124,10 @@ class StudyPruner:
         root = group[0].dep.target.module
         removed = [int(i) for i in group[0].idxs]
         width = root.out_features if isinstance(root, nn.Linear) else root.out_channels
-        members = {dep.target.module for dep, _ in group}
         _slice_position_tables(self.model, group, removed)
-        readers = [self.model.get_submodule(path) for path in getattr(self.model, "token_major_readers", ())]
-        flattened = {layer: layer.weight.detach().clone() for layer in readers if layer in members}
+        flattened = token_major_state(self.model, group)
         group.prune()
-        keep = sorted(set(range(width)) - set(removed))
-        for layer, weight in flattened.items():
-            _slice_token_major(layer, weight, width, keep)
+        restore_token_major(flattened, width, sorted(set(range(width)) - set(removed)))
 
 
 def _concats():

@@ -15,7 +15,8 @@ Hand work, where DepGraph cannot follow: the sinusoidal position tables of the I
 parameters), sliced here with the stream's kept channels and then stored in the state dict, so the pruned
 model's architecture record keeps them. FEDformer's Fourier weights and RevIN's per-variable affine belong to
 other dimensions and are ignored. PatchTST's head reads its tokens flattened token-major, which DepGraph maps as
-channel-major: its columns are taken by hand (`token_major_readers`).
+channel-major: its columns are taken by hand (`token_major_readers`). Crossformer is refused (the reason is its
+`width_pruning_refused`).
 """
 
 from __future__ import annotations
@@ -39,11 +40,18 @@ def has_width(model: nn.Module) -> bool:
     return hasattr(model.config, "d_model")
 
 
+def width_prunable(model: nn.Module) -> bool:
+    return has_width(model) and not hasattr(model, "width_pruning_refused")
+
+
 def check_width(model: nn.Module, ratio: float, round_to: int) -> None:
     """Refuse, before any work, a model without d_model or a ratio that would leave no channel."""
     if not has_width(model):
         raise UserError(f"{model.name} has no model width d_model to prune (it maps each series along time "
                         "with linear layers); drop width from --dims")
+    if hasattr(model, "width_pruning_refused"):
+        raise UserError(f"{model.name}'s width cannot be pruned: {model.width_pruning_refused}; "
+                        "drop width from --dims")
     if not 0.0 <= ratio < 1.0:
         raise UserError(f"--width-sparsity must be in [0, 1), got {ratio:g}")
     d_model = model.config.d_model
@@ -65,13 +73,14 @@ def dependency_graph(model: nn.Module, example_inputs: tuple) -> tp.DependencyGr
 
 
 def residual_streams(model: nn.Module, graph: tp.DependencyGraph) -> list[nn.Module]:
-    """One norm per residual stream (the first of each distinct group), in module order."""
+    """One norm per residual stream (the first of each distinct group), in module order. A stream without a norm
+    keeps its width: Crossformer's routers and the cross-dimension sender that writes to them."""
     streams, covered = [], set()
     for norm in (m for m in model.modules() if isinstance(m, NORM_TYPES)):
         if norm in covered:
             continue
         group = stream_group(graph, norm, [0])
-        covered.update(dep.target.module for dep, _ in group)
+        covered.update(dep.target.module for dep, _ in group if isinstance(dep.target.module, nn.Module))
         streams.append(norm)
     return streams
 
@@ -111,20 +120,32 @@ def _prune_streams(model: nn.Module, ratio: float, round_to: int) -> None:
         group = stream_group(graph, norm, removed)
         with torch.no_grad():
             _slice_position_tables(model, group, removed)
-            flattened = {path: model.get_submodule(path).weight.detach().clone()
-                         for path in getattr(model, "token_major_readers", ())}
+            flattened = token_major_state(model, group)
             group.prune()
-            keep = sorted(set(range(width)) - set(removed))
-            for path, weight in flattened.items():
-                _slice_token_major(model.get_submodule(path), weight, width, keep)
+            restore_token_major(flattened, width, sorted(set(range(width)) - set(removed)))
 
 
-def _slice_token_major(layer: nn.Linear, weight: torch.Tensor, width: int, keep: list[int]) -> None:
-    """A Linear reading [tokens, width] flattened token-major (PatchTST's head): DepGraph maps such a flatten
-    as if the channels were the major axis, so its columns are taken here: channel c of token n is n*width + c."""
-    columns = weight.reshape(weight.shape[0], -1, width)[:, :, keep]
-    layer.weight = nn.Parameter(columns.reshape(weight.shape[0], -1).contiguous())
-    layer.in_features = layer.weight.shape[1]
+def token_major_state(model: nn.Module, group: tp.dependency.Group) -> dict[nn.Module, dict[str, torch.Tensor]]:
+    """The weights, before pruning, of the group's layers that read [tokens, width] flattened token-major
+    (PatchTST's head, Crossformer's segment merging: `token_major_readers`)."""
+    members = {dep.target.module for dep, _ in group}
+    readers = [model.get_submodule(path) for path in getattr(model, "token_major_readers", ())]
+    return {layer: {name: p.detach().clone() for name, p in layer.named_parameters(recurse=False)
+                    if isinstance(layer, nn.LayerNorm) or name == "weight"}
+            for layer in readers if layer in members}
+
+
+def restore_token_major(state: dict[nn.Module, dict[str, torch.Tensor]], width: int, keep: list[int]) -> None:
+    """DepGraph maps a token-major flatten as if the channels were the major axis, so these layers' last axes are
+    taken here instead: channel c of token n is n*width + c."""
+    for layer, tensors in state.items():
+        for name, tensor in tensors.items():
+            kept = tensor.reshape(*tensor.shape[:-1], -1, width)[..., keep]
+            setattr(layer, name, nn.Parameter(kept.reshape(*tensor.shape[:-1], -1).contiguous()))
+        if isinstance(layer, nn.Linear):
+            layer.in_features = layer.weight.shape[1]
+        else:
+            layer.normalized_shape = tuple(layer.weight.shape)
 
 
 def _slice_position_tables(model: nn.Module, group: tp.dependency.Group, removed: list[int]) -> None:
