@@ -116,7 +116,7 @@ def test_width_only_leaves_heads_and_ffn_alone(pruned_models):
 
 def test_width_sparsity_sets_its_own_ratio():
     model = create_model("itransformer", "small", pred_len=96)
-    StructuredPruner(model, StructuredConfig(0.5, dims=ALL_DIMS, width_sparsity=0.25)).step()
+    StructuredPruner(model, StructuredConfig(0.5, dims=ALL_DIMS, width_ratio=0.25)).step()
     assert set(norm_widths(model).values()) == {96}
     assert model.encoder[0].ffn.linear1.weight.shape == (64, 96)
 
