@@ -115,8 +115,9 @@ def test_structured_width_through_the_cli_removes_most_macs_and_exports(cli, sha
     assert set(report["achieved"]["widths"].values()) == {32}  # d_model 64 -> 32, a multiple of --round-to 8
     model = load_checkpoint(out / "model.pt").build_model()
     assert model.encoder[0].norm1.normalized_shape == (32,)
-    history = torch.randn(1, 36, 7)
-    calendar = torch.ones(1, 60, 4)
+    cfg = model.config
+    history = torch.randn(1, cfg.seq_len, cfg.enc_in)
+    calendar = torch.ones(1, cfg.seq_len + cfg.pred_len, len(cfg.calendar_features))
     with torch.no_grad():
         expected = model(history, calendar).numpy()
     for export, run, filename in ((export_onnx, run_onnx, "model.onnx"), (export_tflite, run_tflite, "model.tflite")):
