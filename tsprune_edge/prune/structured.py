@@ -116,7 +116,7 @@ def check_config(model: nn.Module, config: StructuredConfig) -> None:
 
 
 @contextlib.contextmanager
-def _tolerate_unsized_concats() -> Iterator[None]:
+def _skip_time_axis_mappings() -> Iterator[None]:
     """torch-pruning 1.6 maps indices through a concat along dim 1 and a slice of a 3-D tensor along dim 2 as if
     those were the feature axis. Ours are time axes: the moving averages pad [B, L, C] by concatenation along
     dim 1, a circular convolution pads [B, C, L] by slices along dim 2 (Informer's distilling reads a residual
@@ -172,7 +172,7 @@ class StructuredPruner:
         fraction = self.current_step / self.config.steps
         targets = self.targets(self.config.ratio * fraction)
         if any(m in targets for m in [*self.head_width, *ffn_modules(self.model)]):
-            with warnings.catch_warnings(), _tolerate_unsized_concats(), deployment_form(self.model):
+            with warnings.catch_warnings(), _skip_time_axis_mappings(), deployment_form(self.model):
                 warnings.simplefilter("ignore")
                 self._graph_pruner(targets).step()
             for attention, width in self.head_width.items():

@@ -131,6 +131,6 @@ class StudyPruner:
 
 
 def _concats():
-    from tsprune_edge.prune.structured import _tolerate_unsized_concats
+    from tsprune_edge.prune.structured import _skip_time_axis_mappings
 
-    return _tolerate_unsized_concats()
+    return _skip_time_axis_mappings()

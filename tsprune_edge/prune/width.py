@@ -97,9 +97,9 @@ def stream_width(norm: nn.Module) -> int:
 def prune_width(model: nn.Module, ratio: float, round_to: int) -> None:
     """Shrink every residual stream to kept_width(d_model, ratio, round_to) channels (Crossformer's merging norms
     to win_size times that), keeping the channels of largest group L2 magnitude."""
-    from tsprune_edge.prune.structured import _tolerate_unsized_concats
+    from tsprune_edge.prune.structured import _skip_time_axis_mappings
 
-    with warnings.catch_warnings(), _tolerate_unsized_concats(), deployment_form(model):
+    with warnings.catch_warnings(), _skip_time_axis_mappings(), deployment_form(model):
         warnings.simplefilter("ignore")
         _prune_streams(model, ratio, round_to)
 
