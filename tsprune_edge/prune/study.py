@@ -80,7 +80,9 @@ class StudyPruner:
                 num_heads=num_heads, prune_num_heads=False, prune_head_dims=True)
         self.pruner.per_step_pruning_ratio = [0.0] * (total + 1)
         self.history: list[tuple[float, float]] = [(0.0, 0.0)]  # (channel ratio, parameter sparsity)
-        if not any(True for _ in self._prunable_groups()):
+        with _concats(), deployment_form(model):
+            prunable = any(True for _ in self._prunable_groups())
+        if not prunable:
             raise UserError(f"{model.name} has nothing the study's method can prune (only output layers)")
 
     def _prunable_groups(self):
