@@ -22,6 +22,7 @@ from tsprune_edge.export.runtimes import run_onnx, run_tflite
 from tsprune_edge.models import available_models, create_model
 from tsprune_edge.prune.analysis import count_macs
 from tsprune_edge.prune.structured import StructuredConfig, StructuredPruner
+from tsprune_edge.prune.study import StudyPruner
 from tsprune_edge.prune.width import NORM_TYPES, has_width
 
 TOLERANCE = 1e-4
@@ -136,3 +137,8 @@ def test_crossformer_width_is_refused_with_the_reason():
 def test_bad_dims_are_refused():
     with pytest.raises(UserError, match="^--dims takes a comma-separated subset of heads,ffn,width"):
         StructuredPruner(create_model("transformer", "small"), StructuredConfig(0.5, dims=("depth",)))
+
+
+def test_study_method_refuses_a_model_with_only_output_layers():
+    with pytest.raises(UserError, match=r"^dlinear has nothing the study's method can prune \(only output layers\)$"):
+        StudyPruner(create_model("dlinear", "small"), 0.5)
