@@ -35,6 +35,7 @@ from tsprune_edge.prune.width import (
 
 EXTRA_STEPS = 10  # finishing steps after the ramp, each closing the remaining gap to the target
 TOLERANCE = 0.002  # stop once the parameter sparsity is within this of the target
+MISSED = 0.02  # farther than this from the target: refused (nothing useful was reached)
 
 
 def output_layers(model: nn.Module) -> list[nn.Module]:
@@ -102,6 +103,10 @@ class StudyPruner:
             if gap <= TOLERANCE:
                 break
             self._step(self.achieved_sparsity() + gap / 2)
+        if abs(self.sparsity - self.achieved_sparsity()) > MISSED:
+            raise UserError(f"the study's method reached parameter sparsity {self.achieved_sparsity():.3f} of "
+                            f"{self.model.name}, not {self.sparsity:g}: too few of its parameters are in groups it "
+                            "can prune (FEDformer's Fourier weights are not); use --method structured")
 
     def _step(self, target: float) -> None:
         """One global step whose channel ratio should bring the parameter sparsity to `target`: the first from
