@@ -61,6 +61,8 @@ class StudyPruner:
             raise UserError(f"--sparsity must be in [0, 1), got {sparsity:g}")
         if steps < 1:
             raise UserError(f"--steps must be at least 1, got {steps}")
+        if hasattr(model, "width_pruning_refused"):  # the study's method prunes the width too
+            raise UserError(f"the study's method cannot prune {model.name}: {model.width_pruning_refused}")
         self.model, self.sparsity, self.steps = model, sparsity, steps
         self.dense_parameters = parameter_count(model)
         ignored: list = output_layers(model)
