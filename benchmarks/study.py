@@ -276,6 +276,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
     parser.add_argument("--rejudge-twins", action="store_true", help="only re-judge the twins of the committed "
                         "study.json and rewrite study.md")
+    parser.add_argument("--study-method", action="store_true",
+                        help="also run `--method study` (the study's global method, which prunes the width) at "
+                             "every sparsity: the width rows")
     args = parser.parse_args()
     os.environ["TSPRUNE_EDGE_DATA_DIR"] = args.data_dir
 
@@ -293,7 +296,8 @@ def main() -> None:
 
     console = Console(stderr=True, soft_wrap=True)
     models = tuple(available_models()) if args.models == "all" else tuple(args.models.split(","))
-    spec = SweepSpec(models=models, methods=("unstructured", "structured"), sparsities=(0.5, 0.8), data="ETTh1",
+    methods = ("unstructured", "structured") + (("study",) if args.study_method else ())
+    spec = SweepSpec(models=models, methods=methods, sparsities=(0.5, 0.8), data="ETTh1",
                      epochs=args.epochs, finetune_epochs=1, threads=(1,), rounds=args.rounds,
                      min_time=args.min_time, min_iters=100, profile=True)
     rows = run_study(spec, args.work / "sweep", console)

@@ -13,6 +13,8 @@ import torch
 
 from tests.conftest import SHARED_DATA
 from tsprune_edge.checkpoint import load_checkpoint
+from tsprune_edge.export.artifacts import export_onnx, export_tflite
+from tsprune_edge.export.runtimes import run_onnx, run_tflite
 from tsprune_edge.prune.masks import Masks, prunable_units
 from tsprune_edge.workflow import train_to_dir
 
@@ -104,6 +106,38 @@ def test_dlinear_structured_pruning_drops_input_lags(cli, shared_data, trained, 
     assert model.seasonal_linear.lags.shape == (16,) and model.seasonal_linear.layers[0].in_features == 16
 
 
+def test_structured_width_through_the_cli_removes_most_macs_and_exports(cli, shared_data, trained, tmp_path):
+    out = tmp_path / "pruned"
+    result = cli("prune", str(trained["transformer"]), "--method", "structured", "--dims", "heads,ffn,width",
+                 "--sparsity", "0.5", "--out", str(out))
+    assert result.code == 0, result.err
+    report = json.loads((out / "pruning.json").read_text())
+    assert report["mac_reduction"] >= 0.6
+    assert set(report["achieved"]["widths"].values()) == {32}  # d_model 64 -> 32, a multiple of --round-to 8
+    model = load_checkpoint(out / "model.pt").build_model()
+    assert model.encoder[0].norm1.normalized_shape == (32,)
+    cfg = model.config
+    history = torch.randn(1, cfg.seq_len, cfg.enc_in)
+    calendar = torch.ones(1, cfg.seq_len + cfg.pred_len, len(cfg.calendar_features))
+    with torch.no_grad():
+        expected = model(history, calendar).numpy()
+    for export, run, filename in ((export_onnx, run_onnx, "model.onnx"), (export_tflite, run_tflite, "model.tflite")):
+        artifact = export(model, (history, calendar), tmp_path / filename)
+        assert abs(run(artifact, history.numpy(), calendar.numpy()) - expected).max() <= 1e-4, filename
+
+
+def test_study_method_prunes_the_width_to_the_requested_parameter_sparsity(cli, shared_data, trained, tmp_path):
+    out = tmp_path / "pruned"
+    result = cli("prune", str(trained["transformer"]), "--method", "study", "--sparsity", "0.5", "--out", str(out))
+    assert result.code == 0, result.err
+    report = json.loads((out / "pruning.json").read_text())
+    assert abs(report["parameter_reduction"] - 0.5) <= 0.005, report["parameter_reduction"]
+    assert report["achieved"]["steps"] >= 50
+    widths = report["achieved"]["widths"]
+    assert max(widths.values()) < 64, widths  # the width is pruned (the study does not round it)
+    assert load_checkpoint(out / "model.pt").build_model().encoder_norm.normalized_shape == (widths["encoder_norm"],)
+
+
 @pytest.mark.parametrize("args, message", [
     (("--sparsity", "1.0"), r"^error: --sparsity must be in \[0, 1\), got 1$"),
     (("--sparsity", "-0.1"), r"^error: --sparsity must be in \[0, 1\), got -0.1$"),
@@ -118,6 +152,10 @@ def test_dlinear_structured_pruning_drops_input_lags(cli, shared_data, trained, 
     (("--steps", "2", "--method", "unstructured"), r"^error: --steps applies to structured pruning; .*$"),
     (("--method", "unstructured", "--gradual"), r"^error: --gradual ramps the sparsity over fine-tuning: .*$"),
     (("--ranking", "sideways"), r"^error: --ranking must be uniform or global, got 'sideways'$"),
+    (("--dims", "heads,depth"), r"^error: --dims takes a comma-separated subset of heads,ffn,width; .*$"),
+    (("--width-sparsity", "0.25"), r"^error: --width-sparsity needs width among --dims, .*$"),
+    (("--dims", "width", "--width-sparsity", "0.95"), r"^error: width sparsity 0.95 would remove all 64 .*$"),
+    (("--method", "study", "--dims", "width"), r"^error: --dims and --width-sparsity apply to --method structured"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(cli, shared_data, trained, tmp_path, args, message):
     out = tmp_path / "pruned"
@@ -127,6 +165,14 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(cli, shared_data, train
     assert len(lines) == 1, result.err
     assert re.match(message, lines[0]), lines[0]
     assert not out.exists()
+
+
+def test_dlinear_width_is_refused_with_the_reason(cli, shared_data, trained, tmp_path):
+    result = cli("prune", str(trained["dlinear"]), "--dims", "ffn,width", "--out", str(tmp_path / "pruned"))
+    assert result.code == 2
+    assert result.err.strip() == ("error: dlinear has no model width d_model to prune (it maps each series along "
+                                  "time with linear layers); drop width from --dims")
+    assert not (tmp_path / "pruned").exists()
 
 
 def test_an_already_pruned_checkpoint_is_refused(cli, shared_data, trained, tmp_path):

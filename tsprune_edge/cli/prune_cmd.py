@@ -21,17 +21,27 @@ def parse_nm(text: str) -> tuple[int, int]:
     return n, m
 
 
+def parse_dims(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 def prune_command(
     checkpoint: Path = typer.Argument(..., help="A dense model.pt written by `tsprune-edge train`."),
-    method: str = typer.Option("structured", help="structured (heads, neurons), unstructured (global magnitude), "
-                               "nm (N:M), block (1x4), or the baselines layerwise and random."),
+    method: str = typer.Option("structured", help="structured (heads, neurons, width), study (the study's global "
+                               "structured method), unstructured (global magnitude), nm (N:M), block (1x4), or the "
+                               "baselines layerwise and random."),
     sparsity: float = typer.Option(0.5, help="Fraction to remove, in [0, 1): of the prunable weights (mask "
-                                   "methods) or of the heads and FFN neurons of each layer (structured)."),
+                                   "methods), of the heads, FFN neurons and width of each layer (structured) or of "
+                                   "the parameters (study)."),
     finetune_epochs: int = typer.Option(0, help="Fine-tuning epochs after pruning (masks stay in force)."),
     lr: float = typer.Option(None, help="Fine-tuning learning rate (default: the model's published one)."),
     gradual: bool = typer.Option(False, help="Ramp the sparsity cubically over the fine-tuning epochs."),
     ranking: str = typer.Option("uniform", help="structured: uniform (same ratio in every layer) or global."),
-    steps: int = typer.Option(1, help="structured: reach the sparsity in this many prune + fine-tune steps."),
+    steps: int = typer.Option(1, help="structured: reach the sparsity in this many prune + fine-tune steps "
+                              "(study: 50 unless given)."),
+    dims: str = typer.Option("heads,ffn", help="structured: dimensions to prune, a subset of heads,ffn,width."),
+    width_sparsity: float = typer.Option(None, help="structured: fraction of d_model to remove "
+                                         "(default: --sparsity)."),
     device: str = typer.Option(None, help="The board the model is for: structured pruning keeps widths that are "
                                "multiples of its profile's round_to (`tsprune-edge devices show NAME`)."),
     round_to: int = typer.Option(None, help="structured: kept widths are multiples of this (default: the --device "
@@ -53,7 +63,8 @@ def prune_command(
     n, m = parse_nm(nm)
     request = PruneRequest(method=method, sparsity=sparsity, finetune_epochs=finetune_epochs, lr=lr,
                            gradual=gradual, global_ranking=ranking == "global", steps=steps, round_to=rounding,
-                           round_to_source=rounding_source, include_fourier=include_fourier, n=n, m=m, seed=seed)
+                           round_to_source=rounding_source, include_fourier=include_fourier, n=n, m=m, seed=seed,
+                           dims=parse_dims(dims), width_sparsity=width_sparsity)
     guards.number("--steps", steps, 1)
     guards.number("--round-to", round_to, 1)
     guards.number("--lr", lr, 0, low_open=True)

@@ -80,7 +80,9 @@ class TwoStageAttention(nn.Module):
         # Cross-dimension stage: per segment, routers gather from all variables, then variables read the routers.
         dims = time.reshape(batch, n_vars, n_segments, d_model).transpose(1, 2)
         dims = dims.reshape(batch * n_segments, n_vars, d_model)
-        routers = self.router.unsqueeze(0).expand(batch, -1, -1, -1).reshape(batch * n_segments, -1, d_model)
+        # the routers' own width: after width pruning it may differ from the stream's (prune/width.py)
+        routers = self.router.unsqueeze(0).expand(batch, -1, -1, -1).reshape(batch * n_segments, -1,
+                                                                          self.router.shape[-1])
         buffer = self.dim_sender(routers, dims, dims)
         dims = self.norm3(dims + self.dropout(self.dim_receiver(dims, buffer, buffer)))
         dims = self.norm4(dims + self.dropout(self.dim_ffn(dims)))
@@ -158,6 +160,11 @@ _SMALL = dict(seq_len=96, label_len=48, d_model=64, n_heads=4, e_layers=2, d_ff=
                 TrainSchedule(lr=1e-4, batch_size=32, max_epochs=20, lr_decay="halve"),
                 "Crossformer (Zhang & Yan 2023): segment embedding, two-stage attention, hierarchical enc-dec")
 class Crossformer(nn.Module):
+    # why `--dims width` is refused (prune/width.py)
+    width_pruning_refused = ("its segment merging reads win_size segments' channels flattened together and its "
+                             "router streams have no norm; torch-pruning 1.6.1's DepGraph does not shrink them "
+                             "consistently yet")
+
     def __init__(self, cfg: CrossformerConfig) -> None:
         super().__init__()
         if cfg.c_out not in (cfg.enc_in, 1):

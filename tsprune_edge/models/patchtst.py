@@ -71,6 +71,9 @@ _SMALL = dict(seq_len=96, label_len=48, d_model=64, n_heads=4, e_layers=2, d_ff=
                 TrainSchedule(lr=1e-4, batch_size=128, max_epochs=100, lr_decay="hold3"),
                 "PatchTST (Nie et al. 2023): patches as tokens, channel independence, RevIN")
 class PatchTST(nn.Module):
+    # reads [patches, d_model] flattened patch-major: width pruning slices its columns by hand (prune/width.py)
+    token_major_readers = ("head",)
+
     def __init__(self, cfg: PatchTSTConfig) -> None:
         super().__init__()
         if cfg.seq_len < cfg.patch_len:

@@ -19,6 +19,7 @@ from tsprune_edge.models import model_entry
 from tsprune_edge.prune.analysis import summarize
 from tsprune_edge.prune.masks import MASK_METHODS, Masks, cubic_ramp, prunable_units
 from tsprune_edge.prune.structured import (
+    DEFAULT_DIMENSIONS,
     StructuredConfig,
     StructuredPruner,
     check_config,
@@ -27,10 +28,14 @@ from tsprune_edge.prune.structured import (
     hand_attentions,
     lag_layers,
 )
+from tsprune_edge.prune.study import StudyPruner
+from tsprune_edge.prune.width import NORM_TYPES, has_width
 from tsprune_edge.train import Metrics, evaluate, train
 from tsprune_edge.workflow import checkpoint_data, training_budget
 
-METHODS = ("unstructured", "structured", "nm", "block", "layerwise", "random")
+METHODS = ("unstructured", "structured", "study", "nm", "block", "layerwise", "random")
+STRUCTURED_METHODS = ("structured", "study")  # layers get narrower
+STUDY_STEPS = 50  # the study's iterative steps
 # The study's density grid: 0.8^n for n = 1..9 (sparsity 1 - 0.8^n).
 STUDY_DENSITIES = tuple(round(0.8**n, 6) for n in range(1, 10))
 DEFAULT_ROUND_TO = 8  # structured widths a multiple of 8 where no board profile or --round-to says otherwise
@@ -51,6 +56,8 @@ class PruneRequest:
     n: int = 2  # nm: keep n of every m
     m: int = 4
     seed: int = 2021
+    dims: tuple[str, ...] = DEFAULT_DIMENSIONS  # structured: the dimensions pruned (heads, ffn, width)
+    width_sparsity: float | None = None  # structured: fraction of d_model removed (default: sparsity)
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -75,8 +82,16 @@ class PruneRequest:
             raise UserError("--gradual ramps magnitude, random or block masks; structured pruning uses --steps")
         if self.gradual and self.finetune_epochs < 1:
             raise UserError("--gradual ramps the sparsity over fine-tuning: pass --finetune-epochs 1 or more")
-        if self.steps != 1 and self.method != "structured":
+        if self.steps != 1 and self.method not in STRUCTURED_METHODS:
             raise UserError("--steps applies to structured pruning; mask methods ramp with --gradual")
+        if (self.dims != DEFAULT_DIMENSIONS or self.width_sparsity is not None) and self.method != "structured":
+            raise UserError("--dims and --width-sparsity apply to --method structured (study prunes every "
+                            "dimension by one global ranking)")
+
+    @property
+    def step_count(self) -> int:
+        """Structured steps; `study` runs the study's 50 unless --steps says otherwise."""
+        return STUDY_STEPS if self.method == "study" and self.steps == 1 else self.steps
 
 
 def prune_to_dir(checkpoint_path: Path, request: PruneRequest, out: Path, console: Console | None = None,
@@ -110,7 +125,7 @@ def prune_to_dir(checkpoint_path: Path, request: PruneRequest, out: Path, consol
         reference_model, dense_training = _reference(checkpoint_path, checkpoint, dense, request, data, reference,
                                                      console)
         test_dense = evaluate(reference_model, data, "test")
-    after = summarize(final, prunable if request.method != "structured" else None)
+    after = summarize(final, prunable if request.method not in STRUCTURED_METHODS else None)
     training = {**checkpoint.training, "finetune": finetune}
 
     summary = {
@@ -214,7 +229,8 @@ def _reference(source_path: Path, source: Checkpoint, dense: nn.Module, request:
 
 
 def structured_config(request: PruneRequest) -> StructuredConfig:
-    return StructuredConfig(request.sparsity, request.global_ranking, request.steps, request.round_to)
+    return StructuredConfig(request.sparsity, request.global_ranking, request.steps, request.round_to,
+                            request.dims, request.width_sparsity)
 
 
 def apply_pruning(model: nn.Module, request: PruneRequest, data: ForecastData, epochs: int,
@@ -229,6 +245,13 @@ def apply_pruning(model: nn.Module, request: PruneRequest, data: ForecastData, e
             if share:
                 runs.append(_finetune(model, data, request, share, console))
         achieved = structured_achieved(model)
+    elif request.method == "study":
+        pruner = StudyPruner(model, request.sparsity, request.step_count)
+        pruner.run()
+        if epochs:
+            runs.append(_finetune(model, data, request, epochs, console))
+        achieved = {**structured_achieved(model), "parameter_sparsity": round(pruner.achieved_sparsity(), 6),
+                    "steps": len(pruner.history) - 1}
     else:
         masks = Masks(model, request.method, request.include_fourier, request.n, request.m, seed=request.seed)
         if request.gradual and epochs:
@@ -263,6 +286,8 @@ def structured_achieved(model: nn.Module) -> dict:
         "heads": {names[m]: m.n_heads for m in graph_attentions(model) + hand_attentions(model)},
         "ffn_widths": {names[m]: m.out_features for m in ffn_layers(model)},
         "input_lags": {names[m]: m.layers[0].in_features for m in lag_layers(model)},
+        "widths": {names[m]: m.weight.shape[0] for m in model.modules() if isinstance(m, NORM_TYPES)}
+        if has_width(model) else {},
     }
 
 

@@ -1,11 +1,14 @@
-"""Structured pruning: physically remove attention heads, FFN neurons and (DLinear) input lags.
+"""Structured pruning: physically remove attention heads, FFN neurons, the model width d_model and (DLinear)
+input lags.
 
 Policy here, importance in `importance.py`, graph work in torch-pruning's DepGraph:
 - DepGraph finds what must shrink together with each FFN's first layer and each attention's q/k/v projections
   (the second FFN layer's inputs, the output projection's inputs) and slices them; heads are removed whole,
   aligned across q, k, v and the output projection (`num_heads`, `prune_num_heads`, no head-dim pruning).
-- The residual width d_model is never pruned: every layer that writes it is ignored, as are bare parameters
-  (positions, routers, RevIN, Fourier weights), so embeddings, norms and skip connections keep their widths.
+- Heads and FFN neurons leave the residual width d_model alone: every layer that writes it is ignored, as are
+  bare parameters (positions, routers, RevIN, Fourier weights).
+- The width (dimension `width`, see `width.py`) is pruned per residual stream, a DepGraph group that holds the
+  embedding, every layer that reads or writes the stream, its norms, positions and routers.
 - Blocks whose channel layout DepGraph cannot follow do it by hand: FEDformer's Fourier blocks (`keep_heads`,
   heads through the Fourier transforms) and DLinear's time-linear layers (`keep_lags`, no hidden width to prune).
 - Widths are rounded to a multiple of `round_to` (odd widths can run slower than dense ones), and head counts are
@@ -29,9 +32,12 @@ from torch import nn
 from tsprune_edge.errors import UserError
 from tsprune_edge.models.deployment import deployment_form
 from tsprune_edge.prune.importance import head_importance, lag_importance, neuron_importance
+from tsprune_edge.prune.width import check_width, prune_width
 
 PRUNED_LAYER_TYPES = (nn.Linear, nn.Conv1d)
 NORM_TYPES = (nn.LayerNorm, nn.BatchNorm1d)
+DIMENSIONS = ("heads", "ffn", "width")  # what structured pruning may shrink; `ffn` also covers DLinear's lags
+DEFAULT_DIMENSIONS = ("heads", "ffn")
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,13 @@ class StructuredConfig:
     ratio: float  # fraction of the heads of every attention and of the neurons of every FFN to remove
     global_ranking: bool = False  # rank across layers (uneven widths) instead of the same ratio in every layer
     steps: int = 1  # reach `ratio` in this many equal steps (fine-tuning may run between them)
-    round_to: int = 8  # kept FFN widths and lag counts are multiples of this
+    round_to: int = 8  # kept FFN widths, model widths and lag counts are multiples of this
+    dims: tuple[str, ...] = DEFAULT_DIMENSIONS  # the dimensions pruned
+    width_ratio: float | None = None  # fraction of d_model removed; None: `ratio`
+
+    @property
+    def width(self) -> float:
+        return self.ratio if self.width_ratio is None else self.width_ratio
 
 
 def ffn_modules(model: nn.Module) -> list[nn.Module]:
@@ -79,12 +91,23 @@ def check_config(model: nn.Module, config: StructuredConfig) -> None:
         raise UserError(f"--steps must be at least 1, got {config.steps}")
     if config.round_to < 1:
         raise UserError(f"--round-to must be at least 1, got {config.round_to}")
+    unknown = [d for d in config.dims if d not in DIMENSIONS]
+    if unknown or not config.dims:
+        raise UserError(f"--dims takes a comma-separated subset of {','.join(DIMENSIONS)}; "
+                        f"got {','.join(config.dims)!r}")
+    if config.width_ratio is not None and "width" not in config.dims:
+        raise UserError("--width-sparsity needs width among --dims, for example --dims heads,ffn,width")
     names = {m: n for n, m in model.named_modules()}
-    units = [(names[m], "neurons", m.out_features, config.round_to) for m in ffn_layers(model)]
-    units += [(names[m], "heads", m.n_heads, 1) for m in graph_attentions(model) + hand_attentions(model)]
-    units += [(names[m], "input lags", m.layers[0].in_features, config.round_to) for m in lag_layers(model)]
-    if not units:
-        raise UserError(f"{model.name} has no heads, neurons or lags that structured pruning can remove")
+    units = []
+    if "ffn" in config.dims:
+        units += [(names[m], "neurons", m.out_features, config.round_to) for m in ffn_layers(model)]
+        units += [(names[m], "input lags", m.layers[0].in_features, config.round_to) for m in lag_layers(model)]
+    if "heads" in config.dims:
+        units += [(names[m], "heads", m.n_heads, 1) for m in graph_attentions(model) + hand_attentions(model)]
+    if "width" in config.dims:
+        check_width(model, config.width, config.round_to)
+    elif not units:
+        raise UserError(f"{model.name} has no {' or '.join(config.dims)} that structured pruning can remove")
     for name, what, count, round_to in units:
         if kept_after(count, config.ratio, round_to) < 1:
             rounding = f" rounded to multiples of {round_to}" if round_to > 1 else ""
@@ -93,25 +116,26 @@ def check_config(model: nn.Module, config: StructuredConfig) -> None:
 
 
 @contextlib.contextmanager
-def _tolerate_unsized_concats() -> Iterator[None]:
-    """torch-pruning 1.6 raises TypeError on a concat whose inputs' widths it cannot infer (our moving averages
-    pad the time axis by concatenation). Such a concat is not along the feature axis, which is the case the
-    library already skips, so it is skipped the same way."""
+def _skip_time_axis_mappings() -> Iterator[None]:
+    """torch-pruning 1.6 maps indices through a concat along dim 1 and a slice of a 3-D tensor along dim 2 as if
+    those were the feature axis. Ours are time axes: the moving averages pad [B, L, C] by concatenation along
+    dim 1, a circular convolution pads [B, C, L] by slices along dim 2 (Informer's distilling reads a residual
+    stream that way). The shifted indices made the group search of a residual stream cycle forever, and before
+    that a concat whose widths it could not infer raised TypeError. No model here concatenates or slices the
+    feature axis of a pruned dimension, so both mappings are skipped while the context is active (indices pass
+    through unchanged, as the library already does for a concat along any other axis)."""
     from torch_pruning.dependency import index_mapping
 
-    original = index_mapping.update_concat_index_mapping
-
-    def tolerant(graph, node):
-        try:
-            return original(graph, node)
-        except TypeError:
-            return None
-
-    index_mapping.update_concat_index_mapping = tolerant
+    originals = index_mapping.update_concat_index_mapping, index_mapping.update_slice_index_mapping
+    index_mapping.update_concat_index_mapping = index_mapping.update_slice_index_mapping = _skip
     try:
         yield
     finally:
-        index_mapping.update_concat_index_mapping = original
+        index_mapping.update_concat_index_mapping, index_mapping.update_slice_index_mapping = originals
+
+
+def _skip(graph: object, node: object) -> None:
+    return None
 
 
 def example_inputs(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,25 +169,32 @@ class StructuredPruner:
         if self.current_step >= self.config.steps:
             raise RuntimeError("all pruning steps are done")
         self.current_step += 1
-        targets = self.targets(self.config.ratio * self.current_step / self.config.steps)
-        if self.head_width or ffn_modules(self.model):
-            with warnings.catch_warnings(), _tolerate_unsized_concats(), deployment_form(self.model):
+        fraction = self.current_step / self.config.steps
+        targets = self.targets(self.config.ratio * fraction)
+        if any(m in targets for m in [*self.head_width, *ffn_modules(self.model)]):
+            with warnings.catch_warnings(), _skip_time_axis_mappings(), deployment_form(self.model):
                 warnings.simplefilter("ignore")
                 self._graph_pruner(targets).step()
             for attention, width in self.head_width.items():
                 attention.n_heads = attention.q_proj.out_features // width
-        for block in hand_attentions(self.model):
+        for block in (b for b in hand_attentions(self.model) if b in targets):
             block.keep_heads(head_importance(block).topk(targets[block]).indices.sort().values)
         for layer in lag_layers(self.model):
-            layer.keep_lags(lag_importance(layer).topk(targets[layer]).indices.sort().values)
+            if layer in targets:
+                layer.keep_lags(lag_importance(layer).topk(targets[layer]).indices.sort().values)
+        if "width" in self.config.dims:
+            prune_width(self.model, self.config.width * fraction, self.config.round_to)
         self._check_nothing_emptied()
 
     def targets(self, ratio: float) -> dict[nn.Module, int]:
         """Units each layer keeps at cumulative `ratio`."""
+        dims, model = self.config.dims, self.model
         kinds = {
-            "heads": ({m: head_importance(m) for m in graph_attentions(self.model) + hand_attentions(self.model)}, 1),
-            "neurons": ({m: neuron_importance(m) for m in ffn_modules(self.model)}, self.config.round_to),
-            "lags": ({m: lag_importance(m) for m in lag_layers(self.model)}, self.config.round_to),
+            "heads": ({m: head_importance(m) for m in graph_attentions(model) + hand_attentions(model)}
+                      if "heads" in dims else {}, 1),
+            "neurons": ({m: neuron_importance(m) for m in ffn_modules(model)} if "ffn" in dims else {},
+                        self.config.round_to),
+            "lags": ({m: lag_importance(m) for m in lag_layers(model)} if "ffn" in dims else {}, self.config.round_to),
         }
         targets = {}
         for scores, round_to in kinds.values():
@@ -176,9 +207,10 @@ class StructuredPruner:
     def _graph_pruner(self, targets: dict[nn.Module, int]) -> tp.pruner.MetaPruner:
         """A DepGraph pruner that removes, per layer, the units above its target (local ranking in each layer)."""
         model = self.model
-        neuron_ratios = {m.linear1: _neuron_ratio(m.linear1.out_features, targets[m]) for m in ffn_modules(model)}
+        neuron_ratios = {m.linear1: _neuron_ratio(m.linear1.out_features, targets[m])
+                         for m in ffn_modules(model) if m in targets}
         roots, num_heads, head_ratios = set(neuron_ratios), {}, {}
-        for attention in self.head_width:
+        for attention in (a for a in self.head_width if a in targets):
             for name in ("q_proj", "k_proj", "v_proj"):
                 projection = getattr(attention, name)
                 roots.add(projection)
