@@ -100,8 +100,7 @@ def bench_twin(spec, work: Path, model: str, console: Console) -> Path | None:
 
 
 def twin_rows(run: Path) -> list[dict]:
-    from tsprune_edge.report.stats import median_ratio
-    from tsprune_edge.report.verdict import load_run, round_latencies
+    from tsprune_edge.report.verdict import item_ratio, load_run
 
     rows = []
     items = {item["id"]: item for item in load_run(run)["items"]}
@@ -109,12 +108,12 @@ def twin_rows(run: Path) -> list[dict]:
         pruned_id, twin_id = f"structured-0.5__{fmt}__t1", f"narrow-twin__{fmt}__t1"
         if pruned_id not in items or twin_id not in items:
             continue
-        pruned, _ = round_latencies(run, pruned_id)
-        twin, _ = round_latencies(run, twin_id)
-        ratio = median_ratio(pruned, twin)
+        ratio = item_ratio(run, pruned_id, twin_id)  # pruned / twin, paired by round
+        if ratio is None:
+            continue
         pruned_item, twin_item = items[pruned_id], items[twin_id]
         rows.append({"format": fmt, "runtime": pruned_item["runtime"], "pruned_ms": pruned_item["p50_s"] * 1e3,
-                     "twin_ms": twin_item["p50_s"] * 1e3, "ratio": ratio.ratio, "low": ratio.low,
+                     "twin_ms": twin_item["p50_s"] * 1e3, "ratio": ratio.estimate, "low": ratio.low,
                      "high": ratio.high, "within": twin_judgement(ratio.low, ratio.high), "run": run.name})
     return rows
 
