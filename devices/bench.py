@@ -72,10 +72,10 @@ def bench(request: BenchRequest, console: Console | None = None) -> dict:
     console = console or Console(stderr=True)
     request.validate()
     profile = load_profile(request.device)
-    bundles = find_bundles(request.artifacts)
-    refuse_unreadable(bundles, profile, request)
-    run_dir = _run_dir(request, profile)  # checked (resume) before connecting, created once the board answered
-    with open_transport(profile, request) as transport:
+    with open_transport(profile, request) as transport:  # the host is checked here; nothing connects yet
+        run_dir = _run_dir(request, profile)  # checked (resume) before connecting, created once the board answered
+        bundles = find_bundles(request.artifacts)
+        refuse_unreadable(bundles, profile, request)  # before connecting: a bundle the board cannot read
         remote = f"{profile.workdir.rstrip('/')}/{run_dir.name}"
         _step(transport, ["mkdir", "-p", remote], "create the run folder")
         fresh = not run_dir.exists()

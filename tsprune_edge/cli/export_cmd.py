@@ -56,7 +56,7 @@ def export_command(
                     checkpoint=checkpoint, model=model, data=data, epochs=epochs,
                     strict_dates=strict_dates, round_to=rounding, round_to_source=rounding_source)
     request = ExportRequest(quantize=quantize, sparse_kernels=sparse_kernels,
-                            **_device_settings(device, parse_list(format) if format else None, onnx_opset))
+                            **_device_settings(device, None if format is None else parse_list(format), onnx_opset))
     guards.number("--epochs", epochs, 1)
     guards.number("--finetune-epochs", finetune_epochs, 0)
     guards.number("--sparsity", sparsity, 0, 1, high_open=True)
@@ -80,14 +80,14 @@ def _device_settings(device: str | None, formats: tuple[str, ...] | None, opset:
     from tsprune_edge.export.bundle import FORMATS
 
     if device is None:
-        settings = {"formats": formats or FORMATS}
+        settings = {"formats": FORMATS if formats is None else formats}
         return settings if opset is None else {**settings, "onnx_opset": opset}
     from tsprune_edge.devices.bench import FORMAT_RUNTIMES
     from tsprune_edge.devices.profiles import load_profile
 
     profile = load_profile(device)
     readable = tuple(f for f, runtimes in FORMAT_RUNTIMES.items() if set(runtimes) & set(profile.runtimes))
-    return {"formats": formats or readable, "onnx_opset": opset or profile.onnx_opset,
+    return {"formats": readable if formats is None else formats, "onnx_opset": opset or profile.onnx_opset,
             "onnx_ir": None if opset else profile.onnx_ir, "onnx_sparse": profile.onnx_sparse}
 
 
