@@ -264,3 +264,14 @@ def test_bench_adds_rounds_while_a_verdict_is_open(tmp_path, probed):
 def test_report_refuses_what_is_not_a_run(cli, tmp_path):
     assert_one_line_error(cli("report", str(tmp_path), "--out", str(tmp_path / "r")), "no finished bench run")
     assert_one_line_error(cli("report", str(tmp_path), "--min-effect", "1.5"), "--min-effect must be in [0, 1)")
+
+
+def test_each_variant_is_judged_against_dense_in_its_own_setting():
+    """A TensorRT fp16 row is compared with dense under TensorRT fp16, never with dense under ONNX Runtime."""
+    from tsprune_edge.report.verdict import same_setting
+
+    trt = {"id": "structured-0.5__onnx__trt-fp16", "bundle": "structured-0.5"}
+    ort = {"id": "structured-0.5__onnx__t4", "bundle": "structured-0.5"}
+    assert same_setting(trt, "dense") == "dense__onnx__trt-fp16"
+    assert same_setting(ort, "dense") == "dense__onnx__t4"
+    assert same_setting(ort, "percall") == "percall__onnx__t4"

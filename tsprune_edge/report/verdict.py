@@ -127,6 +127,12 @@ def judge(variant: ItemRounds, dense: ItemRounds, min_effect: float) -> tuple[st
     return label(speedup.low, speedup.high, min_effect), speedup
 
 
+def same_setting(item: dict, bundle: str) -> str:
+    """The id of `bundle` measured in the same setting as `item` (format, runtime, threads, TensorRT precision):
+    ids are `<bundle>__<setting>`, e.g. `dense__onnx__t1` or `dense__onnx__trt-fp16`."""
+    return bundle + item["id"][len(item["bundle"]):]
+
+
 def undecided(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[str]:
     """The ids in a run's plan whose interval is still too wide to decide (or has too few rounds): what another
     round could settle. Reads plan.json and raw/ only, so bench can ask between rounds."""
@@ -134,7 +140,7 @@ def undecided(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[str
     ids = {item["id"] for item in plan["items"]}
     open_ids = []
     for item in plan["items"]:
-        dense_id = f"dense__{item['format']}__t{item['threads']}"
+        dense_id = same_setting(item, "dense")
         if item["bundle"] in ("dense", PROBE) or dense_id not in ids:
             continue
         verdict, _ = judge(load_rounds(run_dir, item["id"]), load_rounds(run_dir, dense_id), min_effect)
@@ -161,16 +167,17 @@ def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[
         row = {"run": run["run_id"], "device": run["device"]["name"], "machine": run["machine"],
                "emulated": run["emulated"], "variant": item["bundle"], "model": facts.get("model"),
                "method": facts.get("method"), "sparsity": facts.get("sparsity"), "format": item["format"],
-               "runtime": f"{item['runtime']} {item.get('runtime_version', '')}".strip(), "threads": item["threads"],
-               "rounds": len(mine.medians), "flags": mine.flags, **latency,
+               "runtime": " ".join(str(v) for v in (item["runtime"], item.get("runtime_version"),
+                                                    item.get("precision")) if v),
+               "threads": item["threads"], "rounds": len(mine.medians),
+               "flags": mine.flags + [f"not at full power: {w}" for w in item.get("power_warnings", [])], **latency,
                "macs": facts.get("macs"), "max_abs_error": item.get("max_abs_error"),
                "torch_mse": (facts.get("torch_test") or {}).get("mse"),
                "board_mse": (item.get("accuracy") or {}).get("mse"),
                "board_mae": (item.get("accuracy") or {}).get("mae"),
                "warnings": mine.warnings, "warmup": mine.warmup, "providers": mine.providers,
                "delegate": mine.delegate, "board_since_boot": history}
-        dense_id = f"dense__{item['format']}__t{item['threads']}"
-        probe_id = f"{PROBE}__{item['format']}__t{item['threads']}"
+        dense_id, probe_id = same_setting(item, "dense"), same_setting(item, PROBE)
         if item["bundle"] == PROBE:
             row["verdict"] = PROBE_VERDICT
         elif item["bundle"] != "dense" and dense_id in items:
