@@ -79,7 +79,11 @@ def test_bench_accuracy_on_the_board_matches_torch(cli, tmp_path, bundles, manif
               *FAST)
     assert ran.code == 0, ran.err
     (run,) = results.iterdir()
-    items = json.loads((run / "bench.json").read_text())["items"]
+    measured = json.loads((run / "bench.json").read_text())["items"]
+    probes = [i for i in measured if i["probe"]]  # the per-call probe claims no accuracy: none is measured
+    assert [(i["bundle"], i["format"]) for i in probes] == [("percall", "onnx"), ("percall", "tflite")]
+    assert not any(i.get("accuracy") for i in probes)
+    items = [i for i in measured if not i["probe"]]
     assert [(i["bundle"], i["format"]) for i in items] == [("dense", "onnx"), ("unstructured-0.5", "onnx"),
                                                             ("dense", "tflite"), ("unstructured-0.5", "tflite")]
     for item in items:

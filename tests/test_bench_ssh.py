@@ -90,7 +90,15 @@ def test_missing_runtime_names_the_fix(cli, tmp_path, board, bundles):  # noqa: 
     assert not any((tmp_path / "board").glob("loopback-*"))  # nothing measured, nothing left on the board
 
 
-def test_corrupt_artifact_is_caught_by_checksum_on_the_board(cli, tmp_path, board, bundles):  # noqa: F811
+def test_corrupt_artifact_is_named_here_and_caught_by_checksum_on_the_board(cli, tmp_path, board,
+                                                                           bundles):  # noqa: F811
+    """The CLI names a bad local bundle before any copy; past that check (a file damaged on the way), the board's
+    own sha256 check stops the run."""
+    from rich.console import Console
+
+    from tsprune_edge.devices.bench import BenchRequest, bench
+    from tsprune_edge.errors import UserError
+
     copy = tmp_path / "export"
     shutil.copytree(bundles, copy)
     model = copy / "dense" / "model.onnx"
@@ -98,7 +106,12 @@ def test_corrupt_artifact_is_caught_by_checksum_on_the_board(cli, tmp_path, boar
     data[len(data) // 2] ^= 0xFF
     model.write_bytes(bytes(data))
     result = _bench(cli, tmp_path, copy, board.ssh_config)
-    assert_fails_with(result, "dense: checksum mismatch on the board for model.onnx")
+    assert_fails_with(result, "dense: model.onnx missing or not what manifest.json records", "before any copy")
+    assert not (tmp_path / "results").exists()
+    request = BenchRequest(device="loopback", artifacts=copy, results=tmp_path / "library", rounds=1, min_time=0.2,
+                           min_iters=20, ssh_config=board.ssh_config)
+    with pytest.raises(UserError, match="dense: checksum mismatch on the board for model.onnx"):
+        bench(request, console=Console(quiet=True))
 
 
 def _drop_ssh_sessions(sshd_pid: int) -> None:
