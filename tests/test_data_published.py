@@ -170,7 +170,8 @@ def test_weather_quirks_train_export_and_bench_with_one_warning(cli, tmp_path, m
     assert json.loads(props["tsprune_edge.scaler"])["columns"] == list(WEATHER_COLUMNS)
     (run,) = (tmp_path / "results").iterdir()
     items = json.loads((run / "bench.json").read_text())["items"]
-    assert len(items) == 2 and all(item["correct"] and not item["errors"] for item in items)
+    assert sorted(item["bundle"] for item in items) == ["dense", "percall", "unstructured-0.5"]
+    assert all(item["correct"] and not item["errors"] for item in items)
     strict = cli("train", "--model", "dlinear", "--data", str(path), "--strict-dates", "--out", str(tmp_path / "s"))
     assert strict.code == 2 and strict.err.count("\n") == 1 and "--strict-dates refuses them" in strict.err
     assert not (tmp_path / "s").exists()
