@@ -22,3 +22,10 @@ def inputs(model: nn.Module, batch: int = 3) -> tuple[torch.Tensor, torch.Tensor
     generator = torch.Generator().manual_seed(0)
     history = torch.randn(batch, cfg.seq_len, cfg.enc_in, generator=generator)
     return history, random_calendar(batch, cfg.seq_len + cfg.pred_len, generator)
+
+
+def data_record(model: nn.Module) -> dict:
+    """A checkpoint's `data` record for a model built in a test (ETTh1's names; no file behind it)."""
+    cfg = model.config
+    return {"name": "ETTh1", "path": None, "seq_len": cfg.seq_len, "label_len": cfg.label_len,
+            "pred_len": cfg.pred_len, "features": "M", "target": "OT", "sha256": None}

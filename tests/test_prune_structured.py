@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.inputs import inputs
+from tests.inputs import data_record, inputs
 from tsprune_edge.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from tsprune_edge.export.artifacts import export_onnx, export_tflite
 from tsprune_edge.export.runtimes import run_onnx, run_tflite
@@ -94,7 +94,7 @@ def test_pruned_model_trains_one_step(name):
 def test_pruned_checkpoint_round_trips_and_exports(name, etth1_windows, tmp_path):
     _, pruned = pruned_pair(name)
     path = tmp_path / "model.pt"
-    save_checkpoint(make_checkpoint(pruned, {}, {}, {}, pruning={"method": "structured"}), path)
+    save_checkpoint(make_checkpoint(pruned, data_record(pruned), {}, {}, pruning={"method": "structured"}), path)
     loaded = load_checkpoint(path).build_model()
     assert {k: v.shape for k, v in loaded.state_dict().items()} == {k: v.shape for k, v in pruned.state_dict().items()}
     assert [m.n_heads for m in loaded.modules() if hasattr(m, "n_heads")] == \

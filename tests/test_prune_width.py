@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.inputs import inputs
+from tests.inputs import data_record, inputs
 from tsprune_edge.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.artifacts import export_onnx, export_tflite
@@ -87,7 +87,7 @@ def test_width_pruned_checkpoint_round_trips_and_matches_in_the_runtimes(name, d
                                                                         tmp_path):
     _, pruned = pruned_models(name, dims)
     path = tmp_path / "model.pt"
-    save_checkpoint(make_checkpoint(pruned, {}, {}, {}, pruning={"method": "structured"}), path)
+    save_checkpoint(make_checkpoint(pruned, data_record(pruned), {}, {}, pruning={"method": "structured"}), path)
     loaded = load_checkpoint(path).build_model()
     assert {k: v.shape for k, v in loaded.state_dict().items()} == {k: v.shape for k, v in pruned.state_dict().items()}
     assert norm_widths(loaded) == norm_widths(pruned)

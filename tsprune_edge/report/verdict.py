@@ -115,10 +115,20 @@ def _distinct(values) -> str | None:
     return " / ".join(kept) if kept else None
 
 
+def delegate_kind(delegate: str | None) -> str | None:
+    """Which delegate ran, without how many ops it took: the agent writes 'XNNPACK (default delegate): 18 of 20
+    ops in 2 delegate nodes', and a pruned graph has other op counts under the same delegate."""
+    return delegate.split(":", 1)[0] if delegate else delegate
+
+
+def same_engine(variant: ItemRounds, other: ItemRounds) -> bool:
+    return variant.providers == other.providers and delegate_kind(variant.delegate) == delegate_kind(other.delegate)
+
+
 def judge(variant: ItemRounds, dense: ItemRounds, min_effect: float) -> tuple[str, Interval | None]:
     """The label and the speedup interval (dense / variant), or why the variant is not judged."""
     for what, mine, theirs in (("providers", variant.providers, dense.providers),
-                               ("delegate", variant.delegate, dense.delegate)):
+                               ("delegate", delegate_kind(variant.delegate), delegate_kind(dense.delegate))):
         if mine != theirs:
             return f"NOT JUDGED: {what} differ from dense ({mine or 'none'} vs {theirs or 'none'})", None
     speedup = speedup_interval(variant.medians, dense.medians)
@@ -159,8 +169,6 @@ def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[
     history = list(dict.fromkeys(name for r in rounds.values() for name in r.since_boot))
     rows = []
     for item in run["items"]:
-        if item.get("probe"):  # the per-call probe is no variant to judge
-            continue
         facts = bundles.get(item["bundle"], {})
         mine = rounds[item["id"]]
         latency = _latency(mine.medians)
@@ -217,7 +225,7 @@ def _against_dense(mine: ItemRounds, dense: ItemRounds, probe: ItemRounds | None
                 "speedup": speedup.estimate, "speedup_low": speedup.low, "speedup_high": speedup.high})
     if predicted and predicted > 1.0 + 1e-9:
         row.update(_fields("efficiency", speedup.scaled(1 / predicted)))
-        if probe is not None and probe.providers == mine.providers and probe.delegate == mine.delegate:
+        if probe is not None and same_engine(probe, mine):
             beyond = beyond_call_interval(mine.medians, dense.medians, probe.medians)
             if beyond is not None:
                 row.update(_fields("beyond_call_efficiency", beyond.scaled(1 / predicted)))
