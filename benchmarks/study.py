@@ -1,17 +1,22 @@
 """The study: does structured pruning give a real speedup on this desktop CPU, in the runtimes we ship?
 
-1. `tsprune-edge sweep` over every registered model (small preset, ETTh1, pred_len 96), unstructured and structured
-   pruning at 0.5 and 0.8, fine-tuned 1 epoch (and the dense reference fine-tuned the same epoch, so the MSE column
-   compares models with the same training), ONNX and TFLite, batch 1, one thread, 3 interleaved rounds per model
-   with ONNX Runtime's per-op profile: the verdict report (Markdown, HTML, plots, JSON, CSV).
+1. `tsprune-edge sweep` over every registered model (small preset, ETTh1, pred_len 96): unstructured and structured
+   (heads and FFN neurons) pruning at 0.5 and 0.8; structured_width (heads, FFN and the model width d_model) at the
+   ratio that removes the MACs the structured variant of the same nominal sparsity removes; and the study's own
+   method (`--method study`: global magnitude ranking, width and norms included, 50 steps) at 0.5 and 0.8. Every
+   variant and the dense reference are fine-tuned the same 1 epoch, so the MSE column compares models with the
+   same training. ONNX and TFLite, batch 1, one thread, interleaved rounds (5, more while a verdict is
+   inconclusive) with ONNX Runtime's per-op profile: the verdict report (Markdown, HTML, plots, JSON, CSV).
 2. Narrow twins: each model's structured-0.5 checkpoint with every weight re-initialised (the same modules at the
    same widths, never trained or pruned), exported the same way and measured in one interleaved run beside the
    pruned bundle. Pruning must leave no overhead: the pruned model should be within +-5% of its twin.
-3. Targets: at structured 0.5, achieved / predicted speedup >= 0.85 in both runtimes; pruned within 5% of the twin.
-4. The Transformer at the paper preset's widths, structured 0.5 against dense: what the same pruning achieves where
-   the matrices are large enough to amortise the per-node cost (latency only; trained one epoch, not fine-tuned).
+3. Targets at 0.5: achieved / predicted speedup >= 0.85 in both runtimes (heads+ffn, and heads+ffn+width at the
+   same MACs); pruned within 5% of the twin.
+4. The Transformer at the paper preset's widths, structured and structured_width at 0.5 against dense: what the
+   same pruning achieves where the matrices are large enough to amortise the per-node cost (latency only; trained
+   one epoch, not fine-tuned).
 
-Usage: python benchmarks/study.py [--work runs/study] [--epochs 3] [--data-dir ../shared/data]
+Usage: python benchmarks/study.py --work runs/study-v3 [--epochs 3] [--data-dir ../shared/data]
 Resumable (re-run the same command). Writes benchmarks/results/study.{md,json} and benchmarks/results/study/.
 `--rejudge-twins` only re-applies the twin judgement to the committed study.json and rewrites study.md from it.
 """
@@ -29,6 +34,8 @@ from pathlib import Path
 
 from rich.console import Console
 from train_baselines import machine
+
+from tsprune_edge.report.stats import DEFAULT_ROUNDS
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -146,6 +153,14 @@ def _num(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _interval(row: dict, name: str, suffix: str = "") -> str:
+    if row.get(name) is None:
+        return "-"
+    if row.get(f"{name}_low") is None:
+        return f"{row[name]:.2f}{suffix}"
+    return f"{row[name]:.2f}{suffix} [{row[f'{name}_low']:.2f}, {row[f'{name}_high']:.2f}]"
+
+
 def markdown(study: dict) -> str:
     m = study["machine"]
     lines = [f"# Study: structured vs unstructured pruning on this desktop CPU ({study['date']})", "",
@@ -154,36 +169,78 @@ def markdown(study: dict) -> str:
              "workers): "
              + ", ".join(f"{kind} {minutes:g}" for kind, minutes in study["cell_minutes"].items()) + ".", "",
              "Every variant is measured against the dense model of the same model, format and runtime in the same "
-             "interleaved run (3 rounds, each a fresh process); speedup = median dense latency / median variant "
-             "latency with a hierarchical bootstrap 95% interval. Predicted = dense MACs / variant MACs. "
-             "Full report with plots: [study/report.html](study/report.html) and "
+             "interleaved run (each round a fresh process per item, the order rotated between rounds). Speedup = "
+             "the geometric mean over rounds of dense median / variant median in that round, with the t interval "
+             "of the mean log ratio (95%; its coverage is checked by simulation in "
+             "[coverage.md](coverage.md)); p50 ms is the same estimator over the round medians. Predicted = dense "
+             "MACs / variant MACs; achieved / predicted carries the speedup's interval. Verdicts, with a 5% "
+             "smallest effect that counts: REAL SPEEDUP (whole interval above 1.05), SMALL SPEEDUP (above 1, "
+             "not wholly above 1.05), EQUIVALENT (inside 0.95-1.05), SMALL SLOWDOWN, SLOWDOWN, INCONCLUSIVE "
+             "(too wide to tell). Full report with plots: [study/report.html](study/report.html) and "
              "[study/report.md](study/report.md).", "", *accuracy_caveat(study["settings"]),
+             "Variants: `structured` prunes attention heads and FFN neurons; `structured_width` also prunes the "
+             "model width d_model, at the ratio that removes the MACs `structured` removes at the same nominal "
+             "sparsity; `study` is the study's method (global magnitude ranking over every group, width and norms "
+             "included, 50 steps).", "",
              "## Verdict, every model and variant (batch 1, one thread)", "",
-             "| model | variant | runtime | p50 ms | speedup [95% CI] | verdict | predicted | achieved / predicted | "
-             "file ratio | torch MSE |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | variant | runtime | p50 ms | speedup [95% CI] | verdict | predicted | "
+             "achieved / predicted [95% CI] | file ratio | torch MSE |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in study["rows"]:
-        if r["variant"] == "dense":
+        if r["variant"] in ("dense", "percall"):
             continue
-        speedup = (f"{r['speedup']:.2f}x [{r['speedup_low']:.2f}, {r['speedup_high']:.2f}]"
-                   if "speedup" in r else "-")
-        lines.append(f"| {r['model']} | {r['variant']} | {r['runtime']} | {r['p50_ms']:.3f} | {speedup} | "
-                     f"{r.get('verdict', '-')} | {_num(r.get('predicted_speedup'), '.2f')} | "
-                     f"{_num(r.get('efficiency'), '.2f')} | {_num(r.get('file_ratio'), '.2f')} | "
-                     f"{_num(r.get('torch_mse'), '.4f')} |")
-    lines += ["", f"## Targets at structured 0.5: achieved / predicted >= {TARGET_EFFICIENCY}, and within "
+        lines.append(f"| {r['model']} | {r['variant']} | {r['runtime']} | {_num(r.get('p50_ms'), '.3f')} | "
+                     f"{_interval(r, 'speedup', 'x')} | {r.get('verdict', '-')} | "
+                     f"{_num(r.get('predicted_speedup'), '.2f')} | {_interval(r, 'efficiency')} | "
+                     f"{_num(r.get('file_ratio'), '.2f')} | {_num(r.get('torch_mse'), '.4f')} |")
+    dense_mse = {r["model"]: r.get("torch_mse") for r in study["rows"] if r["variant"] == "dense"}
+    lines += ["", "Dense torch test MSE (fine-tuned the same epoch as every variant): "
+              + ", ".join(f"{model} {_num(mse, '.4f')}" for model, mse in sorted(dense_mse.items())) + "."]
+    lines += width_rows(study)
+    lines += ["", f"## Targets at 0.5: achieved / predicted >= {TARGET_EFFICIENCY}, and within "
               f"+-{TWIN_TOLERANCE:.0%} of the narrow twin", "",
-              f"Twin: 'yes' when the whole 95% interval of pruned / twin lies within 1 +- {TWIN_TOLERANCE:g}, 'NO' "
-              "when it lies wholly beyond either end, 'unresolved' when it crosses a line.", "",
-              "| model | runtime | achieved / predicted | met | pruned ms | twin ms | pruned / twin [95% CI] | met |",
-              "|---|---|---|---|---|---|---|---|"]
+              f"Met: 'yes' when the efficiency's whole 95% interval is at or above {TARGET_EFFICIENCY}, 'NO' when "
+              "it is wholly below, 'unresolved' when it crosses. Twin: 'yes' when the whole 95% interval of "
+              f"pruned / twin lies within 1 +- {TWIN_TOLERANCE:g}, 'NO' when it lies wholly beyond either end, "
+              "'unresolved' when it crosses a line.", "",
+              "| model | variant | runtime | achieved / predicted [95% CI] | met | pruned ms | twin ms | "
+              "pruned / twin [95% CI] | met |", "|---|---|---|---|---|---|---|---|---|"]
     for t in study["targets"]:
         twin = t.get("twin") or {}
-        lines.append(f"| {t['model']} | {t['runtime']} | {_num(t['efficiency'], '.2f')} | "
-                     f"{'yes' if t['efficiency_met'] else 'NO'} | {_num(twin.get('pruned_ms'), '.3f')} | "
+        lines.append(f"| {t['model']} | {t.get('variant', 'structured-0.5')} | {t['runtime']} | "
+                     f"{_interval(t, 'efficiency')} | {t['efficiency_met']} | {_num(twin.get('pruned_ms'), '.3f')} | "
                      f"{_num(twin.get('twin_ms'), '.3f')} | "
                      + (f"{twin['ratio']:.3f} [{twin['low']:.3f}, {twin['high']:.3f}] | "
                         f"{twin['within']} |" if twin else "- | - |"))
+    if study.get("refused"):
+        lines += ["", "## Cells that refused", "",
+                  *[f"- `{cell}`: {reason}" for cell, reason in study["refused"].items()]]
     return "\n".join(lines + paper_widths(study["paper_widths"]) + shortfalls(study["targets"])) + "\n"
+
+
+def width_rows(study: dict) -> list[str]:
+    """heads+ffn against heads+ffn+width at (nearly) the same MACs, per model, runtime and sparsity."""
+    by_key = {(r["model"], r["variant"], r["format"]): r for r in study["rows"]}
+    matched = study.get("matched", {})
+    lines = ["", "## Width: heads+ffn against heads+ffn+width at matched MACs", "",
+             "The width variant is pruned at the ratio (all three dimensions alike) whose MACs are closest to the "
+             "structured variant's; both fine-tuned the same epoch.", "",
+             "| model | sparsity | runtime | MACs removed (heads+ffn / +width) | width ratio | "
+             "speedup heads+ffn | speedup +width | achieved / predicted heads+ffn | +width | MSE heads+ffn | "
+             "+width |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (model, variant, fmt), r in sorted(by_key.items()):
+        if "_width-" not in variant:
+            continue
+        base = by_key.get((model, variant.replace("_width", ""), fmt))
+        if base is None:
+            continue
+        match = matched.get(f"{model}/{variant}", {})
+        removed = (f"{match['target_mac_reduction']:.1%} / {match['mac_reduction']:.1%}" if match else "-")
+        lines.append(f"| {model} | {variant.rsplit('-', 1)[1]} | {r['runtime']} | {removed} | "
+                     f"{_num(match.get('ratio'), 'g')} | {_interval(base, 'speedup', 'x')} | "
+                     f"{_interval(r, 'speedup', 'x')} | {_interval(base, 'efficiency')} | "
+                     f"{_interval(r, 'efficiency')} | {_num(base.get('torch_mse'), '.4f')} | "
+                     f"{_num(r.get('torch_mse'), '.4f')} |")
+    return lines
 
 
 def accuracy_caveat(settings: str) -> list[str]:
@@ -203,7 +260,7 @@ def paper_widths(rows: list[dict]) -> list[str]:
              "Trained one epoch and pruned without fine-tuning (the weights do not change the time, so the MSE here "
              "is not a result); measured the same way, in its own interleaved run.", "",
              "| variant | runtime | dense ms | p50 ms | speedup [95% CI] | verdict | predicted "
-             "| achieved / predicted |",
+             "| achieved / predicted [95% CI] |",
              "|---|---|---|---|---|---|---|---|"]
     dense = {r["format"]: r["p50_ms"] for r in rows if r["variant"] == "dense"}
     for r in rows:
@@ -211,22 +268,22 @@ def paper_widths(rows: list[dict]) -> list[str]:
             continue
         lines.append(f"| {r['variant']} | {r['runtime']} | {dense.get(r['format'], float('nan')):.3f} | "
                      f"{r['p50_ms']:.3f} | {r['speedup']:.2f}x [{r['speedup_low']:.2f}, {r['speedup_high']:.2f}] | "
-                     f"{r['verdict']} | {_num(r.get('predicted_speedup'), '.2f')} | "
-                     f"{_num(r.get('efficiency'), '.2f')} |")
+                     f"{r['verdict']} | {_num(r.get('predicted_speedup'), '.2f')} | {_interval(r, 'efficiency')} |")
     return lines
 
 
 def shortfalls(targets_: list[dict]) -> list[str]:
     """Why each missed target missed: ONNX Runtime's per-op diff for ONNX rows; TFLite has no per-op profile from
     Python, so its rows point at the same model's ONNX diff (the same graph, pruned the same way)."""
-    missed = [t for t in targets_ if not t["efficiency_met"]]
+    missed = [t for t in targets_ if t["efficiency_met"] != "yes"]
     if not missed:
         return []
     lines = ["", "## Where a target was missed, and what would close it", "",
              "From ONNX Runtime's per-op profile of round 1 (dense against structured-0.5, same run). The full "
              "per-op tables are in [study/report.md](study/report.md).", ""]
     for t in missed:
-        lines.append(f"**{t['model']}, {t['runtime']}**: achieved / predicted {_num(t['efficiency'], '.2f')}.")
+        lines.append(f"**{t['model']} {t.get('variant', 'structured-0.5')}, {t['runtime']}**: achieved / predicted "
+                     f"{_interval(t, 'efficiency')}.")
         if t.get("profile_diff"):
             lines += [f"- {line}" for line in t["profile_diff"]["explanation"]]
         else:
@@ -237,17 +294,41 @@ def shortfalls(targets_: list[dict]) -> list[str]:
     return lines
 
 
+def efficiency_met(row: dict) -> str:
+    """'yes' when the whole interval of achieved / predicted is at or above the target, 'NO' when wholly below."""
+    low, high = row.get("efficiency_low"), row.get("efficiency_high")
+    if low is None or high is None:
+        return "-"
+    return "yes" if low >= TARGET_EFFICIENCY else "NO" if high < TARGET_EFFICIENCY else "unresolved"
+
+
 def targets(rows: list[dict], twins: dict[str, list[dict]]) -> list[dict]:
     result = []
     for r in rows:
-        if r["variant"] != "structured-0.5" or "speedup" not in r:
+        if r["variant"] not in ("structured-0.5", "structured_width-0.5") or "speedup" not in r:
             continue
-        twin = next((t for t in twins.get(r["model"], []) if t["format"] == r["format"]), None)
-        efficiency = r.get("efficiency")
-        result.append({"model": r["model"], "format": r["format"], "runtime": r["runtime"], "efficiency": efficiency,
-                       "efficiency_met": efficiency is not None and efficiency >= TARGET_EFFICIENCY, "twin": twin,
-                       "profile_diff": r.get("profile_diff")})
+        twin = (next((t for t in twins.get(r["model"], []) if t["format"] == r["format"]), None)
+                if r["variant"] == "structured-0.5" else None)
+        result.append({"model": r["model"], "variant": r["variant"], "format": r["format"], "runtime": r["runtime"],
+                       **{k: r.get(k) for k in ("efficiency", "efficiency_low", "efficiency_high")},
+                       "efficiency_met": efficiency_met(r), "twin": twin, "profile_diff": r.get("profile_diff")})
     return result
+
+
+def refused_cells(sweep: Path) -> dict[str, str]:
+    """Variant cells that failed, by id, with their one-line reason (a model whose width cannot be pruned)."""
+    return {p.name[:-len(".error.json")]: json.loads(p.read_text())["error"]
+            for p in sorted((sweep / "cells").glob("*.error.json"))}
+
+
+def matched_ratios(sweep: Path) -> dict[str, dict]:
+    """Per width variant (`model/variant`), the ratio it was pruned at and the MACs it matched."""
+    found = {}
+    for path in sorted((sweep / "models").glob("*/*_width-*/pruning.json")):
+        record = json.loads(path.read_text())
+        found[f"{path.parent.parent.name}/{path.parent.name}"] = {
+            **(record["request"].get("matched") or {}), "parameter_reduction": record["parameter_reduction"]}
+    return found
 
 
 def cell_minutes(sweep: Path) -> dict[str, float]:
@@ -269,15 +350,13 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=HERE.parent / "runs" / "study")
     parser.add_argument("--models", default="all")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
+    parser.add_argument("--max-rounds", type=int, default=8)
     parser.add_argument("--min-time", type=float, default=1.0)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
     parser.add_argument("--rejudge-twins", action="store_true", help="only re-judge the twins of the committed "
                         "study.json and rewrite study.md")
-    parser.add_argument("--study-method", action="store_true",
-                        help="also run `--method study` (the study's global method, which prunes the width) at "
-                             "every sparsity: the width rows")
     args = parser.parse_args()
     os.environ["TSPRUNE_EDGE_DATA_DIR"] = args.data_dir
 
@@ -295,10 +374,10 @@ def main() -> None:
 
     console = Console(stderr=True, soft_wrap=True)
     models = tuple(available_models()) if args.models == "all" else tuple(args.models.split(","))
-    methods = ("unstructured", "structured") + (("study",) if args.study_method else ())
-    spec = SweepSpec(models=models, methods=methods, sparsities=(0.5, 0.8), data="ETTh1",
-                     epochs=args.epochs, finetune_epochs=1, threads=(1,), rounds=args.rounds,
-                     min_time=args.min_time, min_iters=100, profile=True)
+    spec = SweepSpec(models=models, methods=("unstructured", "structured", "study"), sparsities=(0.5, 0.8),
+                     data="ETTh1", epochs=args.epochs, finetune_epochs=1, threads=(1,), rounds=args.rounds,
+                     max_rounds=args.max_rounds, min_time=args.min_time, min_iters=100, profile=True,
+                     width_matched=True)
     rows = run_study(spec, args.work / "sweep", console)
     paper_spec = dataclasses.replace(spec, models=("transformer",), methods=("structured",), sparsities=(0.5,),
                                      preset="paper", epochs=1, finetune_epochs=0)
@@ -311,8 +390,10 @@ def main() -> None:
             twins[model] = twin_rows(run)
     study = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit(),
              "settings": f"ETTh1, small preset, pred_len 96, {FAIR_BUDGET.format(epochs=args.epochs)}, "
-                         f"{args.rounds} rounds, min-time {args.min_time:g} s, min-iters 100, 1 thread, batch 1",
+                         f"{args.rounds} rounds (up to {args.max_rounds} while a verdict is inconclusive), "
+                         f"min-time {args.min_time:g} s, min-iters 100, 1 thread, batch 1",
              "cell_minutes": cell_minutes(args.work / "sweep"), "rows": rows,
+             "refused": refused_cells(args.work / "sweep"), "matched": matched_ratios(args.work / "sweep"),
              "targets": targets(rows, twins), "twins": twins, "paper_widths": paper}
     write_json_atomic(args.results / "study.json", study)
     text = markdown(study)

@@ -142,3 +142,23 @@ def test_bad_dims_are_refused():
 def test_study_method_refuses_a_model_with_only_output_layers():
     with pytest.raises(UserError, match=r"^dlinear has nothing the study's method can prune \(only output layers\)$"):
         StudyPruner(create_model("dlinear", "small"), 0.5)
+
+
+@pytest.mark.parametrize("name", ["transformer", "patchtst"])
+@pytest.mark.parametrize("sparsity", [0.5, 0.8])
+def test_width_rows_are_pruned_to_the_macs_of_heads_and_ffn(name, sparsity):
+    """The sweep's structured+width variant: a lower ratio over three dimensions, MACs within a few percent of what
+    heads and FFN alone leave (widths move in multiples of round_to), and the closest such ratio."""
+    from tsprune_edge.prune.matched import RESOLUTION, matched_ratio, pruned_macs
+
+    torch.manual_seed(0)
+    model = create_model(name, "small", pred_len=96)
+    matched = matched_ratio(model, sparsity, ("heads", "ffn", "width"), 8)
+    target = pruned_macs(model, StructuredConfig(sparsity, round_to=8))
+    assert matched.target_macs == target < matched.dense_macs
+    assert 0 < matched.ratio < sparsity
+    assert abs(matched.macs - target) / target < 0.06
+    assert matched.macs == pruned_macs(model, StructuredConfig(matched.ratio, round_to=8, dims=("heads", "ffn", "width")))
+    for neighbour in (matched.ratio - RESOLUTION, matched.ratio + RESOLUTION):
+        other = pruned_macs(model, StructuredConfig(neighbour, round_to=8, dims=("heads", "ffn", "width")))
+        assert abs(other - target) >= abs(matched.macs - target)

@@ -20,7 +20,7 @@ from tsprune_edge.report.verdict import TOO_FEW
 CLI = [sys.executable, "-m", "tsprune_edge"]
 GRID = ("--models", "dlinear", "--methods", "structured,unstructured", "--sparsities", "0.5", "--data", "synthetic",
         "--epochs", "1", "--no-profile")
-FAST = ("--rounds", "1", "--min-time", "0.1", "--min-iters", "10")
+FAST = ("--rounds", "1", "--max-rounds", "1", "--min-time", "0.1", "--min-iters", "10")
 CELLS = {"train--dlinear", "variant--dlinear--dense", "variant--dlinear--structured-0.5",
          "variant--dlinear--unstructured-0.5", "bench--dlinear"}
 TIMING_KEYS = {"seconds", "seconds_per_epoch", "seconds_total", "finished"}
@@ -51,13 +51,14 @@ def test_sweep_trains_prunes_exports_benches_and_reports_every_cell(local_sweep)
         for name, digest in record.get("files", {}).items():
             assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
     bench = markers(out)["bench--dlinear"]
-    assert bench["bundles"] == ["dense", "structured-0.5", "unstructured-0.5"]
+    assert bench["bundles"] == ["dense", "percall", "structured-0.5", "unstructured-0.5"]
     rows = json.loads((out / "report" / "report.json").read_text())["rows"]
     assert {(r["variant"], r["format"]) for r in rows} == {
-        (v, f) for v in ("dense", "structured-0.5", "unstructured-0.5") for f in ("onnx", "tflite")}
+        (v, f) for v in ("dense", "percall", "structured-0.5", "unstructured-0.5") for f in ("onnx", "tflite")}
     for row in rows:
-        assert row["model"] == "dlinear" and row["run"] == bench["run_id"]
-        if row["variant"] != "dense":  # one round (FAST) gives no interval: nothing is judged
+        assert row["model"] == ("percall-probe" if row["variant"] == "percall" else "dlinear")
+        assert row["run"] == bench["run_id"]
+        if row["variant"] not in ("dense", "percall"):  # one round (FAST) gives no interval: nothing is judged
             assert row["verdict"] == TOO_FEW and "speedup" not in row and row["paired_rounds"] == 1
     structured = json.loads((out / "models/dlinear/structured-0.5/pruning.json").read_text())
     assert structured["mac_reduction"] > 0.4  # really pruned, and measured from the pruned bundle
@@ -102,7 +103,7 @@ def _kill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 300) -
 
 def test_a_killed_sweep_resumes_without_redoing_finished_cells(tmp_path):
     out = tmp_path / "killed"
-    argv = [*CLI, "sweep", *GRID, "--rounds", "2", "--min-time", "0.3", "--min-iters", "10", "--out", str(out)]
+    argv = [*CLI, "sweep", *GRID, "--rounds", "2", "--max-rounds", "2", "--min-time", "0.3", "--min-iters", "10", "--out", str(out)]
 
     def run() -> subprocess.Popen:
         return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -136,7 +137,7 @@ def test_a_killed_sweep_resumes_without_redoing_finished_cells(tmp_path):
     assert len(runs) == 1 and len(list(raw.iterdir())) == 1
     for name, data in measured.items():
         assert (runs[0] / "raw" / name).read_bytes() == data
-    assert len(list((runs[0] / "raw").glob("*__r*.json"))) == 2 * 3 * 2  # formats x bundles x rounds
+    assert len(list((runs[0] / "raw").glob("*__r*.json"))) == 2 * 4 * 2  # formats x bundles x rounds
     assert set(markers(out)) == CELLS
 
 
@@ -152,9 +153,9 @@ def test_a_failing_cell_is_recorded_and_the_rest_of_the_sweep_goes_on(tmp_path):
     error = json.loads((out / "cells" / "variant--dlinear--structured-0.99.error.json").read_text())
     assert "input lags" in error["error"]
     assert not (out / "export/dlinear/structured-0.99").exists()
-    assert markers(out)["bench--dlinear"]["bundles"] == ["dense", "structured-0.5"]
+    assert markers(out)["bench--dlinear"]["bundles"] == ["dense", "percall", "structured-0.5"]
     rows = json.loads((out / "report" / "report.json").read_text())["rows"]
-    assert {r["variant"] for r in rows} == {"dense", "structured-0.5"}
+    assert {r["variant"] for r in rows} == {"dense", "percall", "structured-0.5"}
 
 
 RAY_SCRIPT = """
@@ -204,3 +205,19 @@ def test_the_ray_path_gives_the_same_cells_as_local_processes(local_sweep, tmp_p
     local_rows = json.loads((local / "report" / "report.json").read_text())["rows"]
     assert sorted((r["variant"], r["format"], r["torch_mse"]) for r in rows) == \
         sorted((r["variant"], r["format"], r["torch_mse"]) for r in local_rows)
+
+
+def test_width_matched_adds_a_width_variant_beside_each_structured_one():
+    from tsprune_edge.errors import UserError
+    from tsprune_edge.sweep.spec import SweepSpec, expand
+
+    spec = SweepSpec(models=("transformer",), methods=("unstructured", "structured"), sparsities=(0.5, 0.8),
+                     width_matched=True)
+    variants = {c.variant: c for c in expand(spec) if c.kind == "variant"}
+    assert set(variants) == {"dense", "unstructured-0.5", "unstructured-0.8", "structured-0.5", "structured-0.8",
+                             "structured_width-0.5", "structured_width-0.8"}
+    assert variants["structured_width-0.8"].dims == ("heads", "ffn", "width")
+    assert variants["structured-0.8"].dims == ("heads", "ffn")
+    assert SweepSpec.from_json(spec.to_json()) == spec
+    with pytest.raises(UserError, match="add structured"):
+        SweepSpec(models=("transformer",), methods=("unstructured",), width_matched=True).validate()

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from tsprune_edge.cli import guards
 from tsprune_edge.cli.output import table_console
-from tsprune_edge.report.stats import DEFAULT_ROUNDS
+from tsprune_edge.report.stats import DEFAULT_MAX_ROUNDS, DEFAULT_ROUNDS
 
 _console = Console(stderr=True)
 
@@ -34,7 +34,7 @@ def bench_command(
     threads: str = typer.Option(None, help="Thread counts to measure, e.g. 1,4 (default: the profile's)."),
     rounds: int = typer.Option(DEFAULT_ROUNDS, help="Interleaved rounds: every variant once per round, fresh process "
                                "each."),
-    max_rounds: int = typer.Option(10, help="Add rounds, one at a time, up to this many while a variant's verdict is "
+    max_rounds: int = typer.Option(DEFAULT_MAX_ROUNDS, help="Add rounds, one at a time, up to this many while a variant's verdict is "
                                    "INCONCLUSIVE (--max-rounds equal to --rounds: never)."),
     min_time: float = typer.Option(2.0, help="Minimum timed seconds per measurement."),
     min_iters: int = typer.Option(100, help="Minimum timed iterations per measurement."),

@@ -12,6 +12,7 @@ from tsprune_edge.cli import guards
 from tsprune_edge.cli.bench_cmd import parse_threads
 from tsprune_edge.cli.output import table_console
 from tsprune_edge.errors import UserError
+from tsprune_edge.report.stats import DEFAULT_MAX_ROUNDS, DEFAULT_ROUNDS
 
 _console = Console(stderr=True, soft_wrap=True)  # one line per event, whatever the width
 
@@ -43,11 +44,15 @@ def sweep_command(
     device: str = typer.Option("desktop", help="Device profile to measure on (see `tsprune-edge devices list`)."),
     host: str = typer.Option(None, help="SSH destination of the board."),
     threads: str = typer.Option("1", help="Thread counts to measure, e.g. 1,4."),
-    rounds: int = typer.Option(3, help="Interleaved bench rounds per model."),
+    rounds: int = typer.Option(DEFAULT_ROUNDS, help="Interleaved bench rounds per model."),
+    max_rounds: int = typer.Option(DEFAULT_MAX_ROUNDS, help="Add rounds, one at a time, up to this many while a "
+                                   "variant's verdict is INCONCLUSIVE (equal to --rounds: never)."),
     min_time: float = typer.Option(2.0, help="Minimum timed seconds per measurement."),
     min_iters: int = typer.Option(100, help="Minimum timed iterations per measurement."),
     profile: bool = typer.Option(True, help="Record ONNX Runtime per-operator times for the profile diff."),
     accuracy: bool = typer.Option(False, help="Run the test split through every artifact on the device."),
+    width_matched: bool = typer.Option(False, help="Also prune heads, FFN and the model width d_model, at the ratio "
+                                       "that removes the MACs each structured variant removes (structured_width-S)."),
     workers: int = typer.Option(None, help="Local worker processes (default: one per CPU core)."),
     ray: str = typer.Option(None, "--ray", help="Run the compute cells as tasks on this existing Ray cluster "
                             "(address, e.g. 10.0.0.5:6379) instead of local processes."),
@@ -71,9 +76,11 @@ def sweep_command(
     spec = SweepSpec(models=tuple(names), methods=parse_list(methods), sparsities=_floats(sparsities),
                      data=_data(data), preset=preset, pred_len=96, epochs=epochs, finetune_epochs=finetune_epochs,
                      formats=parse_list(format), device=device, host=host, threads=parse_threads(threads) or (1,),
-                     rounds=rounds, min_time=min_time, min_iters=min_iters, profile=profile, accuracy=accuracy)
+                     rounds=rounds, max_rounds=max_rounds, min_time=min_time, min_iters=min_iters, profile=profile,
+                     accuracy=accuracy, width_matched=width_matched)
     for option, value, low in (("--epochs", epochs, 1), ("--finetune-epochs", finetune_epochs, 0),
-                               ("--rounds", rounds, 1), ("--min-iters", min_iters, 1), ("--workers", workers, 1)):
+                               ("--rounds", rounds, 1), ("--max-rounds", max_rounds, 1), ("--min-iters", min_iters, 1),
+                               ("--workers", workers, 1)):
         guards.number(option, value, low)
     guards.number("--min-time", min_time, 0, low_open=True)
     guards.threads(spec.threads)

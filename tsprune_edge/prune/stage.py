@@ -58,6 +58,7 @@ class PruneRequest:
     seed: int = 2021
     dims: tuple[str, ...] = DEFAULT_DIMENSIONS  # structured: the dimensions pruned (heads, ffn, width)
     width_sparsity: float | None = None  # structured: fraction of d_model removed (default: sparsity)
+    matched: dict | None = None  # the MACs match this ratio was chosen for (a sweep's width rows), as recorded
 
     def validate(self) -> None:
         if self.method not in METHODS:

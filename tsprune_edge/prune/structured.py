@@ -31,13 +31,12 @@ from torch import nn
 
 from tsprune_edge.errors import UserError
 from tsprune_edge.models.deployment import deployment_form
+from tsprune_edge.prune.dimensions import DEFAULT_DIMENSIONS, DIMENSIONS
 from tsprune_edge.prune.importance import head_importance, lag_importance, neuron_importance
 from tsprune_edge.prune.width import check_width, prune_width
 
 PRUNED_LAYER_TYPES = (nn.Linear, nn.Conv1d)
 NORM_TYPES = (nn.LayerNorm, nn.BatchNorm1d)
-DIMENSIONS = ("heads", "ffn", "width")  # what structured pruning may shrink; `ffn` also covers DLinear's lags
-DEFAULT_DIMENSIONS = ("heads", "ffn")
 
 
 @dataclass(frozen=True)

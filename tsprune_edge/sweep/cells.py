@@ -8,6 +8,7 @@ another machine needs no shared disk, and a killed worker leaves nothing half-wr
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import tempfile
@@ -50,6 +51,7 @@ def run_cell(spec_record: dict, cell: Cell, inputs: dict[str, bytes]) -> dict:
 def _work(spec: SweepSpec, cell: Cell, console: Console) -> list[Path]:
     """Do the cell in the current (scratch) folder; returns the folders it wrote."""
     from tsprune_edge.export.bundle import ExportRequest, write_bundles
+    from tsprune_edge.export.probe import PROBE_VARIANT
     from tsprune_edge.prune.stage import PruneRequest, finetune_dense, prune_to_dir
     from tsprune_edge.workflow import train_to_dir
 
@@ -66,15 +68,34 @@ def _work(spec: SweepSpec, cell: Cell, console: Console) -> list[Path]:
         return [out, spec.dense_reference(cell.model).parent]
     request = ExportRequest(formats=spec.formats)
     staging = Path("staging")  # bundles are exported here, then moved to export/<model>/<variant>
-    if cell.variant == DENSE:
-        write_bundles(staging, {DENSE: spec.dense_reference(cell.model)}, request, console)
-        return _moved(staging / DENSE, export_dir(cell.model) / DENSE)
+    if cell.variant == DENSE:  # with the per-call probe beside it: the report's fixed cost per call
+        write_bundles(staging, {DENSE: spec.dense_reference(cell.model)}, request, console, probe=True)
+        return [*_moved(staging / DENSE, export_dir(cell.model) / DENSE),
+                *_moved(staging / PROBE_VARIANT, export_dir(cell.model) / PROBE_VARIANT)]
     out = model_dir(cell.model, cell.variant)
-    prune_to_dir(dense_checkpoint(cell.model), PruneRequest(method=cell.method, sparsity=cell.sparsity,
-                                                            finetune_epochs=spec.finetune_epochs), out, console,
+    prune_to_dir(dense_checkpoint(cell.model), _prune_request(spec, cell, console), out, console,
                  reference=spec.dense_reference(cell.model) if spec.finetune_epochs else None)
     write_bundles(staging, {cell.variant: out / "model.pt"}, request, console)
     return [out, *_moved(staging / cell.variant, export_dir(cell.model) / cell.variant)]
+
+
+def _prune_request(spec: SweepSpec, cell: Cell, console: Console):
+    """The cell's pruning; a variant of more dimensions than the default is pruned at the ratio that removes the
+    MACs the default dimensions remove at the cell's sparsity (refused, one line, where a model cannot)."""
+    from tsprune_edge.checkpoint import load_checkpoint
+    from tsprune_edge.prune.matched import matched_ratio
+    from tsprune_edge.prune.stage import PruneRequest
+    from tsprune_edge.prune.structured import DEFAULT_DIMENSIONS, StructuredConfig, check_config
+
+    request = PruneRequest(method=cell.method, sparsity=cell.sparsity, finetune_epochs=spec.finetune_epochs)
+    if cell.dims == DEFAULT_DIMENSIONS:
+        return request
+    model = load_checkpoint(dense_checkpoint(cell.model)).build_model()
+    check_config(model, StructuredConfig(cell.sparsity, round_to=request.round_to, dims=cell.dims))
+    matched = matched_ratio(model, cell.sparsity, cell.dims, request.round_to)
+    console.print(f"{'+'.join(cell.dims)} at ratio {matched.ratio:g}: {matched.macs} MACs against "
+                  f"{matched.target_macs} for {'+'.join(DEFAULT_DIMENSIONS)} at {cell.sparsity:g}")
+    return dataclasses.replace(request, sparsity=matched.ratio, dims=cell.dims, matched=matched.record())
 
 
 def _moved(source: Path, target: Path) -> list[Path]:

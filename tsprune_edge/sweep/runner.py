@@ -47,7 +47,9 @@ def cell_dirs(cell: Cell) -> list[Path]:
     if cell.kind == "train":
         return [model_dir(cell.model, DENSE), model_dir(cell.model, DENSE_FINETUNED)]
     if cell.variant == DENSE:
-        return [export_dir(cell.model) / DENSE]
+        from tsprune_edge.export.probe import PROBE_VARIANT
+
+        return [export_dir(cell.model) / DENSE, export_dir(cell.model) / PROBE_VARIANT]
     return [model_dir(cell.model, cell.variant), export_dir(cell.model) / cell.variant]
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tsprune_edge.errors import UserError
+from tsprune_edge.prune.dimensions import DEFAULT_DIMENSIONS, DIMENSIONS
+from tsprune_edge.report.stats import DEFAULT_MAX_ROUNDS, DEFAULT_ROUNDS
 
 SPEC_FILE = "sweep.json"
 SPEC_FORMAT = "tsprune-edge/sweep"
@@ -35,11 +37,13 @@ class SweepSpec:
     device: str = "desktop"
     host: str | None = None
     threads: tuple[int, ...] = (1,)
-    rounds: int = 3
+    rounds: int = DEFAULT_ROUNDS
+    max_rounds: int | None = DEFAULT_MAX_ROUNDS  # bench adds rounds up to this while a verdict is undecided
     min_time: float = 2.0
     min_iters: int = 100
     profile: bool = True  # ORT per-op times in round 1: the report's where-the-time-goes diff
     accuracy: bool = False  # the test split through every artifact on the device
+    width_matched: bool = False  # also prune heads, FFN and width at the MACs each structured variant reached
 
     def validate(self) -> None:
         """Every option checked before any work starts, each failure one line."""
@@ -57,6 +61,9 @@ class SweepSpec:
                 PruneRequest(method=method, sparsity=sparsity, finetune_epochs=self.finetune_epochs).validate()
                 if sparsity == 0:
                     raise UserError("--sparsities must be above 0: the dense model is always in the sweep")
+        if self.width_matched and "structured" not in self.methods:
+            raise UserError("--width-matched prunes the width at each structured variant's MACs: add structured "
+                            "to --methods")
         if self.epochs is not None and self.epochs < 1:
             raise UserError(f"--epochs must be 1 or more, got {self.epochs}")
         ExportRequest(formats=self.formats).validate()
@@ -70,12 +77,22 @@ class SweepSpec:
     def variants(self) -> list[tuple[str, float]]:
         return [(method, sparsity) for method in self.methods for sparsity in self.sparsities]
 
+    def variant_cells(self, model: str) -> list[Cell]:
+        """Every pruned variant of `model`; with `width_matched`, each structured variant gets a twin that prunes
+        the width too, at the ratio that removes the same MACs (`prune.matched`)."""
+        cells = [Cell("variant", model, variant_name(m, s), m, s) for m, s in self.variants()]
+        if self.width_matched:
+            cells += [Cell("variant", model, variant_name(m, s, DIMENSIONS), m, s, DIMENSIONS)
+                      for m, s in self.variants() if m == "structured"]
+        return cells
+
     def bench_request(self, artifacts: Path, results: Path, resume: bool = False):
         from tsprune_edge.devices.bench import BenchRequest
 
         runtimes = tuple({"onnx": "onnxruntime", "tflite": "tflite"}.get(f, f) for f in self.formats)
         return BenchRequest(device=self.device, host=self.host, artifacts=artifacts, runtimes=runtimes,
-                            threads=self.threads, rounds=self.rounds, min_time=self.min_time,
+                            threads=self.threads, rounds=self.rounds, max_rounds=self.max_rounds,
+                            min_time=self.min_time,
                             min_iters=self.min_iters, profile=self.profile, accuracy=self.accuracy,
                             results=results, resume=resume)
 
@@ -89,8 +106,11 @@ class SweepSpec:
         return cls(**values)
 
 
-def variant_name(method: str, sparsity: float) -> str:
-    return f"{method}-{sparsity:g}"
+def variant_name(method: str, sparsity: float, dims: tuple[str, ...] = DEFAULT_DIMENSIONS) -> str:
+    """`structured-0.5`; a structured variant that prunes more dimensions than the default names them, at the
+    nominal sparsity whose MACs it matches: `structured_width-0.5`."""
+    extra = [d for d in dims if d not in DEFAULT_DIMENSIONS]
+    return f"{method}{''.join('_' + d for d in extra)}-{sparsity:g}"
 
 
 @dataclass(frozen=True)
@@ -104,6 +124,7 @@ class Cell:
     variant: str | None = None
     method: str | None = None
     sparsity: float | None = None
+    dims: tuple[str, ...] = DEFAULT_DIMENSIONS  # structured: pruned dimensions; beyond the default, at matched MACs
 
     @property
     def id(self) -> str:
@@ -123,7 +144,7 @@ def expand(spec: SweepSpec) -> list[Cell]:
     cells = [Cell("train", model) for model in spec.models]
     for model in spec.models:
         cells.append(Cell("variant", model, DENSE))
-        cells += [Cell("variant", model, variant_name(m, s), m, s) for m, s in spec.variants()]
+        cells += spec.variant_cells(model)
     cells += [Cell("bench", model) for model in spec.models]
     return cells
 
