@@ -158,7 +158,8 @@ def test_width_rows_are_pruned_to_the_macs_of_heads_and_ffn(name, sparsity):
     assert matched.target_macs == target < matched.dense_macs
     assert 0 < matched.ratio < sparsity
     assert abs(matched.macs - target) / target < 0.06
-    assert matched.macs == pruned_macs(model, StructuredConfig(matched.ratio, round_to=8, dims=("heads", "ffn", "width")))
+    all_dims = ("heads", "ffn", "width")
+    assert matched.macs == pruned_macs(model, StructuredConfig(matched.ratio, round_to=8, dims=all_dims))
     for neighbour in (matched.ratio - RESOLUTION, matched.ratio + RESOLUTION):
-        other = pruned_macs(model, StructuredConfig(neighbour, round_to=8, dims=("heads", "ffn", "width")))
+        other = pruned_macs(model, StructuredConfig(neighbour, round_to=8, dims=all_dims))
         assert abs(other - target) >= abs(matched.macs - target)

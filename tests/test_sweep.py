@@ -103,7 +103,8 @@ def _kill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 300) -
 
 def test_a_killed_sweep_resumes_without_redoing_finished_cells(tmp_path):
     out = tmp_path / "killed"
-    argv = [*CLI, "sweep", *GRID, "--rounds", "2", "--max-rounds", "2", "--min-time", "0.3", "--min-iters", "10", "--out", str(out)]
+    argv = [*CLI, "sweep", *GRID, "--rounds", "2", "--max-rounds", "2", "--min-time", "0.3", "--min-iters", "10",
+            "--out", str(out)]
 
     def run() -> subprocess.Popen:
         return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -34,8 +34,8 @@ def bench_command(
     threads: str = typer.Option(None, help="Thread counts to measure, e.g. 1,4 (default: the profile's)."),
     rounds: int = typer.Option(DEFAULT_ROUNDS, help="Interleaved rounds: every variant once per round, fresh process "
                                "each."),
-    max_rounds: int = typer.Option(DEFAULT_MAX_ROUNDS, help="Add rounds, one at a time, up to this many while a variant's verdict is "
-                                   "INCONCLUSIVE (--max-rounds equal to --rounds: never)."),
+    max_rounds: int = typer.Option(DEFAULT_MAX_ROUNDS, help="Add rounds, one at a time, up to this many while a "
+                                   "variant's verdict is INCONCLUSIVE (--max-rounds equal to --rounds: never)."),
     min_time: float = typer.Option(2.0, help="Minimum timed seconds per measurement."),
     min_iters: int = typer.Option(100, help="Minimum timed iterations per measurement."),
     cooldown: float = typer.Option(0.0, help="Wait up to this many seconds before each measurement until the "
