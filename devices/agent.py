@@ -40,6 +40,7 @@ SAMPLE_INPUTS = ("history", "calendar")  # samples.npz arrays, in the artifacts'
 WARMUP_BLOCK, WARMUP_BLOCK_S = 20, 0.05  # a warm-up block: at least this many inferences and seconds
 WARMUP_TOLERANCE = 0.05  # ... and stops once they differ by at most this fraction
 LOCK_NAME = ".agent.lock"
+ITEM_ID = re.compile(r"^[A-Za-z0-9._-]+$")  # a plan item's id, `<bundle>__<format>__t<threads>`: a safe file name
 EXIT_NOT_OK, EXIT_FAILED, EXIT_LOCKED = 1, 3, 4
 # the probe's child imports this file as a module and calls probe_child(name)
 PROBE = "import sys; sys.path.insert(0, sys.argv[1]); __import__(sys.argv[2]).probe_child(sys.argv[3])"
@@ -1049,7 +1050,7 @@ def require(condition, message):
 
 
 def check_item(item):
-    require(isinstance(item, dict) and isinstance(item.get("id"), str) and re.match(r"^[A-Za-z0-9._-]+$", item["id"]),
+    require(isinstance(item, dict) and isinstance(item.get("id"), str) and ITEM_ID.match(item["id"]),
             f"each item needs an id of letters, digits, . _ - (got {item!r})")
     name = item["id"]
     require(item.get("format") in FORMAT_RUNTIMES, f"{name}: format is onnx or tflite")

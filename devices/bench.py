@@ -9,6 +9,7 @@ finishes only what is missing.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import statistics
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 from rich.console import Console
 
 from tsprune_edge.atomic import write_json_atomic
+from tsprune_edge.devices.agent import ITEM_ID
 from tsprune_edge.devices.profiles import DeviceProfile, load_profile
 from tsprune_edge.devices.progress import BenchProgress
 from tsprune_edge.devices.readings import throttled
@@ -145,6 +147,10 @@ def find_bundles(artifacts: Path) -> dict[str, dict]:
     folders = sorted(p.parent for p in Path(artifacts).glob(f"*/{MANIFEST}"))
     if not folders:
         raise UserError(f"no export bundles under {artifacts}; run `tsprune-edge export` first or pass --artifacts")
+    for folder in folders:  # the bundle's name is part of every item id the agent checks: refuse it before any copy
+        if not ITEM_ID.fullmatch(folder.name):
+            raise UserError(f"bundle folder {folder} has a name the board agent refuses: use only letters, digits "
+                            f"and . _ - (rename it, e.g. to {re.sub(r'[^A-Za-z0-9._-]', '_', folder.name)})")
     bundles = {f.name: {"path": f, "manifest": load_manifest(f)} for f in folders}
     return dict(sorted(bundles.items(), key=lambda item: (item[0] != "dense", item[0])))
 

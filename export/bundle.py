@@ -40,7 +40,6 @@ from tsprune_edge.export.probe import (
     PROBE_MODEL,
     PROBE_MODEL_FACTS,
     PROBE_RECORD,
-    PROBE_VARIANT,
     PerCallProbe,
 )
 from tsprune_edge.export.reference import (
@@ -63,6 +62,7 @@ from tsprune_edge.export.runtimes import (
 )
 from tsprune_edge.export.tflite_sparse import compress_tflite
 from tsprune_edge.prune.analysis import summarize
+from tsprune_edge.variants import DENSE, PROBE_VARIANT
 from tsprune_edge.workflow import checkpoint_data, training_budget
 
 BUNDLE_FORMAT = "tsprune-edge/bundle"
@@ -75,7 +75,6 @@ FP32_TOLERANCE = 1e-4
 # forecasts by up to 0.08 here; a broken int8 artifact is off by about 1 or more (FIELD-NOTES: 1.59).
 INT8_TOLERANCE = 0.25
 ZSTD_LEVEL = 19
-DENSE = "dense"  # the reference variant every export job writes
 
 
 @dataclass(frozen=True)

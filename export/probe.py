@@ -7,7 +7,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-PROBE_VARIANT = "percall"
 PROBE_MODEL = "percall-probe"
 PROBE_METHOD = "probe"
 PROBE_RECORD = {

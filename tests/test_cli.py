@@ -49,3 +49,6 @@ def test_pipeline_runs_on_the_builtin_default(cli, tmp_path):
     pruned = [row for row in report if row["variant"] == "structured-0.5"]
     assert len(pruned) == 2 and all(row["verdict"] in result.out for row in pruned)
     assert "verdict on desktop" in result.out and (out / "report" / "report.md").is_file()
+    # the last line names the page a user opens, not whichever file the report wrote last (a plot)
+    assert result.out.rstrip().splitlines()[-1].endswith(f"; report: {out / 'report' / 'report.html'}")
+    assert "<html" in (out / "report" / "report.html").read_text()

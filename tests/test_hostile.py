@@ -76,6 +76,8 @@ def _csvs(root: Path) -> None:
     (root / "nodate.csv").write_text("time,a,OT\n" + _rows(50))
     (root / "nan.csv").write_text("date,a,OT\n" + _rows(3000, lambda i: "nan,1" if i == 5 else f"{i},1"))
     (root / "ragged.csv").write_text("date,a,OT\n" + _rows(10) + "2021-01-01 00:00:00,1\n")
+    repeated = _rows(3000).splitlines(keepends=True)
+    (root / "dupdates.csv").write_text("date,a,OT\n" + "".join(repeated[:1500] + repeated[1499:]))
 
 
 _PROFILES = {
@@ -156,6 +158,35 @@ def _bundles(root: Path) -> None:
     (root / "nomanifest" / "dense" / "model.onnx").write_bytes(b"\x08\x01")
     (root / "nomanifest" / "pruned").mkdir(parents=True)
     (root / "nomanifest" / "pruned" / "manifest.json").write_text(json.dumps(manifest))
+    (root / "plusname" / "a+b").mkdir(parents=True)  # a good bundle but for its name
+    (root / "plusname" / "a+b" / "manifest.json").write_text(json.dumps({**manifest, "artifacts": {}}))
+
+
+# The sweep the `sweep` rows below resume (SWEEP's options), each with one damaged marker in cells/.
+SWEEP = ("--models", "dlinear", "--methods", "structured", "--sparsities", "0.5", "--data", "synthetic", "--epochs",
+         "1", "--format", "onnx")
+_MARKERS = {
+    "trunc": ("bench--dlinear", '{"cell": "bench--dlinear", "run_'),
+    "binary": ("train--dlinear", "\udcff\x00\x01"),
+    "list": ("variant--dlinear--dense", "[1, 2]"),
+    "runid-int": ("bench--dlinear", json.dumps({"cell": "bench--dlinear", "run_id": 5, "bundles": []})),
+    "runid-path": ("bench--dlinear", json.dumps({"cell": "bench--dlinear", "run_id": "../..", "bundles": []})),
+    "bundles-str": ("bench--dlinear", json.dumps({"cell": "bench--dlinear", "run_id": "d-1", "bundles": "dense"})),
+    "files-list": ("variant--dlinear--structured-0.5",
+                   json.dumps({"cell": "variant--dlinear--structured-0.5", "files": ["a"]})),
+    "other-cell": ("train--dlinear", json.dumps({"cell": "bench--dlinear", "files": {}})),
+}
+
+
+def _sweeps(root: Path) -> None:
+    from tsprune_edge.sweep.spec import SPEC_FILE, SweepSpec
+
+    spec = SweepSpec(models=("dlinear",), methods=("structured",), sparsities=(0.5,), data="synthetic", epochs=1,
+                     formats=("onnx",))
+    for name, (cell, text) in _MARKERS.items():
+        (root / "sweeps" / name / "cells").mkdir(parents=True)
+        (root / "sweeps" / name / SPEC_FILE).write_text(json.dumps(spec.to_json()))
+        (root / "sweeps" / name / "cells" / f"{cell}.json").write_bytes(text.encode("utf-8", "surrogateescape"))
 
 
 @pytest.fixture(scope="session")
@@ -181,6 +212,7 @@ def template(tmp_path_factory) -> Path:
     _profiles(root)
     _bench_runs(root)
     _bundles(root)
+    _sweeps(root)
     (root / "afile").write_text("a file, not a folder")
     (root / "emptydir").mkdir()
     (root / "sweepdir").mkdir()
@@ -300,6 +332,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("train", "--out", "/sys/kernel/x"), "/sys is a system folder"),
         (T("train", "--out", "ck"), "ck/model.pt exists already; pass --force"),
         (T("train", "--data", "data.csv", "--out", "data.csv"), "it is a file, not a folder"),
+        (T("train", "--data", "dupdates.csv", "--strict-dates"), "--strict-dates refuses them"),
     ],
     "evaluate": [
         (T("evaluate", CK, "--out", CK), "would write over the input"),
@@ -340,6 +373,17 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("prune", "ck_text/model.pt", "--out", "p"), "is not a tsprune-edge checkpoint"),
         (T("prune", CK, "--out", "afile/p"), "is a file, not a folder"),
         (T("prune", CK, "--out", "/proc/p"), "/proc is a system folder"),
+        (T("prune", CK, "--dims", "heads,depth", "--out", "p"), "--dims takes a comma-separated subset"),
+        (T("prune", CK, "--dims", "", "--out", "p"), "--dims takes a comma-separated subset"),
+        (T("prune", CK, "--dims", ",", "--out", "p"), "--dims takes a comma-separated subset"),
+        (T("prune", CK, "--dims", "heads,ffn,width", "--width-sparsity", "nan", "--out", "p"),
+         "--width-sparsity must be a finite number"),
+        (T("prune", CK, "--dims", "heads,ffn,width", "--width-sparsity", "1", "--out", "p"),
+         "--width-sparsity must be in [0, 1)"),
+        (T("prune", CK, "--dims", "heads,ffn,width", "--width-sparsity", "-0.1", "--out", "p"),
+         "--width-sparsity must be in [0, 1)"),
+        (T("prune", CK, "--width-sparsity", "0.5", "--out", "p"), "--width-sparsity needs width among --dims"),
+        (T("prune", CK, "--round-to", "nan"), "Invalid value for '--round-to'"),
     ],
     "export": [
         (T("export", "--checkpoint", CK, "--out", "old", "--format", "onnx"), "old/dense exists and is not an export"),
@@ -366,6 +410,15 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("export", "--out", "/proc/e"), "/proc is a system folder"),
         (T("export", "--out", "afile"), "it is a file, not a folder"),
         (T("export", "--runs", "afile/r", "--out", "e"), "is a file, not a folder"),
+        (T("export", "--onnx-opset", "12"), "--onnx-opset takes 13 to"),
+        (T("export", "--onnx-opset", "99"), "--onnx-opset takes 13 to"),
+        (T("export", "--onnx-opset", "0"), "--onnx-opset takes 13 to"),
+        (T("export", "--onnx-opset", "17.5"), "Invalid value for '--onnx-opset'"),
+        (T("export", "--onnx-opset", "new"), "Invalid value for '--onnx-opset'"),
+        (T("export", "--round-to", "0"), "--round-to must be at least 1"),
+        (T("export", "--round-to", "nan"), "Invalid value for '--round-to'"),
+        (T("export", "--data", "dupdates.csv", "--strict-dates", "--out", "e", "--runs", "r"),
+         "--strict-dates refuses them"),
     ],
     "bench": [
         (T("bench", "--rounds", "0"), "--rounds must be at least 1"),
@@ -403,6 +456,11 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("bench", "--device", "rpi4", "--host", "-oProxyCommand=touch pwned"), "bad SSH destination"),
         (T("bench", "--device", "rpi4", "--host", "$(touch pwned)"), "hostname contains invalid characters"),
         (T("bench", "--device", "newline-python"), "python must be a one-line string"),
+        (T("bench", "--max-rounds", "4"), "--max-rounds (4) must be at least --rounds (5)"),
+        (T("bench", "--rounds", "3", "--max-rounds", "2"), "--max-rounds (2) must be at least --rounds (3)"),
+        (T("bench", "--max-rounds", "0"), "--max-rounds"),
+        (T("bench", "--max-rounds", "-1"), "--max-rounds"),
+        (T("bench", "--artifacts", "plusname"), "plusname/a+b has a name the board agent refuses"),
     ],
     "devices": [
         *[(T("devices", "show", name), f"{name}.toml") for name in _PROFILES],
@@ -458,6 +516,12 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("sweep", "--out", "sweepdir"), "not a sweep folder"),
         (T("sweep", "--out", "afile/s"), "is a file, not a folder"),
         (T("sweep", "--min-effect", "2"), "--min-effect must be in [0, 1)"),
+        (T("sweep", "--width-matched", "--methods", "unstructured"), "--width-matched prunes the width"),
+        (T("sweep", "--max-rounds", "0"), "--max-rounds must be at least 1"),
+        (T("sweep", "--rounds", "3", "--max-rounds", "2"), "--max-rounds (2) must be at least --rounds (3)"),
+        (T("sweep", "--data", "dupdates.csv", "--strict-dates", "--out", "sw"), "--strict-dates refuses them"),
+        *[(T("sweep", *SWEEP, "--out", f"sweeps/{name}"), f"sweeps/{name}/cells/{cell}.json is damaged")
+          for name, (cell, _) in _MARKERS.items()],
     ],
     "pipeline": [
         (T("pipeline", "--rounds", "0"), "--rounds must be at least 1"),
@@ -471,6 +535,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("pipeline", "--out", "/proc/p"), "/proc is a system folder"),
         (T("pipeline", "--out", "old"), "old/dense exists already; pass --force"),
         (T("pipeline", "--data", "data.csv", "--out", "data.csv"), "it is a file, not a folder"),
+        (T("pipeline", "--data", "dupdates.csv", "--strict-dates", "--out", "pl"), "--strict-dates refuses them"),
     ],
     "data": [
         (T("data", "fetch", "ETTh9"), "unknown dataset 'ETTh9'"),

@@ -19,7 +19,8 @@ from rich.console import Console
 from tests.test_bad_input import assert_one_line_error
 from tests.test_bench import bundles  # noqa: F401 (fixture)
 from tsprune_edge.report.stats import LABELS
-from tsprune_edge.report.verdict import PROBE, PROBE_VERDICT, TOO_FEW, undecided, verdict_rows
+from tsprune_edge.report.verdict import PROBE_VERDICT, TOO_FEW, undecided, verdict_rows
+from tsprune_edge.variants import PROBE_VARIANT as PROBE
 
 ONNX_ITEMS = ["dense__onnx__t1", "percall__onnx__t1", "unstructured-0.5__onnx__t1"]
 
@@ -277,3 +278,56 @@ def test_each_variant_is_judged_against_dense_in_its_own_setting():
     assert same_setting(trt, "dense") == "dense__onnx__trt-fp16"
     assert same_setting(ort, "dense") == "dense__onnx__t4"
     assert same_setting(ort, "percall") == "percall__onnx__t4"
+
+
+def test_one_engine_comparison_decides_both_the_verdict_and_the_probe():
+    """The variant against dense (the verdict) and the probe against the variant (the efficiency beyond the
+    per-call cost) go through one comparison: same providers, same kind of delegate, op counts aside."""
+    from tsprune_edge.report.verdict import ItemRounds, engine_difference, judge
+
+    def rounds(providers: str | None, delegate: str | None, p50: float) -> ItemRounds:
+        return ItemRounds(medians={n: p50 * (1 + 0.001 * n) for n in range(1, 6)}, providers=providers,
+                          delegate=delegate)
+
+    dense = rounds("CPUExecutionProvider", "XNNPACK (default delegate): 18 of 20 ops in 2 delegate nodes", 2e-3)
+    fewer_ops = rounds("CPUExecutionProvider", "XNNPACK (default delegate): 12 of 14 ops in 1 delegate nodes", 1e-3)
+    assert engine_difference(fewer_ops, dense) is None
+    verdict, speedup = judge(fewer_ops, dense, 0.05)
+    assert verdict == "REAL SPEEDUP" and speedup.estimate == pytest.approx(2.0)
+    other = rounds("XnnpackExecutionProvider", dense.delegate, 1e-3)
+    assert engine_difference(other, dense) == ("providers", "XnnpackExecutionProvider", "CPUExecutionProvider")
+    assert judge(other, dense, 0.05) == (
+        "NOT JUDGED: providers differ from dense (XnnpackExecutionProvider vs CPUExecutionProvider)", None)
+    builtin = rounds("CPUExecutionProvider", None, 1e-3)
+    assert engine_difference(builtin, dense) == ("delegate", "none", "XNNPACK (default delegate)")
+    assert judge(builtin, dense, 0.05)[0] == ("NOT JUDGED: delegate differ from dense "
+                                              "(none vs XNNPACK (default delegate))")
+
+
+def test_reading_a_report_or_a_sweep_folder_needs_no_torch():
+    """The bundle names come from one torch-free module: the report, the sweep's runner and spec use them
+    without importing torch (the sweep's runner imported export/probe.py, and with it torch, for one name)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from tsprune_edge.report import render, verdict\n"
+            "from tsprune_edge.sweep.runner import cell_dirs\n"
+            "from tsprune_edge.sweep.spec import Cell, SweepSpec\n"
+            "dirs = cell_dirs(Cell('variant', 'dlinear', 'dense'))\n"
+            "spec = SweepSpec(models=('dlinear',), methods=('structured',), sparsities=(0.5,), width_matched=True)\n"
+            "print([str(d) for d in dirs], [c.variant for c in spec.variant_cells('dlinear')], 'torch' in sys.modules)")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert ran.stdout.split() == ["['export/dlinear/dense',", "'export/dlinear/percall']",
+                                  "['structured-0.5',", "'structured_width-0.5']", "False"]
+
+
+def test_export_and_sweep_name_a_variant_the_same_way():
+    from tsprune_edge.export_job import ExportJob
+    from tsprune_edge.sweep.spec import SweepSpec
+
+    job = ExportJob(methods=("structured", "unstructured", "nm"), sparsity=0.5)
+    spec = SweepSpec(models=("dlinear",), methods=("structured", "unstructured", "nm"), sparsities=(0.5,))
+    assert list(job.variants()) == [c.variant for c in spec.variant_cells("dlinear")] == [
+        "structured-0.5", "unstructured-0.5", "nm-0.5"]
+    assert {r.method for r in job.variants().values()} == {"structured", "unstructured", "nm"}

@@ -15,11 +15,13 @@ from pathlib import Path
 from rich.console import Console
 
 from tsprune_edge.checkpoint import load_checkpoint
+from tsprune_edge.data.forecast import check_dates
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.bundle import ExportRequest, write_bundles
 from tsprune_edge.export.runtimes import installed_tflite_runtimes
 from tsprune_edge.models import model_entry
 from tsprune_edge.prune.stage import DEFAULT_ROUND_TO, PruneRequest, finetune_dense, prune_to_dir
+from tsprune_edge.variants import variant_name
 from tsprune_edge.workflow import train_to_dir
 
 DEFAULT_MODEL = "transformer"
@@ -39,7 +41,8 @@ class ExportJob:
     round_to: int = DEFAULT_ROUND_TO  # structured widths are multiples of this (a board profile's, or --round-to)
     round_to_source: str = "default"  # "default", "option" or "profile NAME"
 
-    def prune_requests(self) -> list[PruneRequest]:
+    def variants(self) -> dict[str, PruneRequest]:
+        """Each pruned variant's request by its bundle name (`structured-0.5`, the name a sweep gives it too)."""
         if not self.methods:
             raise UserError("--method needs at least one pruning method, for example structured")
         requests = [PruneRequest(method=m, sparsity=self.sparsity, finetune_epochs=self.finetune_epochs,
@@ -47,11 +50,7 @@ class ExportJob:
                     for m in self.methods]
         for request in requests:
             request.validate()
-        return requests
-
-
-def variant_name(request: PruneRequest) -> str:
-    return f"{request.method}-{request.sparsity:g}"
+        return {variant_name(r.method, r.sparsity, r.dims): r for r in requests}
 
 
 def run_export_job(job: ExportJob, request: ExportRequest, out: Path, runs: Path,
@@ -59,26 +58,27 @@ def run_export_job(job: ExportJob, request: ExportRequest, out: Path, runs: Path
     """Train (or load), prune each method, fine-tune, fine-tune a copy of dense the same way, and write one bundle
     per variant under `out`; checkpoints go under `runs`. Every input is checked before any work starts."""
     console = console or Console(stderr=True)
-    prune_requests = job.prune_requests()
+    variants = job.variants()
     request.validate()
     check_exporters(request.formats)
     if job.checkpoint is not None:
-        check_not_written(job.checkpoint, [runs / "dense-finetuned", *(runs / variant_name(r) for r in prune_requests)])
+        check_not_written(job.checkpoint, [runs / "dense-finetuned", *(runs / name for name in variants)])
         dense = check_dense_checkpoint(job.checkpoint, job.model, job.data)
     else:
         model = job.model or DEFAULT_MODEL
         model_entry(model)  # an unknown name fails here, not after training
+        if job.strict_dates:  # a refused file is one line, before the training line
+            check_dates(job.data or DEFAULT_DATA, strict=True)
         console.print(f"training {model} (small preset) on {job.data or DEFAULT_DATA} for {job.epochs} epochs")
         train_to_dir(model=model, data=job.data or DEFAULT_DATA, pred_len=96, preset="small", epochs=job.epochs,
                      strict_dates=job.strict_dates, out=runs / "dense", console=console)
         dense = runs / "dense" / "model.pt"
     reference = None
     if job.finetune_epochs:
-        finetune_dense(dense, prune_requests[0], runs / "dense-finetuned", console=console)
+        finetune_dense(dense, next(iter(variants.values())), runs / "dense-finetuned", console=console)
         reference = runs / "dense-finetuned" / "model.pt"
     checkpoints = {"dense": reference or dense}
-    for prune_request in prune_requests:
-        name = variant_name(prune_request)
+    for name, prune_request in variants.items():
         prune_to_dir(dense, prune_request, runs / name, console=console, reference=reference)
         checkpoints[name] = runs / name / "model.pt"
     return write_bundles(out, checkpoints, request, console, probe=True)  # the per-call probe beside dense

@@ -49,7 +49,7 @@ def export_command(
     samples.npz) for the dense model and each pruned variant."""
     from tsprune_edge.cli.device_option import resolve_round_to
     from tsprune_edge.export.bundle import ExportRequest, parse_list
-    from tsprune_edge.export_job import ExportJob, run_export_job, variant_name
+    from tsprune_edge.export_job import ExportJob, run_export_job
 
     rounding, rounding_source = resolve_round_to(device, round_to)
     job = ExportJob(methods=parse_list(method), sparsity=sparsity, finetune_epochs=finetune_epochs,
@@ -60,7 +60,7 @@ def export_command(
     guards.number("--epochs", epochs, 1)
     guards.number("--finetune-epochs", finetune_epochs, 0)
     guards.number("--sparsity", sparsity, 0, 1, high_open=True)
-    variants = [variant_name(r) for r in job.prune_requests()]
+    variants = list(job.variants())
     request.validate()
     inputs = [checkpoint, Path(data) if data else None]
     names = [n + suffix for n in ["dense", *variants] for suffix in ("", "-int8" if quantize else "")]

@@ -38,9 +38,9 @@ def pipeline_command(
     from tsprune_edge.cli.device_option import resolve_round_to
     from tsprune_edge.devices.bench import BenchRequest, bench
     from tsprune_edge.export.bundle import ExportRequest
-    from tsprune_edge.export_job import ExportJob, run_export_job, variant_name
+    from tsprune_edge.export_job import ExportJob, run_export_job
     from tsprune_edge.models import model_entry
-    from tsprune_edge.report.render import verdict_table, write_report
+    from tsprune_edge.report.render import PAGE, verdict_table, write_report
     from tsprune_edge.report.verdict import verdict_rows
 
     round_to, round_to_source = resolve_round_to(DEVICE, None)
@@ -52,7 +52,7 @@ def pipeline_command(
     guards.number("--rounds", rounds, 1)
     guards.number("--sparsity", sparsity, 0, 1, low_open=True, high_open=True)
     model_entry(model)
-    variants = [variant_name(r) for r in job.prune_requests()]
+    variants = list(job.variants())
     guards.output_dir(out, writes=["dense", "dense-finetuned", *variants, "export", "report"], inputs=[Path(data)],
                       force=force, keep_finished=True)  # Ctrl-C keeps the trained model and the measurements
     manifests = run_export_job(job, ExportRequest(), out / "export", out, console=_console)
@@ -60,11 +60,11 @@ def pipeline_command(
                      console=_console)
     metrics = json.loads((out / "dense" / "metrics.json").read_text())
     rows = verdict_rows(out / "results" / measured["run_id"])
-    written = write_report(rows, out / "report")
+    write_report(rows, out / "report")
     table_console().print(summary_table(manifests, metrics, measured))
     table_console().print(verdict_table(rows))
     print(f"bundles: {', '.join(str(out / 'export' / name) for name in manifests)}; "
-          f"measurements: {out / 'results' / measured['run_id'] / 'bench.json'}; report: {written[-1]}")
+          f"measurements: {out / 'results' / measured['run_id'] / 'bench.json'}; report: {out / 'report' / PAGE}")
 
 
 def summary_table(manifests: dict[str, dict], metrics: dict, measured: dict) -> Table:

@@ -69,6 +69,7 @@ def prune_command(
     guards.number("--round-to", round_to, 1)
     guards.number("--lr", lr, 0, low_open=True)
     guards.number("--sparsity", sparsity, 0, 1, high_open=True)
+    guards.number("--width-sparsity", width_sparsity, 0, 1, high_open=True)
     guards.seed(seed)
     request.validate()
     out = out or checkpoint.parent.with_name(f"{checkpoint.parent.name}-{method}-{sparsity:g}")

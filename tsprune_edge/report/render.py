@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from tsprune_edge.atomic import write_atomic, write_json_atomic
-from tsprune_edge.report.verdict import PROBE
+from tsprune_edge.variants import PROBE_VARIANT
 
 COLUMNS = ("device", "machine", "emulated", "variant", "model", "method", "sparsity", "format", "runtime", "threads",
            "rounds", "paired_rounds", "p50_ms", "p50_low_ms", "p50_high_ms", "ratio", "ratio_low", "ratio_high",
@@ -18,6 +18,7 @@ COLUMNS = ("device", "machine", "emulated", "variant", "model", "method", "spars
            "beyond_call_efficiency_high", "memory_ratio", "file_ratio", "zstd_ratio", "torch_mse", "board_mse",
            "board_mae", "max_abs_error", "macs", "flags", "warnings", "warmup", "providers", "delegate",
            "board_since_boot", "run")
+PAGE = "report.html"  # the page a user opens first: tables, plots and notes in one file
 LISTS = ("flags", "warnings", "board_since_boot")  # joined with "; " in the CSV
 METHOD = ("Speedup = dense latency / variant latency per round (each round's median, rounds interleaved in time), "
           "combined as a geometric mean over the rounds both have, with a 95% t interval on the per-round log ratios "
@@ -47,7 +48,7 @@ def _num(value, spec: str) -> str:
 
 
 def _p50(row: dict) -> str:
-    if row["variant"] == PROBE:  # the per-call cost: its interval is the figure
+    if row["variant"] == PROBE_VARIANT:  # the per-call cost: its interval is the figure
         return _interval(row["p50_ms"], row.get("p50_low_ms"), row.get("p50_high_ms"), ".4f")
     return _num(row["p50_ms"], ".4f")
 
@@ -103,7 +104,7 @@ def verdict_table(rows: list[dict]) -> Table:
     if not rows:
         return Table(title="no measured items in this run")
     first = rows[0]
-    models = ", ".join(dict.fromkeys(str(r["model"]) for r in rows if r["variant"] != PROBE))
+    models = ", ".join(dict.fromkeys(str(r["model"]) for r in rows if r["variant"] != PROBE_VARIANT))
     notes = run_notes(rows)
     table = Table(title=f"{models}: verdict on {first['device']} ({first['machine']}"
                         + (", EMULATED: timings say nothing about a board" if first["emulated"] else "")
@@ -166,5 +167,5 @@ def write_report(rows: list[dict], out: Path) -> list[Path]:
     text += "\n## Plots\n\n" + "".join(f"![{TITLES[n]}](plots/{n}.png)\n\n" for n in images) + profile_markdown(rows)
     write_atomic(out / "report.md", lambda handle: handle.write(text.encode()))
     page = html_report(rows, images)
-    write_atomic(out / "report.html", lambda handle: handle.write(page.encode()))
-    return [out / "report.json", out / "report.csv", out / "report.md", out / "report.html", *pngs]
+    write_atomic(out / PAGE, lambda handle: handle.write(page.encode()))
+    return [out / "report.json", out / "report.csv", out / "report.md", out / PAGE, *pngs]

@@ -27,9 +27,9 @@ from tsprune_edge.report.stats import (
     paired,
     speedup_interval,
 )
+from tsprune_edge.variants import DENSE, PROBE_VARIANT
 
 DEFAULT_MIN_EFFECT = 0.05
-PROBE = "percall"  # the per-call probe bundle: the variant's inputs and outputs, trivial compute
 TOO_FEW = f"NOT JUDGED: under {MIN_ROUNDS} paired rounds"  # usable rounds of the variant and of dense together
 PROBE_VERDICT = "per-call cost (probe, not judged)"
 UNDECIDED = (INCONCLUSIVE, TOO_FEW)  # more rounds could still decide these
@@ -121,16 +121,22 @@ def delegate_kind(delegate: str | None) -> str | None:
     return delegate.split(":", 1)[0] if delegate else delegate
 
 
-def same_engine(variant: ItemRounds, other: ItemRounds) -> bool:
-    return variant.providers == other.providers and delegate_kind(variant.delegate) == delegate_kind(other.delegate)
+def engine_difference(variant: ItemRounds, reference: ItemRounds) -> tuple[str, str, str] | None:
+    """What ran differently for `variant` than for `reference` ("providers" or "delegate", with each side's, "none"
+    where absent), or None on the same engine: timings on two engines compare runtimes, not models."""
+    for what, mine, theirs in (("providers", variant.providers, reference.providers),
+                               ("delegate", delegate_kind(variant.delegate), delegate_kind(reference.delegate))):
+        if mine != theirs:
+            return what, mine or "none", theirs or "none"
+    return None
 
 
 def judge(variant: ItemRounds, dense: ItemRounds, min_effect: float) -> tuple[str, Interval | None]:
     """The label and the speedup interval (dense / variant), or why the variant is not judged."""
-    for what, mine, theirs in (("providers", variant.providers, dense.providers),
-                               ("delegate", delegate_kind(variant.delegate), delegate_kind(dense.delegate))):
-        if mine != theirs:
-            return f"NOT JUDGED: {what} differ from dense ({mine or 'none'} vs {theirs or 'none'})", None
+    difference = engine_difference(variant, dense)
+    if difference:
+        what, mine, theirs = difference
+        return f"NOT JUDGED: {what} differ from dense ({mine} vs {theirs})", None
     speedup = speedup_interval(variant.medians, dense.medians)
     if speedup is None:
         return TOO_FEW, None
@@ -150,8 +156,8 @@ def undecided(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[str
     ids = {item["id"] for item in plan["items"]}
     open_ids = []
     for item in plan["items"]:
-        dense_id = same_setting(item, "dense")
-        if item["bundle"] in ("dense", PROBE) or dense_id not in ids:
+        dense_id = same_setting(item, DENSE)
+        if item["bundle"] in (DENSE, PROBE_VARIANT) or dense_id not in ids:
             continue
         verdict, _ = judge(load_rounds(run_dir, item["id"]), load_rounds(run_dir, dense_id), min_effect)
         if verdict in UNDECIDED:
@@ -185,15 +191,15 @@ def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[
                "board_mae": (item.get("accuracy") or {}).get("mae"),
                "warnings": mine.warnings, "warmup": mine.warmup, "providers": mine.providers,
                "delegate": mine.delegate, "board_since_boot": history}
-        dense_id, probe_id = same_setting(item, "dense"), same_setting(item, PROBE)
-        if item["bundle"] == PROBE:
+        dense_id, probe_id = same_setting(item, DENSE), same_setting(item, PROBE_VARIANT)
+        if item["bundle"] == PROBE_VARIANT:
             row["verdict"] = PROBE_VERDICT
-        elif item["bundle"] != "dense" and dense_id in items:
-            row.update(_against_dense(mine, rounds[dense_id], rounds.get(probe_id), facts, bundles.get("dense", {}),
+        elif item["bundle"] != DENSE and dense_id in items:
+            row.update(_against_dense(mine, rounds[dense_id], rounds.get(probe_id), facts, bundles.get(DENSE, {}),
                                       item, items[dense_id], min_effect))
         rows.append(row)
     _fill_dense_accuracy(rows, bundles)
-    attach_profile_diffs(run_dir, [r for r in rows if r["variant"] != PROBE])  # where the time goes (--profile)
+    attach_profile_diffs(run_dir, [r for r in rows if r["variant"] != PROBE_VARIANT])  # where the time goes (--profile)
     return rows
 
 
@@ -225,7 +231,7 @@ def _against_dense(mine: ItemRounds, dense: ItemRounds, probe: ItemRounds | None
                 "speedup": speedup.estimate, "speedup_low": speedup.low, "speedup_high": speedup.high})
     if predicted and predicted > 1.0 + 1e-9:
         row.update(_fields("efficiency", speedup.scaled(1 / predicted)))
-        if probe is not None and same_engine(probe, mine):
+        if probe is not None and engine_difference(probe, mine) is None:
             beyond = beyond_call_interval(mine.medians, dense.medians, probe.medians)
             if beyond is not None:
                 row.update(_fields("beyond_call_efficiency", beyond.scaled(1 / predicted)))
@@ -240,7 +246,7 @@ def _fill_dense_accuracy(rows: list[dict], bundles: dict) -> None:
     """The dense bundle records no pruning; its torch test MSE is in every pruned bundle's record."""
     dense_mse = next((b["torch_test_dense"]["mse"] for b in bundles.values() if b.get("torch_test_dense")), None)
     for row in rows:
-        if row["variant"] == "dense":
+        if row["variant"] == DENSE:
             row["torch_mse"] = dense_mse
 
 

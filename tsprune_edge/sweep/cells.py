@@ -17,7 +17,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tsprune_edge.sweep.spec import DENSE, Cell, SweepSpec, dense_checkpoint, export_dir, model_dir
+from tsprune_edge.sweep.spec import Cell, SweepSpec, dense_checkpoint, export_dir, model_dir
+from tsprune_edge.variants import DENSE, PROBE_VARIANT
 
 
 def run_cell(spec_record: dict, cell: Cell, inputs: dict[str, bytes]) -> dict:
@@ -51,7 +52,6 @@ def run_cell(spec_record: dict, cell: Cell, inputs: dict[str, bytes]) -> dict:
 def _work(spec: SweepSpec, cell: Cell, console: Console) -> list[Path]:
     """Do the cell in the current (scratch) folder; returns the folders it wrote."""
     from tsprune_edge.export.bundle import ExportRequest, write_bundles
-    from tsprune_edge.export.probe import PROBE_VARIANT
     from tsprune_edge.prune.stage import PruneRequest, finetune_dense, prune_to_dir
     from tsprune_edge.workflow import train_to_dir
 

@@ -19,9 +19,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tsprune_edge.atomic import write_atomic, write_json_atomic
+from tsprune_edge.errors import UserError
 from tsprune_edge.sweep.executors import Executor
 from tsprune_edge.sweep.spec import (
-    DENSE,
     DENSE_FINETUNED,
     Cell,
     SweepSpec,
@@ -32,6 +32,7 @@ from tsprune_edge.sweep.spec import (
     model_dir,
     results_dir,
 )
+from tsprune_edge.variants import DENSE, PROBE_VARIANT
 
 
 def marker(out: Path, cell: Cell) -> Path:
@@ -42,13 +43,50 @@ def error_file(out: Path, cell: Cell) -> Path:
     return Path(out) / "cells" / f"{cell.id}.error.json"
 
 
+def read_marker(out: Path, cell: Cell) -> dict | None:
+    """The cell's marker, or None while the cell is not finished. A marker truncated by a full disk or edited by
+    hand would otherwise end the resume in a traceback (or pass a missing file as finished): it is one line."""
+    path = marker(out, cell)
+    if not path.is_file():
+        return None
+    problem = None
+    try:
+        record = json.loads(path.read_bytes())
+    except ValueError:  # also bytes that are not UTF-8
+        record, problem = None, "not JSON, perhaps truncated"
+    if problem is None:
+        problem = _marker_problem(record, cell)
+    if problem:
+        raise UserError(f"{path} is damaged ({problem}); delete it and run the same command again to redo "
+                        f"{cell.id}")
+    return record
+
+
+def _marker_problem(record, cell: Cell) -> str | None:
+    """What is wrong with a parsed marker, as `_store` and `_bench` write them, or None."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not a record"
+    if record.get("cell") != cell.id:
+        return f"its cell is {record.get('cell')!r}, not {cell.id!r}"
+    if cell.kind != "bench":
+        files = record.get("files")
+        if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+            return "files is not a record of names and sha256 sums"
+        return None
+    run_id = record.get("run_id")
+    if not isinstance(run_id, str) or run_id in ("", ".", "..") or Path(run_id).name != run_id:
+        return f"run_id {run_id!r} is not a run folder's name"
+    bundles = record.get("bundles")
+    if not isinstance(bundles, list) or not all(isinstance(b, str) for b in bundles):
+        return "bundles is not a list of bundle names"
+    return None
+
+
 def cell_dirs(cell: Cell) -> list[Path]:
     """The folders a cell owns: cleared before its files are written, so nothing of an earlier attempt stays."""
     if cell.kind == "train":
         return [model_dir(cell.model, DENSE), model_dir(cell.model, DENSE_FINETUNED)]
     if cell.variant == DENSE:
-        from tsprune_edge.export.probe import PROBE_VARIANT
-
         return [export_dir(cell.model) / DENSE, export_dir(cell.model) / PROBE_VARIANT]
     return [model_dir(cell.model, cell.variant), export_dir(cell.model) / cell.variant]
 
@@ -61,7 +99,9 @@ def run_sweep(spec: SweepSpec, out: Path, make_executor: Callable[[], Executor],
     out = Path(out)
     resuming = load_or_write_spec(out, spec)
     cells = expand(spec)
-    finished = {c.id for c in cells if marker(out, c).is_file() and (c.kind != "bench" or _bench_current(out, c))}
+    records = {c.id: read_marker(out, c) for c in cells}  # every marker checked before any work
+    finished = {c.id for c in cells
+                if records[c.id] is not None and (c.kind != "bench" or _bench_current(out, c, records[c.id]))}
     console.print(f"sweep {out}: {len(cells)} cells" + (f", {len(finished)} finished earlier and kept"
                                                          if resuming else ""))
     failed: dict[str, str] = {}
@@ -80,8 +120,8 @@ def run_sweep(spec: SweepSpec, out: Path, make_executor: Callable[[], Executor],
         _bench(spec, out, cell, cells, failed, console)
         if cell.id not in failed:
             ran.append(cell.id)
-    runs = [out / results_dir(c.model) / json.loads(marker(out, c).read_text())["run_id"]
-            for c in cells if c.kind == "bench" and marker(out, c).is_file()]
+    benched = [(c, read_marker(out, c)) for c in cells if c.kind == "bench"]
+    runs = [out / results_dir(c.model) / record["run_id"] for c, record in benched if record is not None]
     return {"cells": len(cells), "skipped": sorted(finished), "ran": ran, "failed": failed, "runs": runs}
 
 
@@ -121,9 +161,9 @@ def _bundles(out: Path, model: str) -> list[str]:
     return sorted(p.parent.name for p in (out / export_dir(model)).glob("*/manifest.json"))
 
 
-def _bench_current(out: Path, cell: Cell) -> bool:
+def _bench_current(out: Path, cell: Cell, record: dict) -> bool:
     """A bench stands while it measured exactly the bundles there are now; a retried variant calls for a new one."""
-    return json.loads(marker(out, cell).read_text()).get("bundles") == _bundles(out, cell.model)
+    return record["bundles"] == _bundles(out, cell.model)
 
 
 def _inputs(spec: SweepSpec, out: Path, cell: Cell) -> dict[str, bytes]:
@@ -155,7 +195,6 @@ def _bench(spec: SweepSpec, out: Path, cell: Cell, cells: list[Cell], failed: di
            console: Console) -> None:
     """All of a model's bundles in one interleaved run; an unfinished run of an earlier attempt is resumed."""
     from tsprune_edge.devices.bench import bench, unfinished_run
-    from tsprune_edge.errors import UserError
 
     dense = Cell("variant", cell.model, DENSE)
     if not marker(out, dense).is_file():

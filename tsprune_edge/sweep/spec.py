@@ -15,11 +15,11 @@ from pathlib import Path
 from tsprune_edge.errors import UserError
 from tsprune_edge.prune.dimensions import DEFAULT_DIMENSIONS, DIMENSIONS
 from tsprune_edge.report.stats import DEFAULT_MAX_ROUNDS, DEFAULT_ROUNDS
+from tsprune_edge.variants import DENSE, variant_name
 
 SPEC_FILE = "sweep.json"
 SPEC_FORMAT = "tsprune-edge/sweep"
 SPEC_VERSION = 2  # 2: the dense reference is fine-tuned as the variants are (models/<model>/dense-finetuned)
-DENSE = "dense"
 DENSE_FINETUNED = "dense-finetuned"
 
 
@@ -104,13 +104,6 @@ class SweepSpec:
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in record.items() if k in fields}
         return cls(**values)
-
-
-def variant_name(method: str, sparsity: float, dims: tuple[str, ...] = DEFAULT_DIMENSIONS) -> str:
-    """`structured-0.5`; a structured variant that prunes more dimensions than the default names them, at the
-    nominal sparsity whose MACs it matches: `structured_width-0.5`."""
-    extra = [d for d in dims if d not in DEFAULT_DIMENSIONS]
-    return f"{method}{''.join('_' + d for d in extra)}-{sparsity:g}"
 
 
 @dataclass(frozen=True)
