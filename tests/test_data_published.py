@@ -183,3 +183,40 @@ def test_data_list_shows_each_sha256_or_says_it_is_unknown(cli):
     rows = {line.split()[1]: line for line in listing.out.splitlines() if line.startswith("│")}
     assert "f18de3ad269c" in rows["ETTh1"] and "34ee981d0731" in rows["weather"]
     assert "unknown: not verified" in rows["electricity"] and "unknown: not verified" in rows["traffic"]
+
+
+def test_export_checks_data_by_the_identity_training_recorded(cli, shared_data, tmp_path):
+    """`export --checkpoint X --data D` accepts D when it is the data X was trained on, however D is spelled: the
+    registered name, the official file anywhere under any name, a user CSV by its path."""
+    from tsprune_edge.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+    from tsprune_edge.export_job import check_dense_checkpoint
+    from tsprune_edge.models import create_model
+
+    copy = tmp_path / "downloads" / "etth1 copy.csv"  # the official bytes under another name: recorded as ETTh1
+    copy.parent.mkdir()
+    shutil.copy(shared_data / "ETTh1.csv", copy)
+    hours = np.datetime64("2020-01-01T00:00:00", "s") + np.arange(1000) * np.timedelta64(3600, "s")
+    mine = _csv(tmp_path / "mine.csv", [str(d).replace("T", " ") for d in hours])
+    (tmp_path / "other").mkdir()
+    other = _csv(tmp_path / "other" / "mine.csv", [str(d).replace("T", " ") for d in hours + 3600])  # other bytes
+    checkpoints = {}
+    for name, data in (("etth1", str(copy)), ("mine", str(mine))):
+        loaded = load_forecast_data(data, WindowSpec(96, 48, 96))
+        model = create_model("dlinear", "small", pred_len=96, enc_in=len(loaded.columns), c_out=len(loaded.columns))
+        checkpoints[name] = tmp_path / f"{name}.pt"
+        save_checkpoint(make_checkpoint(model, loaded.describe(), loaded.scaling(), {"preset": "small"}),
+                        checkpoints[name])
+    recorded = {name: load_checkpoint(path).data["name"] for name, path in checkpoints.items()}
+    assert recorded == {"etth1": "ETTh1", "mine": "mine.csv"}  # neither is the file's stem
+    for data in ("ETTh1", str(copy), str(shared_data / "ETTh1.csv")):
+        assert check_dense_checkpoint(checkpoints["etth1"], "dlinear", data) == checkpoints["etth1"]
+    assert check_dense_checkpoint(checkpoints["mine"], None, str(mine)) == checkpoints["mine"]
+    for checkpoint, data, recorded in ((checkpoints["etth1"], "ETTh2", "ETTh1"),
+                                       (checkpoints["etth1"], str(shared_data / "ETTh2.csv"), "ETTh1"),
+                                       (checkpoints["mine"], str(other), "mine.csv"),
+                                       (checkpoints["mine"], "synthetic", "mine.csv")):
+        refused = cli("export", "--checkpoint", str(checkpoint), "--data", data, "--out", str(tmp_path / "x"),
+                      "--runs", str(tmp_path / "runs"))
+        assert refused.code == 2 and refused.err == f"error: {checkpoint} was trained on {recorded}, not {data}; " \
+            "drop --data\n"
+    assert not (tmp_path / "x").exists()

@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from tsprune_edge.checkpoint import load_checkpoint
-from tsprune_edge.data.forecast import check_dates
+from tsprune_edge.data.forecast import check_dates, same_source
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.bundle import ExportRequest, write_bundles
 from tsprune_edge.export.runtimes import installed_tflite_runtimes
@@ -106,7 +106,7 @@ def check_dense_checkpoint(path: Path, model: str | None, data: str | None) -> P
     if model is not None and checkpoint.model_name != model:
         raise UserError(f"{path} holds a {checkpoint.model_name} model, not {model}; drop --model or pass a "
                         f"{model} checkpoint")
-    if data is not None and checkpoint.data["name"] != Path(data).stem:
+    if data is not None and not same_source(data, checkpoint.data):
         raise UserError(f"{path} was trained on {checkpoint.data['name']}, not {data}; drop --data")
     if checkpoint.pruning is not None:
         raise UserError(f"{path} is already pruned ({checkpoint.pruning['method']}); pass the dense checkpoint it "

@@ -204,6 +204,16 @@ def _resolve(data: str, strict_dates: bool) -> _Resolved:
     return _Resolved(table, Source(name, str(path.resolve()), digest), spec, how, notices)
 
 
+def same_source(data: str, recorded: dict) -> bool:
+    """Whether `data`, as given to load_forecast_data, is the source a checkpoint recorded (`Source.to_dict`). A name
+    matches by name; a CSV path by its bytes, since its recorded name depends on recognition (a registered file found
+    by sha256 is recorded under the registered name, any other CSV under its file name, never its stem)."""
+    if data == SYNTHETIC or data in DATASETS:
+        return recorded["name"] == data
+    path = Path(data)
+    return path.is_file() and sha256_of(path) == recorded["sha256"]
+
+
 def check_dates(data: str, strict: bool) -> tuple[str, ...]:
     """Read `data` once for its date rules (before a long job starts): raises what loading would, returns the
     notices."""
