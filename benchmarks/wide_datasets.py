@@ -10,10 +10,18 @@ and test split included). Seconds per epoch are extrapolated from the median ste
 full epochs at these widths would take hours on a 2-core CPU. Both wall and CPU seconds are recorded; on a shared
 machine the wall figure is inflated by other work, the CPU figure much less.
 
+The CLI pass (`--cli-pass`) carries every registered model, at each width, through the real command line on a
+short file of the same columns and date format (CLI_ROWS rows: the width is what export and bench scale with):
+`train --epochs 1`, `export` (ONNX and TFLite, dense and one pruned variant) and `bench --device desktop --accuracy`,
+each stage in its own child process whose exit code, wall and CPU seconds and peak memory are recorded, with the
+artifacts' sizes and errors, the test split's shape and the board's test MSE beside torch's. Each combination is
+saved as it finishes; a second run skips those that passed or were refused (resumable).
+
 Usage: nice python benchmarks/wide_datasets.py [--models dlinear,itransformer,patchtst] [--steps 5]
+       nice python benchmarks/wide_datasets.py --cli-pass [--models all]
        nice python benchmarks/wide_datasets.py --step-check transformer,informer,autoformer,fedformer,crossformer
        python benchmarks/wide_datasets.py --report   (re-render the Markdown from the JSON files)
-Writes benchmarks/results/wide_datasets.{json,md} and wide_datasets_step_check.json.
+Writes benchmarks/results/wide_datasets.{json,md} (the CLI pass under "cli_pass") and wide_datasets_step_check.json.
 """
 
 from __future__ import annotations
@@ -128,6 +136,104 @@ def step_check(models: list[str]) -> list[dict]:
     return rows
 
 
+RESULTS = HERE / "results" / "wide_datasets.json"
+CLI_ROWS = 1000  # the fewest rows whose 70/10/20 validation split still holds one 96 + 96 window (100 + 96 >= 192)
+BENCH_FAST = ("--rounds", "1", "--min-time", "0.05", "--min-iters", "3")  # correctness and scaling, not timing
+DONE = ("passed", "refused")  # a resumed CLI pass skips these; a failed combination runs again
+
+
+def run_stage(args: list[str], env: dict) -> dict:
+    """One CLI command in its own child: exit code, wall and CPU seconds, peak resident memory (the child's and its
+    own children's, from wait4) and the last line it wrote to stderr (a refusal's one line)."""
+    with tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        child = subprocess.Popen([sys.executable, "-m", "tsprune_edge", *args], stdout=subprocess.DEVNULL,
+                                 stderr=err, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        err.seek(0)
+        lines = err.read().decode(errors="replace").strip().splitlines()
+    return {"rc": child.returncode, "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024), "last_line": lines[-1] if lines else ""}
+
+
+def cli_outcome(run: Path, export: Path, results: Path) -> dict:
+    """What a passed combination produced: the dense bundle's signature, artifacts, samples and test split as
+    written, and each artifact's test MSE on the desktop agent beside torch's."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    manifest = json.loads((export / "dense" / "manifest.json").read_text())
+    with np.load(export / "dense" / "samples.npz") as samples, np.load(export / "dense" / "test.npz") as test:
+        shapes = {"samples_history": list(samples["history"].shape),
+                  "samples_expected": list(samples["expected"].shape), "test_values": list(test["values"].shape)}
+    artifacts = {fmt: {"bytes": a["bytes"], "max_abs_error": max(v["max_abs_error"] for v in a["validation"]),
+                       "inputs": {i["name"]: i["shape"] for i in a.get("inputs", [])},
+                       "outputs": {o["name"]: o["shape"] for o in a.get("outputs", [])}}
+                 for fmt, a in manifest["artifacts"].items()}
+    (bench_run,) = results.iterdir()
+    items = json.loads((bench_run / "bench.json").read_text())["items"]
+    board = [{"bundle": i["bundle"], "format": i["format"], "correct": i["correct"], **i.get("accuracy", {})}
+             for i in items if not i["probe"]]
+    return {"train_batch_size": metrics["training"]["batch_size"] if "batch_size" in metrics.get("training", {})
+            else None, "torch_test": {k: metrics["test"][k] for k in ("mse", "windows")},
+            "artifacts": artifacts, "test_split_bytes": manifest["test_split"]["bytes"], **shapes, "board": board}
+
+
+def cli_pass_one(model: str, csv: Path, work: Path, env: dict) -> dict:
+    """`train --epochs 1`, `export` and `bench --accuracy` of one model on one wide file, through the CLI; stops at
+    the first stage that does not exit 0 (exit 2 with an `error:` line is a refusal)."""
+    run, export, results = work / "run", work / "export", work / "results"
+    commands = {
+        "train": ["train", "--model", model, "--data", str(csv), "--epochs", "1", "--out", str(run)],
+        "export": ["export", "--checkpoint", str(run / "model.pt"), "--method", "unstructured", "--finetune-epochs",
+                   "0", "--out", str(export), "--runs", str(work / "runs")],
+        "bench": ["bench", "--device", "desktop", "--accuracy", "--artifacts", str(export), "--results", str(results),
+                  *BENCH_FAST],
+    }
+    row: dict = {"model": model, "stages": {}}
+    for stage, args in commands.items():
+        result = row["stages"][stage] = run_stage(args, env)
+        print(f"   {stage}: {json.dumps(result)}", file=sys.stderr, flush=True)
+        if result["rc"] != 0:
+            refused = result["rc"] == 2 and result["last_line"].startswith("error:")
+            return {**row, "status": "refused" if refused else "failed", "stage": stage}
+    return {**row, "status": "passed", **cli_outcome(run, export, results)}
+
+
+def cli_pass(models: list[str]) -> None:
+    """Every (model, width) not yet passed or refused, each saved into RESULTS as soon as it finishes."""
+    from tsprune_edge.atomic import write_json_atomic
+    from tsprune_edge.data.synthetic import write_wide_csv
+
+    result = json.loads(RESULTS.read_text())
+    record = result.setdefault("cli_pass", {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                            "machine": machine(), "rows_in_file": CLI_ROWS, "rows": []})
+    done = {(r["model"], r["variables"]) for r in record["rows"] if r["status"] in DONE}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "TSPRUNE_EDGE_DEVICES_DIR": str(Path(tmp) / "profiles")}
+        files = {file: write_wide_csv(Path(tmp) / f"{file}.csv", variables, CLI_ROWS)
+                 for file, (variables, _) in WIDTHS.items()}
+        for name in models:  # model by model, in the order given: both widths of a model finish together
+            for file, (variables, _) in WIDTHS.items():
+                if (name, variables) in done:
+                    continue
+                csv = files[file]
+                print(f"== {name} at {variables} variables", file=sys.stderr, flush=True)
+                row = {"file": file, "variables": variables, "commit": commit(),
+                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                       "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
+                       **cli_pass_one(name, csv, Path(tmp) / f"{name}-{variables}", env)}
+                record["rows"] = [r for r in record["rows"] if (r["model"], r["variables"]) != (name, variables)]
+                record["rows"].append(row)
+                write_json_atomic(RESULTS, result)
+                RESULTS.with_suffix(".md").write_text(render(result))
+
+
+def commit() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=HERE).stdout.strip()
+
+
 def render(result: dict) -> str:
     m = result["machine"]
     lines = [f"# Wide datasets: time per epoch and peak memory ({result['date']})", "",
@@ -163,7 +269,44 @@ def render(result: dict) -> str:
                   "| model | variables | CPU s (4 windows) | peak MiB so far |", "|---|---:|---:|---:|"]
         lines += [f"| {r['model']} | {r['variables']} | {r['cpu_seconds']} | {r['peak_rss_mib_so_far']} |"
                   for r in check["rows"]]
+    if "cli_pass" in result:
+        lines += ["", *render_cli_pass(result["cli_pass"])]
     return "\n".join(lines) + "\n"
+
+
+def render_cli_pass(record: dict) -> list[str]:
+    """The CLI pass as a table: one row per (model, width), stages as wall / CPU seconds and peak MiB."""
+    m = record["machine"]
+    lines = [f"## Every model through the CLI at full width (started {record['started']})", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, torch {m['torch']}; each row notes "
+             "its commit and the load average when it started (a shared machine: wall times are inflated by other "
+             f"work). A file of {record['rows_in_file']} rows in the published format (same columns and hourly dates) "
+             "per width: `train --epochs 1` at the small preset and the model's published batch size, `export` "
+             "(ONNX and TFLite; dense, unstructured-0.5 without fine-tuning, and the per-call probe) and "
+             f"`bench --device desktop --accuracy {' '.join(BENCH_FAST)}`, each in its own process. Stage cells: "
+             "wall s / CPU s / peak MiB (ru_maxrss of the command and its children). Max error: the dense "
+             "artifact against torch on the sample windows. MSE: the dense model's test split, torch in `train` "
+             "and the desktop agent on each artifact in `bench --accuracy`.", "",
+             "| variables | model | status | train | export | bench | ONNX KB | TFLite KB | max error ONNX / TFLite "
+             "| test.npz | torch MSE | board MSE ONNX / TFLite | commit | load |",
+             "|---:|---|---|---|---|---|---:|---:|---|---|---:|---|---|---|"]
+    for r in sorted(record["rows"], key=lambda r: (r["variables"], r["model"])):
+        cells = [" / ".join(str(st[k]) for k in ("wall_s", "cpu_s", "peak_rss_mib")) for st in r["stages"].values()]
+        cells += [""] * (3 - len(cells))
+        head = f"| {r['variables']} | {r['model']} | {r['status']}"
+        tail = f"| {r['commit']} | {', '.join(map(str, r['load_average_at_start']))} |"
+        if r["status"] != "passed":
+            why = r["stages"][r["stage"]]["last_line"].replace("|", "\\|")
+            lines.append(f"{head} at {r['stage']}: {why} | {' | '.join(cells)} | | | | | | {tail}")
+            continue
+        art = r["artifacts"]
+        dense = {b["format"]: b for b in r["board"] if b["bundle"] == "dense"}
+        lines.append(f"{head} | {' | '.join(cells)} | {art['onnx']['bytes'] / 1000:.0f} "
+                     f"| {art['tflite']['bytes'] / 1000:.0f} "
+                     f"| {art['onnx']['max_abs_error']:.1e} / {art['tflite']['max_abs_error']:.1e} "
+                     f"| {' x '.join(map(str, r['test_values']))} | {r['torch_test']['mse']:.4f} "
+                     f"| {dense['onnx']['mse']:.4f} / {dense['tflite']['mse']:.4f} {tail}")
+    return lines
 
 
 def main() -> None:
@@ -174,7 +317,14 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="re-render the Markdown from the JSON only")
     parser.add_argument("--step-check", default=None, help="comma-separated models: one training step at each width "
                         "instead of the timing (written to results/wide_datasets_step_check.json)")
+    parser.add_argument("--cli-pass", action="store_true", help="carry --models (all: every registered model) "
+                        "through train, export and bench at each width, resuming where the last pass stopped")
     args = parser.parse_args()
+    if args.cli_pass:
+        from tsprune_edge.models import available_models
+
+        cli_pass(available_models() if args.models == "all" else args.models.split(","))
+        return
     if args.step_check:
         from tsprune_edge.atomic import write_json_atomic
 
@@ -183,8 +333,8 @@ def main() -> None:
                            "rows": step_check(args.step_check.split(","))})
         return
     if args.report:
-        result = json.loads((HERE / "results" / "wide_datasets.json").read_text())
-        (HERE / "results" / "wide_datasets.md").write_text(render(result))
+        result = json.loads(RESULTS.read_text())
+        RESULTS.with_suffix(".md").write_text(render(result))
         return
     if args.one:
         print(json.dumps(measure(args.one[0], Path(args.one[1]), args.steps)))
@@ -193,10 +343,10 @@ def main() -> None:
     from tsprune_edge.atomic import write_json_atomic
     from tsprune_edge.data.synthetic import write_wide_csv
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
-    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit, "machine": machine(),
+    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit(), "machine": machine(),
               "timed_steps": args.steps, "rows": []}
+    if RESULTS.is_file() and "cli_pass" in (earlier := json.loads(RESULTS.read_text())):
+        result["cli_pass"] = earlier["cli_pass"]  # a new timing keeps the CLI pass
     with tempfile.TemporaryDirectory() as tmp:
         for file, (variables, rows) in WIDTHS.items():
             csv = write_wide_csv(Path(tmp) / f"{file}.csv", variables, rows)
@@ -211,8 +361,8 @@ def main() -> None:
                     row.update(model=name, error=(run.stderr.strip().splitlines() or ["?"])[-1])
                 result["rows"].append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
-    write_json_atomic(HERE / "results" / "wide_datasets.json", result)
-    (HERE / "results" / "wide_datasets.md").write_text(render(result))
+    write_json_atomic(RESULTS, result)
+    RESULTS.with_suffix(".md").write_text(render(result))
 
 
 if __name__ == "__main__":
