@@ -174,8 +174,9 @@ def cli_outcome(run: Path, export: Path, results: Path) -> dict:
     items = json.loads((bench_run / "bench.json").read_text())["items"]
     board = [{"bundle": i["bundle"], "format": i["format"], "correct": i["correct"], **i.get("accuracy", {})}
              for i in items if not i["probe"]]
-    return {"train_batch_size": metrics["training"]["batch_size"] if "batch_size" in metrics.get("training", {})
-            else None, "torch_test": {k: metrics["test"][k] for k in ("mse", "windows")},
+    return {"parameters": metrics["parameters"], "train_batch_size": metrics["training"]["schedule"]["batch_size"],
+            "train_seconds": metrics["training"]["seconds_total"],
+            "torch_test": {k: metrics["test"][k] for k in ("mse", "windows")},
             "artifacts": artifacts, "test_split_bytes": manifest["test_split"]["bytes"], **shapes, "board": board}
 
 
@@ -287,9 +288,9 @@ def render_cli_pass(record: dict) -> list[str]:
              "wall s / CPU s / peak MiB (ru_maxrss of the command and its children). Max error: the dense "
              "artifact against torch on the sample windows. MSE: the dense model's test split, torch in `train` "
              "and the desktop agent on each artifact in `bench --accuracy`.", "",
-             "| variables | model | status | train | export | bench | ONNX KB | TFLite KB | max error ONNX / TFLite "
-             "| test.npz | torch MSE | board MSE ONNX / TFLite | commit | load |",
-             "|---:|---|---|---|---|---|---:|---:|---|---|---:|---|---|---|"]
+             "| variables | model | status | batch | train | export | bench | ONNX KB | TFLite KB "
+             "| max error ONNX / TFLite | test.npz | torch MSE | board MSE ONNX / TFLite | commit | load |",
+             "|---:|---|---|---:|---|---|---|---:|---:|---|---|---:|---|---|---|"]
     for r in sorted(record["rows"], key=lambda r: (r["variables"], r["model"])):
         cells = [" / ".join(str(st[k]) for k in ("wall_s", "cpu_s", "peak_rss_mib")) for st in r["stages"].values()]
         cells += [""] * (3 - len(cells))
@@ -297,11 +298,11 @@ def render_cli_pass(record: dict) -> list[str]:
         tail = f"| {r['commit']} | {', '.join(map(str, r['load_average_at_start']))} |"
         if r["status"] != "passed":
             why = r["stages"][r["stage"]]["last_line"].replace("|", "\\|")
-            lines.append(f"{head} at {r['stage']}: {why} | {' | '.join(cells)} | | | | | | {tail}")
+            lines.append(f"{head} at {r['stage']}: {why} | | {' | '.join(cells)} | | | | | | {tail}")
             continue
         art = r["artifacts"]
         dense = {b["format"]: b for b in r["board"] if b["bundle"] == "dense"}
-        lines.append(f"{head} | {' | '.join(cells)} | {art['onnx']['bytes'] / 1000:.0f} "
+        lines.append(f"{head} | {r['train_batch_size']} | {' | '.join(cells)} | {art['onnx']['bytes'] / 1000:.0f} "
                      f"| {art['tflite']['bytes'] / 1000:.0f} "
                      f"| {art['onnx']['max_abs_error']:.1e} / {art['tflite']['max_abs_error']:.1e} "
                      f"| {' x '.join(map(str, r['test_values']))} | {r['torch_test']['mse']:.4f} "
