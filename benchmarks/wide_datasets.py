@@ -18,7 +18,7 @@ artifacts' sizes and errors, the test split's shape and the board's test MSE bes
 saved as it finishes; a second run skips those that passed or were refused (resumable).
 
 Usage: nice python benchmarks/wide_datasets.py [--models dlinear,itransformer,patchtst] [--steps 5]
-       nice python benchmarks/wide_datasets.py --cli-pass [--models all]
+       nice python benchmarks/wide_datasets.py --cli-pass [--models all] [--pause-while /tmp/QUIET]
        nice python benchmarks/wide_datasets.py --step-check transformer,informer,autoformer,fedformer,crossformer
        python benchmarks/wide_datasets.py --report   (re-render the Markdown from the JSON files)
 Writes benchmarks/results/wide_datasets.{json,md} (the CLI pass under "cli_pass") and wide_datasets_step_check.json.
@@ -142,9 +142,12 @@ BENCH_FAST = ("--rounds", "1", "--max-rounds", "1", "--min-time", "0.05", "--min
 DONE = ("passed", "refused")  # a resumed CLI pass skips these; a failed combination runs again
 
 
-def run_stage(args: list[str], env: dict) -> dict:
+def run_stage(args: list[str], env: dict, pause_while: Path | None = None) -> dict:
     """One CLI command in its own child: exit code, wall and CPU seconds, peak resident memory (the child's and its
-    own children's, from wait4) and the last line it wrote to stderr (a refusal's one line)."""
+    own children's, from wait4) and the last line it wrote to stderr (a refusal's one line). It starts only once
+    `pause_while` does not exist: on a shared machine, another job's timing window."""
+    while pause_while is not None and pause_while.exists():
+        time.sleep(20)
     with tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         child = subprocess.Popen([sys.executable, "-m", "tsprune_edge", *args], stdout=subprocess.DEVNULL,
@@ -180,7 +183,7 @@ def cli_outcome(run: Path, export: Path, results: Path) -> dict:
             "artifacts": artifacts, "test_split_bytes": manifest["test_split"]["bytes"], **shapes, "board": board}
 
 
-def cli_pass_one(model: str, csv: Path, work: Path, env: dict) -> dict:
+def cli_pass_one(model: str, csv: Path, work: Path, env: dict, pause_while: Path | None) -> dict:
     """`train --epochs 1`, `export` and `bench --accuracy` of one model on one wide file, through the CLI; stops at
     the first stage that does not exit 0 (exit 2 with an `error:` line is a refusal)."""
     run, export, results = work / "run", work / "export", work / "results"
@@ -193,7 +196,7 @@ def cli_pass_one(model: str, csv: Path, work: Path, env: dict) -> dict:
     }
     row: dict = {"model": model, "stages": {}}
     for stage, args in commands.items():
-        result = row["stages"][stage] = run_stage(args, env)
+        result = row["stages"][stage] = run_stage(args, env, pause_while)
         print(f"   {stage}: {json.dumps(result)}", file=sys.stderr, flush=True)
         if result["rc"] != 0:
             refused = result["rc"] == 2 and result["last_line"].startswith("error:")
@@ -201,7 +204,7 @@ def cli_pass_one(model: str, csv: Path, work: Path, env: dict) -> dict:
     return {**row, "status": "passed", **cli_outcome(run, export, results)}
 
 
-def cli_pass(models: list[str]) -> None:
+def cli_pass(models: list[str], pause_while: Path | None) -> None:
     """Every (model, width) not yet passed or refused, each saved into RESULTS as soon as it finishes."""
     from tsprune_edge.atomic import write_json_atomic
     from tsprune_edge.data.synthetic import write_wide_csv
@@ -223,7 +226,7 @@ def cli_pass(models: list[str]) -> None:
                 row = {"file": file, "variables": variables, "commit": commit(),
                        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                        "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
-                       **cli_pass_one(name, csv, Path(tmp) / f"{name}-{variables}", env)}
+                       **cli_pass_one(name, csv, Path(tmp) / f"{name}-{variables}", env, pause_while)}
                 record["rows"] = [r for r in record["rows"] if (r["model"], r["variables"]) != (name, variables)]
                 record["rows"].append(row)
                 write_json_atomic(RESULTS, result)
@@ -320,11 +323,13 @@ def main() -> None:
                         "instead of the timing (written to results/wide_datasets_step_check.json)")
     parser.add_argument("--cli-pass", action="store_true", help="carry --models (all: every registered model) "
                         "through train, export and bench at each width, resuming where the last pass stopped")
+    parser.add_argument("--pause-while", type=Path, default=None, help="CLI pass: start no stage while this file "
+                        "exists (another job's timing window on a shared machine, e.g. /tmp/QUIET)")
     args = parser.parse_args()
     if args.cli_pass:
         from tsprune_edge.models import available_models
 
-        cli_pass(available_models() if args.models == "all" else args.models.split(","))
+        cli_pass(available_models() if args.models == "all" else args.models.split(","), args.pause_while)
         return
     if args.step_check:
         from tsprune_edge.atomic import write_json_atomic
