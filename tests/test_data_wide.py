@@ -35,8 +35,8 @@ def test_published_shape_is_recognised_and_split_as_the_literature(tmp_path, nam
 
 @pytest.mark.parametrize("variables", [321, 862])
 def test_full_width_trains_exports_and_benches(cli, tmp_path, monkeypatch, variables):
-    """Short series and the cheapest model (the width is what matters here); benchmarks/wide_datasets.py runs
-    dlinear, itransformer and patchtst on the full files."""
+    """Short series and the cheapest model (the width is what matters here); benchmarks/wide_datasets.py times
+    dlinear, itransformer and patchtst on the full files and carries every model through the CLI (--cli-pass)."""
     monkeypatch.setenv("TSPRUNE_EDGE_DEVICES_DIR", str(tmp_path / "profiles"))
     path = write_wide_csv(tmp_path / f"wide{variables}.csv", variables, 1000)
     trained = cli("train", "--model", "dlinear", "--data", str(path), "--epochs", "1", "--batch-size", "64",
@@ -63,3 +63,41 @@ def test_full_width_trains_exports_and_benches(cli, tmp_path, monkeypatch, varia
     assert dense["correct"] and not dense["errors"]
     assert dense["accuracy"]["windows"] == metrics["test"]["windows"] == int(1000 * 0.2) - 96 + 1
     assert dense["accuracy"]["mse"] == pytest.approx(metrics["test"]["mse"], rel=1e-3)
+
+
+def test_a_transformer_at_862_variables_trains_exports_and_benches(cli, tmp_path, monkeypatch):
+    """iTransformer (attention across the 862 variates: the cost grows with the square of the width) through train,
+    export and bench with the accuracy pass. A short horizon lets the file be short, which keeps the test quick: 240
+    rows is the fewest whose validation split (24 rows + seq_len) holds one window of seq_len + pred_len."""
+    monkeypatch.setenv("TSPRUNE_EDGE_DEVICES_DIR", str(tmp_path / "profiles"))
+    rows, seq_len, pred_len, variables = 240, 48, 24, 862
+    path = write_wide_csv(tmp_path / "traffic-like.csv", variables, rows)
+    trained = cli("train", "--model", "itransformer", "--data", str(path), "--seq-len", str(seq_len), "--pred-len",
+                  str(pred_len), "--epochs", "1", "--out", str(tmp_path / "run"))
+    assert trained.code == 0, trained.err
+    exported = cli("export", "--checkpoint", str(tmp_path / "run" / "model.pt"), "--method", "unstructured",
+                   "--finetune-epochs", "0", "--format", "onnx", "--out", str(tmp_path / "export"),
+                   "--runs", str(tmp_path / "runs"))
+    assert exported.code == 0, exported.err
+    bundle = tmp_path / "export" / "dense"
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    signature = manifest["artifacts"]["onnx"]
+    assert {i["name"]: i["shape"][1:] for i in signature["inputs"]}["history"] == [seq_len, variables]
+    assert {o["name"]: o["shape"][1:] for o in signature["outputs"]} == {"forecast": [pred_len, variables]}
+    samples, test = np.load(bundle / "samples.npz"), np.load(bundle / "test.npz")
+    assert samples["history"].shape[1:] == (seq_len, variables)
+    assert samples["expected"].shape[1:] == (pred_len, variables)
+    assert test["values"].shape == (int(rows * 0.2) + seq_len, variables) and np.isfinite(test["values"]).all()
+    assert manifest["test_split"]["windows"] == int(rows * 0.2) - pred_len + 1
+    benched = cli("bench", "--device", "desktop", "--runtime", "onnxruntime", "--accuracy",
+                  "--artifacts", str(tmp_path / "export"), "--results", str(tmp_path / "results"),
+                  "--rounds", "1", "--min-time", "0.05", "--min-iters", "3")
+    assert benched.code == 0, benched.err
+    (run,) = (tmp_path / "results").iterdir()
+    items = {item["bundle"]: item for item in json.loads((run / "bench.json").read_text())["items"]}
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for name in ("dense", "unstructured-0.5"):
+        board = items[name]["accuracy"]
+        assert items[name]["correct"] and not items[name]["errors"]
+        assert board["windows"] == int(rows * 0.2) - pred_len + 1 and np.isfinite([board["mse"], board["mae"]]).all()
+    assert items["dense"]["accuracy"]["mse"] == pytest.approx(metrics["test"]["mse"], rel=1e-3)
