@@ -284,8 +284,9 @@ def render_cli_pass(record: dict) -> list[str]:
     lines = [f"## Every model through the CLI at full width (started {record['started']})", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, torch {m['torch']}; each row notes "
              "its commit and the load average when it started (a shared machine: wall times are inflated by other "
-             f"work). A file of {record['rows_in_file']} rows in the published format (same columns and hourly dates) "
-             "per width: `train --epochs 1` at the small preset and the model's published batch size, `export` "
+             "work, and by the time a stage was held stopped while another job timed; CPU times are not). "
+             f"A file of {record['rows_in_file']} rows in the published format (same columns and hourly dates) per "
+             "width: `train --epochs 1` at the small preset and the model's published batch size, `export` "
              "(ONNX and TFLite; dense, unstructured-0.5 without fine-tuning, and the per-call probe) and "
              f"`bench --device desktop --accuracy {' '.join(BENCH_FAST)}`, each in its own process. Stage cells: "
              "wall s / CPU s / peak MiB (ru_maxrss of the command and its children). Max error: the dense "
