@@ -18,7 +18,8 @@ KINDS: dict[str, tuple[str, ...]] = {
 LEVERS = {
     "width": "layer norms, the series decomposition's moving averages and reductions run over the model width "
              "(d_model), which head and neuron pruning keep: only pruning d_model itself (embedding, residual "
-             "stream and norms together) would shrink them",
+             "stream and norms together) would shrink them; where d_model was pruned too (`--dims ...,width`), "
+             "what they keep is their fixed cost per node, which fusing them into neighbouring operators would cut",
     "softmax": "softmax runs over heads x query x key positions: fewer heads shrink it, the window length does not; "
                "it closes only with more heads pruned or a shorter history",
     "shape": "reshapes, transposes, slices, gathers and concats move data at a fixed cost per node: an attention "
