@@ -6,6 +6,7 @@ same shape and date format."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,22 +43,13 @@ def test_full_width_trains_exports_and_benches(cli, tmp_path, monkeypatch, varia
     trained = cli("train", "--model", "dlinear", "--data", str(path), "--epochs", "1", "--batch-size", "64",
                   "--out", str(tmp_path / "run"))
     assert trained.code == 0, trained.err
-    exported = cli("export", "--checkpoint", str(tmp_path / "run" / "model.pt"), "--method", "unstructured",
-                   "--finetune-epochs", "0", "--format", "onnx", "--out", str(tmp_path / "export"),
-                   "--runs", str(tmp_path / "runs"))
-    assert exported.code == 0, exported.err
-    bundle = tmp_path / "export" / "dense"
+    bundle = _export_dense_and_unstructured(cli, tmp_path)
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert len(manifest["data"]["columns"]) == len(manifest["scaler"]["mean"]) == variables
     samples, test = np.load(bundle / "samples.npz"), np.load(bundle / "test.npz")
     assert samples["history"].shape[1:] == (96, variables) and samples["expected"].shape[1:] == (96, variables)
     assert test["values"].shape == (int(1000 * 0.2) + 96, variables)
-    benched = cli("bench", "--device", "desktop", "--runtime", "onnxruntime", "--accuracy",
-                  "--artifacts", str(tmp_path / "export"), "--results", str(tmp_path / "results"),
-                  "--rounds", "1", "--min-time", "0.05", "--min-iters", "3")
-    assert benched.code == 0, benched.err
-    (run,) = (tmp_path / "results").iterdir()
-    items = {item["bundle"]: item for item in json.loads((run / "bench.json").read_text())["items"]}
+    items = _bench_with_accuracy(cli, tmp_path)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     dense = items["dense"]
     assert dense["correct"] and not dense["errors"]
@@ -75,11 +67,7 @@ def test_a_transformer_at_862_variables_trains_exports_and_benches(cli, tmp_path
     trained = cli("train", "--model", "itransformer", "--data", str(path), "--seq-len", str(seq_len), "--pred-len",
                   str(pred_len), "--epochs", "1", "--out", str(tmp_path / "run"))
     assert trained.code == 0, trained.err
-    exported = cli("export", "--checkpoint", str(tmp_path / "run" / "model.pt"), "--method", "unstructured",
-                   "--finetune-epochs", "0", "--format", "onnx", "--out", str(tmp_path / "export"),
-                   "--runs", str(tmp_path / "runs"))
-    assert exported.code == 0, exported.err
-    bundle = tmp_path / "export" / "dense"
+    bundle = _export_dense_and_unstructured(cli, tmp_path)
     manifest = json.loads((bundle / "manifest.json").read_text())
     signature = manifest["artifacts"]["onnx"]
     assert {i["name"]: i["shape"][1:] for i in signature["inputs"]}["history"] == [seq_len, variables]
@@ -89,15 +77,29 @@ def test_a_transformer_at_862_variables_trains_exports_and_benches(cli, tmp_path
     assert samples["expected"].shape[1:] == (pred_len, variables)
     assert test["values"].shape == (int(rows * 0.2) + seq_len, variables) and np.isfinite(test["values"]).all()
     assert manifest["test_split"]["windows"] == int(rows * 0.2) - pred_len + 1
-    benched = cli("bench", "--device", "desktop", "--runtime", "onnxruntime", "--accuracy",
-                  "--artifacts", str(tmp_path / "export"), "--results", str(tmp_path / "results"),
-                  "--rounds", "1", "--min-time", "0.05", "--min-iters", "3")
-    assert benched.code == 0, benched.err
-    (run,) = (tmp_path / "results").iterdir()
-    items = {item["bundle"]: item for item in json.loads((run / "bench.json").read_text())["items"]}
+    items = _bench_with_accuracy(cli, tmp_path)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     for name in ("dense", "unstructured-0.5"):
         board = items[name]["accuracy"]
         assert items[name]["correct"] and not items[name]["errors"]
         assert board["windows"] == int(rows * 0.2) - pred_len + 1 and np.isfinite([board["mse"], board["mae"]]).all()
     assert items["dense"]["accuracy"]["mse"] == pytest.approx(metrics["test"]["mse"], rel=1e-3)
+
+
+def _export_dense_and_unstructured(cli, tmp_path: Path) -> Path:
+    """run/model.pt exported (ONNX) with an unstructured-0.5 variant beside it; returns the dense bundle."""
+    exported = cli("export", "--checkpoint", str(tmp_path / "run" / "model.pt"), "--method", "unstructured",
+                   "--finetune-epochs", "0", "--format", "onnx", "--out", str(tmp_path / "export"),
+                   "--runs", str(tmp_path / "runs"))
+    assert exported.code == 0, exported.err
+    return tmp_path / "export" / "dense"
+
+
+def _bench_with_accuracy(cli, tmp_path: Path) -> dict[str, dict]:
+    """One quick round of every exported bundle on this machine with the accuracy pass; items by bundle."""
+    benched = cli("bench", "--device", "desktop", "--runtime", "onnxruntime", "--accuracy",
+                  "--artifacts", str(tmp_path / "export"), "--results", str(tmp_path / "results"),
+                  "--rounds", "1", "--max-rounds", "1", "--min-time", "0.05", "--min-iters", "3")
+    assert benched.code == 0, benched.err
+    (run,) = (tmp_path / "results").iterdir()
+    return {item["bundle"]: item for item in json.loads((run / "bench.json").read_text())["items"]}
