@@ -22,6 +22,7 @@ from tsprune_edge.cli import (  # noqa: E402
     data_cmd,
     devices_cmd,
     export_cmd,
+    fit_cmd,
     guards,  # noqa: E402
     model_cmd,
     pipeline_cmd,
@@ -54,6 +55,7 @@ app.command("models")(model_cmd.models_command)
 app.command("prune")(prune_cmd.prune_command)
 app.command("export")(export_cmd.export_command)
 app.command("bench")(bench_cmd.bench_command)
+app.command("fit")(fit_cmd.fit_command)
 app.add_typer(devices_cmd.app, name="devices")
 app.command("report")(report_cmd.report_command)
 app.command("sweep")(sweep_cmd.sweep_command)

@@ -59,6 +59,7 @@ class PruneRequest:
     dims: tuple[str, ...] = DEFAULT_DIMENSIONS  # structured: the dimensions pruned (heads, ffn, width)
     width_sparsity: float | None = None  # structured: fraction of d_model removed (default: sparsity)
     matched: dict | None = None  # the MACs match this ratio was chosen for (a sweep's width rows), as recorded
+    layer_targets: tuple[tuple[str, int], ...] | None = None  # structured: units per named layer (a latency fit's)
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -231,7 +232,7 @@ def _reference(source_path: Path, source: Checkpoint, dense: nn.Module, request:
 
 def structured_config(request: PruneRequest) -> StructuredConfig:
     return StructuredConfig(request.sparsity, request.global_ranking, request.steps, request.round_to,
-                            request.dims, request.width_sparsity)
+                            request.dims, request.width_sparsity, request.layer_targets)
 
 
 def apply_pruning(model: nn.Module, request: PruneRequest, data: ForecastData, epochs: int,

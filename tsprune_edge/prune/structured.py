@@ -47,6 +47,9 @@ class StructuredConfig:
     round_to: int = 8  # kept FFN widths, model widths and lag counts are multiples of this
     dims: tuple[str, ...] = DEFAULT_DIMENSIONS  # the dimensions pruned
     width_ratio: float | None = None  # fraction of d_model removed; None: `ratio`
+    # Units each named layer keeps (attention path -> heads, FFN path -> neurons, time-linear path -> lags),
+    # replacing the counts `ratio` gives: a latency fit chooses them layer by layer (tsprune_edge/fit).
+    layer_targets: tuple[tuple[str, int], ...] | None = None
 
     @property
     def width(self) -> float:
@@ -186,8 +189,10 @@ class StructuredPruner:
         self._check_nothing_emptied()
 
     def targets(self, ratio: float) -> dict[nn.Module, int]:
-        """Units each layer keeps at cumulative `ratio`."""
+        """Units each layer keeps at cumulative `ratio` (or, given, the config's per-layer targets)."""
         dims, model = self.config.dims, self.model
+        if self.config.layer_targets is not None:
+            return named_targets(model, dict(self.config.layer_targets))
         kinds = {
             "heads": ({m: head_importance(m) for m in graph_attentions(model) + hand_attentions(model)}
                       if "heads" in dims else {}, 1),
@@ -251,6 +256,16 @@ def global_targets(scores: dict[nn.Module, torch.Tensor], initial: dict[nn.Modul
     for index in pooled.argsort(descending=True, stable=True)[:budget].tolist():
         counts[owners[index]] += 1
     return {m: max(round_to, c - c % round_to) for m, c in counts.items()}
+
+
+def named_targets(model: nn.Module, counts: dict[str, int]) -> dict[nn.Module, int]:
+    """{module: units kept} from {module path: units kept}; a path that is no prunable layer is a bug upstream."""
+    prunable = {*graph_attentions(model), *hand_attentions(model), *ffn_modules(model), *lag_layers(model)}
+    modules = dict(model.named_modules())
+    unknown = [path for path in counts if modules.get(path) not in prunable]
+    if unknown:
+        raise ValueError(f"no prunable layer at {', '.join(unknown)}")
+    return {modules[path]: count for path, count in counts.items()}
 
 
 def _neuron_ratio(current: int, target: int) -> float:

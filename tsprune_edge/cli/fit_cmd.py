@@ -1,0 +1,87 @@
+"""`tsprune-edge fit`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from tsprune_edge.cli import guards
+from tsprune_edge.errors import UserError
+from tsprune_edge.report.stats import DEFAULT_ROUNDS
+
+_console = Console(stderr=True)
+
+
+def fit_command(
+    checkpoint: Path = typer.Argument(..., help="A dense model.pt written by `tsprune-edge train`."),
+    budget_ms: float = typer.Option(None, help="Latency budget per forecast in milliseconds, measured on --device."),
+    speedup: float = typer.Option(None, help="Instead of --budget-ms: dense's measured latency divided by this."),
+    device: str = typer.Option("desktop", help="Device profile (see `tsprune-edge devices list`)."),
+    host: str = typer.Option(None, help="SSH destination of the board: user@address or a ~/.ssh/config alias."),
+    runtime: str = typer.Option("onnxruntime", help="onnxruntime or tflite (the board's TFLite runtime)."),
+    threads: int = typer.Option(None, help="Threads the runtime uses (default: the profile's first)."),
+    finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs for the fitted model (dense gets the same)."),
+    max_rounds: int = typer.Option(3, help="Prune, fine-tune and bench at most this many times while the measured "
+                                   "median is over budget."),
+    rounds: int = typer.Option(DEFAULT_ROUNDS, help="Interleaved bench rounds per measurement."),
+    min_time: float = typer.Option(2.0, help="Minimum timed seconds per measurement."),
+    min_iters: int = typer.Option(100, help="Minimum timed iterations per measurement."),
+    cache: Path = typer.Option(None, help="Latency tables (default ~/.cache/tsprune-edge/latency)."),
+    seed: int = typer.Option(2021, help="Seed for fine-tuning."),
+    accept_new_host_key: bool = typer.Option(False, help="Trust an unknown host key on first contact."),
+    ssh_config: Path = typer.Option(None, help="An ssh_config file to use instead of ~/.ssh/config."),
+    out: Path = typer.Option(..., help="Output folder: model.pt, candidates/, export/, results/, fit.json."),
+    force: bool = typer.Option(False, "--force", help="Start over in an OUT that holds a finished fit."),
+) -> None:
+    """Prune to the per-layer widths that keep the most importance within a latency budget measured on the board;
+    writes the pruned checkpoint, its bundle beside dense's, the bench results and OUT/fit.json."""
+    from tsprune_edge.fit.loop import FIT_FILE, FitRequest, run_fit
+    from tsprune_edge.fit.measure import Target
+    from tsprune_edge.fit.table import DEFAULT_CACHE
+
+    guards.number("--budget-ms", budget_ms, 0, low_open=True)
+    guards.number("--speedup", speedup, 0, low_open=True)
+    guards.number("--finetune-epochs", finetune_epochs, 0)
+    guards.number("--max-rounds", max_rounds, 1)
+    guards.number("--rounds", rounds, 2)
+    guards.number("--min-time", min_time, 0, low_open=True)
+    guards.number("--min-iters", min_iters, 1)
+    guards.threads([threads] if threads is not None else None)
+    guards.seed(seed)
+    target = Target(device=device, host=host, runtime=runtime, threads=threads, rounds=rounds, min_time=min_time,
+                    min_iters=min_iters, accept_new_host_key=accept_new_host_key, ssh_config=ssh_config)
+    request = FitRequest(checkpoint=checkpoint, target=target, out=out, budget_ms=budget_ms, speedup=speedup,
+                         finetune_epochs=finetune_epochs, max_rounds=max_rounds, cache=cache or DEFAULT_CACHE,
+                         seed=seed)
+    request.validate()
+    _check_out(out, force)
+    guards.output_dir(out, writes=("model.pt",), inputs=[checkpoint], force=True)
+    guards.writable_dir(request.cache, "--cache")
+    guards.not_an_input([request.cache], [checkpoint], "--cache", replaced=False)
+    record = run_fit(request, console=_console)
+    chosen = next(c for c in record["candidates"] if c["round"] == record["chosen"])
+    loo = record["predictor"]["leave_one_out"]
+    print(f"{record['status']}: budget {record['budget_ms']:.4g} ms, fitted model {chosen['p50_ms']:.4g} ms "
+          f"[{chosen['p50_low_ms']:.4g}, {chosen['p50_high_ms']:.4g}] (dense {chosen['dense_p50_ms']:.4g} ms in the "
+          f"same run), test MSE {chosen['mse']['finetuned'] or chosen['mse']['pruned']:.4f} vs dense "
+          f"{chosen['mse']['dense']:.4f}; predictor leave-one-out median error {loo['median_abs']:.1%} "
+          f"-> {out / FIT_FILE}")
+    print(json.dumps({"width": chosen["widths"]["width"], "units": chosen["widths"]["units"]}))
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """OUT is new, an unfinished fit (resumed) or, with --force, a finished one; never a folder of other files."""
+    from tsprune_edge.fit.loop import FIT_FILE
+
+    out = Path(out)
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    state = out / FIT_FILE
+    if not state.is_file():
+        raise UserError(f"{out} holds other files and no {FIT_FILE}: it is not a fit folder; choose another --out")
+    status = guards.read_back(lambda: json.loads(state.read_text())["status"], out)
+    if status != "running" and not force:
+        raise UserError(f"{out} holds a finished fit ({status}); pass --force to start over, or choose another --out")

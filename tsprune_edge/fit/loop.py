@@ -1,0 +1,196 @@
+"""`fit`: the most important per-layer widths whose latency, measured on the board, meets a budget.
+
+Table (measured once per board and model, cached) -> predictor -> search for the budget -> prune to the chosen
+widths, fine-tune (dense fine-tuned the same, the fair reference) -> export beside dense -> bench on the board.
+If the measured median is over budget, the search target is scaled by budget / measured and the loop repeats, at
+most `max_rounds` times; if no round meets it, fit.json says so and keeps the fastest measured candidate.
+Every round is written to OUT as it finishes (fit.json, status "running"), so a rerun with the same request picks
+up after the last finished round.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from tsprune_edge.atomic import write_json_atomic
+from tsprune_edge.checkpoint import load_checkpoint
+from tsprune_edge.errors import UserError
+from tsprune_edge.export.bundle import DENSE, write_bundles
+from tsprune_edge.fit.choice import pruner_fields
+from tsprune_edge.fit.measure import Target, measure
+from tsprune_edge.fit.predictor import error_summary, fit_predictor, leave_one_out
+from tsprune_edge.fit.search import magnitude_importance, search
+from tsprune_edge.fit.space import FEATURES, Space, Widths, pruning_space
+from tsprune_edge.fit.table import DEFAULT_CACHE, SMALLEST, latency_table
+from tsprune_edge.prune.stage import PruneRequest, finetune_dense, prune_to_dir
+
+FIT_FILE = "fit.json"
+FIRST_MARGIN = 0.97  # the first search aims this far under the budget: the prediction errs both ways
+
+
+@dataclass(frozen=True)
+class FitRequest:
+    checkpoint: Path
+    target: Target
+    out: Path
+    budget_ms: float | None = None
+    speedup: float | None = None
+    finetune_epochs: int = 1
+    max_rounds: int = 3
+    cache: Path = DEFAULT_CACHE
+    seed: int = 2021
+
+    def validate(self) -> None:
+        if (self.budget_ms is None) == (self.speedup is None):
+            raise UserError("give exactly one of --budget-ms (for example 0.5) and --speedup (for example 2)")
+        if self.budget_ms is not None and not self.budget_ms > 0:
+            raise UserError(f"--budget-ms must be above 0, got {self.budget_ms:g}")
+        if self.speedup is not None and not self.speedup > 1:
+            raise UserError(f"--speedup {self.speedup:g} asks for nothing faster than dense; pass a value above 1, "
+                            "for example 2")
+        if self.finetune_epochs < 0:
+            raise UserError(f"--finetune-epochs must be 0 or more, got {self.finetune_epochs}")
+        if self.max_rounds < 1:
+            raise UserError(f"--max-rounds must be at least 1, got {self.max_rounds}")
+        self.target.validate()
+
+    def record(self) -> dict:
+        return {"checkpoint": str(self.checkpoint), "target": self.target.record(), "budget_ms": self.budget_ms,
+                "speedup": self.speedup, "finetune_epochs": self.finetune_epochs, "max_rounds": self.max_rounds,
+                "seed": self.seed}
+
+
+def prepare(request: FitRequest) -> tuple[Space, object]:
+    """Checks that need the model, before anything is measured: a dense checkpoint with something to prune."""
+    request.validate()
+    checkpoint = load_checkpoint(request.checkpoint)
+    if checkpoint.pruning is not None:
+        raise UserError(f"{request.checkpoint} is already pruned ({checkpoint.pruning['method']}); fit the dense "
+                        "checkpoint that `tsprune-edge train` wrote")
+    model = checkpoint.build_model()
+    space = pruning_space(model, request.target.profile.round_to)
+    if not space.layers and space.d_model is None:
+        raise UserError(f"{checkpoint.model_name} has no heads, neurons, lags or width to prune; nothing to fit")
+    return space, model
+
+
+def run_fit(request: FitRequest, console: Console | None = None) -> dict:
+    console = console or Console(stderr=True)
+    space, model = prepare(request)
+    table = latency_table(request.checkpoint, request.target, space, request.cache, console)
+    points = {p["name"]: p for p in table["probes"]}
+    features = [p["features"] for p in table["probes"]]
+    measured = [p["p50_ms"] for p in table["probes"]]
+    predictor = fit_predictor(features, measured)
+    held_out = leave_one_out(features, measured)
+    dense_ms, fastest_ms = points[DENSE]["p50_ms"], points.get(SMALLEST, points[DENSE])["p50_ms"]
+    budget = request.budget_ms if request.budget_ms is not None else dense_ms / request.speedup
+    if budget >= dense_ms:
+        raise UserError(f"nothing to do: dense already measures {dense_ms:.4g} ms on {request.target.device}, "
+                        f"within the budget of {budget:.4g} ms; pass a lower --budget-ms")
+    if budget < fastest_ms:
+        raise UserError(f"--budget {budget:.4g} ms is below the smallest prunable model's {fastest_ms:.4g} ms "
+                        f"measured on {request.target.device} (dense {dense_ms:.4g} ms); pass a budget of at least "
+                        f"{fastest_ms:.4g} ms (the table is cached: nothing is measured again)")
+    console.print(f"predictor on {len(features)} points: leave-one-out median error "
+                  f"{error_summary(held_out)['median_abs']:.1%}; budget {budget:.4g} ms (dense {dense_ms:.4g} ms)")
+
+    out = Path(request.out)
+    state = _resumed(out, request)
+    predict = lambda widths: predictor.predict(space.features(widths))  # noqa: E731
+    importance = magnitude_importance(model, space)
+    base = PruneRequest(method="structured", sparsity=0.0, finetune_epochs=request.finetune_epochs,
+                        round_to=space.round_to, round_to_source=f"profile {request.target.profile.name}",
+                        seed=request.seed)
+    reference = _dense_reference(request, base, out, console)
+    candidates = state["candidates"]
+    aim = candidates[-1]["next_target_ms"] if candidates else budget * FIRST_MARGIN
+    while len(candidates) < request.max_rounds and not any(c["met"] for c in candidates):
+        number = len(candidates) + 1
+        widths = search(space, importance, predict, aim)
+        console.print(f"round {number}: target {aim:.4g} ms, predicted {predict(widths):.4g} ms for "
+                      f"width {widths.width}, units {widths.units}")
+        candidate = _round(request, space, widths, base, reference, number, out, console)
+        candidate.update(target_ms=aim, predicted_ms=predict(widths), importance_kept=importance.kept(widths),
+                         met=candidate["p50_ms"] <= budget)
+        aim = aim * budget / candidate["p50_ms"] if not candidate["met"] else aim
+        candidate["next_target_ms"] = aim
+        candidates.append(candidate)
+        console.print(f"round {number}: measured {candidate['p50_ms']:.4g} ms "
+                      f"[{candidate['p50_low_ms']:.4g}, {candidate['p50_high_ms']:.4g}] against the budget "
+                      f"{budget:.4g} ms: {'met' if candidate['met'] else 'over'}")
+        _write(out, request, state, "running", budget, table, predictor, held_out, space)
+    met = [c for c in candidates if c["met"]]
+    chosen = met[-1] if met else min(candidates, key=lambda c: c["p50_ms"])
+    shutil.copyfile(chosen["checkpoint"], out / "model.pt")
+    state["chosen"] = chosen["round"]
+    status = "met" if met else "unreachable"
+    if not met:
+        console.print(f"the budget {budget:.4g} ms was not met in {len(candidates)} rounds; the fastest measured "
+                      f"point is round {chosen['round']} at {chosen['p50_ms']:.4g} ms (kept as model.pt)")
+    return _write(out, request, state, status, budget, table, predictor, held_out, space)
+
+
+def _resumed(out: Path, request: FitRequest) -> dict:
+    """The rounds an earlier run of the same request finished in OUT, else a fresh state."""
+    path = out / FIT_FILE
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous.get("request") == request.record() and previous.get("status") == "running":
+            return {"candidates": previous["candidates"]}
+    return {"candidates": []}
+
+
+def _dense_reference(request: FitRequest, base: PruneRequest, out: Path, console: Console) -> Path | None:
+    """Dense fine-tuned as the fitted model is (once per OUT), the fair reference; None without fine-tuning."""
+    if not request.finetune_epochs:
+        return None
+    path = out / "dense-finetuned" / "model.pt"
+    if not path.is_file():
+        finetune_dense(request.checkpoint, base, path.parent, console=console)
+    return path
+
+
+def _round(request: FitRequest, space: Space, widths: Widths, base: PruneRequest, reference: Path | None,
+           number: int, out: Path, console: Console) -> dict:
+    """Prune to `widths`, fine-tune, export beside dense and bench: one candidate, measured."""
+    name = f"fit-{number}"
+    folder = out / "candidates" / name
+    prune_request = dataclasses.replace(base, **pruner_fields(space, widths))
+    summary = prune_to_dir(request.checkpoint, prune_request, folder, console=console, reference=reference)
+    export = out / "export" / name
+    write_bundles(export, {DENSE: reference or request.checkpoint, name: folder / "model.pt"},
+                  request.target.export_request(), console, probe=True)
+    run_dir, rows = measure(request.target, export, out / "results", console)
+    row, dense = rows[name], rows[DENSE]
+    test = summary["test"]
+    return {"round": number, "name": name, "widths": widths.record(), "checkpoint": str(folder / "model.pt"),
+            "bundle": str(export / name), "run": str(run_dir), "macs": summary["after"]["macs"],
+            "p50_ms": row["p50_ms"], "p50_low_ms": row["p50_low_ms"], "p50_high_ms": row["p50_high_ms"],
+            "speedup": row["speedup"], "speedup_low": row["speedup_low"], "speedup_high": row["speedup_high"],
+            "dense_p50_ms": dense["p50_ms"], "mse": {"dense": test["dense"]["mse"], "pruned": test["pruned"]["mse"],
+                                                     "finetuned": (test["finetuned"] or {}).get("mse")}}
+
+
+def _write(out: Path, request: FitRequest, state: dict, status: str, budget: float, table: dict, predictor,
+           held_out: list[float], space: Space) -> dict:
+    candidates = state["candidates"]
+    whole = [c["predicted_ms"] / c["p50_ms"] - 1 for c in candidates]
+    record = {
+        "status": status, "request": request.record(), "budget_ms": budget,
+        "dense_p50_ms": next(p["p50_ms"] for p in table["probes"] if p["name"] == DENSE),
+        "table": {k: table[k] for k in ("path", "reused", "run", "bench", "percall_ms", "probes")},
+        "predictor": {"features": list(FEATURES), "coefficients_ms": predictor.record(),
+                      "leave_one_out": {**error_summary(held_out), "errors": held_out},
+                      "held_out_whole_models": {**error_summary(whole), "errors": whole}},
+        "layers": [dataclasses.asdict(layer) for layer in space.layers], "d_model": space.d_model,
+        "round_to": space.round_to, "candidates": candidates, "chosen": state.get("chosen"),
+    }
+    write_json_atomic(out / FIT_FILE, record)
+    return record

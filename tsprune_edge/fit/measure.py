@@ -1,0 +1,88 @@
+"""Measuring on the target: the bundles a fit writes go through the existing bench (agent, transport, interleaved
+rounds with dense, fresh processes) and come back as the verdict's p50 per variant with its 95% interval."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from tsprune_edge.devices.bench import FORMAT_RUNTIMES, RUNTIME_CHOICES, BenchRequest, bench, unfinished_run
+from tsprune_edge.devices.profiles import DeviceProfile, load_profile
+from tsprune_edge.errors import UserError
+from tsprune_edge.export.bundle import ExportRequest
+from tsprune_edge.report.stats import DEFAULT_ROUNDS
+from tsprune_edge.report.verdict import verdict_rows
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how latency is measured: one board, one runtime, one thread count, batch 1."""
+
+    device: str
+    host: str | None = None
+    runtime: str = "onnxruntime"  # onnxruntime or tflite (the board's TFLite runtime)
+    threads: int | None = None  # None: the profile's first
+    rounds: int = DEFAULT_ROUNDS
+    min_time: float = 2.0
+    min_iters: int = 100
+    accept_new_host_key: bool = False
+    ssh_config: Path | None = None
+
+    @property
+    def profile(self) -> DeviceProfile:
+        return load_profile(self.device)
+
+    @property
+    def format(self) -> str:
+        return RUNTIME_CHOICES[self.runtime]
+
+    @property
+    def thread_count(self) -> int:
+        return self.threads or self.profile.threads[0]
+
+    def validate(self) -> None:
+        """Refuse, before any work, a runtime the board has none of and settings the bench would refuse."""
+        if self.runtime not in RUNTIME_CHOICES:
+            raise UserError(f"unknown runtime {self.runtime!r}; --runtime takes onnxruntime or tflite")
+        profile = self.profile
+        if not set(FORMAT_RUNTIMES[self.format]) & set(profile.runtimes):
+            raise UserError(f"{profile.name} has no runtime for {self.format} artifacts (its runtimes: "
+                            f"{', '.join(profile.runtimes)}); pass --runtime onnxruntime")
+        self.bench_request(Path("."), Path("."), False).validate()
+
+    def export_request(self) -> ExportRequest:
+        profile = self.profile
+        return ExportRequest(formats=(self.format,), onnx_opset=profile.onnx_opset, onnx_ir=profile.onnx_ir,
+                             onnx_sparse=profile.onnx_sparse)
+
+    def bench_request(self, artifacts: Path, results: Path, resume: bool) -> BenchRequest:
+        return BenchRequest(device=self.device, host=self.host, artifacts=artifacts, runtimes=(self.runtime,),
+                            threads=(self.thread_count,), rounds=self.rounds, min_time=self.min_time,
+                            min_iters=self.min_iters, results=results, resume=resume,
+                            accept_new_host_key=self.accept_new_host_key, ssh_config=self.ssh_config)
+
+    def record(self) -> dict:
+        return {"device": self.device, "host": self.host, "runtime": self.runtime, "threads": self.thread_count,
+                "rounds": self.rounds, "min_time": self.min_time, "min_iters": self.min_iters}
+
+
+def measure(target: Target, artifacts: Path, results: Path, console: Console) -> tuple[Path, dict[str, dict]]:
+    """Bench every bundle under `artifacts` (a run of this device left unfinished under `results` is resumed, so
+    what was measured is kept); returns the run folder and, per variant, its latency row."""
+    resume = unfinished_run(results, target.profile.name) is not None if Path(results).is_dir() else False
+    summary = bench(target.bench_request(artifacts, results, resume), console)
+    run_dir = Path(results) / summary["run_id"]
+    rows = {}
+    for row in verdict_rows(run_dir):
+        if row["format"] == target.format and row["threads"] == target.thread_count \
+                and not row["runtime"].startswith("tensorrt"):
+            rows[row["variant"]] = {k: row.get(k) for k in ("p50_ms", "p50_low_ms", "p50_high_ms", "rounds",
+                                                             "speedup", "speedup_low", "speedup_high", "verdict",
+                                                             "macs", "torch_mse", "runtime", "flags")}
+    unmeasured = [name for name, row in rows.items() if row["p50_ms"] is None]
+    if unmeasured:
+        raise UserError(f"{', '.join(unmeasured)} could not be timed on {target.device} (see {run_dir}); "
+                        "fix the board and run fit again (measured probes are kept)")
+    return run_dir, rows

@@ -1,0 +1,116 @@
+"""The latency table: probe models of one dense model measured on the target, cached per board, runtime, threads,
+model and shape so that another fit (another budget) measures nothing new.
+
+Probes are the dense model pruned structurally (no fine-tuning: weights do not change time) at a small design of
+uniform ratios, heads, FFN neurons and width varied apart so the predictor can tell their costs apart, plus the
+smallest prunable model (it anchors the fast end and says what no budget below it can reach). All of them, dense
+and the per-call probe are benched in ONE interleaved run.
+
+Cache: `<cache>/<device>-<runtime>-t<threads>-<model>-<key hash>.json`, default `~/.cache/tsprune-edge/latency`.
+The key holds what decides time: the board (profile and host), runtime, threads, model and its config (widths,
+layers, seq_len, pred_len, variables), the export level, round_to and the probe design.
+Weights are not in the key, nor the bench's rounds (the table records them). While a table is being measured
+its work folder `<stem>.work/` keeps the bundles and the bench run, so an interrupted measurement resumes where
+it stopped; once done, the bench run is kept beside the table (`<stem>.run/`) and the bundles are removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from rich.console import Console
+
+from tsprune_edge.atomic import write_json_atomic
+from tsprune_edge.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from tsprune_edge.export.bundle import DENSE, MANIFEST, write_bundles
+from tsprune_edge.fit.choice import pruned_copy, pruner_fields
+from tsprune_edge.fit.measure import Target
+from tsprune_edge.fit.measure import measure as bench_rows
+from tsprune_edge.fit.space import Space, Widths
+from tsprune_edge.prune.analysis import count_macs
+
+TABLE_VERSION = 1
+DEFAULT_CACHE = Path.home() / ".cache" / "tsprune-edge" / "latency"
+# (heads, ffn, width) ratios: each dimension alone, pairs and all three, at two depths.
+PROBE_DESIGN = ((0.5, 0.0, 0.0), (0.0, 0.5, 0.0), (0.0, 0.0, 0.5), (0.75, 0.75, 0.0), (0.5, 0.5, 0.5),
+                (0.25, 0.75, 0.25), (0.75, 0.25, 0.5), (0.25, 0.25, 0.75))
+SMALLEST = "probe-smallest"
+
+
+def cache_key(checkpoint_path: Path, target: Target, space: Space) -> dict:
+    checkpoint = load_checkpoint(checkpoint_path)
+    profile = target.profile
+    return {"version": TABLE_VERSION, "device": profile.to_dict(), "host": target.host, "runtime": target.runtime,
+            "threads": target.thread_count, "model": checkpoint.model_name, "config": checkpoint.config,
+            "export": target.export_request().__dict__, "round_to": space.round_to,
+            "design": [list(r) for r in PROBE_DESIGN]}
+
+
+def table_path(cache: Path, key: dict) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return Path(cache) / f"{key['device']['name']}-{key['runtime']}-t{key['threads']}-{key['model']}-{digest}.json"
+
+
+def probe_widths(space: Space) -> dict[str, Widths]:
+    """Probe name -> widths: dense, the design (duplicates after rounding dropped) and the smallest model."""
+    probes = {DENSE: space.dense()}
+    for heads, ffn, width in PROBE_DESIGN:
+        widths = space.uniform(heads, ffn, width if space.d_model else 0.0)
+        if widths not in probes.values():
+            probes[f"probe-h{heads:g}-f{ffn:g}-w{width:g}"] = widths
+    if space.smallest() not in probes.values():
+        probes[SMALLEST] = space.smallest()
+    return probes
+
+
+def latency_table(checkpoint_path: Path, target: Target, space: Space, cache: Path, console: Console) -> dict:
+    """The cached table for this key, measured now if there is none (returns it with `reused` true or false)."""
+    key = cache_key(checkpoint_path, target, space)
+    path = table_path(cache, key)
+    if path.is_file():
+        table = json.loads(path.read_text())
+        console.print(f"latency table: {path} (cached, {len(table['probes'])} points; nothing measured)")
+        return {**table, "path": str(path), "reused": True}
+    work = path.with_suffix(".work")
+    probes = probe_widths(space)
+    console.print(f"latency table: measuring {len(probes)} probe models on {target.device} ({target.runtime}, "
+                  f"{target.thread_count} thread{'s' if target.thread_count > 1 else ''}) -> {path}")
+    bundles = work / "bundles"
+    if not all((bundles / name / MANIFEST).is_file() for name in probes):
+        checkpoints = _probe_checkpoints(checkpoint_path, space, probes, work / "checkpoints")
+        write_bundles(bundles, checkpoints, target.export_request(), console, probe=True)
+    run_dir, rows = bench_rows(target, bundles, work / "results", console)
+    points = []
+    for name, widths in probes.items():
+        row = rows[name]
+        points.append({"name": name, "widths": widths.record(), "features": space.features(widths),
+                       "macs": row["macs"], "p50_ms": row["p50_ms"], "p50_low_ms": row["p50_low_ms"],
+                       "p50_high_ms": row["p50_high_ms"], "rounds": row["rounds"]})
+    table = {"key": key, "bench": target.record(), "run": run_dir.name,
+             "percall_ms": (rows.get("percall") or {}).get("p50_ms"), "probes": points}
+    write_json_atomic(path, table)
+    keep = path.with_suffix(".run")  # the bench run stays as the table's evidence; bundles go
+    shutil.rmtree(keep, ignore_errors=True)
+    shutil.move(str(run_dir), keep)
+    shutil.rmtree(work, ignore_errors=True)
+    return {**table, "path": str(path), "reused": False}
+
+
+def _probe_checkpoints(checkpoint_path: Path, space: Space, probes: dict[str, Widths], folder: Path) -> dict:
+    checkpoint = load_checkpoint(checkpoint_path)
+    dense = checkpoint.build_model()
+    paths = {DENSE: checkpoint_path}
+    for name, widths in probes.items():
+        if name == DENSE:
+            continue
+        model = pruned_copy(dense, space, widths)
+        record = {"method": "structured", "requested_sparsity": pruner_fields(space, widths)["sparsity"],
+                  "latency_probe": widths.record(), "macs": count_macs(model)[0],
+                  "test": {"source": None, "dense": None, "pruned": None, "finetuned": None}}
+        paths[name] = folder / name / "model.pt"
+        save_checkpoint(make_checkpoint(model, checkpoint.data, checkpoint.scaling, checkpoint.training, record),
+                        paths[name])
+    return paths
