@@ -488,6 +488,34 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("report", "results/raw-trunc", "--out", "report"), "report/report.md exists already; pass --force"),
         (T("report", "results/raw-trunc", "--out", "/sys/r"), "/sys is a system folder"),
     ],
+    "fit": [
+        (T("fit", CK, "--out", "f"), "give exactly one of --budget-ms"),
+        (T("fit", CK, "--budget-ms", "1", "--speedup", "2", "--out", "f"), "give exactly one of --budget-ms"),
+        (T("fit", CK, "--budget-ms", "0", "--out", "f"), "--budget-ms must be above 0"),
+        (T("fit", CK, "--budget-ms", "-0.5", "--out", "f"), "--budget-ms must be above 0"),
+        (T("fit", CK, "--budget-ms", "nan", "--out", "f"), "--budget-ms must be a finite number"),
+        (T("fit", CK, "--speedup", "1", "--out", "f"), "asks for nothing faster than dense"),
+        (T("fit", CK, "--speedup", "0.5", "--out", "f"), "asks for nothing faster than dense"),
+        (T("fit", CK, "--speedup", "inf", "--out", "f"), "--speedup must be a finite number"),
+        (T("fit", CK, "--speedup", "2", "--runtime", "tensorrt", "--out", "f"), "unknown runtime 'tensorrt'"),
+        (T("fit", CK, "--speedup", "2", "--device", "jetson-nano", "--host", "pi@nano", "--runtime", "tflite",
+           "--out", "f"), "jetson-nano has no runtime for tflite artifacts"),
+        (T("fit", CK, "--speedup", "2", "--device", "toaster", "--out", "f"), "unknown device 'toaster'"),
+        (T("fit", CK, "--speedup", "2", "--threads", "0", "--out", "f"), "--threads must be in [1, 1024]"),
+        (T("fit", CK, "--speedup", "2", "--finetune-epochs", "-1", "--out", "f"),
+         "--finetune-epochs must be at least 0"),
+        (T("fit", CK, "--speedup", "2", "--max-rounds", "0", "--out", "f"), "--max-rounds must be at least 1"),
+        (T("fit", CK, "--speedup", "2", "--rounds", "1", "--out", "f"), "--rounds must be at least 2"),
+        (T("fit", CK, "--speedup", "2", "--out", "afile/f"), "is a file, not a folder"),
+        (T("fit", CK, "--speedup", "2", "--out", "/proc/f"), "/proc is a system folder"),
+        (T("fit", CK, "--speedup", "2", "--out", "sweepdir"), "holds other files and no fit.json"),
+        (T("fit", CK, "--speedup", "2", "--cache", "afile", "--out", "f"), "it is a file, not a folder"),
+        (T("fit", "ck_text/model.pt", "--speedup", "2", "--out", "f"), "ck_text/model.pt"),
+        (T("fit", "missing/model.pt", "--speedup", "2", "--out", "f"), "missing/model.pt"),
+        (T("fit", CK, "--speedup", "2", "--uniform", "0.5,1.5", "--out", "f"), "--uniform takes ratios in (0, 1)"),
+        (T("fit", CK, "--speedup", "2", "--uniform", "half", "--out", "f"), "--uniform takes comma-separated ratios"),
+        (T("fit"), "Missing argument"),
+    ],
     "sweep": [
         (T("sweep", "--device", "toaster", "--data", "synthetic"), "unknown device 'toaster'"),
         (T("sweep", "--device", "zero-cores", "--data", "synthetic"), "cores must be a positive integer"),
@@ -562,7 +590,7 @@ def test_the_suite_is_wide_enough():
     assert len(ALL) >= 150, len(ALL)
     commands = {args[0] for _, args, _ in ALL}
     assert commands >= {"data", "train", "evaluate", "models", "prune", "export", "bench", "devices", "report",
-                        "sweep", "pipeline"}
+                        "sweep", "pipeline", "fit"}
 
 
 @pytest.mark.parametrize(("args", "fragment"), [c[1:] for c in ALL], ids=[c[0] for c in ALL])

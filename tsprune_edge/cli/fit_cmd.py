@@ -31,6 +31,9 @@ def fit_command(
     min_iters: int = typer.Option(100, help="Minimum timed iterations per measurement."),
     cache: Path = typer.Option(None, help="Latency tables (default ~/.cache/tsprune-edge/latency)."),
     seed: int = typer.Option(2021, help="Seed for fine-tuning."),
+    uniform: str = typer.Option("", help="Also measure uniform structured models at these ratios (heads+ffn, and "
+                                "with width), fine-tuned the same, in one run with the fitted model: is it on the "
+                                "(latency, MSE) Pareto front? e.g. 0.25,0.5,0.75"),
     accept_new_host_key: bool = typer.Option(False, help="Trust an unknown host key on first contact."),
     ssh_config: Path = typer.Option(None, help="An ssh_config file to use instead of ~/.ssh/config."),
     out: Path = typer.Option(..., help="Output folder: model.pt, candidates/, export/, results/, fit.json."),
@@ -55,10 +58,10 @@ def fit_command(
                     min_iters=min_iters, accept_new_host_key=accept_new_host_key, ssh_config=ssh_config)
     request = FitRequest(checkpoint=checkpoint, target=target, out=out, budget_ms=budget_ms, speedup=speedup,
                          finetune_epochs=finetune_epochs, max_rounds=max_rounds, cache=cache or DEFAULT_CACHE,
-                         seed=seed)
+                         seed=seed, uniform=_ratios(uniform))
     request.validate()
     _check_out(out, force)
-    guards.output_dir(out, writes=("model.pt",), inputs=[checkpoint], force=True)
+    guards.output_dir(out, writes=("model.pt",), inputs=[checkpoint], force=True, keep_finished=True)  # rounds stay
     guards.writable_dir(request.cache, "--cache")
     guards.not_an_input([request.cache], [checkpoint], "--cache", replaced=False)
     record = run_fit(request, console=_console)
@@ -70,6 +73,18 @@ def fit_command(
           f"{chosen['mse']['dense']:.4f}; predictor leave-one-out median error {loo['median_abs']:.1%} "
           f"-> {out / FIT_FILE}")
     print(json.dumps({"width": chosen["widths"]["width"], "units": chosen["widths"]["units"]}))
+    comparison = record["comparison"]
+    if comparison:
+        print(f"against uniform pruning (one run): {'on' if comparison['on_pareto_front'] else 'NOT on'} the "
+              f"(latency, MSE) Pareto front; nearest uniform within budget: {comparison['nearest_uniform']}, "
+              f"fitted MSE not worse: {comparison['mse_not_worse_than_nearest_uniform']}")
+
+
+def _ratios(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UserError(f"--uniform takes comma-separated ratios, for example 0.25,0.5; got {text!r}") from None
 
 
 def _check_out(out: Path, force: bool) -> None:

@@ -23,6 +23,7 @@ from tsprune_edge.checkpoint import load_checkpoint
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.bundle import DENSE, write_bundles
 from tsprune_edge.fit.choice import pruner_fields
+from tsprune_edge.fit.compare import compare_uniform
 from tsprune_edge.fit.measure import Target, measure
 from tsprune_edge.fit.predictor import error_summary, fit_predictor, leave_one_out
 from tsprune_edge.fit.search import magnitude_importance, search
@@ -45,6 +46,7 @@ class FitRequest:
     max_rounds: int = 3
     cache: Path = DEFAULT_CACHE
     seed: int = 2021
+    uniform: tuple[float, ...] = ()  # uniform structured ratios measured beside the fitted model (compare.py)
 
     def validate(self) -> None:
         if (self.budget_ms is None) == (self.speedup is None):
@@ -56,6 +58,8 @@ class FitRequest:
                             "for example 2")
         if self.finetune_epochs < 0:
             raise UserError(f"--finetune-epochs must be 0 or more, got {self.finetune_epochs}")
+        if any(not 0 < r < 1 for r in self.uniform):
+            raise UserError(f"--uniform takes ratios in (0, 1), for example 0.25,0.5,0.75; got {self.uniform}")
         if self.max_rounds < 1:
             raise UserError(f"--max-rounds must be at least 1, got {self.max_rounds}")
         self.target.validate()
@@ -63,7 +67,7 @@ class FitRequest:
     def record(self) -> dict:
         return {"checkpoint": str(self.checkpoint), "target": self.target.record(), "budget_ms": self.budget_ms,
                 "speedup": self.speedup, "finetune_epochs": self.finetune_epochs, "max_rounds": self.max_rounds,
-                "seed": self.seed}
+                "seed": self.seed, "uniform": list(self.uniform)}
 
 
 def prepare(request: FitRequest) -> tuple[Space, object]:
@@ -98,6 +102,8 @@ def run_fit(request: FitRequest, console: Console | None = None) -> dict:
         raise UserError(f"--budget {budget:.4g} ms is below the smallest prunable model's {fastest_ms:.4g} ms "
                         f"measured on {request.target.device} (dense {dense_ms:.4g} ms); pass a budget of at least "
                         f"{fastest_ms:.4g} ms (the table is cached: nothing is measured again)")
+    if table["reused"]:
+        console.print(f"latency table: {table['path']} (cached, {len(features)} points; nothing measured)")
     console.print(f"predictor on {len(features)} points: leave-one-out median error "
                   f"{error_summary(held_out)['median_abs']:.1%}; budget {budget:.4g} ms (dense {dense_ms:.4g} ms)")
 
@@ -131,6 +137,11 @@ def run_fit(request: FitRequest, console: Console | None = None) -> dict:
     shutil.copyfile(chosen["checkpoint"], out / "model.pt")
     state["chosen"] = chosen["round"]
     status = "met" if met else "unreachable"
+    if request.uniform:
+        console.print(f"against uniform pruning at {', '.join(f'{r:g}' for r in request.uniform)}: pruned and "
+                      "fine-tuned the same, measured in one run with the fitted model and dense")
+        state["comparison"] = compare_uniform(request.checkpoint, request.target, base, reference, chosen,
+                                              request.uniform, budget, out, console)
     if not met:
         console.print(f"the budget {budget:.4g} ms was not met in {len(candidates)} rounds; the fastest measured "
                       f"point is round {chosen['round']} at {chosen['p50_ms']:.4g} ms (kept as model.pt)")
@@ -191,6 +202,7 @@ def _write(out: Path, request: FitRequest, state: dict, status: str, budget: flo
                       "held_out_whole_models": {**error_summary(whole), "errors": whole}},
         "layers": [dataclasses.asdict(layer) for layer in space.layers], "d_model": space.d_model,
         "round_to": space.round_to, "candidates": candidates, "chosen": state.get("chosen"),
+        "comparison": state.get("comparison"),
     }
     write_json_atomic(out / FIT_FILE, record)
     return record

@@ -67,12 +67,12 @@ def probe_widths(space: Space) -> dict[str, Widths]:
 
 
 def latency_table(checkpoint_path: Path, target: Target, space: Space, cache: Path, console: Console) -> dict:
-    """The cached table for this key, measured now if there is none (returns it with `reused` true or false)."""
+    """The cached table for this key (silently: a budget out of reach is then refused in one line), measured now if
+    there is none; returned with `path` and `reused`."""
     key = cache_key(checkpoint_path, target, space)
     path = table_path(cache, key)
     if path.is_file():
         table = json.loads(path.read_text())
-        console.print(f"latency table: {path} (cached, {len(table['probes'])} points; nothing measured)")
         return {**table, "path": str(path), "reused": True}
     work = path.with_suffix(".work")
     probes = probe_widths(space)

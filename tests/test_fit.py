@@ -1,0 +1,151 @@
+"""`tsprune-edge fit` on a real small Transformer (illness, one epoch): the predictor, the search, pruning to chosen
+per-layer widths, the whole loop measured on this machine, the cached table reused by a second fit, and refusals
+that need the table (budgets out of reach) as one line with nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHARED_DATA
+from tsprune_edge.checkpoint import load_checkpoint
+from tsprune_edge.fit.choice import pruned_copy
+from tsprune_edge.fit.predictor import fit_predictor, leave_one_out
+from tsprune_edge.fit.search import magnitude_importance, search
+from tsprune_edge.fit.space import Widths, pruning_space
+from tsprune_edge.prune.analysis import count_macs
+from tsprune_edge.prune.stage import structured_achieved
+from tsprune_edge.workflow import train_to_dir
+
+QUICK = ("--rounds", "2", "--min-time", "0.1", "--min-iters", "10", "--finetune-epochs", "0")
+
+
+@pytest.fixture(scope="module")
+def dense(tmp_path_factory) -> Path:
+    if not (SHARED_DATA / "national_illness.csv").is_file():
+        pytest.fail(f"the benchmark datasets are missing: expected {SHARED_DATA}/national_illness.csv")
+    out = tmp_path_factory.mktemp("dense")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TSPRUNE_EDGE_DATA_DIR", str(SHARED_DATA))
+        train_to_dir(model="transformer", data="illness", pred_len=24, seq_len=36, label_len=18, preset="small",
+                     epochs=1, out=out)
+    return out / "model.pt"
+
+
+@pytest.fixture(scope="module")
+def model_and_space(dense):
+    model = load_checkpoint(dense).build_model()
+    return model, pruning_space(model, 8)
+
+
+def test_the_space_names_every_layer_and_its_features_follow_the_macs(model_and_space):
+    model, space = model_and_space
+    assert [(layer.path, layer.kind, layer.units) for layer in space.layers] == [
+        ("encoder.0.attention", "heads", 4), ("encoder.1.attention", "heads", 4),
+        ("decoder.0.self_attention", "heads", 4), ("decoder.0.cross_attention", "heads", 4),
+        ("encoder.0.ffn", "neurons", 256), ("encoder.1.ffn", "neurons", 256), ("decoder.0.ffn", "neurons", 256)]
+    assert space.d_model == 64
+    chosen = Widths({**space.dense().units, "encoder.0.attention": 1, "decoder.0.cross_attention": 3,
+                     "encoder.1.ffn": 96, "decoder.0.ffn": 8}, 40)
+    pruned = pruned_copy(model, space, chosen)
+    achieved = structured_achieved(pruned)
+    assert achieved["heads"] == {"encoder.0.attention": 1, "encoder.1.attention": 4, "decoder.0.self_attention": 4,
+                                 "decoder.0.cross_attention": 3}
+    assert achieved["ffn_widths"] == {"encoder.0.ffn.linear1": 256, "encoder.1.ffn.linear1": 96,
+                                      "decoder.0.ffn.linear1": 8}
+    assert set(achieved["widths"].values()) == {40}
+    # the MACs the features account for are the pruned model's, less what neither units nor width touch
+    dense_macs, pruned_macs = count_macs(model)[0], count_macs(pruned)[0]
+    features = space.features(chosen)
+    accounted = sum(features[1:4]) * 1e6
+    assert accounted < pruned_macs < accounted + (dense_macs - sum(space.features(space.dense())[1:4]) * 1e6)
+    with pytest.raises(ValueError, match="not a choice"):
+        space.check(Widths({**space.dense().units, "encoder.0.ffn": 100}, 64))
+
+
+def test_the_predictor_recovers_a_linear_cost_and_never_a_negative_one(model_and_space):
+    _, space = model_and_space
+    points = [space.uniform(h, f, w) for h, f, w in
+              ((0, 0, 0), (0.5, 0, 0), (0, 0.5, 0), (0, 0, 0.5), (0.5, 0.5, 0.5), (0.75, 0.25, 0.25), (0.25, 0.75, 0))]
+    features = [space.features(w) for w in points]
+    truth = (0.05, 0.01, 0.02, 0.03, 0.04)
+    latencies = [sum(c * x for c, x in zip(truth, row, strict=True)) for row in features]
+    predictor = fit_predictor(features, latencies)
+    assert predictor.coefficients == pytest.approx(truth, rel=1e-6)
+    assert max(abs(e) for e in leave_one_out(features, latencies)) < 1e-9
+    # a feature that seems to make the model faster is dropped, not given a negative cost
+    falling = [t - 0.06 * row[4] for t, row in zip(latencies, features, strict=True)]
+    assert fit_predictor(features, falling).coefficients[4] == 0.0
+
+
+def test_the_search_keeps_within_the_target_on_the_grid_and_keeps_less_when_tighter(model_and_space):
+    model, space = model_and_space
+    importance = magnitude_importance(model, space)
+    predictor = fit_predictor([space.features(space.uniform(h, f, w)) for h, f, w in
+                               ((0, 0, 0), (0.5, 0, 0), (0, 0.5, 0), (0, 0, 0.5), (0.5, 0.5, 0.5), (0.75, 0.25, 0))],
+                              [0.25, 0.21, 0.22, 0.18, 0.13, 0.17])
+
+    def predict(widths: Widths) -> float:
+        return predictor.predict(space.features(widths))
+
+    dense_ms, kept = predict(space.dense()), []
+    for share in (0.9, 0.7, 0.5):
+        widths = search(space, importance, predict, dense_ms * share)
+        space.check(widths)
+        assert predict(widths) <= dense_ms * share
+        assert predict(widths) >= dense_ms * share - 0.01  # the refill spends what removal left over
+        assert all(count % 8 == 0 for path, count in widths.units.items() if path.endswith("ffn"))
+        assert widths.width % 8 == 0
+        kept.append(importance.kept(widths))
+    assert kept[0] > kept[1] > kept[2]
+    assert search(space, importance, predict, 0.0) == space.smallest()  # out of reach: the smallest model
+
+
+def test_fit_meets_a_budget_and_a_second_fit_measures_nothing_new(cli, shared_data, dense, tmp_path):
+    cache, out = tmp_path / "cache", tmp_path / "fit"
+    result = cli("fit", str(dense), "--speedup", "1.25", "--device", "desktop", "--max-rounds", "2", *QUICK,
+                 "--cache", str(cache), "--out", str(out))
+    assert result.code == 0, result.err[-3000:]
+    record = json.loads((out / "fit.json").read_text())
+    assert record["status"] in ("met", "unreachable") and record["table"]["reused"] is False
+    probes = {p["name"]: p for p in record["table"]["probes"]}
+    assert len(probes) == 10 and probes["dense"]["p50_ms"] > probes["probe-smallest"]["p50_ms"] > 0
+    assert record["budget_ms"] == pytest.approx(probes["dense"]["p50_ms"] / 1.25)
+    assert record["predictor"]["leave_one_out"]["points"] == 10
+    for candidate in record["candidates"]:
+        assert candidate["p50_low_ms"] <= candidate["p50_ms"] <= candidate["p50_high_ms"]
+        assert candidate["predicted_ms"] <= candidate["target_ms"]
+        assert candidate["met"] == (candidate["p50_ms"] <= record["budget_ms"])
+        assert candidate["mse"]["pruned"] > 0 and candidate["mse"]["finetuned"] is None  # --finetune-epochs 0
+    chosen = next(c for c in record["candidates"] if c["round"] == record["chosen"])
+    assert record["status"] == "unreachable" or chosen["met"]
+    achieved = structured_achieved(load_checkpoint(out / "model.pt").build_model())
+    assert {k.removesuffix(".linear1"): v for k, v in achieved["ffn_widths"].items()} == {
+        k: v for k, v in chosen["widths"]["units"].items() if k.endswith("ffn")}
+    bundles = Path(chosen["bundle"]).parent
+    assert sorted(p.name for p in bundles.iterdir()) == ["dense", chosen["name"], "percall"]
+    assert f"-> {out / 'fit.json'}" in result.out
+
+    before = _tree(cache)
+    again = cli("fit", str(dense), "--budget-ms", f"{record['budget_ms'] * 1.1:.6f}", "--device", "desktop",
+                "--max-rounds", "1", *QUICK, "--cache", str(cache), "--out", str(tmp_path / "again"))
+    assert again.code == 0, again.err[-3000:]
+    second = json.loads((tmp_path / "again" / "fit.json").read_text())
+    assert second["table"]["reused"] is True and second["table"]["probes"] == record["table"]["probes"]
+    assert "nothing measured" in again.err
+    assert _tree(cache) == before  # no probe measured, exported or written again
+
+    for budget, fragment in ((probes["probe-smallest"]["p50_ms"] * 0.5, "below the smallest prunable model"),
+                             (probes["dense"]["p50_ms"] * 1.5, "nothing to do")):
+        refused = cli("fit", str(dense), "--budget-ms", f"{budget:.6f}", *QUICK, "--cache", str(cache),
+                      "--out", str(tmp_path / "refused"))
+        assert refused.code == 2 and fragment in refused.err
+        assert len(refused.err.splitlines()) == 1 and refused.err.startswith("error: ")
+        assert not (tmp_path / "refused").exists() and _tree(cache) == before
+
+
+def _tree(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")} | {"_": len(os.listdir(root))}

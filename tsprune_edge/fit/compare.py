@@ -1,0 +1,54 @@
+"""Against uniform pruning: the fitted model beside uniform structured models (heads + FFN, and with the width) at
+the given ratios, pruned and fine-tuned the same way and measured in ONE run with it and dense, placed on the
+(latency, test MSE) plane: is the fitted model on the Pareto front, and how does it compare with the uniform model
+of the nearest measured latency not above the budget?"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from rich.console import Console
+
+from tsprune_edge.export.bundle import DENSE, write_bundles
+from tsprune_edge.fit.measure import Target, measure
+from tsprune_edge.prune.dimensions import DEFAULT_DIMENSIONS
+from tsprune_edge.prune.stage import PruneRequest, prune_to_dir
+
+UNIFORM_DIMS = {"uniform": DEFAULT_DIMENSIONS, "uniform-width": (*DEFAULT_DIMENSIONS, "width")}
+
+
+def compare_uniform(checkpoint: Path, target: Target, base: PruneRequest, reference: Path | None, fitted: dict,
+                    ratios: tuple[float, ...], budget_ms: float, out: Path, console: Console) -> dict:
+    """Prune, fine-tune, export and bench the uniform models with the fitted one; returns the comparison record."""
+    checkpoints = {DENSE: reference or checkpoint, fitted["name"]: Path(fitted["checkpoint"])}
+    mse = {fitted["name"]: fitted["mse"]["finetuned"] or fitted["mse"]["pruned"]}
+    for label, dims in UNIFORM_DIMS.items():
+        for ratio in ratios:
+            name = f"{label}-{ratio:g}"
+            request = dataclasses.replace(base, sparsity=ratio, dims=dims)
+            summary = prune_to_dir(checkpoint, request, out / "candidates" / name, console=console,
+                                   reference=reference)
+            checkpoints[name] = out / "candidates" / name / "model.pt"
+            test = summary["test"]
+            mse[name] = (test["finetuned"] or test["pruned"])["mse"]
+            mse[DENSE] = test["dense"]["mse"]
+    export = out / "export" / "compare"
+    write_bundles(export, checkpoints, target.export_request(), console, probe=True)
+    run_dir, rows = measure(target, export, out / "results", console)
+    points = [{"name": name, "p50_ms": rows[name]["p50_ms"], "p50_low_ms": rows[name]["p50_low_ms"],
+               "p50_high_ms": rows[name]["p50_high_ms"], "mse": mse[name]} for name in checkpoints]
+    return {"run": str(run_dir), "points": points, **verdict(points, fitted["name"], budget_ms)}
+
+
+def verdict(points: list[dict], fitted: str, budget_ms: float) -> dict:
+    """Pareto: no other model at most as slow and at most as wrong, better in one. Nearest uniform: the uniform
+    model of the highest measured latency not above the budget."""
+    mine = next(p for p in points if p["name"] == fitted)
+    dominated_by = [p["name"] for p in points if p["name"] != fitted and p["p50_ms"] <= mine["p50_ms"]
+                    and p["mse"] <= mine["mse"] and (p["p50_ms"] < mine["p50_ms"] or p["mse"] < mine["mse"])]
+    uniform = [p for p in points if p["name"].startswith("uniform") and p["p50_ms"] <= budget_ms]
+    nearest = max(uniform, key=lambda p: p["p50_ms"]) if uniform else None
+    return {"on_pareto_front": not dominated_by, "dominated_by": dominated_by,
+            "nearest_uniform": nearest and nearest["name"],
+            "mse_not_worse_than_nearest_uniform": None if nearest is None else mine["mse"] <= nearest["mse"]}
