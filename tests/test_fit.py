@@ -18,6 +18,7 @@ from tsprune_edge.fit.search import magnitude_importance, search
 from tsprune_edge.fit.space import Widths, pruning_space
 from tsprune_edge.prune.analysis import count_macs
 from tsprune_edge.prune.stage import structured_achieved
+from tsprune_edge.report.verdict import verdict_rows
 from tsprune_edge.workflow import train_to_dir
 
 QUICK = ("--rounds", "2", "--min-time", "0.1", "--min-iters", "10", "--finetune-epochs", "0")
@@ -128,6 +129,7 @@ def test_fit_meets_a_budget_and_a_second_fit_measures_nothing_new(cli, shared_da
     bundles = Path(chosen["bundle"]).parent
     assert sorted(p.name for p in bundles.iterdir()) == ["dense", chosen["name"], "percall"]
     assert f"-> {out / 'fit.json'}" in result.out
+    assert {row["budget_ms"] for row in verdict_rows(Path(chosen["run"]))} == {record["budget_ms"]}  # report's line
 
     before = _tree(cache)
     again = cli("fit", str(dense), "--budget-ms", f"{record['budget_ms'] * 1.1:.6f}", "--device", "desktop",

@@ -145,6 +145,8 @@ def latency_figure(rows: list[dict]) -> Figure:
         if dense and not methods:
             ax.plot([0.0], [dense[0]["p50_ms"]], "ko", label="dense")
         first = members[0]
+        if _finite(first.get("budget_ms")):  # a fit's run: its latency budget
+            ax.axhline(first["budget_ms"], color="r", linestyle="--", label=f"budget {first['budget_ms']:.3g} ms")
         ax.set_title(f"{_device_prefix(rows, first)}{first['model']}, {first['format']} ({first['runtime']}), "
                      f"t{first['threads']}", fontsize=9)
         if not dense and not methods:
@@ -226,6 +228,9 @@ def pareto_figure(rows: list[dict]) -> Figure:
         ax.scatter(*zip(*xy, strict=True), color="0.55", label="measured")
         line = sorted(xy[i] for i in front)
         ax.plot(*zip(*line, strict=True), "r-o", drawstyle="steps-post", label="Pareto front")
+        budgets = {r["budget_ms"] for r in points if _finite(r.get("budget_ms"))}
+        for budget in sorted(budgets):  # a fit's run: its latency budget
+            ax.axvline(budget, color="r", linestyle="--", label=f"budget {budget:.3g} ms")
         _log_scale(ax, "x")
         models = len({r["model"] for r in points}) > 1
         order = sorted(front, key=lambda i: xy[i]) + [i for i in range(len(xy)) if i not in front]  # front first

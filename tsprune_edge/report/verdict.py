@@ -173,6 +173,7 @@ def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[
     items = {item["id"]: item for item in run["items"]}
     rounds = {item_id: load_rounds(run_dir, item_id) for item_id in items}
     history = list(dict.fromkeys(name for r in rounds.values() for name in r.since_boot))
+    budget = fit_budget(run_dir)
     rows = []
     for item in run["items"]:
         facts = bundles.get(item["bundle"], {})
@@ -190,7 +191,7 @@ def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[
                "board_mse": (item.get("accuracy") or {}).get("mse"),
                "board_mae": (item.get("accuracy") or {}).get("mae"),
                "warnings": mine.warnings, "warmup": mine.warmup, "providers": mine.providers,
-               "delegate": mine.delegate, "board_since_boot": history}
+               "delegate": mine.delegate, "board_since_boot": history, "budget_ms": budget}
         dense_id, probe_id = same_setting(item, DENSE), same_setting(item, PROBE_VARIANT)
         if item["bundle"] == PROBE_VARIANT:
             row["verdict"] = PROBE_VERDICT
@@ -201,6 +202,16 @@ def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[
     _fill_dense_accuracy(rows, bundles)
     attach_profile_diffs(run_dir, [r for r in rows if r["variant"] != PROBE_VARIANT])  # where the time goes (--profile)
     return rows
+
+
+def fit_budget(run_dir: Path) -> float | None:
+    """The latency budget of the `tsprune-edge fit` whose run this is (OUT/results/<run> beside OUT/fit.json)."""
+    path = Path(run_dir).resolve().parent.parent / "fit.json"
+    try:
+        budget = json.loads(path.read_text()).get("budget_ms") if path.is_file() else None
+    except ValueError:
+        return None
+    return float(budget) if isinstance(budget, (int, float)) else None
 
 
 def _latency(medians: dict[int, float]) -> dict:
