@@ -133,11 +133,19 @@ def test_fit_meets_a_budget_and_a_second_fit_measures_nothing_new(cli, shared_da
 
     before = _tree(cache)
     again = cli("fit", str(dense), "--budget-ms", f"{record['budget_ms'] * 1.1:.6f}", "--device", "desktop",
-                "--max-rounds", "1", *QUICK, "--cache", str(cache), "--out", str(tmp_path / "again"))
+                "--max-rounds", "1", "--uniform", "0.5", *QUICK, "--cache", str(cache),
+                "--out", str(tmp_path / "again"))
     assert again.code == 0, again.err[-3000:]
     second = json.loads((tmp_path / "again" / "fit.json").read_text())
     assert second["table"]["reused"] is True and second["table"]["probes"] == record["table"]["probes"]
     assert "nothing measured" in again.err
+    # against uniform pruning: measured in one run with the fitted model and dense, placed on the plane
+    comparison = second["comparison"]
+    points = {p["name"]: p for p in comparison["points"]}
+    assert set(points) == {"dense", "fit-1", "uniform-0.5", "uniform-width-0.5"}
+    assert all(p["p50_ms"] > 0 and p["mse"] > 0 for p in points.values())
+    assert comparison["on_pareto_front"] == (not comparison["dominated_by"])
+    assert "Pareto front" in again.out
     assert _tree(cache) == before  # no probe measured, exported or written again
 
     for budget, fragment in ((probes["probe-smallest"]["p50_ms"] * 0.5, "below the smallest prunable model"),
