@@ -99,7 +99,7 @@ def run_fit(request: FitRequest, console: Console | None = None) -> dict:
         raise UserError(f"nothing to do: dense already measures {dense_ms:.4g} ms on {request.target.device}, "
                         f"within the budget of {budget:.4g} ms; pass a lower --budget-ms")
     if budget < fastest_ms:
-        raise UserError(f"--budget {budget:.4g} ms is below the smallest prunable model's {fastest_ms:.4g} ms "
+        raise UserError(f"the budget {budget:.4g} ms is below the smallest prunable model's {fastest_ms:.4g} ms "
                         f"measured on {request.target.device} (dense {dense_ms:.4g} ms); pass a budget of at least "
                         f"{fastest_ms:.4g} ms (the table is cached: nothing is measured again)")
     if table["reused"]:
