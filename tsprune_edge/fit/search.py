@@ -3,8 +3,10 @@
 Importance is magnitude (prune/importance.py: the L2 norm of every weight that goes with a head, a neuron, a lag;
 a d_model channel's group norm over every layer of its residual streams, as width pruning ranks them). Scores of
 different layers are not on one scale, so each layer counts the fraction of its own importance it keeps (the units
-it keeps are always its most important ones); the width counts as much as all layers together plus one, since
-every layer and the embeddings read it.
+it keeps are always its most important ones), through its logarithm: halving any layer costs the same, emptying one
+costs without bound, and where every layer buys the same time per unit the optimum is uniform pruning (a plain sum
+of fractions emptied the layer with the most MACs first). The width counts as much as all layers together plus
+one, since every layer and the embeddings read it.
 
 Greedy, in two passes (NetAdapt-like removal, then a knapsack-style refill):
 1. from dense, repeatedly take the step (one head, `round_to` neurons, lags or channels from one layer) that buys
@@ -15,6 +17,7 @@ Greedy, in two passes (NetAdapt-like removal, then a knapsack-style refill):
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,9 +42,15 @@ class Importance:
     sorted_scores: dict[str, list[float]]
 
     def kept(self, widths: Widths) -> float:
-        total = sum(sum(self.sorted_scores[path][:count]) for path, count in widths.units.items())
+        """Sum over layers (and the width) of weight * log(fraction of the layer's importance kept); 0 for dense."""
+        counts = dict(widths.units)
         if widths.width is not None:
-            total += sum(self.sorted_scores[WIDTH][:widths.width])
+            counts[WIDTH] = widths.width
+        total = 0.0
+        for path, count in counts.items():
+            scores = self.sorted_scores[path]
+            weight = sum(scores)
+            total += weight * math.log(max(sum(scores[:count]) / weight, 1e-12))
         return total
 
 
