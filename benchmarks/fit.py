@@ -1,142 +1,340 @@
 """Issue 16's benchmark: latency-budget pruning on this desktop, measured honestly.
 
-For Transformer, PatchTST and FEDformer on ETTh1 (small preset, seq_len 96, pred_len 96, published schedule), for
-ONNX Runtime and LiteRT at 1 thread, batch 1, at budgets of 0.7x, 0.5x and 0.35x of dense's measured p50: one
-`tsprune-edge fit` per case (one latency table per model and runtime, cached and reused by the three budgets),
-with uniform structured models (heads+FFN, and with the width) at 0.25/0.5/0.75 fine-tuned the same and measured in
-the same run as the fitted model (`--uniform`). Per case it records: measured p50 and 95% interval against the
-budget, whether it is within (upper end at most 3% over) and uses at least 85% of it, test MSE of the fitted model
-against the uniform model of the nearest measured latency not above the budget, the predictor's leave-one-out and
-held-out errors, and the wall time of the fit. One more fit against the emulated arm64 board checks the flow.
+For Transformer, PatchTST and FEDformer on ETTh1 (small preset, seq_len 96, pred_len 96, 3 epochs), for ONNX
+Runtime and LiteRT at 1 thread, batch 1, at budgets of 0.7x, 0.5x and 0.35x of dense's p50 (from the latency table):
 
-Needs a quiet machine (run it under /work/wt/briefs/wait-quiet or on a dedicated box). Resumable: each case writes
-benchmarks/results/fit/<model>-<runtime>-<budget>.json as it finishes and a rerun skips it.
+1. one `tsprune-edge fit` per case through the CLI (one latency table per model and runtime, measured by the first
+   budget and reused by the others; the sensitivity table and the fine-tuned dense reference are also shared);
+   its own run says whether the budget was met (median within, upper end of the 95% interval at most 3% over) and
+   how much of it was used;
+2. uniform structured models, heads+FFN and heads+FFN+width at 0.2, 0.35, 0.5, 0.65 and 0.8, pruned and fine-tuned
+   exactly as the fitted models (same epochs, seed, learning rate; same dense reference), once per model;
+3. per model and runtime ONE comparison bench: dense, the three fitted models and the ten uniform ones, interleaved;
+   each fitted model is compared (test MSE) with the uniform model of the nearest measured latency not above its
+   budget, and placed on the (latency, MSE) Pareto front of that run;
+4. the predictor's error on whole models it was not fitted on: every fitted candidate (measured in its fit) and every
+   uniform model that is not one of the probes (measured in the comparison run), per runtime.
 
-Usage: python benchmarks/fit.py [--work /tmp/fit-bench] [--models transformer,patchtst,fedformer]
-                                [--runtimes onnxruntime,tflite] [--budgets 0.7,0.5,0.35] [--epochs N]
-                                [--finetune-epochs 1] [--rounds 5] [--smoke]
-`--smoke`: illness, one epoch, one model, one runtime, one budget, 2 quick rounds: the script's own check.
+`--board emulated`: one more fit (the Transformer, ONNX Runtime, dense / 1.5) against the emulated Raspberry Pi 4 of
+the test suite (qemu-user arm64 behind a loopback sshd, tests/arm64_board.py): correctness of the flow, not its
+timings. `--board NAME --host H [--ssh-config F]`: the same against a real board.
+
+Needs a quiet machine. Resumable: every stage skips what its output file says is done.
+Writes benchmarks/results/fit.{json,md}.
+Usage: python benchmarks/fit.py [--work /tmp/fit-bench] [--dense-from DIR] [--models ...] [--runtimes ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
+import os
+import platform
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+from rich.console import Console
+
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results" / "fit"
+RESULTS = HERE / "results"
 TOOL = [sys.executable, "-m", "tsprune_edge"]
-UNIFORM = "0.25,0.5,0.75"
+BUDGETS = (0.7, 0.5, 0.35)
+UNIFORM_RATIOS = (0.2, 0.35, 0.5, 0.65, 0.8)
+TIMING = ["--rounds", "5", "--min-time", "1.0", "--min-iters", "100"]
+FINETUNE_EPOCHS = 1
+console = Console(stderr=True)
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess:
-    done = subprocess.run([*TOOL, *args], capture_output=True, text=True)
+    console.print(f"$ tsprune-edge {' '.join(args)}")
+    done = subprocess.run([*TOOL, *args], stdout=subprocess.PIPE, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args[:2])} failed: {done.stderr.strip().splitlines()[-1:]}")
+        raise SystemExit(f"{' '.join(args[:2])} failed with exit {done.returncode}")
     return done
 
 
-def dense_checkpoint(work: Path, model: str, data: list[str], epochs: list[str]) -> Path:
+def dense_checkpoint(work: Path, model: str, dense_from: Path | None) -> Path:
     out = work / "dense" / model
     if not (out / "model.pt").is_file():
-        run(["train", "--model", model, *data, "--preset", "small", *epochs, "--out", str(out)])
+        if dense_from is not None and (dense_from / model / "dense" / "model.pt").is_file():
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "model.pt").write_bytes((dense_from / model / "dense" / "model.pt").read_bytes())
+        else:
+            run(["train", "--model", model, "--data", "ETTh1", "--pred-len", "96", "--preset", "small",
+                 "--epochs", "3", "--out", str(out)])
     return out / "model.pt"
 
 
-def dense_p50(work: Path, checkpoint: Path, runtime: str, quick: list[str]) -> float:
-    """Dense's p50 from the latency table: a fit asking 1.0001x measures the table (cached) and is refused as
-    'nothing to do' only if dense is already within, so read the table file instead."""
-    cache = work / "cache"
-    tables = sorted(cache.glob(f"desktop-{runtime}-t1-*.json"))
-    for table in tables:
-        record = json.loads(table.read_text())
-        if record["key"]["config"] == _config(checkpoint):
-            return next(p["p50_ms"] for p in record["probes"] if p["name"] == "dense")
-    # no table yet: a fit at a speedup measures it (and the result is a real case of its own, discarded here)
-    run(["fit", str(checkpoint), "--speedup", "1.5", "--runtime", runtime, "--threads", "1", "--max-rounds", "1",
-         "--finetune-epochs", "0", *quick, "--cache", str(cache), "--out", str(work / "warm" / runtime /
-                                                                               checkpoint.parent.name), "--force"])
-    return dense_p50(work, checkpoint, runtime, quick)
-
-
-def _config(checkpoint: Path) -> dict:
-    from tsprune_edge.checkpoint import load_checkpoint
-
-    return json.loads(json.dumps(load_checkpoint(checkpoint).config, default=str))
-
-
-def case(work: Path, checkpoint: Path, name: str, runtime: str, budget: list[str], finetune: str,
-         quick: list[str], device: list[str]) -> dict:
-    path = RESULTS / f"{name}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    out = work / "fits" / name
+def fit_case(work: Path, checkpoint: Path, model: str, runtime: str, share: float) -> dict:
+    """One fit through the CLI; the budget is `share` x dense's p50 in the latency table (measured by the first)."""
+    out = work / "fits" / f"{model}-{runtime}-{share:g}"
+    if (out / "fit.json").is_file() and json.loads((out / "fit.json").read_text())["status"] != "running":
+        return json.loads((out / "fit.json").read_text())
+    dense_ms = table_dense_ms(work, model, runtime)
+    budget = ["--speedup", f"{1 / share:.6f}"] if dense_ms is None else ["--budget-ms", f"{dense_ms * share:.6f}"]
     start = time.monotonic()
-    run(["fit", str(checkpoint), *budget, *device, "--runtime", runtime,
-         "--threads", "1", "--finetune-epochs", finetune, "--uniform", UNIFORM, *quick,
-         "--cache", str(work / "cache"), "--out", str(out), "--force"])
-    wall = time.monotonic() - start
-    fit = json.loads((out / "fit.json").read_text())
-    chosen = next(c for c in fit["candidates"] if c["round"] == fit["chosen"])
-    budget = fit["budget_ms"]
-    comparison = fit["comparison"] or {}
-    nearest = next((p for p in comparison.get("points", []) if p["name"] == comparison.get("nearest_uniform")), None)
-    record = {"case": name, "budget_ms": budget, "status": fit["status"], "p50_ms": chosen["p50_ms"],
-              "p50_high_ms": chosen["p50_high_ms"], "within": chosen["p50_high_ms"] <= budget * 1.03,
-              "used": chosen["p50_ms"] / budget, "mse": chosen["mse"], "nearest_uniform": nearest,
-              "mse_not_worse": comparison.get("mse_not_worse_than_nearest_uniform"),
-              "on_pareto_front": comparison.get("on_pareto_front"),
-              "leave_one_out": {k: fit["predictor"]["leave_one_out"][k] for k in ("median_abs", "worst_abs")},
-              "held_out": {k: fit["predictor"]["held_out_whole_models"][k] for k in ("median_abs", "worst_abs")},
-              "table_reused": fit["table"]["reused"], "wall_s": wall, "widths": chosen["widths"]}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2))
+    run(["fit", str(checkpoint), *budget, "--device", "desktop", "--runtime", runtime, "--threads", "1",
+         "--finetune-epochs", str(FINETUNE_EPOCHS), *TIMING, "--cache", str(work / "cache"), "--out", str(out)])
+    record = json.loads((out / "fit.json").read_text())
+    record["wall_s"] = time.monotonic() - start
+    (out / "fit.json").write_text(json.dumps(record, indent=2))
     return record
+
+
+def table_dense_ms(work: Path, model: str, runtime: str) -> float | None:
+    for path in sorted((work / "cache").glob(f"desktop-{runtime}-t1-{model}-*.json")):
+        return next(p["p50_ms"] for p in json.loads(path.read_text())["probes"] if p["name"] == "dense")
+    return None
+
+
+def uniform_models(work: Path, checkpoint: Path, reference: Path) -> dict[str, Path]:
+    """heads+FFN and heads+FFN+width at each ratio, fine-tuned as the fitted models are (the fit's PruneRequest)."""
+    from tsprune_edge.fit.compare import UNIFORM_DIMS
+    from tsprune_edge.prune.stage import PruneRequest, prune_to_dir
+
+    base = PruneRequest(method="structured", sparsity=0.0, finetune_epochs=FINETUNE_EPOCHS, round_to=8,
+                        round_to_source="profile desktop", seed=2021)
+    paths = {}
+    for label, dims in UNIFORM_DIMS.items():
+        for ratio in UNIFORM_RATIOS:
+            name = f"{label}-{ratio:g}"
+            folder = work / "uniform" / checkpoint.parent.name / name
+            if not (folder / "pruning.json").is_file():
+                prune_to_dir(checkpoint, dataclasses.replace(base, sparsity=ratio, dims=dims), folder,
+                             console=console, reference=reference)
+            paths[name] = folder / "model.pt"
+    return paths
+
+
+def comparison(work: Path, model: str, runtime: str, fits: dict[float, dict], uniform: dict[str, Path],
+               reference: Path) -> dict:
+    """Dense, the fitted and the uniform models in one interleaved bench; every point with its test MSE."""
+    from tsprune_edge.export.bundle import DENSE, write_bundles
+    from tsprune_edge.fit.measure import Target, measure
+
+    target = Target(device="desktop", runtime=runtime, threads=1, rounds=5, min_time=1.0, min_iters=100)
+    folder = work / "compare" / f"{model}-{runtime}"
+    saved = folder / "comparison.json"
+    if saved.is_file():
+        return json.loads(saved.read_text())
+    checkpoints = {DENSE: reference, **{f"fit-{share:g}": Path(chosen(fit)["checkpoint"]) for share, fit in
+                                         fits.items()}, **uniform}
+    if not (folder / "bundles").is_dir():
+        write_bundles(folder / "bundles", checkpoints, target.export_request(), console, probe=True)
+    run_dir, rows = measure(target, folder / "bundles", folder / "results", console)
+    mse = {name: test_mse(path) for name, path in checkpoints.items()}
+    points = [{"name": name, "p50_ms": rows[name]["p50_ms"], "p50_low_ms": rows[name]["p50_low_ms"],
+               "p50_high_ms": rows[name]["p50_high_ms"], "mse": mse[name]} for name in checkpoints]
+    record = {"run": str(run_dir), "points": points}
+    saved.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def test_mse(checkpoint: Path) -> float:
+    """The test MSE recorded when the model was pruned and fine-tuned (dense reference: its own evaluation)."""
+    pruning = checkpoint.parent / "pruning.json"
+    if pruning.is_file():
+        test = json.loads(pruning.read_text())["test"]
+        return (test["finetuned"] or test["pruned"])["mse"]
+    from tsprune_edge.workflow import evaluate_checkpoint
+
+    return evaluate_checkpoint(checkpoint, "test", checkpoint.parent / "evaluation.json")["metrics"]["mse"]
+
+
+def chosen(fit: dict) -> dict:
+    return next(c for c in fit["candidates"] if c["round"] == fit["chosen"])
+
+
+def case_row(model: str, runtime: str, share: float, fit: dict, compare: dict) -> dict:
+    from tsprune_edge.report.pareto import fit_verdict
+
+    budget, mine = fit["budget_ms"], chosen(fit)
+    name = f"fit-{share:g}"
+    points = [p for p in compare["points"] if p["name"] == name or p["name"].startswith("uniform")]
+    judged = fit_verdict(points, name, budget)
+    me = next(p for p in points if p["name"] == name)
+    nearest = next((p for p in points if p["name"] == judged["nearest_uniform"]), None)
+    return {"case": f"{model}-{runtime}-{share:g}", "model": model, "runtime": runtime, "share": share,
+            "budget_ms": budget, "dense_p50_ms": fit["dense_p50_ms"], "status": fit["status"],
+            "rounds": len(fit["candidates"]), "p50_ms": mine["p50_ms"], "p50_low_ms": mine["p50_low_ms"],
+            "p50_high_ms": mine["p50_high_ms"], "within": mine["p50_ms"] <= budget
+            and mine["p50_high_ms"] <= budget * 1.03, "used": mine["p50_ms"] / budget,
+            "widths": mine["widths"], "mse": me["mse"], "compare_p50_ms": me["p50_ms"], "nearest_uniform": nearest,
+            "win": None if nearest is None else me["mse"] <= nearest["mse"],
+            "uniform_at_or_above_fitted_latency": None if nearest is None else nearest["p50_ms"] >= me["p50_ms"],
+            "on_pareto_front": judged["on_pareto_front"], "dominated_by": judged["dominated_by"],
+            "wall_s": fit.get("wall_s")}
+
+
+def held_out_errors(fits: dict[float, dict], compare: dict, checkpoint: Path) -> list[dict]:
+    """Predicted / measured - 1 for whole models the predictor was not fitted on."""
+    from tsprune_edge.checkpoint import load_checkpoint
+    from tsprune_edge.fit.predictor import Predictor
+    from tsprune_edge.fit.space import FEATURES, pruning_space
+
+    fit = next(iter(fits.values()))
+    predictor = Predictor(tuple(fit["predictor"]["coefficients_ms"][f] for f in FEATURES))
+    probes = [p["widths"] for p in fit["table"]["probes"]]
+    errors = [{"model": c["name"] + f"@{share:g}", "predicted_ms": c["predicted_ms"], "measured_ms": c["p50_ms"],
+               "error": c["predicted_ms"] / c["p50_ms"] - 1} for share, f in fits.items() for c in f["candidates"]]
+    space = pruning_space(load_checkpoint(checkpoint).build_model(), 8)
+    for point in compare["points"]:
+        if not point["name"].startswith("uniform"):
+            continue
+        ratio = float(point["name"].rsplit("-", 1)[1])
+        widths = space.uniform(ratio, ratio, ratio if "width" in point["name"] else 0.0)
+        if widths.record() in probes:
+            continue  # a probe: the predictor was fitted on it
+        predicted = predictor.predict(space.features(widths))
+        errors.append({"model": point["name"], "predicted_ms": predicted, "measured_ms": point["p50_ms"],
+                       "error": predicted / point["p50_ms"] - 1})
+    return errors
+
+
+def board_fit(work: Path, checkpoint: Path, board: str, host: str, ssh_config: str) -> dict:
+    out = work / "board" / board
+    if not (out / "fit.json").is_file() or json.loads((out / "fit.json").read_text())["status"] == "running":
+        start = time.monotonic()
+        run(["fit", str(checkpoint), "--speedup", "1.5", "--device", board, "--host", host, "--ssh-config",
+             ssh_config, "--runtime", "onnxruntime", "--finetune-epochs", "0", "--max-rounds", "2", "--rounds", "2",
+             "--min-time", "0.2", "--min-iters", "10", "--cache", str(work / "board-cache"), "--out", str(out)])
+        record = json.loads((out / "fit.json").read_text())
+        record["wall_s"] = time.monotonic() - start
+        (out / "fit.json").write_text(json.dumps(record, indent=2))
+    fit = json.loads((out / "fit.json").read_text())
+    bench = json.loads((Path(chosen(fit)["run"]) / "bench.json").read_text())
+    return {"device": board, "status": fit["status"], "budget_ms": fit["budget_ms"], "rounds": len(fit["candidates"]),
+            "chosen": {k: chosen(fit)[k] for k in ("p50_ms", "p50_low_ms", "p50_high_ms", "widths")},
+            "machine": bench.get("machine"), "timing_label": bench.get("timing_label"), "wall_s": fit.get("wall_s"),
+            "table_points": len(fit["table"]["probes"])}
+
+
+@contextlib.contextmanager
+def emulated_rpi4(work: Path) -> Iterator[tuple[str, str]]:
+    """The emulated Raspberry Pi 4 of the test suite (scripts/arm64-board.sh, cached after its first build) behind
+    a loopback sshd, with an rpi4 profile whose runtimes live in the board's own environments."""
+    sys.path.insert(0, str(HERE.parent))
+    from tests.arm64_board import PYTHONS, emulated_board
+    from tests.sshd import running_sshd
+
+    profiles = work / "profiles"
+    profiles.mkdir(parents=True, exist_ok=True)
+    (profiles / "rpi4.toml").write_text(
+        f'python = "{PYTHONS["onnxruntime"]}"\nworkdir = "/tmp/tsprune-edge"\n[interpreters]\n'
+        + "".join(f'{runtime} = "{python}"\n' for runtime, python in PYTHONS.items()))
+    os.environ["TSPRUNE_EDGE_DEVICES_DIR"] = str(profiles)
+    with emulated_board(work / "arm64") as board, running_sshd(
+            work / "sshd", extra_config=[f"ForceCommand {board.wrapper}"]) as server:
+        yield "board", str(server.ssh_config)
+
+
+def summarise(rows: list[dict], errors: dict[str, list[dict]]) -> dict:
+    def stats(values: list[float]) -> dict:
+        absolute = [abs(v) for v in values]
+        return {"points": len(values), "median_abs": statistics.median(absolute), "worst_abs": max(absolute)}
+
+    return {"cases": len(rows), "met": sum(r["within"] for r in rows),
+            "met_and_used_85": sum(r["within"] and r["used"] >= 0.85 for r in rows),
+            "unreachable": sum(r["status"] == "unreachable" for r in rows),
+            "wins": sum(bool(r["win"]) for r in rows), "compared": sum(r["win"] is not None for r in rows),
+            "on_pareto_front": sum(r["on_pareto_front"] for r in rows),
+            "held_out": {runtime: stats([e["error"] for e in found]) for runtime, found in errors.items()}}
+
+
+def markdown(record: dict) -> str:
+    s = record["summary"]
+    lines = [
+        "# Latency-budget pruning (`tsprune-edge fit`) on this desktop", "",
+        f"Machine: {record['machine']}. Measured {record['date']} at commit {record['commit']}, with other work "
+        "paused. ETTh1, small preset, seq_len 96, pred_len 96; dense trained 3 epochs; every pruned model and the "
+        f"dense reference fine-tuned {FINETUNE_EPOCHS} epoch (same seed, learning rate, fresh Adam). Batch 1, "
+        "1 thread, 5 interleaved rounds in fresh processes. Generated by `benchmarks/fit.py`.", "",
+        f"- Budget met (median within, upper end of the 95% interval at most 3% over): **{s['met']} of "
+        f"{s['cases']}**; met using at least 85% of it: **{s['met_and_used_85']} of {s['cases']}**; "
+        f"unreachable: {s['unreachable']}.",
+        f"- Test MSE of the fitted model at most the nearest uniform model's (highest measured latency not above the "
+        f"budget, same run): **{s['wins']} of {s['compared']}**. On the (latency, MSE) Pareto front of its run: "
+        f"{s['on_pareto_front']} of {s['cases']}.",
+        "- Predictor error on whole models it was not fitted on (every fitted candidate; uniform models that are "
+        "not probes): " + "; ".join(f"{rt}: median {e['median_abs']:.1%}, worst {e['worst_abs']:.1%} "
+                                    f"({e['points']} models)" for rt, e in s["held_out"].items()) + ".", "",
+        "| case | budget ms | fitted p50 ms [95% CI] | used | status (rounds) | fitted MSE | nearest uniform "
+        "(p50 ms, MSE) | MSE <= uniform | Pareto | fit wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in record["cases"]:
+        near = r["nearest_uniform"]
+        lines.append(
+            f"| {r['case']} | {r['budget_ms']:.4f} | {r['p50_ms']:.4f} [{r['p50_low_ms']:.4f}, {r['p50_high_ms']:.4f}]"
+            f" | {r['used']:.0%} | {r['status']} ({r['rounds']}) | {r['mse']:.4f} | "
+            + (f"{near['name']} ({near['p50_ms']:.4f}, {near['mse']:.4f})" if near else "none within budget")
+            + f" | {'yes' if r['win'] else 'no' if r['win'] is not None else '-'} | "
+            f"{'on' if r['on_pareto_front'] else 'off (' + ', '.join(r['dominated_by']) + ')'} | "
+            f"{r['wall_s']:.0f} |")
+    lines += ["", "Chosen widths per case (units kept per layer, d_model):", ""]
+    for r in record["cases"]:
+        units = ", ".join(f"{k}={v}" for k, v in r["widths"]["units"].items())
+        lines.append(f"- {r['case']}: d_model {r['widths']['width']}; {units}")
+    lines += ["", "Held-out whole models (predicted / measured - 1):", ""]
+    for runtime, found in record["held_out"].items():
+        lines.append(f"- {runtime}: " + ", ".join(f"{e['model']} {e['error']:+.1%}" for e in found))
+    if record.get("board"):
+        b = record["board"]
+        lines += ["", f"Emulated arm64 board ({b['device']}, machine {b['machine']}, {b['timing_label']}): status "
+                  f"{b['status']} after {b['rounds']} round(s), budget {b['budget_ms']:.3f} ms (dense / 1.5), chosen "
+                  f"{b['chosen']['p50_ms']:.3f} ms; {b['table_points']} table points; {b['wall_s']:.0f} s. The flow's "
+                  "correctness only: qemu timings are not a board's."]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/fit-bench"))
+    parser.add_argument("--dense-from", type=Path, default=None,
+                        help="a sweep's models/ folder holding <model>/dense/model.pt (same recipe), else trained")
     parser.add_argument("--models", default="transformer,patchtst,fedformer")
     parser.add_argument("--runtimes", default="onnxruntime,tflite")
-    parser.add_argument("--budgets", default="0.7,0.5,0.35")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--finetune-epochs", default="1")
-    parser.add_argument("--rounds", default="5")
-    parser.add_argument("--board", default=None, help="also one fit against this device (e.g. an emulated arm64 "
-                        "profile) with --host; correctness of the flow, not its timings")
+    parser.add_argument("--board", default=None)
     parser.add_argument("--host", default=None)
-    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--ssh-config", default=None)
+    parser.add_argument("--board-only", action="store_true")
     args = parser.parse_args()
-    data = ["--data", "ETTh1", "--pred-len", "96"]
-    epochs = ["--epochs", str(args.epochs)] if args.epochs else []
-    quick = ["--rounds", args.rounds]
-    models, runtimes, budgets = args.models.split(","), args.runtimes.split(","), [float(b) for b in
-                                                                                  args.budgets.split(",")]
-    if args.smoke:
-        global RESULTS
-        RESULTS = args.work / "results"
-        data = ["--data", "illness", "--pred-len", "24", "--seq-len", "36", "--label-len", "18"]
-        epochs, quick = ["--epochs", "1"], ["--rounds", "2", "--min-time", "0.1", "--min-iters", "10"]
-        models, runtimes, budgets = ["transformer"], ["onnxruntime"], [0.7]
-    for model in models:
-        checkpoint = dense_checkpoint(args.work, model, data, epochs)
-        for runtime in runtimes:
-            dense_ms = dense_p50(args.work, checkpoint, runtime, quick)
-            for share in budgets:
-                record = case(args.work, checkpoint, f"{model}-{runtime}-{share:g}", runtime,
-                              ["--budget-ms", f"{dense_ms * share:.6f}"], "0" if args.smoke else args.finetune_epochs,
-                              quick, ["--device", "desktop"])
-                print(json.dumps({k: record[k] for k in ("case", "status", "budget_ms", "p50_ms", "within", "used",
-                                                         "mse_not_worse", "wall_s")}))
+    saved = RESULTS / "fit.json"
+    record = json.loads(saved.read_text()) if saved.is_file() else {}
+    if not args.board_only:
+        rows, errors = [], {}
+        for model in args.models.split(","):
+            checkpoint = dense_checkpoint(args.work, model, args.dense_from)
+            fits_by_runtime = {runtime: {share: fit_case(args.work, checkpoint, model, runtime, share)
+                                         for share in BUDGETS} for runtime in args.runtimes.split(",")}
+            reference = Path(next(iter(next(iter(fits_by_runtime.values())).values()))["dense_reference"])
+            uniform = uniform_models(args.work, checkpoint, reference)
+            for runtime, fits in fits_by_runtime.items():
+                compare = comparison(args.work, model, runtime, fits, uniform, reference)
+                rows += [case_row(model, runtime, share, fit, compare) for share, fit in fits.items()]
+                errors.setdefault(runtime, []).extend(held_out_errors(fits, compare, checkpoint))
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE)
+        record = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, Python "
+                  f"{platform.python_version()}, 2 cores", "date": time.strftime("%Y-%m-%d"),
+                  "commit": commit.stdout.strip(), "cases": rows, "held_out": errors,
+                  "summary": summarise(rows, errors), "board": record.get("board")}
     if args.board:
-        checkpoint = dense_checkpoint(args.work, models[0], data, epochs)  # the board's own dense p50: --speedup
-        print(json.dumps(case(args.work, checkpoint, f"{models[0]}-{args.board}", "onnxruntime",
-                              ["--speedup", "1.5"], "0", quick, ["--device", args.board, "--host", args.host])))
+        checkpoint = dense_checkpoint(args.work, "transformer", args.dense_from)
+        if args.board == "emulated":
+            with emulated_rpi4(args.work) as (host, ssh_config):
+                record["board"] = board_fit(args.work, checkpoint, "rpi4", host, ssh_config)
+        else:
+            record["board"] = board_fit(args.work, checkpoint, args.board, args.host, args.ssh_config)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(record, indent=2) + "\n")
+    (RESULTS / "fit.md").write_text(markdown(record))
+    print(markdown(record))
 
 
 if __name__ == "__main__":

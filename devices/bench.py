@@ -8,6 +8,7 @@ finishes only what is missing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -78,7 +79,7 @@ def bench(request: BenchRequest, console: Console | None = None) -> dict:
         run_dir = _run_dir(request, profile)  # checked (resume) before connecting, created once the board answered
         bundles = find_bundles(request.artifacts)
         refuse_unreadable(bundles, profile, request)  # before connecting: a bundle the board cannot read
-        remote = f"{profile.workdir.rstrip('/')}/{run_dir.name}"
+        remote = remote_folder(profile, run_dir)
         _step(transport, ["mkdir", "-p", remote], "create the run folder")
         fresh = not run_dir.exists()
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -210,6 +211,14 @@ def _run_dir(request: BenchRequest, profile: DeviceProfile) -> Path:
     if run_dir.exists():
         raise UserError(f"{run_dir} exists already; wait a second or choose another --results")
     return run_dir
+
+
+def remote_folder(profile: DeviceProfile, run_dir: Path) -> str:
+    """The run's folder on the board: its name plus a hash of the local results path, so that two benches started
+    in the same second from different results folders (two fits, two users) never share, and remove, one folder;
+    the same run resumed gets the same folder."""
+    digest = hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:8]
+    return f"{profile.workdir.rstrip('/')}/{run_dir.name}-{digest}"
 
 
 def _step(transport: Transport, argv: list[str], what: str) -> str:

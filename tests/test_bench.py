@@ -141,3 +141,16 @@ def test_devices_list_show_and_check_on_this_machine(cli, tmp_path, monkeypatch)
     assert checked.code == 0, checked.err
     assert "onnx: onnxruntime" in checked.out and "tflite: ai_edge_litert" in checked.out
     assert "x86_64" in checked.out
+
+
+def test_two_runs_of_one_second_from_two_results_folders_get_two_board_folders(tmp_path):
+    """The board folder is removed when a run ends: two fits (or users) benching on one board in the same second
+    must not share it (a desktop bench once lost its folder to another that finished first)."""
+    from tsprune_edge.devices.bench import remote_folder
+    from tsprune_edge.devices.profiles import load_profile
+
+    profile = load_profile("desktop")
+    first, second = tmp_path / "a" / "desktop-20261201-070000", tmp_path / "b" / "desktop-20261201-070000"
+    assert remote_folder(profile, first) != remote_folder(profile, second)
+    assert remote_folder(profile, first) == remote_folder(profile, tmp_path / "a" / "." / first.name)  # resumed
+    assert remote_folder(profile, first).startswith("/tmp/tsprune-edge/desktop-20261201-070000-")

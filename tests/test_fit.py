@@ -4,22 +4,27 @@ that need the table (budgets out of reach) as one line with nothing written."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+from rich.console import Console
 
 from tests.conftest import SHARED_DATA
 from tsprune_edge.checkpoint import load_checkpoint
 from tsprune_edge.fit.choice import pruned_copy
 from tsprune_edge.fit.predictor import fit_predictor, leave_one_out
-from tsprune_edge.fit.search import magnitude_importance, search
+from tsprune_edge.fit.search import search
+from tsprune_edge.fit.sensitivity import Sensitivity, measure_sensitivity, validation_mse, validation_subset
 from tsprune_edge.fit.space import Widths, pruning_space
 from tsprune_edge.prune.analysis import count_macs
 from tsprune_edge.prune.stage import structured_achieved
+from tsprune_edge.report.pareto import fit_notes
 from tsprune_edge.report.verdict import verdict_rows
-from tsprune_edge.workflow import train_to_dir
+from tsprune_edge.workflow import checkpoint_data, train_to_dir
 
 QUICK = ("--rounds", "2", "--min-time", "0.1", "--min-iters", "10", "--finetune-epochs", "0")
 
@@ -82,27 +87,65 @@ def test_the_predictor_recovers_a_linear_cost_and_never_a_negative_one(model_and
     assert fit_predictor(features, falling).coefficients[4] == 0.0
 
 
-def test_the_search_keeps_within_the_target_on_the_grid_and_keeps_less_when_tighter(model_and_space):
+@pytest.fixture(scope="module")
+def sensitivity(dense, model_and_space):
     model, space = model_and_space
-    importance = magnitude_importance(model, space)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TSPRUNE_EDGE_DATA_DIR", str(SHARED_DATA))
+        return measure_sensitivity(model, space, checkpoint_data(load_checkpoint(dense)), Console(quiet=True))
+
+
+def test_sensitivity_measures_every_level_the_search_may_choose(sensitivity, model_and_space, dense, shared_data):
+    model, space = model_and_space
+    assert {path: sorted(levels) for path, levels in sensitivity.layers.items()} == {
+        **{path: [1, 2, 3] for path in ("encoder.0.attention", "encoder.1.attention", "decoder.0.self_attention",
+                                        "decoder.0.cross_attention")},
+        **{path: [32, 64, 96, 128, 160, 192, 224] for path in ("encoder.0.ffn", "encoder.1.ffn", "decoder.0.ffn")}}
+    assert sorted(sensitivity.width) == [8, 16, 24, 32, 40, 48, 56]
+    subset = validation_subset(checkpoint_data(load_checkpoint(dense)))
+    # one level re-measured by hand: the model pruned at that layer alone, its validation MSE on the same windows
+    by_hand = validation_mse(pruned_copy(model, space, Widths({**space.dense().units, "decoder.0.ffn": 64}, 64)),
+                             subset)
+    assert sensitivity.layers["decoder.0.ffn"][64] == pytest.approx(by_hand, rel=1e-9)
+    assert sensitivity.dense_mse == pytest.approx(validation_mse(model, subset), rel=1e-9)
+    assert sensitivity.cost("decoder.0.ffn", 256) == 0.0
+    assert sensitivity.cost("decoder.0.ffn", 64) == max(0.0, by_hand - sensitivity.dense_mse)
+    assert Sensitivity.from_record(json.loads(json.dumps(sensitivity.record()))) == sensitivity
+
+
+def test_the_knapsack_finds_the_least_validation_loss_within_the_target(sensitivity, model_and_space):
+    model, space = model_and_space
     predictor = fit_predictor([space.features(space.uniform(h, f, w)) for h, f, w in
                                ((0, 0, 0), (0.5, 0, 0), (0, 0.5, 0), (0, 0, 0.5), (0.5, 0.5, 0.5), (0.75, 0.25, 0))],
                               [0.25, 0.21, 0.22, 0.18, 0.13, 0.17])
-
-    def predict(widths: Widths) -> float:
-        return predictor.predict(space.features(widths))
-
-    dense_ms, kept = predict(space.dense()), []
+    dense_ms, costs = predictor.predict(space.features(space.dense())), []
     for share in (0.9, 0.7, 0.5):
-        widths = search(space, importance, predict, dense_ms * share)
+        widths = search(space, sensitivity, predictor.predict, dense_ms * share)
         space.check(widths)
-        assert predict(widths) <= dense_ms * share
-        assert predict(widths) >= dense_ms * share - 0.01  # the refill spends what removal left over
-        assert all(count % 8 == 0 for path, count in widths.units.items() if path.endswith("ffn"))
-        assert widths.width % 8 == 0
-        kept.append(importance.kept(widths))
-    assert kept[0] > kept[1] > kept[2]
-    assert search(space, importance, predict, 0.0) == space.smallest()  # out of reach: the smallest model
+        predicted = predictor.predict(space.features(widths))
+        assert dense_ms * share * 0.97 <= predicted <= dense_ms * share  # the budget is spent, never exceeded
+        costs.append(sensitivity.total(widths))
+    assert costs[0] <= costs[1] <= costs[2] and costs[2] > 0
+    assert search(space, sensitivity, predictor.predict, 0.0) == space.smallest()  # out of reach: the smallest model
+
+    # exhaustive check at the dense width (width made too costly to choose): no combination of levels that fits
+    # the target, less the knapsack's rounding of 1/2000 per layer, costs less than the knapsack's choice
+    frozen = Sensitivity(sensitivity.dense_mse, sensitivity.layers, {k: sensitivity.dense_mse + 9 for k in
+                                                                     sensitivity.width})
+    target = dense_ms * 0.7
+    chosen = search(space, frozen, predictor.predict, target)
+    assert chosen.width == 64
+    options = [[layer.units, *sorted(sensitivity.layers[layer.path])] for layer in space.layers]
+    combos = np.array(list(itertools.product(*options)))
+    zero = predictor.predict([0.0] * 5)
+    ms = predictor.predict([1.0, 0, 0, 0, 1.0]) + sum(
+        np.array([predictor.predict(space.layer_features(layer, int(k), 1.0)) - zero for k in combos[:, i]])
+        for i, layer in enumerate(space.layers))
+    cost = sum(np.array([frozen.cost(layer.path, int(k)) for k in combos[:, i]])
+               for i, layer in enumerate(space.layers))
+    best = cost[ms <= target * (1 - len(space.layers) / 2000)].min()
+    assert frozen.total(chosen) <= best + 1e-6
+    assert predictor.predict(space.features(chosen)) <= target
 
 
 def test_fit_meets_a_budget_and_a_second_fit_measures_nothing_new(cli, shared_data, dense, tmp_path):
@@ -111,7 +154,7 @@ def test_fit_meets_a_budget_and_a_second_fit_measures_nothing_new(cli, shared_da
                  "--cache", str(cache), "--out", str(out))
     assert result.code == 0, result.err[-3000:]
     record = json.loads((out / "fit.json").read_text())
-    assert record["status"] in ("met", "unreachable") and record["table"]["reused"] is False
+    assert record["table"]["reused"] is False
     probes = {p["name"]: p for p in record["table"]["probes"]}
     assert len(probes) == 10 and probes["dense"]["p50_ms"] > probes["probe-smallest"]["p50_ms"] > 0
     assert record["budget_ms"] == pytest.approx(probes["dense"]["p50_ms"] / 1.25)
@@ -119,10 +162,17 @@ def test_fit_meets_a_budget_and_a_second_fit_measures_nothing_new(cli, shared_da
     for candidate in record["candidates"]:
         assert candidate["p50_low_ms"] <= candidate["p50_ms"] <= candidate["p50_high_ms"]
         assert candidate["predicted_ms"] <= candidate["target_ms"]
-        assert candidate["met"] == (candidate["p50_ms"] <= record["budget_ms"])
+        assert candidate["met"] == (candidate["p50_ms"] <= record["budget_ms"]
+                                    and candidate["p50_high_ms"] <= 1.03 * record["budget_ms"])
+        assert candidate["budget_used"] == pytest.approx(candidate["p50_ms"] / record["budget_ms"])
         assert candidate["mse"]["pruned"] > 0 and candidate["mse"]["finetuned"] is None  # --finetune-epochs 0
     chosen = next(c for c in record["candidates"] if c["round"] == record["chosen"])
-    assert record["status"] == "unreachable" or chosen["met"]
+    met = [c for c in record["candidates"] if c["met"]]
+    assert record["status"] == ("unreachable" if not met else "met" if chosen["budget_used"] >= 0.85
+                                else "met, underused")
+    assert chosen == (max(met, key=lambda c: c["p50_ms"]) if met else min(record["candidates"],
+                                                                        key=lambda c: c["p50_ms"]))
+    assert record["sensitivity"]["layers"]["decoder.0.ffn"].keys() == {"32", "64", "96", "128", "160", "192", "224"}
     achieved = structured_achieved(load_checkpoint(out / "model.pt").build_model())
     assert {k.removesuffix(".linear1"): v for k, v in achieved["ffn_widths"].items()} == {
         k: v for k, v in chosen["widths"]["units"].items() if k.endswith("ffn")}
@@ -146,6 +196,14 @@ def test_fit_meets_a_budget_and_a_second_fit_measures_nothing_new(cli, shared_da
     assert all(p["p50_ms"] > 0 and p["mse"] > 0 for p in points.values())
     assert comparison["on_pareto_front"] == (not comparison["dominated_by"])
     assert "Pareto front" in again.out
+    # the report says the same of the comparison run, from the rows alone
+    report = cli("report", comparison["run"], "--out", str(tmp_path / "report"))
+    assert report.code == 0, report.err
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert ("on the (latency, MSE) Pareto front of this run" if comparison["on_pareto_front"]
+            else "NOT on the Pareto front of this run") in text
+    if comparison["nearest_uniform"]:
+        assert f"nearest uniform model within the budget: {comparison['nearest_uniform']}" in text
     assert _tree(cache) == before  # no probe measured, exported or written again
 
     for budget, fragment in ((probes["probe-smallest"]["p50_ms"] * 0.5, "below the smallest prunable model"),
@@ -159,3 +217,22 @@ def test_fit_meets_a_budget_and_a_second_fit_measures_nothing_new(cli, shared_da
 
 def _tree(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")} | {"_": len(os.listdir(root))}
+
+
+def test_the_fit_notes_place_the_fitted_model_on_the_plane():
+    def row(variant, p50, mse, high=None):
+        return {"variant": variant, "format": "onnx", "runtime": "onnxruntime", "threads": 1, "p50_ms": p50,
+                "p50_low_ms": p50 * 0.99, "p50_high_ms": high or p50 * 1.01, "torch_mse": mse, "method": "structured",
+                "budget_ms": 1.0}
+
+    rows = [row("dense", 2.0, 0.40), row("fit-1", 0.95, 0.42), row("uniform-0.5", 0.90, 0.45),
+            row("uniform-0.25", 1.20, 0.41), row("uniform-width-0.5", 0.60, 0.43)]
+    (note,) = fit_notes(rows)
+    assert note == ("Fit fit-1 (onnxruntime, t1): p50 0.95 ms [0.9405, 0.9595] against the budget 1 ms: within "
+                    "(95% of it), test MSE 0.42; on the (latency, MSE) Pareto front of this run; nearest uniform "
+                    "model within the budget: uniform-0.5, MSE 0.45 (not worse).")
+    rows[1] = row("fit-1", 0.98, 0.46, high=1.04)  # its interval reaches 4% over; two uniform models are faster and better
+    (note,) = fit_notes(rows)
+    assert "against the budget 1 ms: OVER (98% of it)" in note
+    assert "NOT on the Pareto front of this run (dominated by uniform-0.5, uniform-width-0.5)" in note and "(the fit is worse)" in note
+    assert fit_notes([{**r, "budget_ms": None} for r in rows]) == []  # not a fit's run: nothing said

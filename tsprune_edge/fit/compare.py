@@ -14,8 +14,9 @@ from tsprune_edge.export.bundle import DENSE, write_bundles
 from tsprune_edge.fit.measure import Target, measure
 from tsprune_edge.prune.dimensions import DEFAULT_DIMENSIONS
 from tsprune_edge.prune.stage import PruneRequest, prune_to_dir
+from tsprune_edge.report.pareto import UNIFORM_PREFIX, fit_verdict
 
-UNIFORM_DIMS = {"uniform": DEFAULT_DIMENSIONS, "uniform-width": (*DEFAULT_DIMENSIONS, "width")}
+UNIFORM_DIMS = {UNIFORM_PREFIX: DEFAULT_DIMENSIONS, f"{UNIFORM_PREFIX}-width": (*DEFAULT_DIMENSIONS, "width")}
 
 
 def compare_uniform(checkpoint: Path, target: Target, base: PruneRequest, reference: Path | None, fitted: dict,
@@ -38,17 +39,4 @@ def compare_uniform(checkpoint: Path, target: Target, base: PruneRequest, refere
     run_dir, rows = measure(target, export, out / "results", console)
     points = [{"name": name, "p50_ms": rows[name]["p50_ms"], "p50_low_ms": rows[name]["p50_low_ms"],
                "p50_high_ms": rows[name]["p50_high_ms"], "mse": mse[name]} for name in checkpoints]
-    return {"run": str(run_dir), "points": points, **verdict(points, fitted["name"], budget_ms)}
-
-
-def verdict(points: list[dict], fitted: str, budget_ms: float) -> dict:
-    """Pareto: no other model at most as slow and at most as wrong, better in one. Nearest uniform: the uniform
-    model of the highest measured latency not above the budget."""
-    mine = next(p for p in points if p["name"] == fitted)
-    dominated_by = [p["name"] for p in points if p["name"] != fitted and p["p50_ms"] <= mine["p50_ms"]
-                    and p["mse"] <= mine["mse"] and (p["p50_ms"] < mine["p50_ms"] or p["mse"] < mine["mse"])]
-    uniform = [p for p in points if p["name"].startswith("uniform") and p["p50_ms"] <= budget_ms]
-    nearest = max(uniform, key=lambda p: p["p50_ms"]) if uniform else None
-    return {"on_pareto_front": not dominated_by, "dominated_by": dominated_by,
-            "nearest_uniform": nearest and nearest["name"],
-            "mse_not_worse_than_nearest_uniform": None if nearest is None else mine["mse"] <= nearest["mse"]}
+    return {"run": str(run_dir), "points": points, **fit_verdict(points, fitted["name"], budget_ms)}

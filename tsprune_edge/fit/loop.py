@@ -1,16 +1,20 @@
-"""`fit`: the most important per-layer widths whose latency, measured on the board, meets a budget.
+"""`fit`: the per-layer widths with the least predicted loss of accuracy whose latency, measured on the board,
+meets a budget.
 
-Table (measured once per board and model, cached) -> predictor -> search for the budget -> prune to the chosen
-widths, fine-tune (dense fine-tuned the same, the fair reference) -> export beside dense -> bench on the board.
-If the measured median is over budget, the search target is scaled by budget / measured and the loop repeats, at
-most `max_rounds` times; if no round meets it, fit.json says so and keeps the fastest measured candidate.
-Every round is written to OUT as it finishes (fit.json, status "running"), so a rerun with the same request picks
-up after the last finished round.
+Table (measured once per board and model, cached) -> predictor -> sensitivity (validation loss per layer choice,
+cached per checkpoint) -> knapsack search for the target -> prune to the chosen widths, fine-tune (dense fine-tuned
+the same, the fair reference) -> export beside dense -> bench on the board. A candidate meets the budget when its
+median is within it and the upper end of its 95% interval at most 3% over. Over budget, the search target is
+scaled down by the measured overshoot; met with less than 85% of the budget used, it is scaled up; at most
+`max_rounds` rounds. The chosen model is the met candidate using the most of the budget; if none met it, fit.json
+says "unreachable" and keeps the fastest measured candidate. Every round is written to OUT as it finishes
+(fit.json, status "running"), so a rerun with the same request picks up after the last finished round.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -20,19 +24,24 @@ from rich.console import Console
 
 from tsprune_edge.atomic import write_json_atomic
 from tsprune_edge.checkpoint import load_checkpoint
+from tsprune_edge.data.fetch import sha256_of
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.bundle import DENSE, write_bundles
 from tsprune_edge.fit.choice import pruner_fields
 from tsprune_edge.fit.compare import compare_uniform
 from tsprune_edge.fit.measure import Target, measure
 from tsprune_edge.fit.predictor import error_summary, fit_predictor, leave_one_out
-from tsprune_edge.fit.search import magnitude_importance, search
+from tsprune_edge.fit.search import search
+from tsprune_edge.fit.sensitivity import Sensitivity, cached_sensitivity
 from tsprune_edge.fit.space import FEATURES, Space, Widths, pruning_space
 from tsprune_edge.fit.table import DEFAULT_CACHE, SMALLEST, latency_table
 from tsprune_edge.prune.stage import PruneRequest, finetune_dense, prune_to_dir
+from tsprune_edge.workflow import checkpoint_data
 
 FIT_FILE = "fit.json"
 FIRST_MARGIN = 0.97  # the first search aims this far under the budget: the prediction errs both ways
+OVER_ALLOWED = 1.03  # met: median within the budget and the upper end of its 95% interval at most 3% over
+USE_AT_LEAST = 0.85  # a met candidate using less of the budget than this is retried wider while rounds remain
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,7 @@ class FitRequest:
     budget_ms: float | None = None
     speedup: float | None = None
     finetune_epochs: int = 1
-    max_rounds: int = 3
+    max_rounds: int = 4
     cache: Path = DEFAULT_CACHE
     seed: int = 2021
     uniform: tuple[float, ...] = ()  # uniform structured ratios measured beside the fitted model (compare.py)
@@ -110,33 +119,44 @@ def run_fit(request: FitRequest, console: Console | None = None) -> dict:
     out = Path(request.out)
     state = _resumed(out, request)
     predict = lambda widths: predictor.predict(space.features(widths))  # noqa: E731
-    importance = magnitude_importance(model, space)
+    checkpoint = load_checkpoint(request.checkpoint)
+    sensitivity = cached_sensitivity(request.checkpoint, model, space, checkpoint_data(checkpoint), request.cache,
+                                     console)
     base = PruneRequest(method="structured", sparsity=0.0, finetune_epochs=request.finetune_epochs,
                         round_to=space.round_to, round_to_source=f"profile {request.target.profile.name}",
                         seed=request.seed)
-    reference = _dense_reference(request, base, out, console)
+    reference = _dense_reference(request, base, console)
+    state["reference"] = str(reference) if reference else None
     candidates = state["candidates"]
     aim = candidates[-1]["next_target_ms"] if candidates else budget * FIRST_MARGIN
-    while len(candidates) < request.max_rounds and not any(c["met"] for c in candidates):
+    while len(candidates) < request.max_rounds and not any(_settled(c) for c in candidates):
         number = len(candidates) + 1
-        widths = search(space, importance, predict, aim)
+        widths = search(space, sensitivity, predictor.predict, aim)
+        if any(c["widths"] == widths.record() for c in candidates):
+            console.print(f"round {number}: the search for {aim:.4g} ms chose widths already measured; stopping")
+            break
         console.print(f"round {number}: target {aim:.4g} ms, predicted {predict(widths):.4g} ms for "
                       f"width {widths.width}, units {widths.units}")
         candidate = _round(request, space, widths, base, reference, number, out, console)
-        candidate.update(target_ms=aim, predicted_ms=predict(widths), importance_kept=importance.kept(widths),
-                         met=candidate["p50_ms"] <= budget)
-        aim = aim * budget / candidate["p50_ms"] if not candidate["met"] else aim
+        met = candidate["p50_ms"] <= budget and candidate["p50_high_ms"] <= budget * OVER_ALLOWED
+        candidate.update(target_ms=aim, predicted_ms=predict(widths),
+                         predicted_val_mse_rise=sensitivity.total(widths), met=met,
+                         budget_used=candidate["p50_ms"] / budget)
+        if not met:  # aim lower by the measured overshoot
+            aim = aim * min(budget / candidate["p50_ms"], budget * OVER_ALLOWED / candidate["p50_high_ms"]) * 0.99
+        elif not _settled(candidate):  # met with room to spare: aim wider
+            aim = aim * budget * FIRST_MARGIN / candidate["p50_ms"]
         candidate["next_target_ms"] = aim
         candidates.append(candidate)
         console.print(f"round {number}: measured {candidate['p50_ms']:.4g} ms "
                       f"[{candidate['p50_low_ms']:.4g}, {candidate['p50_high_ms']:.4g}] against the budget "
-                      f"{budget:.4g} ms: {'met' if candidate['met'] else 'over'}")
-        _write(out, request, state, "running", budget, table, predictor, held_out, space)
+                      f"{budget:.4g} ms: {'met' if met else 'over'}, {candidate['budget_used']:.0%} of it used")
+        _write(out, request, state, "running", budget, table, predictor, held_out, space, sensitivity)
     met = [c for c in candidates if c["met"]]
-    chosen = met[-1] if met else min(candidates, key=lambda c: c["p50_ms"])
+    chosen = max(met, key=lambda c: c["p50_ms"]) if met else min(candidates, key=lambda c: c["p50_ms"])
     shutil.copyfile(chosen["checkpoint"], out / "model.pt")
     state["chosen"] = chosen["round"]
-    status = "met" if met else "unreachable"
+    status = ("met" if chosen["budget_used"] >= USE_AT_LEAST else "met, underused") if met else "unreachable"
     if request.uniform:
         console.print(f"against uniform pruning at {', '.join(f'{r:g}' for r in request.uniform)}: pruned and "
                       "fine-tuned the same, measured in one run with the fitted model and dense")
@@ -145,7 +165,15 @@ def run_fit(request: FitRequest, console: Console | None = None) -> dict:
     if not met:
         console.print(f"the budget {budget:.4g} ms was not met in {len(candidates)} rounds; the fastest measured "
                       f"point is round {chosen['round']} at {chosen['p50_ms']:.4g} ms (kept as model.pt)")
-    return _write(out, request, state, status, budget, table, predictor, held_out, space)
+    elif status != "met":
+        console.print(f"the budget was met but only {chosen['budget_used']:.0%} of it used after "
+                      f"{len(candidates)} rounds (the aim is {USE_AT_LEAST:.0%})")
+    return _write(out, request, state, status, budget, table, predictor, held_out, space, sensitivity)
+
+
+def _settled(candidate: dict) -> bool:
+    """Within the budget and using enough of it: nothing left to try."""
+    return candidate["met"] and candidate["budget_used"] >= USE_AT_LEAST
 
 
 def _resumed(out: Path, request: FitRequest) -> dict:
@@ -158,13 +186,19 @@ def _resumed(out: Path, request: FitRequest) -> dict:
     return {"candidates": []}
 
 
-def _dense_reference(request: FitRequest, base: PruneRequest, out: Path, console: Console) -> Path | None:
-    """Dense fine-tuned as the fitted model is (once per OUT), the fair reference; None without fine-tuning."""
+def _dense_reference(request: FitRequest, base: PruneRequest, console: Console) -> Path | None:
+    """Dense fine-tuned as the fitted model is, the fair reference; None without fine-tuning. Cached beside the
+    latency tables per checkpoint (sha256) and fine-tuning request, so a fit with another budget reuses it."""
     if not request.finetune_epochs:
         return None
-    path = out / "dense-finetuned" / "model.pt"
+    key = json.dumps({"checkpoint": sha256_of(request.checkpoint), "finetune": dataclasses.asdict(base)},
+                     sort_keys=True, default=str)
+    model = load_checkpoint(request.checkpoint).model_name
+    path = Path(request.cache) / f"dense-finetuned-{model}-{hashlib.sha256(key.encode()).hexdigest()[:12]}" / "model.pt"
     if not path.is_file():
         finetune_dense(request.checkpoint, base, path.parent, console=console)
+    else:
+        console.print(f"dense reference: {path} (cached, fine-tuned as the fitted model is)")
     return path
 
 
@@ -190,7 +224,7 @@ def _round(request: FitRequest, space: Space, widths: Widths, base: PruneRequest
 
 
 def _write(out: Path, request: FitRequest, state: dict, status: str, budget: float, table: dict, predictor,
-           held_out: list[float], space: Space) -> dict:
+           held_out: list[float], space: Space, sensitivity: Sensitivity) -> dict:
     candidates = state["candidates"]
     whole = [c["predicted_ms"] / c["p50_ms"] - 1 for c in candidates]
     record = {
@@ -201,8 +235,10 @@ def _write(out: Path, request: FitRequest, state: dict, status: str, budget: flo
                       "leave_one_out": {**error_summary(held_out), "errors": held_out},
                       "held_out_whole_models": {**error_summary(whole), "errors": whole}},
         "layers": [dataclasses.asdict(layer) for layer in space.layers], "d_model": space.d_model,
-        "round_to": space.round_to, "candidates": candidates, "chosen": state.get("chosen"),
+        "round_to": space.round_to, "dense_reference": state.get("reference"), "candidates": candidates,
+        "chosen": state.get("chosen"),
         "comparison": state.get("comparison"),
+        "sensitivity": sensitivity.record(),
     }
     write_json_atomic(out / FIT_FILE, record)
     return record

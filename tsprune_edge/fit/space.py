@@ -75,16 +75,24 @@ class Space:
 
     def features(self, widths: Widths) -> list[float]:
         """[1, FFN MACs, projection MACs, attention-core MACs (millions), kept fraction of d_model]."""
-        scale = widths.width / self.d_model if self.d_model else 1.0
-        sums = {"neurons": 0.0, "projection": 0.0, "core": 0.0}
+        scale = self.scale(widths.width)
+        total = [1.0, 0.0, 0.0, 0.0, scale]
         for layer in self.layers:
-            kept = widths.units[layer.path] / layer.units
-            if layer.kind == "heads":
-                sums["projection"] += layer.width_macs * kept * scale
-                sums["core"] += layer.unit_macs * kept
-            else:
-                sums["neurons"] += layer.width_macs * kept * scale + layer.unit_macs * kept
-        return [1.0, sums["neurons"] / 1e6, sums["projection"] / 1e6, sums["core"] / 1e6, scale]
+            for j, value in enumerate(self.layer_features(layer, widths.units[layer.path], scale)):
+                total[j] += value
+        return total
+
+    def scale(self, width: int | None) -> float:
+        return width / self.d_model if self.d_model else 1.0
+
+    @staticmethod
+    def layer_features(layer: Layer, kept: int, scale: float) -> list[float]:
+        """One layer's share of the features (no per-call or width term) when it keeps `kept` units: a linear
+        predictor's latency is then a sum over layers, which is what lets the search solve a knapsack."""
+        fraction = kept / layer.units
+        if layer.kind == "heads":
+            return [0.0, 0.0, layer.width_macs * fraction * scale / 1e6, layer.unit_macs * fraction / 1e6, 0.0]
+        return [0.0, (layer.width_macs * fraction * scale + layer.unit_macs * fraction) / 1e6, 0.0, 0.0, 0.0]
 
     def check(self, widths: Widths) -> None:
         """A choice the pruner can make: every layer named, within [step, dense], a multiple of its step."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from tsprune_edge.atomic import write_atomic, write_json_atomic
+from tsprune_edge.report.pareto import fit_notes
 from tsprune_edge.variants import PROBE_VARIANT
 
 COLUMNS = ("device", "machine", "emulated", "variant", "model", "method", "sparsity", "format", "runtime", "threads",
@@ -74,7 +75,7 @@ HEADERS = ("variant", "format (runtime)", "threads", "p50 ms", "speedup [95% CI]
 
 def run_notes(rows: list[dict]) -> list[str]:
     """What a reader must know before the table: nothing judged because every round was left out; the board's
-    since-boot throttling history, once."""
+    since-boot throttling history, once; a fit's models against its budget and on the (latency, MSE) plane."""
     notes = []
     if rows and all(r["rounds"] == 0 for r in rows):
         notes.append("Every round of this run was left out (failed, incorrect or throttled; see flags): "
@@ -83,7 +84,7 @@ def run_notes(rows: list[dict]) -> list[str]:
     if history:
         notes.append(f"The board reports since boot: {', '.join(history)}. Context only: a round is left out when "
                      "throttling or under-voltage holds while it runs, or begins during it.")
-    return notes
+    return notes + fit_notes(rows)
 
 
 def measurement_notes(rows: list[dict]) -> list[str]:
