@@ -51,10 +51,12 @@ FINETUNE_EPOCHS = 1
 console = Console(stderr=True)
 
 
-def run(args: list[str]) -> subprocess.CompletedProcess:
+def run(args: list[str], refusal_ok: bool = False) -> subprocess.CompletedProcess:
+    """The CLI, its progress echoed; with `refusal_ok` a refusal (exit 2, one line) is returned, not fatal."""
     console.print(f"$ tsprune-edge {' '.join(args)}")
-    done = subprocess.run([*TOOL, *args], stdout=subprocess.PIPE, text=True)
-    if done.returncode != 0:
+    done = subprocess.run([*TOOL, *args], capture_output=True, text=True)
+    sys.stderr.write(done.stderr)
+    if done.returncode != 0 and not (refusal_ok and done.returncode == 2):
         raise SystemExit(f"{' '.join(args[:2])} failed with exit {done.returncode}")
     return done
 
@@ -78,19 +80,37 @@ def fit_case(work: Path, checkpoint: Path, model: str, runtime: str, share: floa
         return json.loads((out / "fit.json").read_text())
     dense_ms = table_dense_ms(work, model, runtime)
     budget = ["--speedup", f"{1 / share:.6f}"] if dense_ms is None else ["--budget-ms", f"{dense_ms * share:.6f}"]
+    refused = out.parent / f"{out.name}.refused.json"
+    if refused.is_file():
+        return json.loads(refused.read_text())
     start = time.monotonic()
-    run(["fit", str(checkpoint), *budget, "--device", "desktop", "--runtime", runtime, "--threads", "1",
-         "--finetune-epochs", str(FINETUNE_EPOCHS), *TIMING, "--cache", str(work / "cache"), "--out", str(out)])
+    done = run(["fit", str(checkpoint), *budget, "--device", "desktop", "--runtime", runtime, "--threads", "1",
+                "--finetune-epochs", str(FINETUNE_EPOCHS), *TIMING, "--cache", str(work / "cache"), "--out",
+                str(out)], refusal_ok=True)
+    if done.returncode == 2:  # a budget below the smallest prunable model: refused in one line, the fastest point named
+        table = table_record(work, model, runtime)
+        smallest = next(p for p in table["probes"] if p["name"] == "probe-smallest")
+        record = {"status": "unreachable", "refusal": done.stderr.strip().splitlines()[-1],
+                  "budget_ms": table_dense_ms(work, model, runtime) * share, "dense_p50_ms":
+                  table_dense_ms(work, model, runtime), "fastest": smallest, "candidates": [],
+                  "wall_s": time.monotonic() - start}
+        refused.write_text(json.dumps(record, indent=2))
+        return record
     record = json.loads((out / "fit.json").read_text())
     record["wall_s"] = time.monotonic() - start
     (out / "fit.json").write_text(json.dumps(record, indent=2))
     return record
 
 
-def table_dense_ms(work: Path, model: str, runtime: str) -> float | None:
+def table_record(work: Path, model: str, runtime: str) -> dict | None:
     for path in sorted((work / "cache").glob(f"desktop-{runtime}-t1-{model}-*.json")):
-        return next(p["p50_ms"] for p in json.loads(path.read_text())["probes"] if p["name"] == "dense")
+        return json.loads(path.read_text())
     return None
+
+
+def table_dense_ms(work: Path, model: str, runtime: str) -> float | None:
+    table = table_record(work, model, runtime)
+    return None if table is None else next(p["p50_ms"] for p in table["probes"] if p["name"] == "dense")
 
 
 def uniform_models(work: Path, checkpoint: Path, reference: Path) -> dict[str, Path]:
@@ -124,7 +144,7 @@ def comparison(work: Path, model: str, runtime: str, fits: dict[float, dict], un
     if saved.is_file():
         return json.loads(saved.read_text())
     checkpoints = {DENSE: reference, **{f"fit-{share:g}": Path(chosen(fit)["checkpoint"]) for share, fit in
-                                         fits.items()}, **uniform}
+                                         fits.items() if fit["candidates"]}, **uniform}
     if not (folder / "bundles").is_dir():
         write_bundles(folder / "bundles", checkpoints, target.export_request(), console, probe=True)
     run_dir, rows = measure(target, folder / "bundles", folder / "results", console)
@@ -154,7 +174,18 @@ def chosen(fit: dict) -> dict:
 def case_row(model: str, runtime: str, share: float, fit: dict, compare: dict) -> dict:
     from tsprune_edge.report.pareto import fit_verdict
 
-    budget, mine = fit["budget_ms"], chosen(fit)
+    budget = fit["budget_ms"]
+    if not fit["candidates"]:  # refused: the budget is below the smallest prunable model's measured p50
+        fastest = fit["fastest"]
+        return {"case": f"{model}-{runtime}-{share:g}", "model": model, "runtime": runtime, "share": share,
+                "budget_ms": budget, "dense_p50_ms": fit["dense_p50_ms"], "status": "unreachable", "rounds": 0,
+                "p50_ms": fastest["p50_ms"], "p50_low_ms": fastest["p50_low_ms"],
+                "p50_high_ms": fastest["p50_high_ms"],
+                "within": False, "used": fastest["p50_ms"] / budget, "widths": fastest["widths"], "mse": None,
+                "compare_p50_ms": None, "nearest_uniform": None, "win": None,
+                "uniform_at_or_above_fitted_latency": None,
+                "on_pareto_front": None, "dominated_by": [], "wall_s": fit["wall_s"], "refusal": fit["refusal"]}
+    mine = chosen(fit)
     name = f"fit-{share:g}"
     points = [p for p in compare["points"] if p["name"] == name or p["name"].startswith("uniform")]
     judged = fit_verdict(points, name, budget)
@@ -178,7 +209,7 @@ def held_out_errors(fits: dict[float, dict], compare: dict, checkpoint: Path) ->
     from tsprune_edge.fit.predictor import Predictor
     from tsprune_edge.fit.space import FEATURES, pruning_space
 
-    fit = next(iter(fits.values()))
+    fit = next(f for f in fits.values() if f["candidates"])
     predictor = Predictor(tuple(fit["predictor"]["coefficients_ms"][f] for f in FEATURES))
     probes = [p["widths"] for p in fit["table"]["probes"]]
     errors = [{"model": c["name"] + f"@{share:g}", "predicted_ms": c["predicted_ms"], "measured_ms": c["p50_ms"],
@@ -243,7 +274,7 @@ def summarise(rows: list[dict], errors: dict[str, list[dict]]) -> dict:
             "met_and_used_85": sum(r["within"] and r["used"] >= 0.85 for r in rows),
             "unreachable": sum(r["status"] == "unreachable" for r in rows),
             "wins": sum(bool(r["win"]) for r in rows), "compared": sum(r["win"] is not None for r in rows),
-            "on_pareto_front": sum(r["on_pareto_front"] for r in rows),
+            "on_pareto_front": sum(bool(r["on_pareto_front"]) for r in rows),
             "held_out": {runtime: stats([e["error"] for e in found]) for runtime, found in errors.items()}}
 
 
@@ -270,6 +301,11 @@ def markdown(record: dict) -> str:
     ]
     for r in record["cases"]:
         near = r["nearest_uniform"]
+        if r["rounds"] == 0:
+            lines.append(f"| {r['case']} | {r['budget_ms']:.4f} | unreachable: the smallest prunable model measures "
+                         f"{r['p50_ms']:.4f} [{r['p50_low_ms']:.4f}, {r['p50_high_ms']:.4f}] | - | refused | - | - | - "
+                         f"| - | {r['wall_s']:.0f} |")
+            continue
         lines.append(
             f"| {r['case']} | {r['budget_ms']:.4f} | {r['p50_ms']:.4f} [{r['p50_low_ms']:.4f}, {r['p50_high_ms']:.4f}]"
             f" | {r['used']:.0%} | {r['status']} ({r['rounds']}) | {r['mse']:.4f} | "
@@ -313,7 +349,8 @@ def main() -> None:
             checkpoint = dense_checkpoint(args.work, model, args.dense_from)
             fits_by_runtime = {runtime: {share: fit_case(args.work, checkpoint, model, runtime, share)
                                          for share in BUDGETS} for runtime in args.runtimes.split(",")}
-            reference = Path(next(iter(next(iter(fits_by_runtime.values())).values()))["dense_reference"])
+            reference = Path(next(f for fits in fits_by_runtime.values() for f in fits.values()
+                                  if f["candidates"])["dense_reference"])
             uniform = uniform_models(args.work, checkpoint, reference)
             for runtime, fits in fits_by_runtime.items():
                 compare = comparison(args.work, model, runtime, fits, uniform, reference)

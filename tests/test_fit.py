@@ -161,7 +161,9 @@ def test_fit_meets_a_budget_and_a_second_fit_measures_nothing_new(cli, shared_da
     assert record["predictor"]["leave_one_out"]["points"] == 10
     for candidate in record["candidates"]:
         assert candidate["p50_low_ms"] <= candidate["p50_ms"] <= candidate["p50_high_ms"]
-        assert candidate["predicted_ms"] <= candidate["target_ms"]
+        smallest = candidate["widths"] == {"units": {layer["path"]: 8 if layer["kind"] == "neurons" else 1
+                                                     for layer in record["layers"]}, "width": 8}
+        assert candidate["predicted_ms"] <= candidate["target_ms"] or smallest  # the search's one way past its target
         assert candidate["met"] == (candidate["p50_ms"] <= record["budget_ms"]
                                     and candidate["p50_high_ms"] <= 1.03 * record["budget_ms"])
         assert candidate["budget_used"] == pytest.approx(candidate["p50_ms"] / record["budget_ms"])
@@ -231,8 +233,9 @@ def test_the_fit_notes_place_the_fitted_model_on_the_plane():
     assert note == ("Fit fit-1 (onnxruntime, t1): p50 0.95 ms [0.9405, 0.9595] against the budget 1 ms: within "
                     "(95% of it), test MSE 0.42; on the (latency, MSE) Pareto front of this run; nearest uniform "
                     "model within the budget: uniform-0.5, MSE 0.45 (not worse).")
-    rows[1] = row("fit-1", 0.98, 0.46, high=1.04)  # its interval reaches 4% over; two uniform models are faster and better
+    rows[1] = row("fit-1", 0.98, 0.46, high=1.04)  # its interval reaches 4% over; two uniform models beat it
     (note,) = fit_notes(rows)
     assert "against the budget 1 ms: OVER (98% of it)" in note
-    assert "NOT on the Pareto front of this run (dominated by uniform-0.5, uniform-width-0.5)" in note and "(the fit is worse)" in note
+    assert "NOT on the Pareto front of this run (dominated by uniform-0.5, uniform-width-0.5)" in note
+    assert "(the fit is worse)" in note
     assert fit_notes([{**r, "budget_ms": None} for r in rows]) == []  # not a fit's run: nothing said

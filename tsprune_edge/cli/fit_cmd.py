@@ -10,6 +10,7 @@ from rich.console import Console
 
 from tsprune_edge.cli import guards
 from tsprune_edge.errors import UserError
+from tsprune_edge.fit import DEFAULT_FIT_ROUNDS
 from tsprune_edge.report.stats import DEFAULT_ROUNDS
 
 _console = Console(stderr=True)
@@ -24,12 +25,13 @@ def fit_command(
     runtime: str = typer.Option("onnxruntime", help="onnxruntime or tflite (the board's TFLite runtime)."),
     threads: int = typer.Option(None, help="Threads the runtime uses (default: the profile's first)."),
     finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs for the fitted model (dense gets the same)."),
-    max_rounds: int = typer.Option(3, help="Prune, fine-tune and bench at most this many times while the measured "
-                                   "median is over budget."),
+    max_rounds: int = typer.Option(DEFAULT_FIT_ROUNDS, help="Prune, fine-tune and bench at most this many times "
+                                   "while the measured median is over the budget or uses less than 85% of it."),
     rounds: int = typer.Option(DEFAULT_ROUNDS, help="Interleaved bench rounds per measurement."),
     min_time: float = typer.Option(2.0, help="Minimum timed seconds per measurement."),
     min_iters: int = typer.Option(100, help="Minimum timed iterations per measurement."),
-    cache: Path = typer.Option(None, help="Latency tables (default ~/.cache/tsprune-edge/latency)."),
+    cache: Path = typer.Option(None, help="Latency tables, sensitivity tables and fine-tuned dense references, "
+                               "reused by later fits (default ~/.cache/tsprune-edge/latency)."),
     seed: int = typer.Option(2021, help="Seed for fine-tuning."),
     uniform: str = typer.Option("", help="Also measure uniform structured models at these ratios (heads+ffn, and "
                                 "with width), fine-tuned the same, in one run with the fitted model: is it on the "
@@ -39,8 +41,8 @@ def fit_command(
     out: Path = typer.Option(..., help="Output folder: model.pt, candidates/, export/, results/, fit.json."),
     force: bool = typer.Option(False, "--force", help="Start over in an OUT that holds a finished fit."),
 ) -> None:
-    """Prune to the per-layer widths that keep the most importance within a latency budget measured on the board;
-    writes the pruned checkpoint, its bundle beside dense's, the bench results and OUT/fit.json."""
+    """Prune to the per-layer widths that lose the least validation accuracy within a latency budget measured on
+    the board; writes the pruned checkpoint, its bundle beside dense's, the bench results and OUT/fit.json."""
     from tsprune_edge.fit.loop import FIT_FILE, FitRequest, run_fit
     from tsprune_edge.fit.measure import Target
     from tsprune_edge.fit.table import DEFAULT_CACHE

@@ -27,6 +27,7 @@ from tsprune_edge.checkpoint import load_checkpoint
 from tsprune_edge.data.fetch import sha256_of
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.bundle import DENSE, write_bundles
+from tsprune_edge.fit import DEFAULT_FIT_ROUNDS
 from tsprune_edge.fit.choice import pruner_fields
 from tsprune_edge.fit.compare import compare_uniform
 from tsprune_edge.fit.measure import Target, measure
@@ -52,7 +53,7 @@ class FitRequest:
     budget_ms: float | None = None
     speedup: float | None = None
     finetune_epochs: int = 1
-    max_rounds: int = 4
+    max_rounds: int = DEFAULT_FIT_ROUNDS
     cache: Path = DEFAULT_CACHE
     seed: int = 2021
     uniform: tuple[float, ...] = ()  # uniform structured ratios measured beside the fitted model (compare.py)
