@@ -74,6 +74,11 @@ def measure(target: Target, artifacts: Path, results: Path, console: Console) ->
     resume = unfinished_run(results, target.profile.name) is not None if Path(results).is_dir() else False
     summary = bench(target.bench_request(artifacts, results, resume), console)
     run_dir = Path(results) / summary["run_id"]
+    return run_dir, latency_rows(target, run_dir)
+
+
+def latency_rows(target: Target, run_dir: Path) -> dict[str, dict]:
+    """Per variant of a finished run, its latency row in the target's setting; every variant must have been timed."""
     rows = {}
     for row in verdict_rows(run_dir):
         if row["format"] == target.format and row["threads"] == target.thread_count \
@@ -85,4 +90,4 @@ def measure(target: Target, artifacts: Path, results: Path, console: Console) ->
     if unmeasured:
         raise UserError(f"{', '.join(unmeasured)} could not be timed on {target.device} (see {run_dir}); "
                         "fix the board and run fit again (measured probes are kept)")
-    return run_dir, rows
+    return rows
