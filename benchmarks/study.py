@@ -35,6 +35,7 @@ from pathlib import Path
 from rich.console import Console
 from train_baselines import machine
 
+from tsprune_edge.report.render import interval_text
 from tsprune_edge.report.stats import DEFAULT_ROUNDS
 
 HERE = Path(__file__).resolve().parent
@@ -154,11 +155,8 @@ def _num(value, spec: str) -> str:
 
 
 def _interval(row: dict, name: str, suffix: str = "") -> str:
-    if row.get(name) is None:
-        return "-"
-    if row.get(f"{name}_low") is None:
-        return f"{row[name]:.2f}{suffix}"
-    return f"{row[name]:.2f}{suffix} [{row[f'{name}_low']:.2f}, {row[f'{name}_high']:.2f}]"
+    """`name` of a verdict row with its 95% interval, as the report writes it."""
+    return interval_text(row.get(name), row.get(f"{name}_low"), row.get(f"{name}_high"), ".2f", suffix)
 
 
 def markdown(study: dict) -> str:

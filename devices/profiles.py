@@ -64,6 +64,10 @@ class DeviceProfile:
     def interpreter(self, runtime: str) -> str:
         return self.interpreters.get(runtime, self.python)
 
+    def export_fields(self) -> dict:
+        """The ExportRequest fields this board decides: the ONNX level and encoding its runtimes load."""
+        return {"onnx_opset": self.onnx_opset, "onnx_ir": self.onnx_ir, "onnx_sparse": self.onnx_sparse}
+
 
 BUILT_IN = {
     "rpi4": DeviceProfile(

@@ -222,3 +222,24 @@ def test_width_matched_adds_a_width_variant_beside_each_structured_one():
     assert SweepSpec.from_json(spec.to_json()) == spec
     with pytest.raises(UserError, match="add structured"):
         SweepSpec(models=("transformer",), methods=("unstructured",), width_matched=True).validate()
+
+
+def test_a_sweep_for_a_board_prunes_to_its_round_to_and_exports_what_its_runtimes_load():
+    """As `prune --device` and `export --device` do: a Nano sweep writes opset-13, IR-7, dense-weight ONNX (what
+    ONNX Runtime 1.10 and TensorRT 8 read) and FFN widths on the Nano's 4-lane grid; the desktop keeps 8."""
+    from rich.console import Console
+
+    from tsprune_edge.sweep.cells import _prune_request
+    from tsprune_edge.sweep.spec import SweepSpec, expand
+
+    nano = SweepSpec(models=("transformer",), methods=("structured",), sparsities=(0.5,), device="jetson-nano",
+                     host="nano", formats=("onnx",))
+    nano.validate()
+    export = nano.export_request()
+    assert (export.formats, export.onnx_opset, export.onnx_ir, export.onnx_sparse) == (("onnx",), 13, 7, False)
+    (cell,) = [c for c in expand(nano) if c.kind == "variant"]
+    request = _prune_request(nano, cell, Console(quiet=True))
+    assert (request.round_to, request.round_to_source) == (4, "profile jetson-nano")
+    desktop = SweepSpec(models=("transformer",), methods=("structured",), sparsities=(0.5,))
+    assert _prune_request(desktop, cell, Console(quiet=True)).round_to == 8
+    assert desktop.export_request().onnx_opset == 20

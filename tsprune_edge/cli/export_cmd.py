@@ -87,8 +87,9 @@ def _device_settings(device: str | None, formats: tuple[str, ...] | None, opset:
 
     profile = load_profile(device)
     readable = tuple(f for f, runtimes in FORMAT_RUNTIMES.items() if set(runtimes) & set(profile.runtimes))
-    return {"formats": readable if formats is None else formats, "onnx_opset": opset or profile.onnx_opset,
-            "onnx_ir": None if opset else profile.onnx_ir, "onnx_sparse": profile.onnx_sparse}
+    fields = profile.export_fields() if opset is None else {**profile.export_fields(), "onnx_opset": opset,
+                                                            "onnx_ir": None}
+    return {"formats": readable if formats is None else formats, **fields}
 
 
 def bundle_table(manifests: dict[str, dict]) -> Table:

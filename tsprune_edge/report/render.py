@@ -31,7 +31,8 @@ METHOD = ("Speedup = dense latency / variant latency per round (each round's med
           "time above the per-call probe's.")
 
 
-def _interval(value, low, high, spec: str, unit: str = "") -> str:
+def interval_text(value, low, high, spec: str, unit: str = "") -> str:
+    """A figure and its interval, "-" when there is none: one format for the report and the benchmarks."""
     if value is None:
         return "-"
     text = f"{value:{spec}}{unit}"
@@ -41,7 +42,7 @@ def _interval(value, low, high, spec: str, unit: str = "") -> str:
 def _speedup(row: dict) -> str:
     if "speedup" not in row:
         return "reference" if row["variant"] == "dense" else "-"
-    return _interval(row["speedup"], row["speedup_low"], row["speedup_high"], ".2f", "x")
+    return interval_text(row["speedup"], row["speedup_low"], row["speedup_high"], ".2f", "x")
 
 
 def _num(value, spec: str) -> str:
@@ -50,7 +51,7 @@ def _num(value, spec: str) -> str:
 
 def _p50(row: dict) -> str:
     if row["variant"] == PROBE_VARIANT:  # the per-call cost: its interval is the figure
-        return _interval(row["p50_ms"], row.get("p50_low_ms"), row.get("p50_high_ms"), ".4f")
+        return interval_text(row["p50_ms"], row.get("p50_low_ms"), row.get("p50_high_ms"), ".4f")
     return _num(row["p50_ms"], ".4f")
 
 
@@ -61,8 +62,8 @@ def _cells(row: dict) -> list[str]:
         flags.append("emulated timings")
     return [row["variant"], f"{row['format']} ({row['runtime']})", str(row["threads"]), _p50(row),
             _speedup(row), verdict, _num(row.get("predicted_speedup"), ".2f"),
-            _interval(row.get("efficiency"), row.get("efficiency_low"), row.get("efficiency_high"), ".2f"),
-            _interval(row.get("beyond_call_efficiency"), row.get("beyond_call_efficiency_low"),
+            interval_text(row.get("efficiency"), row.get("efficiency_low"), row.get("efficiency_high"), ".2f"),
+            interval_text(row.get("beyond_call_efficiency"), row.get("beyond_call_efficiency_low"),
                       row.get("beyond_call_efficiency_high"), ".2f"),
             _num(row.get("memory_ratio"), ".2f"), _num(row.get("file_ratio"), ".2f"), _num(row["torch_mse"], ".4f"),
             _num(row.get("board_mse"), ".4f"), _num(row["max_abs_error"], ".1e"), "; ".join(flags)]

@@ -14,11 +14,15 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from tsprune_edge.sweep.spec import Cell, SweepSpec, dense_checkpoint, export_dir, model_dir
 from tsprune_edge.variants import DENSE, PROBE_VARIANT
+
+if TYPE_CHECKING:
+    from tsprune_edge.prune.stage import PruneRequest
 
 
 def run_cell(spec_record: dict, cell: Cell, inputs: dict[str, bytes]) -> dict:
@@ -51,7 +55,7 @@ def run_cell(spec_record: dict, cell: Cell, inputs: dict[str, bytes]) -> dict:
 
 def _work(spec: SweepSpec, cell: Cell, console: Console) -> list[Path]:
     """Do the cell in the current (scratch) folder; returns the folders it wrote."""
-    from tsprune_edge.export.bundle import ExportRequest, write_bundles
+    from tsprune_edge.export.bundle import write_bundles
     from tsprune_edge.prune.stage import PruneRequest, finetune_dense, prune_to_dir
     from tsprune_edge.workflow import train_to_dir
 
@@ -66,7 +70,7 @@ def _work(spec: SweepSpec, cell: Cell, console: Console) -> list[Path]:
                                                       finetune_epochs=spec.finetune_epochs),
                        spec.dense_reference(cell.model).parent, console)
         return [out, spec.dense_reference(cell.model).parent]
-    request = ExportRequest(formats=spec.formats)
+    request = spec.export_request()
     staging = Path("staging")  # bundles are exported here, then moved to export/<model>/<variant>
     if cell.variant == DENSE:  # with the per-call probe beside it: the report's fixed cost per call
         write_bundles(staging, {DENSE: spec.dense_reference(cell.model)}, request, console, probe=True)
@@ -79,7 +83,7 @@ def _work(spec: SweepSpec, cell: Cell, console: Console) -> list[Path]:
     return [out, *_moved(staging / cell.variant, export_dir(cell.model) / cell.variant)]
 
 
-def _prune_request(spec: SweepSpec, cell: Cell, console: Console):
+def _prune_request(spec: SweepSpec, cell: Cell, console: Console) -> PruneRequest:
     """The cell's pruning; a variant of more dimensions than the default is pruned at the ratio that removes the
     MACs the default dimensions remove at the cell's sparsity (refused, one line, where a model cannot)."""
     from tsprune_edge.checkpoint import load_checkpoint
@@ -87,7 +91,8 @@ def _prune_request(spec: SweepSpec, cell: Cell, console: Console):
     from tsprune_edge.prune.stage import PruneRequest
     from tsprune_edge.prune.structured import DEFAULT_DIMENSIONS, StructuredConfig, check_config
 
-    request = PruneRequest(method=cell.method, sparsity=cell.sparsity, finetune_epochs=spec.finetune_epochs)
+    request = PruneRequest(method=cell.method, sparsity=cell.sparsity, finetune_epochs=spec.finetune_epochs,
+                           **spec.prune_rounding())
     if cell.dims == DEFAULT_DIMENSIONS:
         return request
     model = load_checkpoint(dense_checkpoint(cell.model)).build_model()

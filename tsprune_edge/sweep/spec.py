@@ -47,7 +47,6 @@ class SweepSpec:
 
     def validate(self) -> None:
         """Every option checked before any work starts, each failure one line."""
-        from tsprune_edge.export.bundle import ExportRequest
         from tsprune_edge.models import model_entry, resolve_config
         from tsprune_edge.prune.stage import PruneRequest
 
@@ -66,8 +65,23 @@ class SweepSpec:
                             "to --methods")
         if self.epochs is not None and self.epochs < 1:
             raise UserError(f"--epochs must be 1 or more, got {self.epochs}")
-        ExportRequest(formats=self.formats).validate()
         self.bench_request(Path("."), Path(".")).validate()
+        self.export_request().validate()
+
+    def export_request(self):
+        """What every cell exports: the sweep's formats at the ONNX level and encoding the device's runtimes load
+        (as `export --device` writes them)."""
+        from tsprune_edge.devices.profiles import load_profile
+        from tsprune_edge.export.bundle import ExportRequest
+
+        return ExportRequest(formats=self.formats, **load_profile(self.device).export_fields())
+
+    def prune_rounding(self) -> dict:
+        """PruneRequest's round_to and its source: the device profile's channel alignment (as `prune --device`)."""
+        from tsprune_edge.devices.profiles import load_profile
+
+        profile = load_profile(self.device)
+        return {"round_to": profile.round_to, "round_to_source": f"profile {profile.name}"}
 
     def dense_reference(self, model: str) -> Path:
         """The checkpoint the dense bundle is exported from and the variants' accuracy is compared with: with
