@@ -53,9 +53,7 @@ class Target:
         self.bench_request(Path("."), Path("."), False).validate()
 
     def export_request(self) -> ExportRequest:
-        profile = self.profile
-        return ExportRequest(formats=(self.format,), onnx_opset=profile.onnx_opset, onnx_ir=profile.onnx_ir,
-                             onnx_sparse=profile.onnx_sparse)
+        return ExportRequest(formats=(self.format,), **self.profile.export_fields())
 
     def bench_request(self, artifacts: Path, results: Path, resume: bool) -> BenchRequest:
         return BenchRequest(device=self.device, host=self.host, artifacts=artifacts, runtimes=(self.runtime,),
