@@ -299,7 +299,7 @@ def markdown(record: dict) -> str:
         f"unreachable: {s['unreachable']}.",
         f"- Test MSE of the fitted model at most the nearest uniform model's (highest measured latency not above the "
         f"budget, same run): **{s['wins']} of {s['compared']}**. On the (latency, MSE) Pareto front of its run: "
-        f"{s['on_pareto_front']} of {s['cases']}.",
+        f"{s['on_pareto_front']} of {s['compared']}.",
         "- Predictor error on whole models it was not fitted on (every fitted candidate; uniform models that are "
         "not probes): " + "; ".join(f"{rt}: median {e['median_abs']:.1%}, worst {e['worst_abs']:.1%} "
                                     f"({e['points']} models)" for rt, e in s["held_out"].items()) + ".", "",
