@@ -65,8 +65,8 @@ class SweepSpec:
                             "to --methods")
         if self.epochs is not None and self.epochs < 1:
             raise UserError(f"--epochs must be 1 or more, got {self.epochs}")
-        self.bench_request(Path("."), Path(".")).validate()
         self.export_request().validate()
+        self.bench_request(Path("."), Path(".")).validate()
 
     def export_request(self):
         """What every cell exports: the sweep's formats at the ONNX level and encoding the device's runtimes load
