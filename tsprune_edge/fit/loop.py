@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from torch import nn
 
 from tsprune_edge.atomic import write_json_atomic
-from tsprune_edge.checkpoint import load_checkpoint
+from tsprune_edge.checkpoint import Checkpoint, load_checkpoint
 from tsprune_edge.data.fetch import sha256_of
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.bundle import DENSE, write_bundles
@@ -80,7 +81,7 @@ class FitRequest:
                 "seed": self.seed, "uniform": list(self.uniform)}
 
 
-def prepare(request: FitRequest) -> tuple[Space, object]:
+def prepare(request: FitRequest) -> tuple[Space, Checkpoint, nn.Module]:
     """Checks that need the model, before anything is measured: a dense checkpoint with something to prune."""
     request.validate()
     checkpoint = load_checkpoint(request.checkpoint)
@@ -91,12 +92,12 @@ def prepare(request: FitRequest) -> tuple[Space, object]:
     space = pruning_space(model, request.target.profile.round_to)
     if not space.layers and space.d_model is None:
         raise UserError(f"{checkpoint.model_name} has no heads, neurons, lags or width to prune; nothing to fit")
-    return space, model
+    return space, checkpoint, model
 
 
 def run_fit(request: FitRequest, console: Console | None = None) -> dict:
     console = console or Console(stderr=True)
-    space, model = prepare(request)
+    space, checkpoint, model = prepare(request)
     table = latency_table(request.checkpoint, request.target, space, request.cache, console)
     points = {p["name"]: p for p in table["probes"]}
     features = [p["features"] for p in table["probes"]]
@@ -120,7 +121,6 @@ def run_fit(request: FitRequest, console: Console | None = None) -> dict:
     out = Path(request.out)
     state = _resumed(out, request)
     predict = lambda widths: predictor.predict(space.features(widths))  # noqa: E731
-    checkpoint = load_checkpoint(request.checkpoint)
     sensitivity = cached_sensitivity(request.checkpoint, model, space, checkpoint_data(checkpoint), request.cache,
                                      console)
     base = PruneRequest(method="structured", sparsity=0.0, finetune_epochs=request.finetune_epochs,
