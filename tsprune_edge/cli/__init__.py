@@ -1,8 +1,9 @@
 """The `tsprune-edge` command line: thin commands over library functions.
 
-`main` is the one place where failures become one line: a UserError or a parsing error prints `error: ...` and
-exits 2, Ctrl-C prints one line, removes what the interrupted run created and exits 130. Library log noise (absl,
-oneDNN, TF/LiteRT C++ logs, Python warnings) is silenced unless `--verbose` comes first.
+`main` is the one place where failures become one line: a ToolError prints `error: ...` and exits with its kind's
+code (tsprune_edge/errors.py), a parsing error exits 2, Ctrl-C prints one line, removes what the interrupted run
+created and exits 130. Library log noise (absl, oneDNN, TF/LiteRT C++ logs, Python warnings) is silenced unless
+`--verbose` comes first.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tsprune_edge.cli import (  # noqa: E402
     report_cmd,
     sweep_cmd,
 )
-from tsprune_edge.errors import UserError  # noqa: E402
+from tsprune_edge.errors import ToolError  # noqa: E402
 
 app = typer.Typer(
     name="tsprune-edge",
@@ -86,9 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with native_logs_to_file(verbose="--verbose" in args[:1]):
             code = app(args=args, prog_name="tsprune-edge", standalone_mode=False)
-    except UserError as exc:
+    except ToolError as exc:  # each kind its exit code: 2 bad input, 3 a board or runtime failed, 4 out of room
         guards.remove_created()  # nothing half-written stays
-        _fail(one_line(exc), 2)
+        _fail(one_line(exc), exc.exit_code)
     except NoArgsIsHelpError as exc:
         exc.show()  # a bare command: its help, as before
         sys.exit(exc.exit_code)

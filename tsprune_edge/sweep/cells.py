@@ -30,7 +30,7 @@ def run_cell(spec_record: dict, cell: Cell, inputs: dict[str, bytes]) -> dict:
     own failure, which is recorded instead, so one bad combination does not stop the sweep."""
     import torch
 
-    from tsprune_edge.errors import UserError
+    from tsprune_edge.errors import ToolError
 
     spec = SweepSpec.from_json(spec_record)
     torch.set_num_threads(1)  # one core per worker: cells run side by side
@@ -44,7 +44,7 @@ def run_cell(spec_record: dict, cell: Cell, inputs: dict[str, bytes]) -> dict:
         try:
             made = _work(spec, cell, console)
             error = None
-        except UserError as exc:
+        except ToolError as exc:
             made, error = [], str(exc)
         except Exception as exc:  # a model/method combination that breaks: recorded, named, not fatal
             made, error = [], f"{type(exc).__name__}: {exc}".splitlines()[0]

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tsprune_edge.atomic import write_atomic, write_json_atomic
-from tsprune_edge.errors import UserError
+from tsprune_edge.errors import ToolError, UserError
 from tsprune_edge.sweep.executors import Executor
 from tsprune_edge.sweep.spec import (
     DENSE_FINETUNED,
@@ -207,7 +207,7 @@ def _bench(spec: SweepSpec, out: Path, cell: Cell, cells: list[Cell], failed: di
     resume = unfinished_run(results, spec.device) is not None
     try:
         summary = bench(spec.bench_request(out / export_dir(cell.model), results, resume=resume), console=console)
-    except UserError as exc:
+    except ToolError as exc:
         failed[cell.id] = str(exc)
         write_json_atomic(error_file(out, cell), {"cell": cell.id, "error": str(exc)})
         console.print(f"[red]failed[/red] {cell.id}: {exc}")
