@@ -45,7 +45,7 @@ app = typer.Typer(
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", help="Show the libraries' own log lines and warnings "
                                        "(give it before the command); without it they go to "
-                                       "$TMPDIR/tsprune-edge-<uid>.log.")) -> None:
+                                       "$TMPDIR/tsprune-edge-<uid>/native.log.")) -> None:
     """Train, prune, export and benchmark Transformer forecasters on edge boards."""
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from tsprune_edge.cli.output import table_console
+from tsprune_edge.errors import BoardError
 
 app = typer.Typer(help="Device profiles and board checks.", no_args_is_help=True)
 
@@ -51,13 +53,15 @@ def check_command(
     profile = load_profile(device)
     request = BenchRequest(device=device, host=host, accept_new_host_key=accept_new_host_key, ssh_config=ssh_config)
     transport = open_transport(profile, request)
-    remote = f"{profile.workdir.rstrip('/')}/check"
+    remote = f"{profile.workdir.rstrip('/')}/check-{secrets.token_hex(6)}"
+    made = False
     try:
-        transport.run(["mkdir", "-p", remote], timeout=60)
+        made = _make_own_folder(transport, remote)
         transport.put([AGENT], remote, 60)
         report = run_preflight(transport, profile, remote, request)
-        transport.run(["rm", "-rf", remote], timeout=60)
     finally:
+        if made:  # only the folder this check made: nothing else under the workdir is touched
+            transport.run(["rm", "-rf", "--", remote], timeout=60)
         transport.close()
     table = Table(title=f"{profile.name} via {transport.name}: {report['machine']}"
                         + (" (emulated)" if any(r.get("emulated") for r in report["interpreters"].values()) else ""))
@@ -71,3 +75,16 @@ def check_command(
     for fmt in ("onnx", "tflite"):
         chosen = usable_runtime(fmt, profile, report)
         print(f"{fmt}: " + (f"{chosen[0]} ({chosen[1]})" if chosen else "no runtime runs on this board"))
+
+
+def _make_own_folder(transport, remote: str) -> bool:
+    """Create `remote` under the workdir with a plain `mkdir`, which fails on a name that exists: a folder this
+    check did not make is never used, and so never removed."""
+    parent = remote.rsplit("/", 1)[0] or "/"
+    transport.run(["mkdir", "-p", "--", parent], timeout=60)
+    done = transport.run(["mkdir", "--", remote], timeout=60)
+    if done.returncode != 0:
+        reason = (done.stderr or b"").decode("utf-8", "replace").strip().splitlines()[:1]
+        raise BoardError(f"{transport.name}: cannot create {remote} ({reason[0] if reason else 'mkdir failed'}); "
+                         "check the profile's workdir and the board's disk")
+    return True

@@ -1,11 +1,16 @@
 """Library noise off by default: the C++ logs of TF/LiteRT and absl, oneDNN notices, and Python warnings and log
 records below ERROR. Environment variables must be set before those libraries import; a user's own setting wins.
-What C++ code still writes to stderr goes to a log file (`log_file()`), not the terminal."""
+What C++ code still writes to stderr goes to a log file (`log_folder()/native.log`), not the terminal.
+
+The log lives in a private per-user folder (0700, owned by us, not a symlink), opened without following links: a
+name another user (or an old run) left in the temp folder is never followed, truncated or allowed to break a
+command; when the folder cannot be trusted, the log goes to a fresh unpredictable name instead."""
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 import sys
 import tempfile
 import warnings
@@ -36,8 +41,42 @@ def quiet_libraries(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def log_file() -> Path:
-    return Path(tempfile.gettempdir()) / f"tsprune-edge-{os.getuid()}.log"
+LOG_NAME = "native.log"
+
+
+def log_folder() -> Path:
+    return Path(tempfile.gettempdir()) / f"tsprune-edge-{os.getuid()}"
+
+
+def _private_folder(folder: Path) -> bool:
+    """`folder` exists or is created as a real folder owned by us that no one else can write into."""
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return False
+    try:
+        info = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+
+
+def open_log() -> int:
+    """A descriptor for this run's native log: `log_folder()/native.log`, else a fresh `tsprune-edge-*.log` in the
+    temp folder (O_EXCL), else /dev/null. Never follows a symlink, never fails the command."""
+    folder = log_folder()
+    if _private_folder(folder):
+        try:
+            return os.open(folder / LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        except OSError:  # a folder or a link at the name: ours, but not a file to write into
+            pass
+    try:
+        fd, _ = tempfile.mkstemp(prefix=f"tsprune-edge-{os.getuid()}-", suffix=".log")
+        return fd
+    except OSError:  # no room or no right in the temp folder: the noise goes nowhere rather than stop the command
+        return os.open(os.devnull, os.O_WRONLY)
 
 
 @contextmanager
@@ -52,7 +91,7 @@ def native_logs_to_file(verbose: bool) -> Iterator[None]:
     except (AttributeError, ValueError, OSError):  # a captured stderr (tests): leave it be
         on_fd2 = False
     sys.stderr.flush()
-    target = os.open(log_file(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    target = open_log()
     saved = os.dup(2)
     os.dup2(target, 2)
     os.close(target)
