@@ -18,17 +18,30 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Call `write` on a temporary file beside `path`, fsync it, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with naming(path):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), 0o666 & ~_UMASK)
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+@contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """An OSError while writing `path` (a full disk, a quota) names `path`, not the scratch file nor nothing: the
+    one line the user sees says which file could not be written."""
     try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o666 & ~_UMASK)
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        yield
+    except OSError as exc:
+        if exc.errno is None or (exc.filename is not None and not Path(exc.filename).name.startswith(".")):
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -41,10 +54,12 @@ def scratch_beside(dst: Path) -> Iterator[Path]:
     """An empty scratch file beside `dst`, for writers that take a path rather than a handle; finish it with
     `replace_finished`. Removed unless it was moved away."""
     dst = Path(dst)
-    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
+    with naming(dst):
+        fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+        os.close(fd)
     try:
-        yield Path(name)
+        with naming(dst):
+            yield Path(name)
     finally:
         Path(name).unlink(missing_ok=True)
 

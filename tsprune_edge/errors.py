@@ -2,6 +2,11 @@
 in docs/hostile-input.md): the user can tell "fix what you typed" from "the board failed" from "this machine ran
 out of room"."""
 
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+
 
 class ToolError(Exception):
     """A failure that ends a command with one line naming the problem and the fix."""
@@ -26,3 +31,35 @@ class ResourceError(ToolError):
     looking finished. Exit 4."""
 
     exit_code = 4
+
+
+NO_ROOM = {errno.ENOSPC, errno.EDQUOT}
+_NO_ROOM_TEXT = ("No space left on device", "Disk quota exceeded")
+_NO_MEMORY_TEXT = ("can't allocate memory", "std::bad_alloc", "out of memory", "Cannot allocate memory")
+
+
+def from_environment(exc: BaseException, option_for: Callable[[str | None], str]) -> ToolError | None:
+    """The one line for a failure of this machine rather than of the tool: a full disk or quota (exit 4, naming
+    the file and the option that chose where it goes), memory exhausted (exit 4), a file that cannot be read or
+    written (permission denied, a read-only file system; exit 2, naming it). Looks through the causes, since
+    libraries wrap an OSError in their own errors; None for anything else (a bug keeps its traceback)."""
+    chain = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    for fault in chain:
+        text = str(fault)
+        if (isinstance(fault, OSError) and fault.errno in NO_ROOM) or any(t in text for t in _NO_ROOM_TEXT):
+            where = getattr(fault, "filename", None)
+            return ResourceError(f"the disk is full writing {where or 'the output'}; free space on that disk or "
+                                 f"choose another {option_for(where)}")
+        if isinstance(fault, MemoryError) or (isinstance(fault, (RuntimeError, OSError))
+                                              and any(t in text for t in _NO_MEMORY_TEXT)):
+            return ResourceError("out of memory: this machine has too little free memory for the command; close "
+                                 "other programs, or choose smaller sizes (--batch-size, --preset, --seq-len, "
+                                 "--pred-len)")
+    first = chain[0]
+    if isinstance(first, OSError) and first.filename is not None and first.errno is not None:
+        return UserError(f"cannot use {first.filename}: {first.strerror or 'error ' + str(first.errno)}; check "
+                         "that path and its permissions, or choose another")
+    return None

@@ -1,7 +1,8 @@
 """The `tsprune-edge` command line: thin commands over library functions.
 
 `main` is the one place where failures become one line: a ToolError prints `error: ...` and exits with its kind's
-code (tsprune_edge/errors.py), a parsing error exits 2, Ctrl-C prints one line, removes what the interrupted run
+code (tsprune_edge/errors.py), a parsing error exits 2, a full disk or exhausted memory exits 4 and a file that
+cannot be written exits 2 (`errors.from_environment`), Ctrl-C prints one line, removes what the interrupted run
 created and exits 130. Library log noise (absl, oneDNN, TF/LiteRT C++ logs, Python warnings) is silenced unless
 `--verbose` comes first.
 """
@@ -31,7 +32,7 @@ from tsprune_edge.cli import (  # noqa: E402
     report_cmd,
     sweep_cmd,
 )
-from tsprune_edge.errors import ToolError  # noqa: E402
+from tsprune_edge.errors import ToolError, from_environment  # noqa: E402
 
 app = typer.Typer(
     name="tsprune-edge",
@@ -96,6 +97,12 @@ def main(argv: list[str] | None = None) -> None:
     except ClickException as exc:
         hint = f"; see `{exc.ctx.command_path} --help`" if getattr(exc, "ctx", None) else ""
         _fail(one_line(exc.format_message()).rstrip(".") + hint, 2)
+    except Exception as exc:  # a full disk, no memory (MemoryError is an Exception), a file we may not write
+        fault = from_environment(exc, guards.output_option)
+        if fault is None:
+            raise  # a bug: its traceback is the report
+        guards.remove_created()  # nothing half-written stays
+        _fail(one_line(fault), fault.exit_code)
     except (Interrupted, KeyboardInterrupt, typer.Abort):
         if previous is not None:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short

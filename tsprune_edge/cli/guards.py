@@ -1,11 +1,13 @@
 """Checks every command runs before any expensive work: numeric ranges, and output paths that are really writable,
 are not an input, and hold nothing of the user's that would be overwritten without `--force`.
 
-It also remembers the folders this run created, so that an interrupted run removes them (and only them).
+It also remembers the folders and files this run created, so that an interrupted or failed run removes them (and
+only them), and where it writes, so that a full disk is reported against the option that chose the place.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -18,8 +20,11 @@ from tsprune_edge.errors import UserError
 SEED_MAX = 2**32 - 1  # numpy's seed range; torch takes more, numpy does not
 _SYSTEM_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
 
-# Folders this run created (and whether a finished file in them is kept on Ctrl-C): removed when interrupted.
+# Folders and files this run created (and whether a finished file in them is kept on Ctrl-C): removed when the run
+# is interrupted or fails.
 _created: list[tuple[Path, bool]] = []
+# Where this run writes, and the option that chose the place: a write that fails names that option.
+_outputs: list[tuple[Path, str]] = []
 
 
 def number(option: str, value: float | int | None, low: float | None = None, high: float | None = None, *,
@@ -116,6 +121,10 @@ def output_dir(directory: Path, *, writes: Iterable[str] = (), inputs: Iterable[
     not_an_input(targets, inputs, option)
     no_overwrite(targets, force, option)
     remember_created(directory, keep_finished)
+    remember_output(directory, option)
+    if not keep_finished:  # a run that keeps finished work (bench, fit, sweep) manages its own files
+        for target in targets:
+            remember_created(target, keep_finished)
 
 
 def output_file(path: Path, *, inputs: Iterable[Path | None] = (), force: bool = False,
@@ -125,43 +134,68 @@ def output_file(path: Path, *, inputs: Iterable[Path | None] = (), force: bool =
     not_an_input([path], inputs, option)
     no_overwrite([path], force, option)
     remember_created(path.parent, keep_finished=False)
+    remember_created(path, keep_finished=False)
+    remember_output(path.parent, option)
 
 
-def remember_created(directory: Path, keep_finished: bool) -> None:
-    """Note the outermost folder of `directory` that does not exist yet: an interrupted run removes it."""
-    real = _resolved(directory)
-    if real.exists():
+def remember_created(path: Path, keep_finished: bool) -> None:
+    """Note the outermost folder of `path` (or `path` itself) that does not exist yet: a run that is interrupted or
+    fails removes it. What exists now is never noted, so never removed."""
+    real = _resolved(path)
+    if os.path.lexists(real):
         return
     top = real
-    while not top.parent.exists():
+    while not os.path.lexists(top.parent):
         top = top.parent
     _created.append((top, keep_finished))
 
 
+def remember_output(path: Path, option: str) -> None:
+    _outputs.append((_resolved(path), option))
+
+
+def output_option(path: str | os.PathLike | None) -> str:
+    """The option that chose where `path` is written (the innermost output holding it); --out when none does."""
+    if path is None:
+        return _outputs[0][1] if _outputs else "--out"
+    real = _resolved(Path(path))
+    holding = [(len(out.parts), option) for out, option in _outputs if out == real or out in real.parents]
+    return max(holding)[1] if holding else "--out"
+
+
 def forget_created() -> None:
     _created.clear()
+    _outputs.clear()
 
 
 def remove_created() -> list[Path]:
-    """On Ctrl-C: remove the folders this run created; where finished work is kept (a bench's measured rounds, a
-    sweep's cells), only those still without a file."""
+    """On Ctrl-C or a failure: remove the folders and files this run created; where finished work is kept (a
+    bench's measured rounds, a sweep's cells), only folders still without a file."""
     removed = []
-    for folder, keep_finished in reversed(_created):
-        if not folder.is_dir():
+    for path, keep_finished in reversed(_created):
+        if path.is_symlink() or path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
             continue
-        if keep_finished and any(p.is_file() for p in folder.rglob("*")):
+        if not path.is_dir():
             continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(folder)
+        if keep_finished and any(p.is_file() for p in path.rglob("*")):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
     _created.clear()
     return removed
 
 
-def model_fits(model: str, preset: str, seq_len: int | None, label_len: int | None, pred_len: int) -> None:
-    """Build the model at these window sizes and run one tiny window through it: a seq_len shorter than a patch or
-    a segment fails here in a second, not after the data is loaded."""
+def model_fits(model: str, preset: str, seq_len: int | None, label_len: int | None, pred_len: int,
+               data: str | None = None, strict_dates: bool = False) -> None:
+    """Check the window against the rows of `data`, then build the model at these window sizes and run one tiny
+    window through it: a seq_len shorter than a patch or a segment, or a horizon far beyond the data, fails here in
+    seconds, not after training (nor by building a model that exhausts memory)."""
     import torch
 
+    from tsprune_edge.data.forecast import WindowSpec, check_length
+    from tsprune_edge.errors import from_environment
     from tsprune_edge.models import create_model, resolve_config
 
     number("--pred-len", pred_len, 1)
@@ -171,6 +205,8 @@ def model_fits(model: str, preset: str, seq_len: int | None, label_len: int | No
     if config.label_len > config.seq_len:
         raise UserError(f"--label-len {config.label_len} is longer than --seq-len {config.seq_len}; the decoder "
                         "starts inside the history")
+    if data is not None:
+        check_length(data, WindowSpec(config.seq_len, config.label_len, pred_len), strict_dates)
     preset_config = resolve_config(model, preset)
     try:
         net = create_model(model, preset, seq_len=config.seq_len, label_len=config.label_len, pred_len=pred_len)
@@ -179,7 +215,10 @@ def model_fits(model: str, preset: str, seq_len: int | None, label_len: int | No
             calendar = torch.zeros(1, config.seq_len + pred_len, len(config.calendar_features))
             with torch.no_grad():
                 net.eval()(torch.zeros(1, config.seq_len, config.enc_in), calendar)
-    except (ValueError, RuntimeError, IndexError, AssertionError) as exc:
+    except (ValueError, RuntimeError, IndexError, AssertionError, MemoryError) as exc:
+        fault = from_environment(exc, output_option)
+        if fault is not None:  # no memory for these sizes: the machine's limit, not a window the model refuses
+            raise fault from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{model} cannot take seq_len {config.seq_len}, label_len {config.label_len}, pred_len "
                         f"{pred_len} ({first[:120]}); choose other window sizes") from None
@@ -191,6 +230,7 @@ def bundle_folders(out: Path, names: Iterable[str], force: bool, option: str = "
     for name in names:
         folder = Path(out) / name
         if not folder.exists():
+            remember_created(folder, keep_finished=False)  # a half-made bundle is not left looking finished
             continue
         if not (folder / "manifest.json").is_file():
             raise UserError(f"{folder} exists and is not an export bundle; export would replace it: choose another "
@@ -260,3 +300,29 @@ def apart(out: Path, runs: Path, bundles: Iterable[str], checkpoints: Iterable[s
     if shared:
         raise UserError(f"--out {out} and --runs {runs} would share {sorted(shared)[0]}: the bundle would replace "
                         "the checkpoints; choose different folders")
+
+
+def measured_run(run: Path) -> None:
+    """A bench run the report can judge: a dense reference was measured if any variant was (every verdict is
+    against dense), and every latency a round recorded is a finite time above 0. Checked before any row is made, so
+    that such a run is one line, not a table of dashes or a division by zero."""
+    from tsprune_edge.report.verdict import load_run
+    from tsprune_edge.variants import DENSE, PROBE_VARIANT
+
+    summary = load_run(run)
+    bundles = {item["bundle"] for item in summary["items"]}
+    if bundles - {DENSE, PROBE_VARIANT} and DENSE not in bundles:
+        raise UserError(f"{run} holds no measurement of the {DENSE} bundle, the reference each variant is judged "
+                        f"against; bench again with OUT/{DENSE} (from `tsprune-edge export`) in --artifacts")
+    for item in summary["items"]:
+        for path in sorted((Path(run) / "raw").glob(f"{item['id']}__r*.json")):
+            result = json.loads(path.read_text())
+            if "error" in result or "latency" not in result:
+                continue  # a failed round: the report flags it
+            listed = result.get("latencies_s")
+            values = [result["latency"]["p50"], *(listed if isinstance(listed, list) else [])]
+            bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))
+                        or not math.isfinite(v) or v <= 0), None)
+            if bad is not None:
+                raise UserError(f"{path}: a latency of {bad!r} s is not a measurement (each is a time above 0); "
+                                f"the file is damaged: run `tsprune-edge bench` again for {run}")

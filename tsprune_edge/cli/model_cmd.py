@@ -45,7 +45,7 @@ def train_command(
     guards.number("--batch-size", batch_size, 1)
     guards.number("--lr", lr, 0, low_open=True)
     guards.seed(seed)
-    guards.model_fits(model, preset, seq_len, label_len, pred_len)
+    guards.model_fits(model, preset, seq_len, label_len, pred_len, data=data, strict_dates=strict_dates)
     guards.output_dir(out, writes=("model.pt", "metrics.json"), inputs=[Path(data)], force=force)
     metrics = train_to_dir(model=model, data=data, pred_len=pred_len, preset=preset, features=features,
                            target=target, seq_len=seq_len, label_len=label_len, epochs=epochs,

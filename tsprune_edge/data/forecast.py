@@ -178,7 +178,36 @@ def recognise(path: Path, digest: str, table: SeriesTable) -> tuple[DatasetSpec 
                        "for figures comparable with the literature",)
 
 
+# The last dataset read, keyed by its name and the file's identity: the early length check and the training that
+# follows read a large CSV once.
+_last: tuple[tuple, _Resolved] | None = None
+
+
+def _identity(data: str) -> tuple | None:
+    """What changes when the file behind `data` changes (None: it does not exist yet, nothing to reuse)."""
+    if data == SYNTHETIC:
+        return ()
+    path = data_dir() / DATASETS[data].filename if data in DATASETS else Path(data)
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (str(path.resolve()), info.st_ino, info.st_size, info.st_mtime_ns)
+
+
 def _resolve(data: str, strict_dates: bool) -> _Resolved:
+    """`_read` once per file: a second call for the same unchanged file reuses the first's table."""
+    global _last
+    identity = _identity(data)
+    key = (data, strict_dates, identity)
+    if identity is not None and _last is not None and _last[0] == key:
+        return _last[1]
+    resolved = _read(data, strict_dates)
+    _last = (key, resolved) if identity is not None else None
+    return resolved
+
+
+def _read(data: str, strict_dates: bool) -> _Resolved:
     """Load a built-in, registered or CSV-path dataset with the split rule, target and step that apply to it."""
     if data == SYNTHETIC:
         return _Resolved(synthetic_table(), Source(SYNTHETIC, None, None), None, "built-in synthetic", ())
@@ -220,6 +249,28 @@ def check_dates(data: str, strict: bool) -> tuple[str, ...]:
     return _resolve(data, strict).all_notices
 
 
+def check_length(data: str, windows: WindowSpec, strict_dates: bool = False) -> None:
+    """Refuse windows longer than a split of `data` holds, from the rows alone: in the time it takes to read the
+    file, before a model is built or trained for a horizon the data cannot give."""
+    windows.check()
+    resolved = _resolve(data, strict_dates)
+    _borders(resolved, resolved.spec.split if resolved.spec else "ratio", windows)
+
+
+def _borders(resolved: _Resolved, split: str, windows: WindowSpec) -> list[tuple[int, int]]:
+    """The split borders, each split long enough for one window."""
+    name, rows = resolved.source.name, len(resolved.table.dates)
+    if rows < 2:
+        raise UserError(f"{name} has {rows} rows; a forecast needs far more")
+    borders = split_borders(rows, split, windows.seq_len)
+    need = windows.seq_len + windows.pred_len
+    for part, (start, end) in zip(SPLITS, borders, strict=True):
+        if end - start < need:
+            raise UserError(f"{name} has too few rows for seq_len {windows.seq_len} + pred_len "
+                            f"{windows.pred_len}: its {part} split holds {end - start} rows, needs at least {need}")
+    return borders
+
+
 def load_forecast_data(data: str, windows: WindowSpec, features: str = "M", target: str | None = None,
                        expected_sha256: str | None = None, strict_dates: bool = False) -> ForecastData:
     """Everything training, evaluation and export need to draw windows from `data`; `notices` holds what the user
@@ -237,15 +288,8 @@ def load_forecast_data(data: str, windows: WindowSpec, features: str = "M", targ
         if features != "M" or target != default_target:
             raise UserError(f"target column {target!r} is not in {source.name}; columns: {', '.join(table.columns)}")
         target = table.columns[-1]
-    if len(table.dates) < 2:
-        raise UserError(f"{source.name} has {len(table.dates)} rows; a forecast needs far more")
+    borders = _borders(resolved, split, windows)
     step = spec.step_seconds if spec else int(np.median(np.diff(table.dates).astype(np.int64)))
-    borders = split_borders(len(table.dates), split, windows.seq_len)
-    need = windows.seq_len + windows.pred_len
-    for name, (start, end) in zip(SPLITS, borders, strict=True):
-        if end - start < need:
-            raise UserError(f"{source.name} has too few rows for seq_len {windows.seq_len} + pred_len "
-                            f"{windows.pred_len}: its {name} split holds {end - start} rows, needs at least {need}")
     train_rows = table.values[borders[0][0]:borders[0][1]]
     with np.errstate(over="ignore", invalid="ignore"):
         mean = train_rows.mean(axis=0)
