@@ -249,19 +249,33 @@ def test_devices_check_leaves_a_folder_it_did_not_make(cli, tmp_path, monkeypatc
 
 # --- cheap checks first -----------------------------------------------------------------------------------------------
 
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+
 def test_a_horizon_far_beyond_the_data_is_refused_at_once(tmp_path):
     """Under a 4 GiB address-space limit, as on a small machine: refused from the rows alone, before a model for
     that horizon is built (which exhausts the memory and was blamed on the window sizes)."""
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
-
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "tsprune_edge", "train", "--pred-len", "20000", "--out", "o"],
-                          cwd=tmp_path, capture_output=True, text=True, preexec_fn=limit, timeout=300)
+                          cwd=tmp_path, capture_output=True, text=True, preexec_fn=_limit_memory, timeout=300)
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.splitlines() == ["error: synthetic has too few rows for seq_len 96 + pred_len 20000: its "
                                         "train split holds 6132 rows, needs at least 20096"], done.stderr[-2000:]
     assert time.monotonic() - started < 60
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_running_out_of_memory_is_one_line_naming_the_limit(tmp_path):
+    """A batch far too big for a 4 GiB address-space limit: exit 4 and the limit, not a traceback."""
+    done = subprocess.run([sys.executable, "-m", "tsprune_edge", "train", "--batch-size", "6000", "--epochs", "1",
+                           "--out", "o"], cwd=tmp_path, capture_output=True, text=True, preexec_fn=_limit_memory,
+                          timeout=300)
+    assert done.returncode == 4, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: out of memory (an allocation of "), lines
+    assert "under this process's 4.0 GiB address-space limit (ulimit -v)" in lines[0], lines[0]
     assert list(tmp_path.iterdir()) == []
 
 

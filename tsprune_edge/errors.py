@@ -5,6 +5,7 @@ out of room"."""
 from __future__ import annotations
 
 import errno
+import re
 from collections.abc import Callable
 
 
@@ -55,11 +56,21 @@ def from_environment(exc: BaseException, option_for: Callable[[str | None], str]
                                  f"choose another {option_for(where)}")
         if isinstance(fault, MemoryError) or (isinstance(fault, (RuntimeError, OSError))
                                               and any(t in text for t in _NO_MEMORY_TEXT)):
-            return ResourceError("out of memory: this machine has too little free memory for the command; close "
-                                 "other programs, or choose smaller sizes (--batch-size, --preset, --seq-len, "
-                                 "--pred-len)")
+            return ResourceError(f"out of memory ({_memory_limit(text)}); close other programs, raise the limit, or "
+                                 "choose smaller sizes (--batch-size, --preset, --seq-len, --pred-len)")
     first = chain[0]
     if isinstance(first, OSError) and first.filename is not None and first.errno is not None:
         return UserError(f"cannot use {first.filename}: {first.strerror or 'error ' + str(first.errno)}; check "
                          "that path and its permissions, or choose another")
     return None
+
+
+def _memory_limit(text: str) -> str:
+    """What failed and under which limit: the allocation torch reports, and `ulimit -v` where one is set."""
+    import resource
+
+    tried = re.search(r"allocate (\d+) bytes", text)
+    what = f"an allocation of {int(tried[1]) / 2**20:,.0f} MiB failed" if tried else "an allocation failed"
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return what + (f" under this process's {soft / 2**30:.1f} GiB address-space limit (ulimit -v)"
+                   if soft != resource.RLIM_INFINITY else " with the machine's memory in use")
