@@ -13,11 +13,12 @@ BUNDLE_VERSION = 1
 MANIFEST = "manifest.json"
 
 _NUMBER = (int, float)
+_FACT = (int, float, type(None))  # model facts a probe does not have (its density) are null
 # What the bench reads from a manifest (bench.json's bundle facts and the plan), as (path, allowed types): a
 # manifest of the right version but another shape is refused in one line naming the field, not a traceback.
 _BENCH_FIELDS = (
-    (("model",), dict), (("model", "name"), str), (("model", "parameters"), _NUMBER),
-    (("model", "nonzero_parameters"), _NUMBER), (("model", "density"), _NUMBER), (("model", "macs"), _NUMBER),
+    (("model",), dict), (("model", "name"), str), (("model", "parameters"), _FACT),
+    (("model", "nonzero_parameters"), _FACT), (("model", "density"), _FACT), (("model", "macs"), _FACT),
     (("data",), dict), (("data", "name"), str),
     (("pruning",), (dict, type(None))), (("quantization",), (dict, type(None))), (("artifacts",), dict),
 )
