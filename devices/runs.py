@@ -18,6 +18,7 @@ no live bench holds.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import glob
 import itertools
@@ -178,8 +179,9 @@ class RunFolder:
     """A run folder this process holds: made by it (`fresh`) or taken up to resume. Its lock is held until
     `release`; `owner` is the token of the bench that made it (the board folder carries it too)."""
 
-    def __init__(self, path: Path, fresh: bool, owner: str, lock: int) -> None:
+    def __init__(self, path: Path, fresh: bool, owner: str, lock: int, made_results: bool = False) -> None:
         self.path, self.fresh, self.owner, self._lock = path, fresh, owner, lock
+        self._made_results = made_results  # the results folder too was made for this run
 
     def release(self) -> None:
         if self._lock >= 0:
@@ -190,6 +192,9 @@ class RunFolder:
         """Remove a fresh folder that measured nothing, if its owner mark proves it is this run's."""
         if self.fresh and read_owner(self.path) == self.owner:
             shutil.rmtree(self.path, ignore_errors=True)
+            if self._made_results:
+                with contextlib.suppress(OSError):  # another bench's run may be in it by now: then it stays
+                    self.path.parent.rmdir()
 
     def __enter__(self) -> RunFolder:
         return self
@@ -204,18 +209,20 @@ def claim(results: Path, device: str, resume: bool) -> RunFolder:
 
 
 def _create(results: Path, device: str) -> RunFolder:
-    results.mkdir(parents=True, exist_ok=True)
+    made_results = not results.exists()
     base = f"{device}-{time.strftime('%Y%m%d-%H%M%S')}"
     for n in itertools.count(1):  # mkdir is atomic: of two benches in one second, one gets the -2 name
         path = results / (base if n == 1 else f"{base}-{n}")
+        results.mkdir(parents=True, exist_ok=True)
         try:
             path.mkdir()
         except FileExistsError:
             continue
         break
     lock = _try_lock(path)
-    assert lock is not None, "nobody else can hold a folder made just now"
-    return RunFolder(path, True, _write_owner(path), lock)
+    if lock is None:  # cannot happen: nobody else made this folder
+        raise UserError(f"{path} was made just now and is locked already; run the bench again")
+    return RunFolder(path, True, _write_owner(path), lock, made_results)
 
 
 def _take_unfinished(results: Path, device: str) -> RunFolder:
