@@ -134,7 +134,8 @@ def _measure(run: runs.RunFolder, transport: Transport, profile: DeviceProfile, 
     runs.write_bench(run_dir, summary)
     runs.write_state(run_dir, {**state, "status": runs.DONE})
     if not request.keep and not remove_board_folder(transport, remote, run.owner):
-        console.print(f"kept {remote} on {profile.name}: it does not carry this run's owner mark")
+        console.print(f"kept {remote} on {profile.name}: the board did not answer, or the folder does not carry "
+                      "this run's owner mark")
     return summary
 
 
