@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 from train_baselines import machine
 
+from tsprune_edge.devices.runs import DEFAULT_ROUNDS
 from tsprune_edge.report.coverage import Scenario, run_log_speedups, simulate
-from tsprune_edge.report.stats import DEFAULT_ROUNDS, speedup_interval
+from tsprune_edge.report.stats import speedup_interval
 from tsprune_edge.report.verdict import load_rounds
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -35,8 +35,8 @@ from pathlib import Path
 from rich.console import Console
 from train_baselines import machine
 
+from tsprune_edge.devices.runs import DEFAULT_ROUNDS
 from tsprune_edge.report.render import interval_text
-from tsprune_edge.report.stats import DEFAULT_ROUNDS
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -84,8 +84,10 @@ def twin_checkpoint(pruned: Path, target: Path) -> None:
 
 def bench_twin(spec, work: Path, model: str, console: Console) -> Path | None:
     """structured-0.5 and its narrow twin in one interleaved run; returns the run folder."""
-    from tsprune_edge.devices.bench import bench, unfinished_run
+    from tsprune_edge.devices.bench import bench
+    from tsprune_edge.devices.runs import unfinished_run
     from tsprune_edge.export.bundle import ExportRequest, write_bundles
+    from tsprune_edge.report.verdict import undecided
 
     sweep = work / "sweep"
     pruned = sweep / "export" / model / "structured-0.5"
@@ -103,7 +105,7 @@ def bench_twin(spec, work: Path, model: str, console: Console) -> Path | None:
     shutil.rmtree(artifacts / "structured-0.5", ignore_errors=True)
     shutil.copytree(pruned, artifacts / "structured-0.5")
     resume = unfinished_run(results, spec.device) is not None
-    summary = bench(spec.bench_request(artifacts, results, resume=resume), console=console)
+    summary = bench(spec.bench_request(artifacts, results, resume=resume), console=console, more_rounds=undecided)
     return results / summary["run_id"]
 
 

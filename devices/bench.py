@@ -11,27 +11,26 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
-from tsprune_edge.atomic import write_json_atomic
+from tsprune_edge.devices import runs
 from tsprune_edge.devices.agent import ITEM_ID
-from tsprune_edge.devices.profiles import DeviceProfile, load_profile
+from tsprune_edge.devices.profiles import FORMAT_RUNTIMES, DeviceProfile, load_profile
 from tsprune_edge.devices.progress import BenchProgress
 from tsprune_edge.devices.readings import throttled
+from tsprune_edge.devices.runs import DEFAULT_ROUNDS
 from tsprune_edge.devices.transport import LocalTransport, SshTransport, Transport
-from tsprune_edge.errors import UserError
-from tsprune_edge.export.bundle import MANIFEST, load_manifest
-from tsprune_edge.report.stats import DEFAULT_ROUNDS
-from tsprune_edge.report.verdict import undecided
+from tsprune_edge.errors import ToolError, UserError
+from tsprune_edge.export.manifest import MANIFEST, load_bench_manifest
 
 AGENT = Path(__file__).with_name("agent.py")
-FORMAT_RUNTIMES = {"onnx": ("onnxruntime",), "tflite": ("tflite_runtime", "ai_edge_litert")}
+RoundRule = Callable[[Path], list[str]]  # run folder -> the item ids another round could still decide
 RUNTIME_CHOICES = {"onnxruntime": "onnx", "tflite": "tflite"}
 TENSORRT = "tensorrt"  # measured by the agent with trtexec, beside onnxruntime, where the profile asks
 STEP_TIMEOUT = 300.0
@@ -70,55 +69,73 @@ class BenchRequest:
             raise UserError(f"--max-rounds ({self.max_rounds}) must be at least --rounds ({self.rounds})")
 
 
-def bench(request: BenchRequest, console: Console | None = None) -> dict:
-    """Measure every bundle under `request.artifacts` on the device; returns the summary written to bench.json."""
+def bench(request: BenchRequest, console: Console | None = None, more_rounds: RoundRule | None = None) -> dict:
+    """Measure every bundle under `request.artifacts` on the device; returns the summary written to bench.json.
+
+    `more_rounds` is the rule for adding rounds: given the run folder, the ids a further round could still decide
+    (one round more while it names any, up to `request.max_rounds`); None measures exactly `request.rounds`."""
     console = console or Console(stderr=True)
     request.validate()
     profile = load_profile(request.device)
     with open_transport(profile, request) as transport:  # the host is checked here; nothing connects yet
-        run_dir = _run_dir(request, profile)  # checked (resume) before connecting, created once the board answered
-        bundles = find_bundles(request.artifacts)
-        refuse_unreadable(bundles, profile, request)  # before connecting: a bundle the board cannot read
-        remote = remote_folder(profile, run_dir)
-        _step(transport, ["mkdir", "-p", remote], "create the run folder")
-        fresh = not run_dir.exists()
-        run_dir.mkdir(parents=True, exist_ok=True)
+        taken = runs.claim(request.results, profile.name, resume=True) if request.resume else None
         try:
-            state, preflight, plan = _prepare(transport, profile, request, bundles, run_dir, remote, console)
-        except BaseException:  # a fresh run measured nothing yet: leave nothing behind, here or on the board
-            if fresh:
-                transport.run(["rm", "-rf", remote], timeout=STEP_TIMEOUT)
-                shutil.rmtree(run_dir, ignore_errors=True)
+            bundles = find_bundles(request.artifacts)
+            refuse_unreadable(bundles, profile, request)  # before connecting: a bundle the board cannot read
+            run = taken or runs.claim(request.results, profile.name, resume=False)
+        except BaseException:
+            if taken:
+                taken.release()
             raise
-        try:
+        with run:  # this bench's alone until it returns: another one neither shares nor resumes it
+            return _measure(run, transport, profile, request, bundles, console, more_rounds)
+
+
+def _measure(run: runs.RunFolder, transport: Transport, profile: DeviceProfile, request: BenchRequest,
+             bundles: dict[str, dict], console: Console, more_rounds: RoundRule | None) -> dict:
+    """The run in a folder this bench holds: board folder, preparation, rounds, fetch, summary, clean-up."""
+    run_dir = run.path
+    remote = remote_folder(profile, run_dir)
+    try:
+        made = board_folder(transport, remote, run)
+        if made and not run.fresh:  # the board lost the folder: give it back what was measured, not measure again
+            restore_results(transport, run_dir, remote)
+        state, preflight, plan = _prepare(transport, profile, request, bundles, run_dir, remote, console)
+    except BaseException:  # a fresh run measured nothing yet: leave nothing behind, here or on the board
+        if run.fresh:
+            remove_board_folder(transport, remote, run.owner)
+            run.discard()
+        raise
+    try:
+        agent_summary = run_plan(transport, profile, remote, _run_budget(plan), console)
+        while more_rounds and plan["rounds"] < (request.max_rounds or 0):  # one more round while one is open
+            still = more_rounds(run_dir) if _fetch(transport, remote, run_dir, console) is not None else []
+            if not still:
+                break
+            plan["rounds"] += 1
+            console.print(f"undecided after {plan['rounds'] - 1} rounds: {', '.join(still)}; adding round "
+                          f"{plan['rounds']} of at most {request.max_rounds}")
+            transport.put([runs.write_plan(run_dir, plan)], remote, STEP_TIMEOUT)
             agent_summary = run_plan(transport, profile, remote, _run_budget(plan), console)
-            while plan["rounds"] < (request.max_rounds or 0):  # adaptive: one more round while a verdict is open
-                still = undecided(run_dir) if _fetch(transport, remote, run_dir, console) is not None else []
-                if not still:
-                    break
-                plan["rounds"] += 1
-                console.print(f"undecided after {plan['rounds'] - 1} rounds: {', '.join(still)}; adding round "
-                              f"{plan['rounds']} of at most {request.max_rounds}")
-                write_json_atomic(run_dir / "plan.json", plan)
-                transport.put([run_dir / "plan.json"], remote, STEP_TIMEOUT)
-                agent_summary = run_plan(transport, profile, remote, _run_budget(plan), console)
-        finally:  # whatever the board measured comes back, also when the connection dropped mid-run
-            fetched = _fetch(transport, remote, run_dir, console)
-            state.update(status="fetched" if fetched is not None else "unfetched", fetched=fetched)
-            write_json_atomic(run_dir / "state.json", state)
-        if fetched is None:
-            raise UserError(f"the results stay on {profile.name} in {remote}: they could not be fetched; "
-                            "run the same bench with --resume")
-        summary = summarize_run(run_dir, profile, transport.name, preflight, plan, agent_summary)
-        summary["undecided"] = undecided(run_dir)
+    finally:  # whatever the board measured comes back, also when the connection dropped mid-run
+        fetched = _fetch(transport, remote, run_dir, console)
+        state.update(status="fetched" if fetched is not None else "unfetched", fetched=fetched)
+        runs.write_state(run_dir, state)
+    if fetched is None:
+        raise UserError(f"the results stay on {profile.name} in {remote}: they could not be fetched; "
+                        "run the same bench with --resume")
+    summary = summarize_run(run_dir, profile, transport.name, preflight, plan, agent_summary)
+    if more_rounds:
+        summary["undecided"] = more_rounds(run_dir)
         if summary["undecided"] and request.max_rounds:
             console.print(f"stopped undecided after {plan['rounds']} rounds (--max-rounds {request.max_rounds}): "
                           f"{', '.join(summary['undecided'])}")
-        summary["bundles"] = {name: bundle_facts(b["manifest"]) for name, b in bundles.items()}
-        write_json_atomic(run_dir / "bench.json", summary)
-        write_json_atomic(run_dir / "state.json", {**state, "status": "done"})
-        if not request.keep:
-            _step(transport, ["rm", "-rf", remote], "remove the run folder")
+    summary["bundles"] = {name: bundle_facts(b["manifest"]) for name, b in bundles.items()}
+    runs.write_bench(run_dir, summary)
+    runs.write_state(run_dir, {**state, "status": runs.DONE})
+    if not request.keep and not remove_board_folder(transport, remote, run.owner):
+        console.print(f"kept {remote} on {profile.name}: the board did not answer, or the folder does not carry "
+                      "this run's owner mark")
     return summary
 
 
@@ -127,17 +144,17 @@ def _prepare(transport: Transport, profile: DeviceProfile, request: BenchRequest
     """Agent, preflight, plan, bundles copied and verified on the board: everything before the first measurement."""
     state = {"run_id": run_dir.name, "device": profile.name, "transport": transport.name, "remote_dir": remote,
              "status": "started"}
-    write_json_atomic(run_dir / "state.json", state)
+    runs.write_state(run_dir, state)
     console.print(f"bench {run_dir.name}: {len(bundles)} bundles on {profile.name} via {transport.name}")
     transport.put([AGENT], remote, STEP_TIMEOUT)
     preflight = run_preflight(transport, profile, remote, request)
-    write_json_atomic(run_dir / "preflight.json", preflight)
+    runs.write_preflight(run_dir, preflight)
     for warning in power_warnings(preflight):
         console.print(f"warning: {warning}")
     plan = make_plan(bundles, profile, request, preflight)
-    write_json_atomic(run_dir / "plan.json", plan)
+    plan_file = runs.write_plan(run_dir, plan)
     console.print(f"copying {len(bundles)} bundles, then {len(plan['items'])} measurements x {request.rounds} rounds")
-    transport.put([*(b["path"] for b in bundles.values()), run_dir / "plan.json"], remote, STEP_TIMEOUT)
+    transport.put([*(b["path"] for b in bundles.values()), plan_file], remote, STEP_TIMEOUT)
     for name in bundles:
         verify_on_board(transport, profile, remote, name)
     return state, preflight, plan
@@ -152,7 +169,7 @@ def find_bundles(artifacts: Path) -> dict[str, dict]:
         if not ITEM_ID.fullmatch(folder.name):
             raise UserError(f"bundle folder {folder} has a name the board agent refuses: use only letters, digits "
                             f"and . _ - (rename it, e.g. to {re.sub(r'[^A-Za-z0-9._-]', '_', folder.name)})")
-    bundles = {f.name: {"path": f, "manifest": load_manifest(f)} for f in folders}
+    bundles = {f.name: {"path": f, "manifest": load_bench_manifest(f)} for f in folders}
     return dict(sorted(bundles.items(), key=lambda item: (item[0] != "dense", item[0])))
 
 
@@ -160,9 +177,9 @@ def refuse_unreadable(bundles: dict[str, dict], profile: DeviceProfile, request:
     """Before connecting: refuse ONNX files newer than the board's runtimes read (opset, IR), and a bench in which
     no requested format has a runtime on the board; each says which command fixes it."""
     formats = [RUNTIME_CHOICES[choice] for choice in request.runtimes]
-    runnable = [f for f in formats if set(FORMAT_RUNTIMES[f]) & set(profile.runtimes)]
+    runnable = [f for f in formats if f in profile.readable_formats()]
     if not any(f in b["manifest"]["artifacts"] for f in runnable for b in bundles.values()):
-        readable = ", ".join(f for f in FORMAT_RUNTIMES if set(FORMAT_RUNTIMES[f]) & set(profile.runtimes))
+        readable = ", ".join(profile.readable_formats())
         raise UserError(f"{profile.name} has no runtime for the {' or '.join(formats)} artifacts asked for (its "
                         f"runtimes: {', '.join(profile.runtimes)}); export {readable or 'a format it reads'} with "
                         f"`tsprune-edge export --device {profile.name}` and bench with --runtime onnxruntime")
@@ -181,36 +198,10 @@ def refuse_unreadable(bundles: dict[str, dict], profile: DeviceProfile, request:
 
 
 def open_transport(profile: DeviceProfile, request: BenchRequest) -> Transport:
-    if profile.local:
-        if request.host:
-            raise UserError(f"--device {profile.name} is measured on this machine; drop --host or choose a board")
+    host = profile.destination(request.host)
+    if host is None:
         return LocalTransport()
-    host = request.host or profile.host
-    if not host:
-        raise UserError(f"--device {profile.name} is a remote board: pass --host user@address (or set host in its "
-                        "profile)")
     return SshTransport(host, ssh_config=request.ssh_config, accept_new_host_key=request.accept_new_host_key)
-
-
-def unfinished_run(results: Path, device: str) -> Path | None:
-    """The latest run of `device` under `results` that did not finish, which `--resume` would take up."""
-    candidates = sorted(p.parent for p in Path(results).glob(f"{device}-*/state.json")
-                        if json.loads(p.read_text()).get("status") != "done")
-    return candidates[-1] if candidates else None
-
-
-def _run_dir(request: BenchRequest, profile: DeviceProfile) -> Path:
-    """A fresh results/<device>-<time>/ folder, or with --resume the latest one of this device not yet done."""
-    root = Path(request.results)
-    if request.resume:
-        unfinished = unfinished_run(root, profile.name)
-        if unfinished is None:
-            raise UserError(f"nothing to resume for {profile.name} under {root}; run the bench without --resume")
-        return unfinished
-    run_dir = root / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if run_dir.exists():
-        raise UserError(f"{run_dir} exists already; wait a second or choose another --results")
-    return run_dir
 
 
 def remote_folder(profile: DeviceProfile, run_dir: Path) -> str:
@@ -221,11 +212,48 @@ def remote_folder(profile: DeviceProfile, run_dir: Path) -> str:
     return f"{profile.workdir.rstrip('/')}/{run_dir.name}-{digest}"
 
 
-def _step(transport: Transport, argv: list[str], what: str) -> str:
-    done = transport.run(argv, timeout=STEP_TIMEOUT)
+# The board folder carries the owner token of the run that made it; it is removed only where the token matches, so
+# a bench never removes a folder it did not make. Positional parameters: $1 the work folder, $2 the run's folder, $3
+# the token. `set -C`: the mark is created, never written over.
+OWNER_MARK = ".tsprune-owner"
+_MAKE = f'mkdir -p -- "$1" && mkdir -- "$2" && (set -C && printf "%s\\n" "$3" > "$2/{OWNER_MARK}")'
+_TAKE_UP = (f'if [ -d "$2" ]; then if [ -e "$2/{OWNER_MARK}" ]; then [ "$(cat -- "$2/{OWNER_MARK}")" = "$3" ] || '
+            f'exit 3; else printf "%s\\n" "$3" > "$2/{OWNER_MARK}"; fi; echo kept; else {_MAKE} && echo made; fi')
+_REMOVE = f'[ "$(cat -- "$2/{OWNER_MARK}" 2>/dev/null)" = "$3" ] && rm -rf -- "$2"'
+
+
+def _board_shell(transport: Transport, script: str, remote: str, owner: str):
+    parent = remote.rsplit("/", 1)[0] or "/"
+    return transport.run(["sh", "-c", script, "sh", parent, remote, owner], timeout=STEP_TIMEOUT)
+
+
+def board_folder(transport: Transport, remote: str, run: runs.RunFolder) -> bool:
+    """Make the run's folder on the board (a fresh run: it must not exist yet), or take it up again (resume: it must
+    carry this run's owner mark, or none from before marks). True when it was made now."""
+    done = _board_shell(transport, _TAKE_UP if not run.fresh else _MAKE, remote, run.owner)
+    if done.returncode == 3:
+        raise UserError(f"the board's {remote} carries another run's owner mark: it is not this run's; remove it "
+                        "there if no bench uses it, or run the bench without --resume")
     if done.returncode != 0:
-        raise UserError(f"the board could not {what}: {_first_line(done.stderr) or f'exit {done.returncode}'}")
-    return done.stdout.decode(errors="replace") if isinstance(done.stdout, bytes) else done.stdout
+        raise UserError(f"the board could not create the run folder {remote}: "
+                        f"{_first_line(done.stderr) or f'exit {done.returncode}'}")
+    return run.fresh or b"made" in (done.stdout or b"")
+
+
+def remove_board_folder(transport: Transport, remote: str, owner: str) -> bool:
+    """Remove the run's folder on the board if it carries `owner`'s mark; False where it was kept (not ours, or the
+    board could not be reached: this runs on failure paths too)."""
+    try:
+        return _board_shell(transport, _REMOVE, remote, owner).returncode == 0
+    except ToolError:
+        return False
+
+
+def restore_results(transport: Transport, run_dir: Path, remote: str) -> None:
+    """Copy the measurements fetched earlier back into a board folder made anew, so the agent skips them."""
+    measured = [p for p in runs.all_round_paths(run_dir) if "error" not in runs.read_round(p)]
+    if measured:
+        transport.put(measured, f"{remote}/results", STEP_TIMEOUT)
 
 
 def run_preflight(transport: Transport, profile: DeviceProfile, remote: str, request: BenchRequest) -> dict:
@@ -361,11 +389,11 @@ def _fetch(transport: Transport, remote: str, run_dir: Path, console: Console) -
     """Bring back whatever the board measured so far: the number of result files, None if the board could not be
     reached. Never raises: it runs on the failure path too."""
     try:
-        transport.get(f"{remote}/results", run_dir / "raw", STEP_TIMEOUT)
+        transport.get(f"{remote}/results", run_dir / runs.RAW, STEP_TIMEOUT)
     except UserError as exc:
         console.print(f"could not fetch the results: {exc}")
         return None
-    return len(list((run_dir / "raw").glob("*__r*.json")))
+    return len(runs.all_round_paths(run_dir))
 
 
 def summarize_run(run_dir: Path, profile: DeviceProfile, transport: str, preflight: dict, plan: dict,
@@ -373,9 +401,9 @@ def summarize_run(run_dir: Path, profile: DeviceProfile, transport: str, preflig
     """Per item, the rounds pooled: medians of the per-round percentiles, their spread, memory, correctness, and
     the board's accuracy on the test split where it was measured."""
     items, power = [], power_warnings(preflight)  # a Jetson not at full power spoils every row measured so
-    order = _order(run_dir)
+    order = runs.read_order(run_dir)
     for item in plan["items"]:
-        rounds = {number: json.loads(p.read_text()) for number, p in _round_files(run_dir / "raw", item["id"])}
+        rounds = runs.read_rounds(run_dir, item["id"])
         good = [r for r in rounds.values() if "error" not in r]
         items.append({**{k: item[k] for k in ("id", "bundle", "format", "runtime", "threads", "precision")
                          if k in item},
@@ -391,20 +419,6 @@ def summarize_run(run_dir: Path, profile: DeviceProfile, transport: str, preflig
             "machine": preflight["machine"], "emulated": emulated,
             "timing_label": "emulated (qemu): not a board's timing" if emulated else "measured on the board",
             "plan": plan, "agent": agent_summary, "order": order, "items": items}
-
-
-def _round_files(raw: Path, item_id: str) -> list[tuple[int, Path]]:
-    """(round, file) of an item's results, in round order (r2 before r10)."""
-    return sorted((int(p.stem.rsplit("__r", 1)[1]), p) for p in raw.glob(f"{item_id}__r*.json"))
-
-
-def _order(run_dir: Path) -> dict:
-    """The order the board ran each round in, as its run.json records it (the agent rotates it every round)."""
-    path = run_dir / "raw" / "run.json"
-    record = json.loads(path.read_text()) if path.is_file() else {}
-    if "orders" not in record:
-        return {}
-    return {"rule": record.get("order_rule"), "rounds": record["orders"]}
 
 
 def _agent_facts(rounds: dict[int, dict]) -> dict:

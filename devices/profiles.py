@@ -25,6 +25,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 RUNTIMES = ("onnxruntime", "tflite_runtime", "ai_edge_litert")
+# The runtime modules that run each artifact format (the board agent keeps its own copy: it runs alone there).
+FORMAT_RUNTIMES = {"onnx": ("onnxruntime",), "tflite": ("tflite_runtime", "ai_edge_litert")}
 TENSORRT_PRECISIONS = ("fp32", "fp16")
 
 
@@ -63,6 +65,22 @@ class DeviceProfile:
 
     def interpreter(self, runtime: str) -> str:
         return self.interpreters.get(runtime, self.python)
+
+    def readable_formats(self) -> tuple[str, ...]:
+        """The artifact formats this board has a runtime for."""
+        return tuple(f for f, runtimes in FORMAT_RUNTIMES.items() if set(runtimes) & set(self.runtimes))
+
+    def destination(self, host: str | None) -> str | None:
+        """The SSH destination to reach this board (None: it is this machine), checked before any work: a remote
+        board needs a host, this machine takes none."""
+        if self.local:
+            if host:
+                raise UserError(f"--device {self.name} is measured on this machine; drop --host or choose a board")
+            return None
+        if not (host or self.host):
+            raise UserError(f"--device {self.name} is a remote board: pass --host user@address (or set host in its "
+                            "profile)")
+        return host or self.host
 
     def export_fields(self) -> dict:
         """The ExportRequest fields this board decides: the ONNX level and encoding its runtimes load."""

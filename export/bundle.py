@@ -33,6 +33,7 @@ from tsprune_edge.data.fetch import sha256_of
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.artifacts import DEFAULT_OPSET, check_opset, export_onnx, export_tflite
 from tsprune_edge.export.encodings import Validator
+from tsprune_edge.export.manifest import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST
 from tsprune_edge.export.onnx_level import read_level, readers_record
 from tsprune_edge.export.onnx_sparse import compress_onnx
 from tsprune_edge.export.probe import (
@@ -65,9 +66,6 @@ from tsprune_edge.prune.analysis import summarize
 from tsprune_edge.variants import DENSE, PROBE_VARIANT
 from tsprune_edge.workflow import checkpoint_data, training_budget
 
-BUNDLE_FORMAT = "tsprune-edge/bundle"
-BUNDLE_VERSION = 1
-MANIFEST = "manifest.json"
 FORMATS = ("onnx", "tflite")
 QUANTIZATIONS = ("int8",)
 FP32_TOLERANCE = 1e-4
@@ -377,17 +375,3 @@ def _file_facts(path: Path, zstd: bool = True) -> dict:
     if zstd:
         facts["zstd_bytes"] = len(zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data))
     return facts
-
-
-def load_manifest(directory: Path) -> dict:
-    """A bundle's manifest, refused with one line if the folder is not a bundle this version reads."""
-    path = Path(directory) / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{directory} is not an export bundle ({MANIFEST}: {exc.__class__.__name__}); "
-                        "write one with `tsprune-edge export`") from None
-    if manifest.get("format") != BUNDLE_FORMAT or manifest.get("version") != BUNDLE_VERSION:
-        raise UserError(f"{path} is not a version {BUNDLE_VERSION} {BUNDLE_FORMAT} manifest")
-    return manifest
-

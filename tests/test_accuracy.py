@@ -17,7 +17,7 @@ from tsprune_edge.checkpoint import load_checkpoint
 from tsprune_edge.data import WindowSpec, load_forecast_data
 from tsprune_edge.devices import agent
 from tsprune_edge.devices.bench import bundle_facts
-from tsprune_edge.export.bundle import load_manifest
+from tsprune_edge.export.manifest import load_manifest
 from tsprune_edge.export.reference import save_test_split
 
 NO_SPLIT = "bundle has no test split: re-export it with this version of tsprune-edge"

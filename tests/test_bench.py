@@ -89,7 +89,7 @@ def test_the_percall_probe_has_the_deployment_signature_and_reads_both_inputs(bu
     folded it to a constant."""
     import numpy as np
 
-    from tsprune_edge.export.bundle import load_manifest
+    from tsprune_edge.export.manifest import load_manifest
     from tsprune_edge.export.runtimes import run_onnx, run_tflite
 
     dense, probe = load_manifest(bundles / "dense"), load_manifest(bundles / "percall")

@@ -13,8 +13,9 @@ import pytest
 import zstandard
 
 from tsprune_edge.errors import UserError
-from tsprune_edge.export.bundle import FP32_TOLERANCE, INT8_TOLERANCE, ExportRequest, load_manifest, write_bundles
+from tsprune_edge.export.bundle import FP32_TOLERANCE, INT8_TOLERANCE, ExportRequest, write_bundles
 from tsprune_edge.export.encodings import DENSE, DENSIFIED, SPARSE
+from tsprune_edge.export.manifest import load_manifest
 from tsprune_edge.export.runtimes import run_onnx, run_tflite
 from tsprune_edge.export_job import ExportJob, run_export_job
 from tsprune_edge.prune.stage import PruneRequest, prune_to_dir

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from tsprune_edge.devices.readings import since_boot, throttle_reason, throttled
+from tsprune_edge.devices.runs import DEFAULT_ROUNDS
 from tsprune_edge.report.coverage import Scenario, run_log_speedups, simulate
 from tsprune_edge.report.stats import (
-    DEFAULT_ROUNDS,
     EQUIVALENT,
     INCONCLUSIVE,
     LABELS,

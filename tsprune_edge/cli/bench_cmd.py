@@ -10,7 +10,7 @@ from rich.table import Table
 
 from tsprune_edge.cli import guards
 from tsprune_edge.cli.output import table_console
-from tsprune_edge.report.stats import DEFAULT_MAX_ROUNDS, DEFAULT_ROUNDS
+from tsprune_edge.devices.runs import DEFAULT_MAX_ROUNDS, DEFAULT_ROUNDS
 
 _console = Console(stderr=True)
 
@@ -55,6 +55,7 @@ def bench_command(
     bring the results back as JSON."""
     from tsprune_edge.devices.bench import BenchRequest, bench
     from tsprune_edge.export.bundle import parse_list
+    from tsprune_edge.report.verdict import undecided
 
     request = BenchRequest(device=device, host=host, artifacts=artifacts, runtimes=parse_list(runtime),
                            threads=parse_threads(threads), rounds=rounds, max_rounds=max_rounds, min_time=min_time,
@@ -69,11 +70,7 @@ def bench_command(
     request.validate()
     guards.bundle_folder(artifacts)
     guards.output_dir(results, inputs=[artifacts], option="--results", keep_finished=True)
-    if resume:
-        from tsprune_edge.devices.bench import unfinished_run
-
-        guards.read_back(lambda: unfinished_run(results, device), results)
-    summary = bench(request, console=_console)
+    summary = bench(request, console=_console, more_rounds=undecided)
     table_console().print(bench_table(summary))
     print(f"results: {Path(results) / summary['run_id'] / 'bench.json'}")
 

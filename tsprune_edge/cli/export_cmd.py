@@ -82,11 +82,10 @@ def _device_settings(device: str | None, formats: tuple[str, ...] | None, opset:
     if device is None:
         settings = {"formats": FORMATS if formats is None else formats}
         return settings if opset is None else {**settings, "onnx_opset": opset}
-    from tsprune_edge.devices.bench import FORMAT_RUNTIMES
     from tsprune_edge.devices.profiles import load_profile
 
     profile = load_profile(device)
-    readable = tuple(f for f, runtimes in FORMAT_RUNTIMES.items() if set(runtimes) & set(profile.runtimes))
+    readable = profile.readable_formats()
     fields = profile.export_fields() if opset is None else {**profile.export_fields(), "onnx_opset": opset,
                                                             "onnx_ir": None}
     return {"formats": readable if formats is None else formats, **fields}

@@ -9,9 +9,9 @@ import typer
 from rich.console import Console
 
 from tsprune_edge.cli import guards
+from tsprune_edge.devices.runs import DEFAULT_ROUNDS
 from tsprune_edge.errors import UserError
 from tsprune_edge.fit import DEFAULT_FIT_ROUNDS
-from tsprune_edge.report.stats import DEFAULT_ROUNDS
 
 _console = Console(stderr=True)
 

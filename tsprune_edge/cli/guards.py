@@ -280,7 +280,7 @@ def _verify_here(folder: Path) -> None:
     """Check a bundle's files against its manifest on this machine, so that a bad local bundle is named as such
     and not reported later as a copy corrupted on the way to the board."""
     from tsprune_edge.devices.agent import verify_bundle
-    from tsprune_edge.export.bundle import load_manifest
+    from tsprune_edge.export.manifest import load_manifest
 
     load_manifest(folder)  # not a bundle this version reads: its own line
     try:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from tsprune_edge.cli import guards
 from tsprune_edge.cli.output import table_console
-from tsprune_edge.report.stats import DEFAULT_ROUNDS
+from tsprune_edge.devices.runs import DEFAULT_ROUNDS
 
 _console = Console(stderr=True)
 DEVICE = "desktop"  # the main job measures on this machine, and prunes for its profile's round_to

@@ -11,8 +11,8 @@ from rich.console import Console
 from tsprune_edge.cli import guards
 from tsprune_edge.cli.bench_cmd import parse_threads
 from tsprune_edge.cli.output import table_console
+from tsprune_edge.devices.runs import DEFAULT_MAX_ROUNDS, DEFAULT_ROUNDS
 from tsprune_edge.errors import UserError
-from tsprune_edge.report.stats import DEFAULT_MAX_ROUNDS, DEFAULT_ROUNDS
 
 _console = Console(stderr=True, soft_wrap=True)  # one line per event, whatever the width
 
@@ -87,12 +87,7 @@ def sweep_command(
     for sparsity in spec.sparsities:
         guards.number("--sparsities", sparsity, 0, 1, low_open=True, high_open=True)
     spec.validate()
-    board = load_profile(device)  # an unknown device, or a board without a host, fails now, not after training
-    if board.local and host:
-        raise UserError(f"--device {board.name} is measured on this machine; drop --host or choose a board")
-    if not board.local and not (host or board.host):
-        raise UserError(f"--device {board.name} is a remote board: pass --host user@address (or set host in its "
-                        "profile)")
+    load_profile(device).destination(host)  # an unknown device, or a board without a host, fails now
     if ray is not None and workers is not None:
         raise UserError("--workers sets local processes; a Ray cluster decides its own: pass one of them")
     if not 0 <= min_effect < 1:

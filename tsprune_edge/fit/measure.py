@@ -8,12 +8,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tsprune_edge.devices.bench import FORMAT_RUNTIMES, RUNTIME_CHOICES, BenchRequest, bench, unfinished_run
+from tsprune_edge.devices.bench import RUNTIME_CHOICES, BenchRequest, bench
 from tsprune_edge.devices.profiles import DeviceProfile, load_profile
+from tsprune_edge.devices.runs import DEFAULT_ROUNDS, unfinished_run
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.bundle import ExportRequest
-from tsprune_edge.report.stats import DEFAULT_ROUNDS
-from tsprune_edge.report.verdict import verdict_rows
+from tsprune_edge.report.verdict import undecided, verdict_rows
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Target:
         if self.runtime not in RUNTIME_CHOICES:
             raise UserError(f"unknown runtime {self.runtime!r}; --runtime takes onnxruntime or tflite")
         profile = self.profile
-        if not set(FORMAT_RUNTIMES[self.format]) & set(profile.runtimes):
+        if self.format not in profile.readable_formats():
             raise UserError(f"{profile.name} has no runtime for {self.format} artifacts (its runtimes: "
                             f"{', '.join(profile.runtimes)}); pass --runtime onnxruntime")
         self.bench_request(Path("."), Path("."), False).validate()
@@ -70,7 +70,7 @@ def measure(target: Target, artifacts: Path, results: Path, console: Console) ->
     """Bench every bundle under `artifacts` (a run of this device left unfinished under `results` is resumed, so
     what was measured is kept); returns the run folder and, per variant, its latency row."""
     resume = unfinished_run(results, target.profile.name) is not None if Path(results).is_dir() else False
-    summary = bench(target.bench_request(artifacts, results, resume), console)
+    summary = bench(target.bench_request(artifacts, results, resume), console, more_rounds=undecided)
     run_dir = Path(results) / summary["run_id"]
     return run_dir, latency_rows(target, run_dir)
 

@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from tsprune_edge.report.stats import DEFAULT_ROUNDS, t_quantile
+from tsprune_edge.devices.runs import DEFAULT_ROUNDS
+from tsprune_edge.report.stats import t_quantile
 
 CHUNK = 500  # runs simulated at once: bounds memory at CHUNK x rounds x 2 x iterations doubles
 

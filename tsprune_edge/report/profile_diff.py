@@ -4,9 +4,9 @@ kept pace with it and which did not, and how much of the missing time each one a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from tsprune_edge.devices.runs import read_first_round
 from tsprune_edge.report.remedies import closing_line
 from tsprune_edge.report.stats import EQUIVALENT, INCONCLUSIVE, SLOWDOWN, SMALL_SLOWDOWN, SMALL_SPEEDUP
 
@@ -30,10 +30,9 @@ def attach_profile_diffs(run_dir: Path, rows: list[dict]) -> None:
 
 def _round_one(run_dir: Path, item_id: str) -> dict | None:
     """The round-1 raw result when it holds a latency and an available profile."""
-    path = Path(run_dir) / "raw" / f"{item_id}__r1.json"
-    if not path.is_file():
+    result = read_first_round(run_dir, item_id)
+    if result is None:
         return None
-    result = json.loads(path.read_text())
     profile = result.get("profile") or {}
     return result if profile.get("available") and "latency" in result else None
 

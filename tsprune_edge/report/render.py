@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from tsprune_edge.atomic import write_atomic, write_json_atomic
+from tsprune_edge.formats import stamped
 from tsprune_edge.report.pareto import fit_notes
 from tsprune_edge.variants import PROBE_VARIANT
 
@@ -153,7 +154,7 @@ def write_report(rows: list[dict], out: Path) -> list[Path]:
     from tsprune_edge.report.profile_diff import profile_markdown
 
     out = Path(out)
-    write_json_atomic(out / "report.json", {"rows": rows})
+    write_json_atomic(out / "report.json", stamped("report", {"rows": rows}))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()

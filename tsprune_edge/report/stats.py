@@ -17,8 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_ROUNDS = 5  # bench's default: see docs/bench.md (coverage and width)
-DEFAULT_MAX_ROUNDS = 10  # bench adds rounds up to this while a verdict is undecided
 MIN_ROUNDS = 2  # an interval needs at least two paired rounds
 # Student's t 97.5% quantile for 1..9 degrees of freedom (exact to 4 decimals); from 10 on the Cornish-Fisher
 # expansion below is within 1e-5 of it (checked against scipy.stats.t.ppf). numpy has no t quantile.

@@ -13,8 +13,9 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tsprune_edge.devices import runs
 from tsprune_edge.devices.readings import since_boot, throttle_reason
-from tsprune_edge.errors import UserError
+from tsprune_edge.formats import checked_version
 from tsprune_edge.report.profile_diff import attach_profile_diffs
 from tsprune_edge.report.stats import (
     INCONCLUSIVE,
@@ -50,24 +51,15 @@ class ItemRounds:
 
 
 def load_run(run_dir: Path) -> dict:
-    path = Path(run_dir) / "bench.json"
-    if not path.is_file():
-        raise UserError(f"{run_dir} is not a finished bench run (no bench.json); run `tsprune-edge bench` or "
-                        "finish it with --resume")
-    run = json.loads(path.read_text())
-    if "bundles" not in run:
-        raise UserError(f"{path} has no bundle facts (an older bench); run `tsprune-edge bench` again")
-    return run
+    """A finished run's bench.json (read through devices.runs, which knows the run folder)."""
+    return runs.read_bench(run_dir)
 
 
 def load_rounds(run_dir: Path, item_id: str) -> ItemRounds:
     """The rounds that count (not failed, correct, not throttled) and why the others were left out."""
     found = ItemRounds()
-    results = []
-    for path in sorted((Path(run_dir) / "raw").glob(f"{item_id}__r*.json")):
-        result = json.loads(path.read_text())
-        number = int(path.stem.rsplit("__r", 1)[1])
-        results.append((number, result))
+    results = runs.read_rounds(run_dir, item_id)  # in round order
+    for number, result in results.items():
         found.since_boot += [name for name in since_boot(result) if name not in found.since_boot]
         reason = throttle_reason(result)
         if "error" in result:
@@ -78,7 +70,7 @@ def load_rounds(run_dir: Path, item_id: str) -> ItemRounds:
             found.flags.append(f"r{number} {reason}")
         else:
             found.medians[number] = float(result["latency"]["p50"])
-    measured = [(n, r) for n, r in sorted(results) if "latency" in r]
+    measured = [(n, r) for n, r in results.items() if "latency" in r]
     found.warnings = _warnings(measured)
     found.warmup = _warmup(measured)
     found.providers = _distinct(",".join(r["runtime"].get("providers_used") or []) for _, r in measured)
@@ -152,7 +144,7 @@ def same_setting(item: dict, bundle: str) -> str:
 def undecided(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[str]:
     """The ids in a run's plan whose interval is still too wide to decide (or has too few rounds): what another
     round could settle. Reads plan.json and raw/ only, so bench can ask between rounds."""
-    plan = json.loads((Path(run_dir) / "plan.json").read_text())
+    plan = runs.read_plan(run_dir)
     ids = {item["id"] for item in plan["items"]}
     open_ids = []
     for item in plan["items"]:
@@ -206,11 +198,15 @@ def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[
 
 def fit_budget(run_dir: Path) -> float | None:
     """The latency budget of the `tsprune-edge fit` whose run this is (OUT/results/<run> beside OUT/fit.json)."""
-    path = Path(run_dir).resolve().parent.parent / "fit.json"
+    path = runs.beside_results(run_dir, "fit.json")
     try:
-        budget = json.loads(path.read_text()).get("budget_ms") if path.is_file() else None
-    except ValueError:
+        record = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
         return None
+    if not isinstance(record, dict):
+        return None
+    checked_version("fit", record, path)
+    budget = record.get("budget_ms")
     return float(budget) if isinstance(budget, (int, float)) else None
 
 

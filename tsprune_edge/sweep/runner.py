@@ -194,7 +194,9 @@ def _store(out: Path, cell: Cell, result: dict) -> None:
 def _bench(spec: SweepSpec, out: Path, cell: Cell, cells: list[Cell], failed: dict[str, str],
            console: Console) -> None:
     """All of a model's bundles in one interleaved run; an unfinished run of an earlier attempt is resumed."""
-    from tsprune_edge.devices.bench import bench, unfinished_run
+    from tsprune_edge.devices.bench import bench
+    from tsprune_edge.devices.runs import unfinished_run
+    from tsprune_edge.report.verdict import undecided
 
     dense = Cell("variant", cell.model, DENSE)
     if not marker(out, dense).is_file():
@@ -206,7 +208,8 @@ def _bench(spec: SweepSpec, out: Path, cell: Cell, cells: list[Cell], failed: di
     results = out / results_dir(cell.model)
     resume = unfinished_run(results, spec.device) is not None
     try:
-        summary = bench(spec.bench_request(out / export_dir(cell.model), results, resume=resume), console=console)
+        summary = bench(spec.bench_request(out / export_dir(cell.model), results, resume=resume), console=console,
+                        more_rounds=undecided)
     except ToolError as exc:
         failed[cell.id] = str(exc)
         write_json_atomic(error_file(out, cell), {"cell": cell.id, "error": str(exc)})

@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from tsprune_edge.devices.runs import DEFAULT_MAX_ROUNDS, DEFAULT_ROUNDS
 from tsprune_edge.errors import UserError
 from tsprune_edge.prune.dimensions import DEFAULT_DIMENSIONS, DIMENSIONS
-from tsprune_edge.report.stats import DEFAULT_MAX_ROUNDS, DEFAULT_ROUNDS
 from tsprune_edge.variants import DENSE, variant_name
 
 SPEC_FILE = "sweep.json"
