@@ -20,9 +20,7 @@ auto-correlation layers are seen as matrix products.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -32,11 +30,9 @@ from torch import nn
 from tsprune_edge.errors import UserError
 from tsprune_edge.models.deployment import deployment_form
 from tsprune_edge.prune.dimensions import DEFAULT_DIMENSIONS, DIMENSIONS
+from tsprune_edge.prune.graph import NORM_TYPES, PRUNED_LAYER_TYPES, example_inputs, time_axes_skipped
 from tsprune_edge.prune.importance import head_importance, lag_importance, neuron_importance
 from tsprune_edge.prune.width import check_width, prune_width
-
-PRUNED_LAYER_TYPES = (nn.Linear, nn.Conv1d)
-NORM_TYPES = (nn.LayerNorm, nn.BatchNorm1d)
 
 
 @dataclass(frozen=True)
@@ -117,37 +113,6 @@ def check_config(model: nn.Module, config: StructuredConfig) -> None:
                             f"{rounding}; choose a lower --sparsity" + (" or --round-to" if rounding else ""))
 
 
-@contextlib.contextmanager
-def _skip_time_axis_mappings() -> Iterator[None]:
-    """torch-pruning 1.6 maps indices through a concat along dim 1 and a slice of a 3-D tensor along dim 2 as if
-    those were the feature axis. Ours are time axes: the moving averages pad [B, L, C] by concatenation along
-    dim 1, a circular convolution pads [B, C, L] by slices along dim 2 (Informer's distilling reads a residual
-    stream that way). The shifted indices made the group search of a residual stream cycle forever, and before
-    that a concat whose widths it could not infer raised TypeError. No model here concatenates or slices the
-    feature axis of a pruned dimension, so both mappings are skipped while the context is active (indices pass
-    through unchanged, as the library already does for a concat along any other axis)."""
-    from torch_pruning.dependency import index_mapping
-
-    originals = index_mapping.update_concat_index_mapping, index_mapping.update_slice_index_mapping
-    index_mapping.update_concat_index_mapping = index_mapping.update_slice_index_mapping = _skip
-    try:
-        yield
-    finally:
-        index_mapping.update_concat_index_mapping, index_mapping.update_slice_index_mapping = originals
-
-
-def _skip(graph: object, node: object) -> None:
-    return None
-
-
-def example_inputs(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    cfg = model.config
-    generator = torch.Generator().manual_seed(0)
-    history = torch.randn(1, cfg.seq_len, cfg.enc_in, generator=generator)
-    calendar = torch.ones(1, cfg.seq_len + cfg.pred_len, len(cfg.calendar_features))
-    return history, calendar
-
-
 class StructuredPruner:
     """Prunes `model` in place in `config.steps` calls of `step()`.
 
@@ -174,7 +139,7 @@ class StructuredPruner:
         fraction = self.current_step / self.config.steps
         targets = self.targets(self.config.ratio * fraction)
         if any(m in targets for m in [*self.head_width, *ffn_modules(self.model)]):
-            with warnings.catch_warnings(), _skip_time_axis_mappings(), deployment_form(self.model):
+            with warnings.catch_warnings(), time_axes_skipped(), deployment_form(self.model):
                 warnings.simplefilter("ignore")
                 self._graph_pruner(targets).step()
             for attention, width in self.head_width.items():
