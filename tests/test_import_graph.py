@@ -210,3 +210,34 @@ def test_the_board_agent_imports_nothing_from_the_package():
 def test_the_bench_no_longer_imports_the_report():
     edges = {(e.source, e.target) for module in MODULES for e in imports_of(module)}
     assert not AWAITING_RUNFOLDER & edges
+
+
+# What reads a manifest, a bench run, a report or a fit. At the merge with branch runfolder this list gains
+# tsprune_edge.export.manifest and tsprune_edge.devices.runs (the run folder's owner).
+READERS = (f"{ROOT}.formats", f"{ROOT}.devices.readings", f"{ROOT}.report.verdict", f"{ROOT}.report.cells",
+           f"{ROOT}.report.render", f"{ROOT}.report.html", f"{ROOT}.report.profile_diff")
+HEAVY = ("torch", "onnx", "ai_edge_litert", "litert_torch", "tensorflow")
+
+
+def test_reading_results_needs_neither_torch_nor_a_tflite_runtime(tmp_path):
+    """In a fresh interpreter: import every reader, render the committed study report (plots included) and read a
+    fit's budget; none of the heavy frameworks is loaded."""
+    import json
+    import subprocess
+
+    (tmp_path / "fit" / "results" / "run").mkdir(parents=True)
+    (tmp_path / "fit" / "fit.json").write_text(json.dumps({"budget_ms": 1.5}))
+    code = (f"import importlib, json, sys\n"
+            f"from pathlib import Path\n"
+            f"for name in {READERS!r}:\n"
+            f"    importlib.import_module(name)\n"
+            f"from tsprune_edge.report.render import write_report\n"
+            f"from tsprune_edge.report.verdict import fit_budget\n"
+            f"rows = json.loads(Path({str(REPO / 'benchmarks/results/study/report.json')!r}).read_text())['rows']\n"
+            f"written = write_report(rows[:12], Path({str(tmp_path / 'report')!r}))\n"
+            f"budget = fit_budget(Path({str(tmp_path / 'fit' / 'results' / 'run')!r}))\n"
+            f"print(json.dumps([len(written), budget, sorted(m for m in {HEAVY!r} if m in sys.modules)]))")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    written, budget, heavy = json.loads(ran.stdout)
+    assert budget == 1.5 and written > 4 and heavy == []

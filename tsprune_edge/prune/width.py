@@ -30,6 +30,7 @@ from torch import nn
 from tsprune_edge.errors import UserError
 from tsprune_edge.models.deployment import deployment_form
 from tsprune_edge.prune.graph import NORM_TYPES, example_inputs, time_axes_skipped
+from tsprune_edge.prune.importance import Importance, MagnitudeL2
 
 # Bare parameters that carry no d_model axis (their last axis is heads' modes or variables).
 NOT_WIDTH_MODULES = ("FourierWeights", "RevIN")
@@ -93,24 +94,23 @@ def stream_width(norm: nn.Module) -> int:
     return norm.weight.shape[0]
 
 
-def prune_width(model: nn.Module, ratio: float, round_to: int) -> None:
+def prune_width(model: nn.Module, ratio: float, round_to: int, importance: Importance | None = None) -> None:
     """Shrink every residual stream to kept_width(d_model, ratio, round_to) channels (Crossformer's merging norms
-    to win_size times that), keeping the channels of largest group L2 magnitude."""
+    to win_size times that), keeping the channels `importance` ranks highest (group L2 magnitude by default)."""
     with warnings.catch_warnings(), time_axes_skipped(), deployment_form(model):
         warnings.simplefilter("ignore")
-        _prune_streams(model, ratio, round_to)
+        _prune_streams(model, ratio, round_to, importance or MagnitudeL2())
 
 
-def _prune_streams(model: nn.Module, ratio: float, round_to: int) -> None:
+def _prune_streams(model: nn.Module, ratio: float, round_to: int, importance: Importance) -> None:
     graph = dependency_graph(model, example_inputs(model))
-    importance = tp.importance.GroupMagnitudeImportance(p=2)
     for norm in residual_streams(model, graph):
         width = stream_width(norm)
         target = kept_width(model.config.d_model, ratio, round_to)
         if target >= width:
             continue
         with torch.no_grad():
-            scores = importance(stream_group(graph, norm, list(range(width))))
+            scores = importance.channels(stream_group(graph, norm, list(range(width))))
         removed = scores.argsort()[: width - target].sort().values.tolist()
         group = stream_group(graph, norm, removed)
         with torch.no_grad():
