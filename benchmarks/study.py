@@ -36,7 +36,7 @@ from rich.console import Console
 from train_baselines import machine
 
 from tsprune_edge.devices.runs import DEFAULT_ROUNDS
-from tsprune_edge.report.render import interval_text
+from tsprune_edge.report.cells import interval_text
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -64,8 +64,8 @@ def twin_checkpoint(pruned: Path, target: Path) -> None:
     any trained model has (Crossformer's TFLite twin had 56 fewer operators without it, 53 of them ADD and MUL)."""
     import torch
 
+    from tsprune_edge.architecture import architecture_record
     from tsprune_edge.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-    from tsprune_edge.prune.architecture import architecture_record
 
     checkpoint = load_checkpoint(pruned)
     model = checkpoint.build_model()

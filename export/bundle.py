@@ -61,7 +61,6 @@ from tsprune_edge.export.runtimes import (
     tflite_runner,
     tflite_signature,
 )
-from tsprune_edge.export.tflite_sparse import compress_tflite
 from tsprune_edge.prune.analysis import summarize
 from tsprune_edge.variants import DENSE, PROBE_VARIANT
 from tsprune_edge.workflow import checkpoint_data, training_budget
@@ -271,6 +270,10 @@ def _onnx_level(path: Path, request: ExportRequest):
 
 
 def _tflite_artifact(job: _Job) -> dict:
+    """The TFLite artifact. Its rewriter is imported here: it needs the optional TFLite extra, which an ONNX
+    export does without."""
+    from tsprune_edge.export.tflite_sparse import compress_tflite
+
     samples = job.samples
     raw = export_tflite(job.model, _first_window(samples), job.work / "fp32.tflite")
     target = job.directory / "model.tflite"

@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tsprune_edge.architecture import architecture_record, conform
 from tsprune_edge.atomic import write_atomic
 from tsprune_edge.errors import UserError
 from tsprune_edge.models import create_model
-from tsprune_edge.prune.architecture import architecture_record, conform
 
 FORMAT = "tsprune-edge/checkpoint"
 VERSION = 2
@@ -28,7 +28,7 @@ class Checkpoint:
     data: dict  # ForecastData.describe()
     scaling: dict  # ForecastData.scaling()
     training: dict  # schedule, epochs run, history
-    architecture: dict | None = None  # shape record of a pruned model (prune/architecture.py); None when dense
+    architecture: dict | None = None  # shape record of a pruned model (architecture.py); None when dense
     pruning: dict | None = None  # what pruning did (method, requested and achieved sparsity); None when dense
 
     def build_model(self) -> nn.Module:

@@ -1,7 +1,8 @@
 """`--device` and `--round-to` of `prune` and `export`: prune for a board's channel alignment.
 
-The CLI resolves the board's profile here and hands the library a plain int and where it came from; the library
-never imports devices.
+The CLI resolves the board's profile here and hands prune and export a plain int and where it came from: they sit
+below devices in the import layering and never import it (fit and sweep, which measure on boards, sit above it;
+tests/test_import_graph.py).
 """
 
 from __future__ import annotations

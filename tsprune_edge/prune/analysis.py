@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from tsprune_edge.models.deployment import deployment_form
-from tsprune_edge.prune.structured import example_inputs
+from tsprune_edge.prune.graph import example_inputs
 
 
 def count_macs(model: nn.Module) -> tuple[int, dict[str, int]]:

@@ -1,7 +1,8 @@
 """Structured pruning: physically remove attention heads, FFN neurons, the model width d_model and (DLinear)
 input lags.
 
-Policy here, importance in `importance.py`, graph work in torch-pruning's DepGraph:
+Policy here (how many units each layer keeps), importance given (which units: an `Importance` from
+`importance.py`, L2 magnitude by default), graph work in torch-pruning's DepGraph:
 - DepGraph finds what must shrink together with each FFN's first layer and each attention's q/k/v projections
   (the second FFN layer's inputs, the output projection's inputs) and slices them; heads are removed whole,
   aligned across q, k, v and the output projection (`num_heads`, `prune_num_heads`, no head-dim pruning).
@@ -20,9 +21,7 @@ auto-correlation layers are seen as matrix products.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -32,11 +31,9 @@ from torch import nn
 from tsprune_edge.errors import UserError
 from tsprune_edge.models.deployment import deployment_form
 from tsprune_edge.prune.dimensions import DEFAULT_DIMENSIONS, DIMENSIONS
-from tsprune_edge.prune.importance import head_importance, lag_importance, neuron_importance
+from tsprune_edge.prune.graph import NORM_TYPES, PRUNED_LAYER_TYPES, example_inputs, time_axes_skipped
+from tsprune_edge.prune.importance import Importance, MagnitudeL2
 from tsprune_edge.prune.width import check_width, prune_width
-
-PRUNED_LAYER_TYPES = (nn.Linear, nn.Conv1d)
-NORM_TYPES = (nn.LayerNorm, nn.BatchNorm1d)
 
 
 @dataclass(frozen=True)
@@ -117,37 +114,6 @@ def check_config(model: nn.Module, config: StructuredConfig) -> None:
                             f"{rounding}; choose a lower --sparsity" + (" or --round-to" if rounding else ""))
 
 
-@contextlib.contextmanager
-def _skip_time_axis_mappings() -> Iterator[None]:
-    """torch-pruning 1.6 maps indices through a concat along dim 1 and a slice of a 3-D tensor along dim 2 as if
-    those were the feature axis. Ours are time axes: the moving averages pad [B, L, C] by concatenation along
-    dim 1, a circular convolution pads [B, C, L] by slices along dim 2 (Informer's distilling reads a residual
-    stream that way). The shifted indices made the group search of a residual stream cycle forever, and before
-    that a concat whose widths it could not infer raised TypeError. No model here concatenates or slices the
-    feature axis of a pruned dimension, so both mappings are skipped while the context is active (indices pass
-    through unchanged, as the library already does for a concat along any other axis)."""
-    from torch_pruning.dependency import index_mapping
-
-    originals = index_mapping.update_concat_index_mapping, index_mapping.update_slice_index_mapping
-    index_mapping.update_concat_index_mapping = index_mapping.update_slice_index_mapping = _skip
-    try:
-        yield
-    finally:
-        index_mapping.update_concat_index_mapping, index_mapping.update_slice_index_mapping = originals
-
-
-def _skip(graph: object, node: object) -> None:
-    return None
-
-
-def example_inputs(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    cfg = model.config
-    generator = torch.Generator().manual_seed(0)
-    history = torch.randn(1, cfg.seq_len, cfg.enc_in, generator=generator)
-    calendar = torch.ones(1, cfg.seq_len + cfg.pred_len, len(cfg.calendar_features))
-    return history, calendar
-
-
 class StructuredPruner:
     """Prunes `model` in place in `config.steps` calls of `step()`.
 
@@ -155,12 +121,15 @@ class StructuredPruner:
     count less int(count * ratio) (rounded down to `round_to`); global, the units with the largest importance
     across all layers of a kind, at least one head and `round_to` neurons per layer. torch-pruning then removes
     the least important units of each layer down to its count (a fresh DepGraph pruner per step, since
-    fine-tuning between steps changes the importance), and the hand-pruned blocks do the same.
+    fine-tuning between steps changes the importance), and the hand-pruned blocks do the same. `importance`
+    ranks the units everywhere: the global counts, DepGraph's choice within each layer, the hand-pruned blocks
+    and the width.
     """
 
-    def __init__(self, model: nn.Module, config: StructuredConfig) -> None:
+    def __init__(self, model: nn.Module, config: StructuredConfig, importance: Importance | None = None) -> None:
         check_config(model, config)
         self.model, self.config = model, config
+        self.importance = importance or MagnitudeL2()
         self.current_step = 0
         self.head_width = {m: m.q_proj.out_features // m.n_heads for m in graph_attentions(model)}
         self.initial = {m: m.n_heads for m in graph_attentions(model) + hand_attentions(model)}
@@ -174,31 +143,31 @@ class StructuredPruner:
         fraction = self.current_step / self.config.steps
         targets = self.targets(self.config.ratio * fraction)
         if any(m in targets for m in [*self.head_width, *ffn_modules(self.model)]):
-            with warnings.catch_warnings(), _skip_time_axis_mappings(), deployment_form(self.model):
+            with warnings.catch_warnings(), time_axes_skipped(), deployment_form(self.model):
                 warnings.simplefilter("ignore")
                 self._graph_pruner(targets).step()
             for attention, width in self.head_width.items():
                 attention.n_heads = attention.q_proj.out_features // width
         for block in (b for b in hand_attentions(self.model) if b in targets):
-            block.keep_heads(head_importance(block).topk(targets[block]).indices.sort().values)
+            block.keep_heads(self.importance.heads(block).topk(targets[block]).indices.sort().values)
         for layer in lag_layers(self.model):
             if layer in targets:
-                layer.keep_lags(lag_importance(layer).topk(targets[layer]).indices.sort().values)
+                layer.keep_lags(self.importance.lags(layer).topk(targets[layer]).indices.sort().values)
         if "width" in self.config.dims:
-            prune_width(self.model, self.config.width * fraction, self.config.round_to)
+            prune_width(self.model, self.config.width * fraction, self.config.round_to, self.importance)
         self._check_nothing_emptied()
 
     def targets(self, ratio: float) -> dict[nn.Module, int]:
         """Units each layer keeps at cumulative `ratio` (or, given, the config's per-layer targets)."""
-        dims, model = self.config.dims, self.model
+        dims, model, importance = self.config.dims, self.model, self.importance
         if self.config.layer_targets is not None:
             return named_targets(model, dict(self.config.layer_targets))
         kinds = {
-            "heads": ({m: head_importance(m) for m in graph_attentions(model) + hand_attentions(model)}
+            "heads": ({m: importance.heads(m) for m in graph_attentions(model) + hand_attentions(model)}
                       if "heads" in dims else {}, 1),
-            "neurons": ({m: neuron_importance(m) for m in ffn_modules(model)} if "ffn" in dims else {},
+            "neurons": ({m: importance.neurons(m) for m in ffn_modules(model)} if "ffn" in dims else {},
                         self.config.round_to),
-            "lags": ({m: lag_importance(m) for m in lag_layers(model)} if "ffn" in dims else {}, self.config.round_to),
+            "lags": ({m: importance.lags(m) for m in lag_layers(model)} if "ffn" in dims else {}, self.config.round_to),
         }
         targets = {}
         for scores, round_to in kinds.values():
@@ -228,7 +197,7 @@ class StructuredPruner:
         # no head dimensions (prune_head_dims=False), so the attention projections carry their head ratio there.
         width_ratios = {**neuron_ratios, **head_ratios}
         return tp.pruner.MetaPruner(
-            model, example_inputs(model), importance=tp.importance.GroupMagnitudeImportance(p=2),
+            model, example_inputs(model), importance=_GroupScores(self.importance, model),
             pruning_ratio=0.0, pruning_ratio_dict=width_ratios, head_pruning_ratio_dict=head_ratios,
             ignored_layers=ignored, round_to=self.config.round_to if self.config.round_to > 1 else None,
             num_heads=num_heads, prune_num_heads=True, prune_head_dims=False, max_pruning_ratio=1.0)
@@ -243,6 +212,28 @@ class StructuredPruner:
             if attention.n_heads < 1:
                 raise UserError(f"--sparsity {self.config.ratio:g} removed every head of {names[attention]}; "
                                 "choose a lower --sparsity")
+
+
+class _GroupScores(tp.importance.Importance):
+    """An `Importance` as torch-pruning asks for it: per-channel scores of a DepGraph group. An FFN's group holds
+    its linear1 (one channel per neuron); an attention's holds its projections (one channel per head dimension:
+    each head's score repeated over its width, which torch-pruning averages back per head)."""
+
+    def __init__(self, importance: Importance, model: nn.Module) -> None:
+        self.importance = importance
+        self.ffns = {m.linear1: m for m in ffn_modules(model)}
+        self.attentions = {getattr(m, name): m for m in graph_attentions(model)
+                           for name in ("q_proj", "k_proj", "v_proj", "out_proj") if hasattr(m, name)}
+
+    def __call__(self, group: tp.dependency.Group) -> torch.Tensor:
+        members = [dep.target.module for dep, _ in group]
+        ffn = next((self.ffns[m] for m in members if m in self.ffns), None)
+        if ffn is not None:
+            return self.importance.neurons(ffn)
+        attention = next((self.attentions[m] for m in members if m in self.attentions), None)
+        if attention is None:
+            raise RuntimeError("a DepGraph group holds neither an FFN nor an attention: a root was not ignored")
+        return self.importance.heads(attention).repeat_interleave(attention.q_proj.out_features // attention.n_heads)
 
 
 def global_targets(scores: dict[nn.Module, torch.Tensor], initial: dict[nn.Module, int], ratio: float,

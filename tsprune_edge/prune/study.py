@@ -26,10 +26,12 @@ from torch import nn
 
 from tsprune_edge.errors import UserError
 from tsprune_edge.models.deployment import deployment_form
+from tsprune_edge.prune.graph import example_inputs, time_axes_skipped
+from tsprune_edge.prune.structured import graph_attentions, hand_attentions
 from tsprune_edge.prune.width import (
-    _NOT_WIDTH_MODULES,
-    _slice_position_tables,
+    NOT_WIDTH_MODULES,
     restore_token_major,
+    slice_position_tables,
     token_major_state,
 )
 
@@ -55,8 +57,6 @@ class StudyPruner:
     """Prunes `model` in place to `sparsity` of its parameters in `steps` global magnitude steps."""
 
     def __init__(self, model: nn.Module, sparsity: float, steps: int = 50) -> None:
-        from tsprune_edge.prune.structured import example_inputs, graph_attentions, hand_attentions
-
         if not 0.0 <= sparsity < 1.0:
             raise UserError(f"--sparsity must be in [0, 1), got {sparsity:g}")
         if steps < 1:
@@ -68,12 +68,12 @@ class StudyPruner:
         ignored: list = output_layers(model)
         for block in hand_attentions(model):  # inner width through Fourier transforms: not followed by DepGraph
             ignored += [getattr(block, n) for n in ("q_proj", "k_proj", "v_proj") if hasattr(block, n)]
-        ignored += [p for m in model.modules() if type(m).__name__ in _NOT_WIDTH_MODULES for p in m.parameters()]
+        ignored += [p for m in model.modules() if type(m).__name__ in NOT_WIDTH_MODULES for p in m.parameters()]
         ignored += [m for m in model.modules() if hasattr(m, "keep_lags")]
         num_heads = {getattr(a, n): a.n_heads for a in graph_attentions(model) for n in ("q_proj", "k_proj", "v_proj")}
         model.eval()
         total = steps + EXTRA_STEPS
-        with warnings.catch_warnings(), _concats(), deployment_form(model):
+        with warnings.catch_warnings(), time_axes_skipped(), deployment_form(model):
             warnings.simplefilter("ignore")
             self.pruner = tp.pruner.MetaPruner(
                 model, example_inputs(model), importance=tp.importance.MagnitudeImportance(
@@ -83,7 +83,7 @@ class StudyPruner:
                 num_heads=num_heads, prune_num_heads=False, prune_head_dims=True)
         self.pruner.per_step_pruning_ratio = [0.0] * (total + 1)
         self.history: list[tuple[float, float]] = [(0.0, 0.0)]  # (channel ratio, parameter sparsity)
-        with _concats(), deployment_form(model):
+        with time_axes_skipped(), deployment_form(model):
             prunable = any(True for _ in self._prunable_groups())
         if not prunable:
             raise UserError(f"{model.name} has nothing the study's method can prune (only output layers)")
@@ -122,7 +122,7 @@ class StudyPruner:
             slope = (sparsity - s0) / (ratio - r0) if ratio > r0 and sparsity > s0 else 1.0
             ratio = min(0.99, ratio + max(target - sparsity, 0.0) / slope)
         self.pruner.per_step_pruning_ratio[self.pruner.current_step + 1] = ratio
-        with warnings.catch_warnings(), _concats(), deployment_form(self.model):
+        with warnings.catch_warnings(), time_axes_skipped(), deployment_form(self.model):
             warnings.simplefilter("ignore")
             with torch.no_grad():
                 for group in self.pruner.step(interactive=True):
@@ -133,13 +133,7 @@ class StudyPruner:
         root = group[0].dep.target.module
         removed = [int(i) for i in group[0].idxs]
         width = root.out_features if isinstance(root, nn.Linear) else root.out_channels
-        _slice_position_tables(self.model, group, removed)
+        slice_position_tables(self.model, group, removed)
         flattened = token_major_state(self.model, group)
         group.prune()
         restore_token_major(flattened, width, sorted(set(range(width)) - set(removed)))
-
-
-def _concats():
-    from tsprune_edge.prune.structured import _skip_time_axis_mappings
-
-    return _skip_time_axis_mappings()

@@ -29,11 +29,11 @@ from torch import nn
 
 from tsprune_edge.errors import UserError
 from tsprune_edge.models.deployment import deployment_form
+from tsprune_edge.prune.graph import NORM_TYPES, example_inputs, time_axes_skipped
+from tsprune_edge.prune.importance import Importance, MagnitudeL2
 
-NORM_TYPES = (nn.LayerNorm, nn.BatchNorm1d)
 # Bare parameters that carry no d_model axis (their last axis is heads' modes or variables).
-_NOT_WIDTH_MODULES = ("FourierWeights", "RevIN")
-
+NOT_WIDTH_MODULES = ("FourierWeights", "RevIN")
 
 
 def has_width(model: nn.Module) -> bool:
@@ -67,7 +67,7 @@ def kept_width(width: int, ratio: float, round_to: int) -> int:
 
 def dependency_graph(model: nn.Module, example_inputs: tuple) -> tp.DependencyGraph:
     """DepGraph of the deployment form, the bare parameters of other dimensions left out."""
-    ignored = [p for m in model.modules() if type(m).__name__ in _NOT_WIDTH_MODULES for p in m.parameters()]
+    ignored = [p for m in model.modules() if type(m).__name__ in NOT_WIDTH_MODULES for p in m.parameters()]
     model.eval()
     return tp.DependencyGraph().build_dependency(model, example_inputs, ignored_params=ignored)
 
@@ -94,32 +94,27 @@ def stream_width(norm: nn.Module) -> int:
     return norm.weight.shape[0]
 
 
-def prune_width(model: nn.Module, ratio: float, round_to: int) -> None:
+def prune_width(model: nn.Module, ratio: float, round_to: int, importance: Importance | None = None) -> None:
     """Shrink every residual stream to kept_width(d_model, ratio, round_to) channels (Crossformer's merging norms
-    to win_size times that), keeping the channels of largest group L2 magnitude."""
-    from tsprune_edge.prune.structured import _skip_time_axis_mappings
-
-    with warnings.catch_warnings(), _skip_time_axis_mappings(), deployment_form(model):
+    to win_size times that), keeping the channels `importance` ranks highest (group L2 magnitude by default)."""
+    with warnings.catch_warnings(), time_axes_skipped(), deployment_form(model):
         warnings.simplefilter("ignore")
-        _prune_streams(model, ratio, round_to)
+        _prune_streams(model, ratio, round_to, importance or MagnitudeL2())
 
 
-def _prune_streams(model: nn.Module, ratio: float, round_to: int) -> None:
-    from tsprune_edge.prune.structured import example_inputs
-
+def _prune_streams(model: nn.Module, ratio: float, round_to: int, importance: Importance) -> None:
     graph = dependency_graph(model, example_inputs(model))
-    importance = tp.importance.GroupMagnitudeImportance(p=2)
     for norm in residual_streams(model, graph):
         width = stream_width(norm)
         target = kept_width(model.config.d_model, ratio, round_to)
         if target >= width:
             continue
         with torch.no_grad():
-            scores = importance(stream_group(graph, norm, list(range(width))))
+            scores = importance.channels(stream_group(graph, norm, list(range(width))))
         removed = scores.argsort()[: width - target].sort().values.tolist()
         group = stream_group(graph, norm, removed)
         with torch.no_grad():
-            _slice_position_tables(model, group, removed)
+            slice_position_tables(model, group, removed)
             flattened = token_major_state(model, group)
             group.prune()
             restore_token_major(flattened, width, sorted(set(range(width)) - set(removed)))
@@ -148,7 +143,7 @@ def restore_token_major(state: dict[nn.Module, dict[str, torch.Tensor]], width: 
             layer.normalized_shape = tuple(layer.weight.shape)
 
 
-def _slice_position_tables(model: nn.Module, group: tp.dependency.Group, removed: list[int]) -> None:
+def slice_position_tables(model: nn.Module, group: tp.dependency.Group, removed: list[int]) -> None:
     """Embeddings whose value projection is in the group lose the same channels of their position buffer."""
     members = {dep.target.module for dep, _ in group}
     for embedding in model.modules():

@@ -7,10 +7,10 @@ from __future__ import annotations
 import base64
 from html import escape
 
+from tsprune_edge.report.cells import HEADERS, measurement_notes, method_note, row_cells, run_notes
 from tsprune_edge.report.plots import TITLES
 from tsprune_edge.report.profile_diff import HEADERS as DIFF_HEADERS
 from tsprune_edge.report.profile_diff import SECTION, diff_cells, diff_title, no_diff_note, shows_diff
-from tsprune_edge.report.render import HEADERS, _cells, measurement_notes, method_note, run_notes
 from tsprune_edge.report.stats import EQUIVALENT, INCONCLUSIVE, REAL_SPEEDUP, SLOWDOWN, SMALL_SLOWDOWN, SMALL_SPEEDUP
 
 STYLE = """
@@ -46,7 +46,7 @@ def html_report(rows: list[dict], images: dict[str, bytes]) -> str:
         parts.append(f"<h2>{escape(models)}: run {escape(run)} on {escape(members[0]['device'])} "
                      f"({escape(members[0]['machine'])})</h2>")
         parts += [f"<p class=\"warning\">{escape(note)}</p>" for note in run_notes(members)]
-        parts.append(_table(HEADERS, [_cells(r) for r in members], [ROW_CLASS.get(r.get("verdict"), "")
+        parts.append(_table(HEADERS, [row_cells(r) for r in members], [ROW_CLASS.get(r.get("verdict"), "")
                                                                      for r in members]))
         notes = measurement_notes(members)
         if notes:
