@@ -16,37 +16,47 @@ from rich.console import Console
 
 from tsprune_edge.checkpoint import load_checkpoint
 from tsprune_edge.data.forecast import check_dates, same_source
+from tsprune_edge.defaults import (
+    DEFAULT_DATA,
+    DEFAULT_EPOCHS,
+    DEFAULT_FINETUNE_EPOCHS,
+    DEFAULT_METHOD,
+    DEFAULT_MODEL,
+    DEFAULT_SPARSITY,
+)
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.bundle import ExportRequest, write_bundles
 from tsprune_edge.export.runtimes import installed_tflite_runtimes
 from tsprune_edge.models import model_entry
-from tsprune_edge.prune.stage import DEFAULT_ROUND_TO, PruneRequest, finetune_dense, prune_to_dir
+from tsprune_edge.prune.dimensions import DEFAULT_DIMENSIONS, DEFAULT_ROUND_TO
+from tsprune_edge.prune.stage import PruneRequest, finetune_dense, prune_to_dir
 from tsprune_edge.variants import variant_name
 from tsprune_edge.workflow import train_to_dir
-
-DEFAULT_MODEL = "transformer"
-DEFAULT_DATA = "synthetic"  # built in: the default job needs no download
 
 
 @dataclass(frozen=True)
 class ExportJob:
-    methods: tuple[str, ...] = ("structured",)
-    sparsity: float = 0.5
-    finetune_epochs: int = 1
+    methods: tuple[str, ...] = (DEFAULT_METHOD,)
+    sparsity: float = DEFAULT_SPARSITY
+    finetune_epochs: int = DEFAULT_FINETUNE_EPOCHS
     checkpoint: Path | None = None  # a dense checkpoint to start from; None trains one
     model: str | None = None  # None: the checkpoint's model, else DEFAULT_MODEL
     data: str | None = None  # None: DEFAULT_DATA (only when training)
-    epochs: int = 3  # training epochs when no checkpoint is given
+    epochs: int = DEFAULT_EPOCHS  # training epochs when no checkpoint is given
     strict_dates: bool = False  # refuse duplicated timestamps and irregular steps in a CSV
     round_to: int = DEFAULT_ROUND_TO  # structured widths are multiples of this (a board profile's, or --round-to)
     round_to_source: str = "default"  # "default", "option" or "profile NAME"
+    dims: tuple[str, ...] = DEFAULT_DIMENSIONS  # structured: the dimensions pruned (width too: d_model narrows)
+    width_sparsity: float | None = None  # structured: fraction of d_model removed (default: sparsity)
 
     def variants(self) -> dict[str, PruneRequest]:
-        """Each pruned variant's request by its bundle name (`structured-0.5`, the name a sweep gives it too)."""
+        """Each pruned variant's request by its bundle name (`structured-0.5`, `structured_width-0.5` with width
+        among the dims: the names a sweep gives them too)."""
         if not self.methods:
             raise UserError("--method needs at least one pruning method, for example structured")
         requests = [PruneRequest(method=m, sparsity=self.sparsity, finetune_epochs=self.finetune_epochs,
-                                 round_to=self.round_to, round_to_source=self.round_to_source)
+                                 round_to=self.round_to, round_to_source=self.round_to_source, dims=self.dims,
+                                 width_sparsity=self.width_sparsity)
                     for m in self.methods]
         for request in requests:
             request.validate()

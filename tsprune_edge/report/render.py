@@ -10,6 +10,7 @@ from rich.table import Table
 
 from tsprune_edge.atomic import write_atomic, write_json_atomic
 from tsprune_edge.report.pareto import fit_notes
+from tsprune_edge.report.verdict import DEFAULT_MIN_EFFECT
 from tsprune_edge.variants import PROBE_VARIANT
 
 COLUMNS = ("device", "machine", "emulated", "variant", "model", "method", "sparsity", "format", "runtime", "threads",
@@ -120,7 +121,7 @@ def verdict_table(rows: list[dict]) -> Table:
 
 
 def _min_effect(rows: list[dict]) -> float:
-    return next((r["min_effect"] for r in rows if "min_effect" in r), 0.05)
+    return next((r["min_effect"] for r in rows if "min_effect" in r), DEFAULT_MIN_EFFECT)
 
 
 def method_note(rows: list[dict]) -> str:

@@ -78,10 +78,10 @@ class SweepSpec:
 
     def prune_rounding(self) -> dict:
         """PruneRequest's round_to and its source: the device profile's channel alignment (as `prune --device`)."""
-        from tsprune_edge.devices.profiles import load_profile
+        from tsprune_edge.devices.profiles import resolve_round_to
 
-        profile = load_profile(self.device)
-        return {"round_to": profile.round_to, "round_to_source": f"profile {profile.name}"}
+        round_to, source = resolve_round_to(self.device, None)
+        return {"round_to": round_to, "round_to_source": source}
 
     def dense_reference(self, model: str) -> Path:
         """The checkpoint the dense bundle is exported from and the variants' accuracy is compared with: with
