@@ -9,10 +9,12 @@ the same fine-tuning as the pruned variants (once per job, not per variant), so 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from torch import nn
 
 from tsprune_edge.checkpoint import load_checkpoint
 from tsprune_edge.data.forecast import check_dates, same_source
@@ -27,9 +29,10 @@ from tsprune_edge.defaults import (
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.bundle import ExportRequest, write_bundles
 from tsprune_edge.export.runtimes import installed_tflite_runtimes
-from tsprune_edge.models import model_entry
+from tsprune_edge.models import create_model, model_entry
 from tsprune_edge.prune.dimensions import DEFAULT_DIMENSIONS, DEFAULT_ROUND_TO
-from tsprune_edge.prune.stage import PruneRequest, finetune_dense, prune_to_dir
+from tsprune_edge.prune.stage import PruneRequest, finetune_dense, prune_to_dir, structured_config
+from tsprune_edge.prune.structured import check_config
 from tsprune_edge.variants import variant_name
 from tsprune_edge.workflow import train_to_dir
 
@@ -74,9 +77,11 @@ def run_export_job(job: ExportJob, request: ExportRequest, out: Path, runs: Path
     if job.checkpoint is not None:
         check_not_written(job.checkpoint, [runs / "dense-finetuned", *(runs / name for name in variants)])
         dense = check_dense_checkpoint(job.checkpoint, job.model, job.data)
+        check_structured(load_checkpoint(dense).build_model(), variants.values())
     else:
         model = job.model or DEFAULT_MODEL
         model_entry(model)  # an unknown name fails here, not after training
+        check_structured(create_model(model, "small", pred_len=96), variants.values())
         if job.strict_dates:  # a refused file is one line, before the training line
             check_dates(job.data or DEFAULT_DATA, strict=True)
         console.print(f"training {model} (small preset) on {job.data or DEFAULT_DATA} for {job.epochs} epochs")
@@ -92,6 +97,14 @@ def run_export_job(job: ExportJob, request: ExportRequest, out: Path, runs: Path
         prune_to_dir(dense, prune_request, runs / name, console=console, reference=reference)
         checkpoints[name] = runs / name / "model.pt"
     return write_bundles(out, checkpoints, request, console, probe=True)  # the per-call probe beside dense
+
+
+def check_structured(model: nn.Module, requests: Iterable[PruneRequest]) -> None:
+    """Refuse, before training or fine-tuning, structured pruning this architecture cannot take (--dims, a ratio
+    that empties a layer, a width that cannot be pruned): the checks `prune` runs, on the model to be pruned."""
+    for request in requests:
+        if request.method == "structured":
+            check_config(model, structured_config(request))
 
 
 def compared_accuracy(manifests: dict[str, dict]) -> tuple[dict[str, dict], str | None]:
