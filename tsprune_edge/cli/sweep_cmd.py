@@ -46,8 +46,8 @@ def sweep_command(
     preset: str = typer.Option(_SPEC.preset, help="Model size preset."),
     epochs: int = typer.Option(None, help="Training epochs (default: each model's published schedule)."),
     finetune_epochs: int = typer.Option(_SPEC.finetune_epochs, help="Fine-tuning epochs after pruning."),
-    format: str = typer.Option("onnx,tflite", "--format", help="Artifact formats to export and measure."),
-    device: str = typer.Option("desktop", help="Device profile to measure on (see `tsprune-edge devices list`)."),
+    format: str = typer.Option(",".join(_SPEC.formats), "--format", help="Artifact formats to export and measure."),
+    device: str = typer.Option(_SPEC.device, help="Device profile to measure on (see `tsprune-edge devices list`)."),
     host: str = typer.Option(None, help="SSH destination of the board."),
     threads: str = typer.Option("1", help="Thread counts to measure, e.g. 1,4."),
     rounds: int = typer.Option(DEFAULT_ROUNDS, help="Interleaved bench rounds per model."),
@@ -55,10 +55,11 @@ def sweep_command(
                                    "variant's verdict is INCONCLUSIVE (equal to --rounds: never)."),
     min_time: float = typer.Option(2.0, help="Minimum timed seconds per measurement."),
     min_iters: int = typer.Option(100, help="Minimum timed iterations per measurement."),
-    profile: bool = typer.Option(True, help="Record ONNX Runtime per-operator times for the profile diff."),
-    accuracy: bool = typer.Option(False, help="Run the test split through every artifact on the device."),
-    width_matched: bool = typer.Option(False, help="Also prune heads, FFN and the model width d_model, at the ratio "
-                                       "that removes the MACs each structured variant removes (structured_width-S)."),
+    profile: bool = typer.Option(_SPEC.profile, help="Record ONNX Runtime per-operator times for the profile diff."),
+    accuracy: bool = typer.Option(_SPEC.accuracy, help="Run the test split through every artifact on the device."),
+    width_matched: bool = typer.Option(_SPEC.width_matched, help="Also prune heads, FFN and the model width "
+                                       "d_model, at the ratio that removes the MACs each structured variant removes "
+                                       "(structured_width-S)."),
     workers: int = typer.Option(None, help="Local worker processes (default: one per CPU core)."),
     ray: str = typer.Option(None, "--ray", help="Run the compute cells as tasks on this existing Ray cluster "
                             "(address, e.g. 10.0.0.5:6379) instead of local processes."),
