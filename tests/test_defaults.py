@@ -109,3 +109,16 @@ def test_bench_reads_the_folder_export_writes():
     assert default(report_cmd.report_command, "out") == Path("runs/report")
     for path in (Path("runs/bundles"), Path("runs/results"), Path("runs/report")):
         assert path.parts[0] not in SOURCES and not (REPO / path.parts[0]).joinpath("__init__.py").exists()
+
+
+def test_sweep_takes_round_to_as_prune_does_and_resumes_an_older_spec():
+    """`sweep --round-to` decides the structured widths as `prune --round-to` does; a sweep.json written before the
+    option existed reads back as the same spec (its widths came from the profile, as they still do by default)."""
+    from tsprune_edge.sweep.spec import SweepSpec
+
+    spec = SweepSpec(models=("transformer",), methods=("structured",), sparsities=(0.5,), device="rpi4", host="pi")
+    assert spec.prune_rounding() == {"round_to": 4, "round_to_source": "profile rpi4"}
+    assert SweepSpec(**{**spec.__dict__, "round_to": 2}).prune_rounding() == {"round_to": 2,
+                                                                              "round_to_source": "option"}
+    older = {k: v for k, v in spec.to_json().items() if k != "round_to"}
+    assert SweepSpec.from_json(older) == spec

@@ -527,6 +527,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("sweep", "--device", "toaster", "--data", "synthetic"), "unknown device 'toaster'"),
         (T("sweep", "--device", "zero-cores", "--data", "synthetic"), "cores must be a positive integer"),
         (T("sweep", "--rounds", "0"), "--rounds must be at least 1"),
+        (T("sweep", "--round-to", "0", "--data", "synthetic"), "--round-to must be at least 1"),
         (T("sweep", "--epochs", "0"), "--epochs must be at least 1"),
         (T("sweep", "--finetune-epochs", "-1"), "--finetune-epochs must be at least 0"),
         (T("sweep", "--min-time", "0"), "--min-time must be above 0"),

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from tsprune_edge.cli import guards, paths
+from tsprune_edge.cli import pruning_options as options
 from tsprune_edge.cli.bench_cmd import parse_threads
 from tsprune_edge.cli.output import table_console
 from tsprune_edge.cli.pruning_options import METHODS_HELP
@@ -60,6 +61,7 @@ def sweep_command(
     width_matched: bool = typer.Option(_SPEC.width_matched, help="Also prune heads, FFN and the model width "
                                        "d_model, at the ratio that removes the MACs each structured variant removes "
                                        "(structured_width-S)."),
+    round_to: int = options.round_to(),
     workers: int = typer.Option(None, help="Local worker processes (default: one per CPU core)."),
     ray: str = typer.Option(None, "--ray", help="Run the compute cells as tasks on this existing Ray cluster "
                             "(address, e.g. 10.0.0.5:6379) instead of local processes."),
@@ -84,7 +86,7 @@ def sweep_command(
                      data=_data(data), preset=preset, pred_len=96, epochs=epochs, finetune_epochs=finetune_epochs,
                      formats=parse_list(format), device=device, host=host, threads=parse_threads(threads) or (1,),
                      rounds=rounds, max_rounds=max_rounds, min_time=min_time, min_iters=min_iters, profile=profile,
-                     accuracy=accuracy, width_matched=width_matched)
+                     accuracy=accuracy, width_matched=width_matched, round_to=round_to)
     for option, value, low in (("--epochs", epochs, 1), ("--finetune-epochs", finetune_epochs, 0),
                                ("--rounds", rounds, 1), ("--max-rounds", max_rounds, 1), ("--min-iters", min_iters, 1),
                                ("--workers", workers, 1)):
