@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tsprune_edge.errors import UserError
+from tsprune_edge.prune.dimensions import DEFAULT_ROUND_TO
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,7 +47,7 @@ class DeviceProfile:
     runtimes: tuple[str, ...] = RUNTIMES  # tried in this order; the first importable one per format is used
     threads: tuple[int, ...] = (1,)  # default thread counts to measure
     thermal_zones: tuple[str, ...] = ("/sys/class/thermal/thermal_zone0/temp",)
-    round_to: int = 8  # channel alignment that keeps pruned widths fast on this CPU's SIMD (pruning's --round-to)
+    round_to: int = DEFAULT_ROUND_TO  # channel alignment that keeps pruned widths fast on its SIMD (--round-to)
     onnx_providers: tuple[str, ...] = ("CPUExecutionProvider",)  # tried in order where present
     # The newest ONNX its runtimes all read: `export --device NAME` writes this opset and IR version and `bench`
     # refuses a newer bundle before connecting. 20/10 is torch's own export; ONNX Runtime 1.10 (the newest for the
@@ -105,13 +106,24 @@ BUILT_IN = {
     ),
     "desktop": DeviceProfile(
         name="desktop", description="this machine, measured locally", arch=platform.machine(),
-        cores=os.cpu_count() or 1, memory_mb=0, python=sys.executable, threads=(1,), round_to=8, local=True,
+        cores=os.cpu_count() or 1, memory_mb=0, python=sys.executable, threads=(1,), local=True,
     ),
 }
 
 
 def profile_dir() -> Path:
     return Path(os.environ.get("TSPRUNE_EDGE_DEVICES_DIR", Path.home() / ".config" / "tsprune-edge" / "devices"))
+
+
+def resolve_round_to(device: str | None, round_to: int | None) -> tuple[int, str]:
+    """(round_to, source) for structured pruning: `round_to` given ("option"), else the board profile's ("profile
+    NAME"), else the default ("default"). An unknown device is refused here, before any work."""
+    profile = None if device is None else load_profile(device)
+    if round_to is not None:
+        return round_to, "option"
+    if profile is not None:
+        return profile.round_to, f"profile {profile.name}"
+    return DEFAULT_ROUND_TO, "default"
 
 
 def available_profiles() -> list[str]:

@@ -52,3 +52,26 @@ def test_pipeline_runs_on_the_builtin_default(cli, tmp_path):
     # the last line names the page a user opens, not whichever file the report wrote last (a plot)
     assert result.out.rstrip().splitlines()[-1].endswith(f"; report: {out / 'report' / 'report.html'}")
     assert "<html" in (out / "report" / "report.html").read_text()
+
+
+def test_commands_that_prune_take_the_same_pruning_options(cli):
+    """prune, export and pipeline declare --method, --sparsity, --dims, --width-sparsity and --round-to once
+    (cli/pruning_options.py): the same defaults and help on each."""
+    import inspect
+
+    from tsprune_edge.cli import export_cmd, pipeline_cmd, prune_cmd
+
+    shared = ("method", "sparsity", "dims", "width_sparsity", "round_to")
+    commands = {"prune": prune_cmd.prune_command, "export": export_cmd.export_command,
+                "pipeline": pipeline_cmd.pipeline_command}
+    options = {name: {p: inspect.signature(f).parameters[p].default for p in shared} for name, f in commands.items()}
+    for name, declared in options.items():
+        assert {p: o.default for p, o in declared.items()} == {
+            "method": "structured", "sparsity": 0.5, "dims": "heads,ffn", "width_sparsity": None, "round_to": None}
+        assert declared["dims"].help == options["prune"]["dims"].help, name
+        assert declared["width_sparsity"].help == options["prune"]["width_sparsity"].help, name
+        assert declared["sparsity"].help == options["prune"]["sparsity"].help, name
+        result = cli(name, "--help")
+        assert result.code == 0 and all(f"--{p.replace('_', '-')}" in result.out for p in shared), name
+    assert inspect.signature(export_cmd.export_command).parameters["device"].default.help.startswith(
+        inspect.signature(prune_cmd.prune_command).parameters["device"].default.help)

@@ -143,7 +143,7 @@ def _bench_runs(root: Path) -> None:
 
 def _bundles(root: Path) -> None:
     manifest = {"format": "tsprune-edge/bundle", "version": 1}
-    for folder, text in (("export/dense", json.dumps(manifest)), ("badbundle/dense", "{"),
+    for folder, text in (("runs/bundles/dense", json.dumps(manifest)), ("badbundle/dense", "{"),
                          ("oldbundle/dense", json.dumps({"format": "tsprune-edge/bundle", "version": 0})),
                          ("listbundle/dense", "[]")):
         (root / folder).mkdir(parents=True)
@@ -388,7 +388,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
     "export": [
         (T("export", "--checkpoint", CK, "--out", "old", "--format", "onnx"), "old/dense exists and is not an export"),
         (T("export", "--checkpoint", CK, "--out", "old", "--format", "onnx", "--force"), "is not an export"),
-        (T("export", "--checkpoint", CK, "--out", "export", "--format", "onnx"), "holds a bundle already"),
+        (T("export", "--checkpoint", CK, "--format", "onnx"), "holds a bundle already"),
         (T("export", "--runs", "old", "--out", "e", "--format", "onnx"), "old/dense/model.pt exists already"),
         (T("export", "--checkpoint", CK, "--out", "x", "--runs", "x", "--format", "onnx"), "would share"),
         (T("export", "--sparsity", "1"), "--sparsity must be in [0, 1)"),
@@ -417,6 +417,13 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("export", "--onnx-opset", "new"), "Invalid value for '--onnx-opset'"),
         (T("export", "--round-to", "0"), "--round-to must be at least 1"),
         (T("export", "--round-to", "nan"), "Invalid value for '--round-to'"),
+        (T("export", "--dims", "heads,depth", "--out", "e", "--runs", "r"), "--dims takes a comma-separated subset"),
+        (T("export", "--width-sparsity", "0.5", "--out", "e", "--runs", "r"), "--width-sparsity needs width among"),
+        (T("export", "--width-sparsity", "1", "--dims", "width"), "--width-sparsity must be in [0, 1)"),
+        (T("export", "--method", "structured,unstructured", "--dims", "heads,ffn,width"),
+         "--dims and --width-sparsity apply to --method structured"),
+        (T("export", "--checkpoint", CK, "--dims", "heads,ffn,width", "--format", "onnx", "--out", "e", "--runs", "r"),
+         "dlinear has no model width d_model to prune"),
         (T("export", "--data", "dupdates.csv", "--strict-dates", "--out", "e", "--runs", "r"),
          "--strict-dates refuses them"),
     ],
@@ -446,7 +453,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("bench", "--artifacts", "badlist"), "does not list its files as a bundle does"),
         (T("bench", "--results", "afile/r"), "is a file, not a folder"),
         (T("bench", "--results", "/proc/r"), "/proc is a system folder"),
-        (T("bench", "--results", "export/dense"), "would write over the input"),
+        (T("bench", "--results", "runs/bundles/dense"), "would write over the input"),
         (T("bench", "--host", "pi@board"), "is measured on this machine; drop --host"),
         (T("bench", "--device", "rpi4"), "is a remote board: pass --host"),
         (T("bench", "--resume", "--results", "emptydir"), "nothing to resume"),
@@ -520,6 +527,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("sweep", "--device", "toaster", "--data", "synthetic"), "unknown device 'toaster'"),
         (T("sweep", "--device", "zero-cores", "--data", "synthetic"), "cores must be a positive integer"),
         (T("sweep", "--rounds", "0"), "--rounds must be at least 1"),
+        (T("sweep", "--round-to", "0", "--data", "synthetic"), "--round-to must be at least 1"),
         (T("sweep", "--epochs", "0"), "--epochs must be at least 1"),
         (T("sweep", "--finetune-epochs", "-1"), "--finetune-epochs must be at least 0"),
         (T("sweep", "--min-time", "0"), "--min-time must be above 0"),
@@ -564,6 +572,9 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("pipeline", "--out", "old"), "old/dense exists already; pass --force"),
         (T("pipeline", "--data", "data.csv", "--out", "data.csv"), "it is a file, not a folder"),
         (T("pipeline", "--data", "dupdates.csv", "--strict-dates", "--out", "pl"), "--strict-dates refuses them"),
+        (T("pipeline", "--round-to", "0", "--out", "pl"), "--round-to must be at least 1"),
+        (T("pipeline", "--dims", "heads,depth", "--out", "pl"), "--dims takes a comma-separated subset"),
+        (T("pipeline", "--method", "unstructured", "--dims", "width"), "--dims and --width-sparsity apply to --method"),
     ],
     "data": [
         (T("data", "fetch", "ETTh9"), "unknown dataset 'ETTh9'"),

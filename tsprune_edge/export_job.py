@@ -9,44 +9,57 @@ the same fine-tuning as the pruned variants (once per job, not per variant), so 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from torch import nn
 
 from tsprune_edge.checkpoint import load_checkpoint
 from tsprune_edge.data.forecast import check_dates, same_source
+from tsprune_edge.defaults import (
+    DEFAULT_DATA,
+    DEFAULT_EPOCHS,
+    DEFAULT_FINETUNE_EPOCHS,
+    DEFAULT_METHOD,
+    DEFAULT_MODEL,
+    DEFAULT_SPARSITY,
+)
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.bundle import ExportRequest, write_bundles
 from tsprune_edge.export.runtimes import installed_tflite_runtimes
-from tsprune_edge.models import model_entry
-from tsprune_edge.prune.stage import DEFAULT_ROUND_TO, PruneRequest, finetune_dense, prune_to_dir
+from tsprune_edge.models import create_model, model_entry
+from tsprune_edge.prune.dimensions import DEFAULT_DIMENSIONS, DEFAULT_ROUND_TO
+from tsprune_edge.prune.stage import PruneRequest, finetune_dense, prune_to_dir, structured_config
+from tsprune_edge.prune.structured import check_config
 from tsprune_edge.variants import variant_name
 from tsprune_edge.workflow import train_to_dir
-
-DEFAULT_MODEL = "transformer"
-DEFAULT_DATA = "synthetic"  # built in: the default job needs no download
 
 
 @dataclass(frozen=True)
 class ExportJob:
-    methods: tuple[str, ...] = ("structured",)
-    sparsity: float = 0.5
-    finetune_epochs: int = 1
+    methods: tuple[str, ...] = (DEFAULT_METHOD,)
+    sparsity: float = DEFAULT_SPARSITY
+    finetune_epochs: int = DEFAULT_FINETUNE_EPOCHS
     checkpoint: Path | None = None  # a dense checkpoint to start from; None trains one
     model: str | None = None  # None: the checkpoint's model, else DEFAULT_MODEL
     data: str | None = None  # None: DEFAULT_DATA (only when training)
-    epochs: int = 3  # training epochs when no checkpoint is given
+    epochs: int = DEFAULT_EPOCHS  # training epochs when no checkpoint is given
     strict_dates: bool = False  # refuse duplicated timestamps and irregular steps in a CSV
     round_to: int = DEFAULT_ROUND_TO  # structured widths are multiples of this (a board profile's, or --round-to)
     round_to_source: str = "default"  # "default", "option" or "profile NAME"
+    dims: tuple[str, ...] = DEFAULT_DIMENSIONS  # structured: the dimensions pruned (width too: d_model narrows)
+    width_sparsity: float | None = None  # structured: fraction of d_model removed (default: sparsity)
 
     def variants(self) -> dict[str, PruneRequest]:
-        """Each pruned variant's request by its bundle name (`structured-0.5`, the name a sweep gives it too)."""
+        """Each pruned variant's request by its bundle name (`structured-0.5`, `structured_width-0.5` with width
+        among the dims: the names a sweep gives them too)."""
         if not self.methods:
             raise UserError("--method needs at least one pruning method, for example structured")
         requests = [PruneRequest(method=m, sparsity=self.sparsity, finetune_epochs=self.finetune_epochs,
-                                 round_to=self.round_to, round_to_source=self.round_to_source)
+                                 round_to=self.round_to, round_to_source=self.round_to_source, dims=self.dims,
+                                 width_sparsity=self.width_sparsity)
                     for m in self.methods]
         for request in requests:
             request.validate()
@@ -64,9 +77,11 @@ def run_export_job(job: ExportJob, request: ExportRequest, out: Path, runs: Path
     if job.checkpoint is not None:
         check_not_written(job.checkpoint, [runs / "dense-finetuned", *(runs / name for name in variants)])
         dense = check_dense_checkpoint(job.checkpoint, job.model, job.data)
+        check_structured(load_checkpoint(dense).build_model(), variants.values())
     else:
         model = job.model or DEFAULT_MODEL
         model_entry(model)  # an unknown name fails here, not after training
+        check_structured(create_model(model, "small", pred_len=96), variants.values())
         if job.strict_dates:  # a refused file is one line, before the training line
             check_dates(job.data or DEFAULT_DATA, strict=True)
         console.print(f"training {model} (small preset) on {job.data or DEFAULT_DATA} for {job.epochs} epochs")
@@ -82,6 +97,14 @@ def run_export_job(job: ExportJob, request: ExportRequest, out: Path, runs: Path
         prune_to_dir(dense, prune_request, runs / name, console=console, reference=reference)
         checkpoints[name] = runs / name / "model.pt"
     return write_bundles(out, checkpoints, request, console, probe=True)  # the per-call probe beside dense
+
+
+def check_structured(model: nn.Module, requests: Iterable[PruneRequest]) -> None:
+    """Refuse, before training or fine-tuning, structured pruning this architecture cannot take (--dims, a ratio
+    that empties a layer, a width that cannot be pruned): the checks `prune` runs, on the model to be pruned."""
+    for request in requests:
+        if request.method == "structured":
+            check_config(model, structured_config(request))
 
 
 def compared_accuracy(manifests: dict[str, dict]) -> tuple[dict[str, dict], str | None]:

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tsprune_edge.cli import guards
+from tsprune_edge.cli import guards, paths
 from tsprune_edge.cli.output import table_console
 from tsprune_edge.devices.runs import DEFAULT_MAX_ROUNDS, DEFAULT_ROUNDS
 
@@ -29,7 +29,7 @@ def parse_threads(text: str | None) -> tuple[int, ...] | None:
 def bench_command(
     device: str = typer.Option("desktop", help="Device profile (see `tsprune-edge devices list`)."),
     host: str = typer.Option(None, help="SSH destination of the board: user@address or a ~/.ssh/config alias."),
-    artifacts: Path = typer.Option(Path("export"), help="Folder of export bundles (`tsprune-edge export --out`)."),
+    artifacts: Path = typer.Option(paths.BUNDLES, help="Folder of export bundles (`tsprune-edge export --out`)."),
     runtime: str = typer.Option("onnxruntime,tflite", help="onnxruntime and/or tflite (the board's TFLite runtime)."),
     threads: str = typer.Option(None, help="Thread counts to measure, e.g. 1,4 (default: the profile's)."),
     rounds: int = typer.Option(DEFAULT_ROUNDS, help="Interleaved rounds: every variant once per round, fresh process "
@@ -44,7 +44,7 @@ def bench_command(
                                  "separate session): the report's where-the-time-goes diff."),
     accuracy: bool = typer.Option(False, help="Also run each bundle's test split through the artifact on the "
                                   "board (first round): MSE and MAE beside the torch model's."),
-    results: Path = typer.Option(Path("results"), help="Results go to RESULTS/<device>-<time>/."),
+    results: Path = typer.Option(paths.RESULTS, help="Results go to RESULTS/<device>-<time>/."),
     resume: bool = typer.Option(False, help="Finish this device's latest unfinished run instead of starting anew."),
     keep: bool = typer.Option(False, help="Keep the run folder on the board."),
     accept_new_host_key: bool = typer.Option(False, help="Trust an unknown host key on first contact (never a "

@@ -8,58 +8,58 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tsprune_edge.cli import guards
+from tsprune_edge.cli import guards, paths
+from tsprune_edge.cli import pruning_options as options
 from tsprune_edge.cli.output import table_console
+from tsprune_edge.defaults import DEFAULT_DATA, DEFAULT_EPOCHS, DEFAULT_FINETUNE_EPOCHS, DEFAULT_MODEL
 
 _console = Console(stderr=True)
 
 
 def export_command(
-    sparsity: float = typer.Option(0.5, help="Pruning sparsity for every --method, in [0, 1)."),
-    method: str = typer.Option("structured", help="Pruning method(s), comma-separated: structured, unstructured, "
-                               "nm, block, layerwise, random. The dense reference is always exported too."),
+    sparsity: float = options.sparsity(),
+    method: str = options.method(several=True, also="The dense reference is always exported too."),
+    dims: str = options.dims(),
+    width_sparsity: float = options.width_sparsity(),
     checkpoint: Path = typer.Option(None, help="A dense model.pt to start from (default: train one)."),
-    model: str = typer.Option(None, help="Model to train (default transformer; with --checkpoint, a check)."),
-    data: str = typer.Option(None, help="Dataset to train on (default: the built-in synthetic, offline)."),
-    epochs: int = typer.Option(3, help="Training epochs when no --checkpoint is given."),
+    model: str = typer.Option(None, help=f"Model to train (default {DEFAULT_MODEL}; with --checkpoint, a check)."),
+    data: str = typer.Option(None, help=f"Dataset to train on (default: the built-in {DEFAULT_DATA}, offline)."),
+    epochs: int = typer.Option(DEFAULT_EPOCHS, help="Training epochs when no --checkpoint is given."),
     strict_dates: bool = typer.Option(False, help="Refuse duplicated timestamps and irregular steps in the CSV "
                                       "(default: keep the rows, warn once)."),
-    finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning; the exported dense reference is "
-                                        "a copy of dense fine-tuned the same way, so accuracy is compared fairly."),
+    finetune_epochs: int = typer.Option(DEFAULT_FINETUNE_EPOCHS, help="Fine-tuning epochs after pruning; the "
+                                        "exported dense reference is a copy of dense fine-tuned the same way, so "
+                                        "accuracy is compared fairly."),
     format: str = typer.Option(None, "--format", help="Artifact formats, comma-separated: onnx, tflite (default: "
                                "both, or those the --device's runtimes read)."),
-    device: str = typer.Option(None, help="The board the bundles are for (`tsprune-edge devices list`): structured "
-                               "widths are multiples of its round_to, and the ONNX opset, IR version and sparse "
-                               "weights are what its runtimes read (jetson-nano: opset 13, IR 7, dense, ONNX only)."),
-    round_to: int = typer.Option(None, help="structured: kept widths are multiples of this (default: the --device "
-                                 "profile's, else 8)."),
+    device: str = options.device(also="The ONNX opset, IR version and sparse weights are what its runtimes read "
+                                 "(jetson-nano: opset 13, IR 7, dense, ONNX only)."),
+    round_to: int = options.round_to(),
     onnx_opset: int = typer.Option(None, help="ONNX opset to write (13-21; default 20, or the --device's). 13 "
                                    "decomposes LayerNorm and GELU for ONNX Runtime 1.10 and TensorRT 8."),
     quantize: str = typer.Option(None, help="int8: also write an int8-weight bundle beside each fp32 one."),
     sparse_kernels: bool = typer.Option(False, help="TFLite: store pruned FULLY_CONNECTED weights for TFLite's "
                                         "builtin sparse kernels (CSR, 1x4 blocks) instead of densifying them at load; "
                                         "they leave XNNPACK, so measure whether that pays on your board."),
-    out: Path = typer.Option(Path("export"), help="Bundles go to OUT/<variant>/."),
-    runs: Path = typer.Option(Path("runs/export"), help="Where the trained and pruned checkpoints go."),
+    out: Path = typer.Option(paths.BUNDLES, help="Bundles go to OUT/<variant>/ (what `bench --artifacts` reads by "
+                             "default)."),
+    runs: Path = typer.Option(paths.EXPORT_CHECKPOINTS, help="Where the trained and pruned checkpoints go."),
     force: bool = typer.Option(False, "--force", help="Replace bundles and checkpoints an earlier export left in "
                                "OUT and RUNS."),
 ) -> None:
     """Train (or load), prune, fine-tune and export ONNX and TFLite bundles, validated against torch on real
     windows, with sparsity-aware compression; writes OUT/<variant>/ (model.onnx, model.tflite, manifest.json,
     samples.npz) for the dense model and each pruned variant."""
-    from tsprune_edge.cli.device_option import resolve_round_to
     from tsprune_edge.export.bundle import ExportRequest, parse_list
     from tsprune_edge.export_job import ExportJob, run_export_job
 
-    rounding, rounding_source = resolve_round_to(device, round_to)
-    job = ExportJob(methods=parse_list(method), sparsity=sparsity, finetune_epochs=finetune_epochs,
-                    checkpoint=checkpoint, model=model, data=data, epochs=epochs,
-                    strict_dates=strict_dates, round_to=rounding, round_to_source=rounding_source)
+    pruning = options.pruning(method, sparsity, dims, width_sparsity, device, round_to, several=True)
+    job = ExportJob(methods=pruning.methods, finetune_epochs=finetune_epochs, checkpoint=checkpoint, model=model,
+                    data=data, epochs=epochs, strict_dates=strict_dates, **pruning.fields)
     request = ExportRequest(quantize=quantize, sparse_kernels=sparse_kernels,
                             **_device_settings(device, None if format is None else parse_list(format), onnx_opset))
     guards.number("--epochs", epochs, 1)
     guards.number("--finetune-epochs", finetune_epochs, 0)
-    guards.number("--sparsity", sparsity, 0, 1, high_open=True)
     variants = list(job.variants())
     request.validate()
     inputs = [checkpoint, Path(data) if data else None]

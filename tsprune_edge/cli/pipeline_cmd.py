@@ -10,8 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tsprune_edge.cli import guards
+from tsprune_edge.cli import guards, paths
+from tsprune_edge.cli import pruning_options as options
 from tsprune_edge.cli.output import table_console
+from tsprune_edge.defaults import DEFAULT_DATA, DEFAULT_EPOCHS, DEFAULT_FINETUNE_EPOCHS, DEFAULT_MODEL
 from tsprune_edge.devices.runs import DEFAULT_ROUNDS
 
 _console = Console(stderr=True)
@@ -19,23 +21,27 @@ DEVICE = "desktop"  # the main job measures on this machine, and prunes for its 
 
 
 def pipeline_command(
-    model: str = typer.Option("transformer", help="Model name (see `tsprune-edge models`)."),
-    data: str = typer.Option("synthetic", help="Dataset name or CSV path; the default needs no download."),
-    epochs: int = typer.Option(3, help="Training epochs for the default job (the full schedule: `train`)."),
+    model: str = typer.Option(DEFAULT_MODEL, help="Model name (see `tsprune-edge models`)."),
+    data: str = typer.Option(DEFAULT_DATA, help="Dataset name or CSV path; the default needs no download."),
+    epochs: int = typer.Option(DEFAULT_EPOCHS, help="Training epochs for the default job (the full schedule: "
+                               "`train`)."),
     strict_dates: bool = typer.Option(False, help="Refuse duplicated timestamps and irregular steps in the CSV "
                                       "(default: keep the rows, warn once)."),
-    sparsity: float = typer.Option(0.5, help="Structured pruning ratio (heads and FFN neurons removed)."),
-    finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning; dense gets the same, so the "
-                                        "accuracy comparison is fair."),
+    method: str = options.method(several=True),
+    sparsity: float = options.sparsity(),
+    dims: str = options.dims(),
+    width_sparsity: float = options.width_sparsity(),
+    round_to: int = options.round_to(default_from=f"the {DEVICE} profile's"),
+    finetune_epochs: int = typer.Option(DEFAULT_FINETUNE_EPOCHS, help="Fine-tuning epochs after pruning; dense "
+                                        "gets the same, so the accuracy comparison is fair."),
     rounds: int = typer.Option(DEFAULT_ROUNDS, help="Bench rounds on this machine (each variant once per round)."),
-    out: Path = typer.Option(Path("runs/pipeline"), help="Where every stage writes its files."),
+    out: Path = typer.Option(paths.PIPELINE, help="Where every stage writes its files."),
     force: bool = typer.Option(False, "--force", help="Overwrite what an earlier pipeline left in OUT."),
 ) -> None:
-    """Train the default model on the built-in dataset, prune it (structured, widths for this machine's profile),
-    fine-tune it and a copy of dense the same way, export dense and pruned ONNX and TFLite bundles validated against
-    torch, measure them on this machine, table accuracy, size, MACs and latency of both beside a naive forecast,
-    and end with the verdict: real speedup or not, with confidence intervals."""
-    from tsprune_edge.cli.device_option import resolve_round_to
+    """Train the default model on the built-in dataset, prune it (structured by default, widths for this machine's
+    profile), fine-tune it and a copy of dense the same way, export dense and pruned ONNX and TFLite bundles
+    validated against torch, measure them on this machine, table accuracy, size, MACs and latency of both beside a
+    naive forecast, and end with the verdict: real speedup or not, with confidence intervals."""
     from tsprune_edge.devices.bench import BenchRequest, bench
     from tsprune_edge.export.bundle import ExportRequest
     from tsprune_edge.export_job import ExportJob, run_export_job
@@ -43,14 +49,13 @@ def pipeline_command(
     from tsprune_edge.report.render import PAGE, verdict_table, write_report
     from tsprune_edge.report.verdict import verdict_rows
 
-    round_to, round_to_source = resolve_round_to(DEVICE, None)
-    job = ExportJob(methods=("structured",), sparsity=sparsity, finetune_epochs=finetune_epochs, model=model,
-                    data=data, epochs=epochs, strict_dates=strict_dates, round_to=round_to,
-                    round_to_source=round_to_source)
+    pruning = options.pruning(method, sparsity, dims, width_sparsity, DEVICE, round_to, several=True,
+                              dense_allowed=False)
+    job = ExportJob(methods=pruning.methods, finetune_epochs=finetune_epochs, model=model, data=data, epochs=epochs,
+                    strict_dates=strict_dates, **pruning.fields)
     guards.number("--epochs", epochs, 1)
     guards.number("--finetune-epochs", finetune_epochs, 0)
     guards.number("--rounds", rounds, 1)
-    guards.number("--sparsity", sparsity, 0, 1, low_open=True, high_open=True)
     model_entry(model)
     variants = list(job.variants())
     guards.output_dir(out, writes=["dense", "dense-finetuned", *variants, "export", "report"], inputs=[Path(data)],

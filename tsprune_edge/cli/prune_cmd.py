@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from tsprune_edge.cli import guards
+from tsprune_edge.cli import pruning_options as options
 from tsprune_edge.errors import UserError
 
 _console = Console(stderr=True)
@@ -21,31 +22,20 @@ def parse_nm(text: str) -> tuple[int, int]:
     return n, m
 
 
-def parse_dims(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
 def prune_command(
     checkpoint: Path = typer.Argument(..., help="A dense model.pt written by `tsprune-edge train`."),
-    method: str = typer.Option("structured", help="structured (heads, neurons, width), study (the study's global "
-                               "structured method), unstructured (global magnitude), nm (N:M), block (1x4), or the "
-                               "baselines layerwise and random."),
-    sparsity: float = typer.Option(0.5, help="Fraction to remove, in [0, 1): of the prunable weights (mask "
-                                   "methods), of the heads, FFN neurons and width of each layer (structured) or of "
-                                   "the parameters (study)."),
+    method: str = options.method(),
+    sparsity: float = options.sparsity(),
     finetune_epochs: int = typer.Option(0, help="Fine-tuning epochs after pruning (masks stay in force)."),
     lr: float = typer.Option(None, help="Fine-tuning learning rate (default: the model's published one)."),
     gradual: bool = typer.Option(False, help="Ramp the sparsity cubically over the fine-tuning epochs."),
     ranking: str = typer.Option("uniform", help="structured: uniform (same ratio in every layer) or global."),
     steps: int = typer.Option(1, help="structured: reach the sparsity in this many prune + fine-tune steps "
                               "(study: 50 unless given)."),
-    dims: str = typer.Option("heads,ffn", help="structured: dimensions to prune, a subset of heads,ffn,width."),
-    width_sparsity: float = typer.Option(None, help="structured: fraction of d_model to remove "
-                                         "(default: --sparsity)."),
-    device: str = typer.Option(None, help="The board the model is for: structured pruning keeps widths that are "
-                               "multiples of its profile's round_to (`tsprune-edge devices show NAME`)."),
-    round_to: int = typer.Option(None, help="structured: kept widths are multiples of this (default: the --device "
-                                 "profile's, else 8)."),
+    dims: str = options.dims(),
+    width_sparsity: float = options.width_sparsity(),
+    device: str = options.device(),
+    round_to: int = options.round_to(),
     include_fourier: bool = typer.Option(False, help="Also prune FEDformer's complex Fourier weights."),
     nm: str = typer.Option("2:4", help="nm: keep N of every M consecutive weights."),
     seed: int = typer.Option(2021, help="Seed for fine-tuning and random pruning."),
@@ -54,22 +44,17 @@ def prune_command(
     force: bool = typer.Option(False, "--force", help="Overwrite files an earlier run left in OUT."),
 ) -> None:
     """Prune a trained checkpoint; writes OUT/model.pt (the pruned model) and OUT/pruning.json."""
-    from tsprune_edge.cli.device_option import resolve_round_to
     from tsprune_edge.prune.stage import PruneRequest, prune_to_dir
 
-    rounding, rounding_source = resolve_round_to(device, round_to)
+    pruning = options.pruning(method, sparsity, dims, width_sparsity, device, round_to)
     if ranking not in ("uniform", "global"):
         raise UserError(f"--ranking must be uniform or global, got {ranking!r}")
     n, m = parse_nm(nm)
-    request = PruneRequest(method=method, sparsity=sparsity, finetune_epochs=finetune_epochs, lr=lr,
-                           gradual=gradual, global_ranking=ranking == "global", steps=steps, round_to=rounding,
-                           round_to_source=rounding_source, include_fourier=include_fourier, n=n, m=m, seed=seed,
-                           dims=parse_dims(dims), width_sparsity=width_sparsity)
+    request = PruneRequest(method=method, finetune_epochs=finetune_epochs, lr=lr, gradual=gradual,
+                           global_ranking=ranking == "global", steps=steps, include_fourier=include_fourier, n=n, m=m,
+                           seed=seed, **pruning.fields)
     guards.number("--steps", steps, 1)
-    guards.number("--round-to", round_to, 1)
     guards.number("--lr", lr, 0, low_open=True)
-    guards.number("--sparsity", sparsity, 0, 1, high_open=True)
-    guards.number("--width-sparsity", width_sparsity, 0, 1, high_open=True)
     guards.seed(seed)
     request.validate()
     out = out or checkpoint.parent.with_name(f"{checkpoint.parent.name}-{method}-{sparsity:g}")

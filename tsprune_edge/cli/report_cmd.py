@@ -6,9 +6,21 @@ from pathlib import Path
 
 import typer
 
-from tsprune_edge.cli import guards
+from tsprune_edge.cli import guards, paths
 from tsprune_edge.cli.output import table_console
 from tsprune_edge.errors import UserError
+from tsprune_edge.report.verdict import DEFAULT_MIN_EFFECT
+
+
+def min_effect_option():
+    """`--min-effect` of `report` and `sweep`."""
+    return typer.Option(DEFAULT_MIN_EFFECT, help=f"Smallest speedup or slowdown that counts ({DEFAULT_MIN_EFFECT:g} "
+                        f"= {DEFAULT_MIN_EFFECT:.0%}).")
+
+
+def check_min_effect(min_effect: float) -> None:
+    if not 0 <= min_effect < 1:
+        raise UserError(f"--min-effect must be in [0, 1), got {min_effect:g}")
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -27,22 +39,22 @@ def find_runs(paths: list[Path]) -> list[Path]:
 
 def report_command(
     results: list[Path] = typer.Argument(None, help="Bench run folders, or results folders (their latest run); "
-                                         "default: the latest run under results/."),
-    out: Path = typer.Option(Path("report"), help="Writes report.md, report.json, report.csv, a self-contained "
+                                         f"default: the latest run under {paths.RESULTS}/ (`bench`'s default)."),
+    out: Path = typer.Option(paths.REPORT, help="Writes report.md, report.json, report.csv, a self-contained "
                              "report.html and plots/*.png here."),
-    min_effect: float = typer.Option(0.05, help="Smallest speedup or slowdown that counts (0.05 = 5%)."),
+    min_effect: float = min_effect_option(),
     force: bool = typer.Option(False, "--force", help="Overwrite the report files an earlier report left in OUT."),
 ) -> None:
-    """The verdict: each pruned variant against the dense model measured in the same run, with a bootstrap 95%
-    confidence interval on the median latency ratio, the speedup the MACs predict, and memory and size ratios;
+    """The verdict: each pruned variant against the dense model measured in the same run, paired round by round:
+    the speedup as the geometric mean of the per-round latency ratios with a 95% t interval over the rounds, the
+    speedup the MACs predict, and memory and size ratios;
     plots of latency and MSE against sparsity, the Pareto front and predicted vs achieved speedup; and, for runs
     benched with --profile, where the time goes in ONNX variants that fall short of their predicted speedup."""
     from tsprune_edge.report.render import verdict_table, write_report
     from tsprune_edge.report.verdict import verdict_rows
 
-    if not 0 <= min_effect < 1:
-        raise UserError(f"--min-effect must be in [0, 1), got {min_effect:g}")
-    runs = find_runs(results or [Path("results")])
+    check_min_effect(min_effect)
+    runs = find_runs(results or [paths.RESULTS])
     guards.output_dir(out, writes=("report.md", "report.json", "report.csv", "report.html", "plots"), inputs=runs,
                       force=force)
     for run in runs:  # a run the report cannot judge (no dense, a latency of 0) is one line before any row

@@ -8,13 +8,19 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from tsprune_edge.cli import guards
+from tsprune_edge.cli import guards, paths
+from tsprune_edge.cli import pruning_options as options
 from tsprune_edge.cli.bench_cmd import parse_threads
 from tsprune_edge.cli.output import table_console
+from tsprune_edge.cli.pruning_options import METHODS_HELP
+from tsprune_edge.cli.report_cmd import check_min_effect, min_effect_option
+from tsprune_edge.defaults import DEFAULT_MODEL
 from tsprune_edge.devices.runs import DEFAULT_MAX_ROUNDS, DEFAULT_ROUNDS
 from tsprune_edge.errors import UserError
+from tsprune_edge.sweep.spec import SweepSpec
 
 _console = Console(stderr=True, soft_wrap=True)  # one line per event, whatever the width
+_SPEC = SweepSpec(models=(DEFAULT_MODEL,))  # the option defaults are the spec's
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -31,17 +37,18 @@ def _data(data: str) -> str:
 
 
 def sweep_command(
-    models: str = typer.Option("transformer", help="Comma-separated models, or `all` (see `tsprune-edge models`)."),
-    methods: str = typer.Option("unstructured,structured", help="Comma-separated pruning methods."),
-    sparsities: str = typer.Option("0.5,0.8", help="Comma-separated sparsities (the dense model is always in)."),
-    data: str = typer.Option("ETTh1", help="Dataset name or CSV path."),
+    models: str = typer.Option(DEFAULT_MODEL, help="Comma-separated models, or `all` (see `tsprune-edge models`)."),
+    methods: str = typer.Option(",".join(_SPEC.methods), help=f"Pruning methods, comma-separated: {METHODS_HELP}."),
+    sparsities: str = typer.Option(",".join(f"{x:g}" for x in _SPEC.sparsities), help="Comma-separated sparsities "
+                                   "(the dense model is always in)."),
+    data: str = typer.Option(_SPEC.data, help="Dataset name or CSV path."),
     strict_dates: bool = typer.Option(False, help="Refuse duplicated timestamps and irregular steps in the CSV "
                                       "(default: keep the rows, warn once)."),
-    preset: str = typer.Option("small", help="Model size preset."),
+    preset: str = typer.Option(_SPEC.preset, help="Model size preset."),
     epochs: int = typer.Option(None, help="Training epochs (default: each model's published schedule)."),
-    finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs after pruning."),
-    format: str = typer.Option("onnx,tflite", "--format", help="Artifact formats to export and measure."),
-    device: str = typer.Option("desktop", help="Device profile to measure on (see `tsprune-edge devices list`)."),
+    finetune_epochs: int = typer.Option(_SPEC.finetune_epochs, help="Fine-tuning epochs after pruning."),
+    format: str = typer.Option(",".join(_SPEC.formats), "--format", help="Artifact formats to export and measure."),
+    device: str = typer.Option(_SPEC.device, help="Device profile to measure on (see `tsprune-edge devices list`)."),
     host: str = typer.Option(None, help="SSH destination of the board."),
     threads: str = typer.Option("1", help="Thread counts to measure, e.g. 1,4."),
     rounds: int = typer.Option(DEFAULT_ROUNDS, help="Interleaved bench rounds per model."),
@@ -49,15 +56,17 @@ def sweep_command(
                                    "variant's verdict is INCONCLUSIVE (equal to --rounds: never)."),
     min_time: float = typer.Option(2.0, help="Minimum timed seconds per measurement."),
     min_iters: int = typer.Option(100, help="Minimum timed iterations per measurement."),
-    profile: bool = typer.Option(True, help="Record ONNX Runtime per-operator times for the profile diff."),
-    accuracy: bool = typer.Option(False, help="Run the test split through every artifact on the device."),
-    width_matched: bool = typer.Option(False, help="Also prune heads, FFN and the model width d_model, at the ratio "
-                                       "that removes the MACs each structured variant removes (structured_width-S)."),
+    profile: bool = typer.Option(_SPEC.profile, help="Record ONNX Runtime per-operator times for the profile diff."),
+    accuracy: bool = typer.Option(_SPEC.accuracy, help="Run the test split through every artifact on the device."),
+    width_matched: bool = typer.Option(_SPEC.width_matched, help="Also prune heads, FFN and the model width "
+                                       "d_model, at the ratio that removes the MACs each structured variant removes "
+                                       "(structured_width-S)."),
+    round_to: int = options.round_to(),
     workers: int = typer.Option(None, help="Local worker processes (default: one per CPU core)."),
     ray: str = typer.Option(None, "--ray", help="Run the compute cells as tasks on this existing Ray cluster "
                             "(address, e.g. 10.0.0.5:6379) instead of local processes."),
-    min_effect: float = typer.Option(0.05, help="Smallest speedup or slowdown that counts (0.05 = 5%)."),
-    out: Path = typer.Option(Path("runs/sweep"), help="The sweep folder; re-run with the same options to resume."),
+    min_effect: float = min_effect_option(),
+    out: Path = typer.Option(paths.SWEEP, help="The sweep folder; re-run with the same options to resume."),
 ) -> None:
     """Train each model once, prune it at every method x sparsity, fine-tune, export, measure every variant against
     its dense model on the device, and report the verdict. Finished cells are kept: run the same command again
@@ -70,14 +79,14 @@ def sweep_command(
     from tsprune_edge.report.verdict import verdict_rows
     from tsprune_edge.sweep.executors import LocalExecutor, RayExecutor
     from tsprune_edge.sweep.runner import run_sweep
-    from tsprune_edge.sweep.spec import SPEC_FILE, SweepSpec
+    from tsprune_edge.sweep.spec import SPEC_FILE
 
     names = available_models() if models.strip() == "all" else parse_list(models)
     spec = SweepSpec(models=tuple(names), methods=parse_list(methods), sparsities=_floats(sparsities),
                      data=_data(data), preset=preset, pred_len=96, epochs=epochs, finetune_epochs=finetune_epochs,
                      formats=parse_list(format), device=device, host=host, threads=parse_threads(threads) or (1,),
                      rounds=rounds, max_rounds=max_rounds, min_time=min_time, min_iters=min_iters, profile=profile,
-                     accuracy=accuracy, width_matched=width_matched)
+                     accuracy=accuracy, width_matched=width_matched, round_to=round_to)
     for option, value, low in (("--epochs", epochs, 1), ("--finetune-epochs", finetune_epochs, 0),
                                ("--rounds", rounds, 1), ("--max-rounds", max_rounds, 1), ("--min-iters", min_iters, 1),
                                ("--workers", workers, 1)):
@@ -90,8 +99,7 @@ def sweep_command(
     load_profile(device).destination(host)  # an unknown device, or a board without a host, fails now
     if ray is not None and workers is not None:
         raise UserError("--workers sets local processes; a Ray cluster decides its own: pass one of them")
-    if not 0 <= min_effect < 1:
-        raise UserError(f"--min-effect must be in [0, 1), got {min_effect:g}")
+    check_min_effect(min_effect)
     guards.sweep_folder(out, spec_file=SPEC_FILE)
     if strict_dates:
         check_dates(spec.data, strict=True)

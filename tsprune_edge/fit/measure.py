@@ -3,6 +3,7 @@ rounds with dense, fresh processes) and come back as the verdict's p50 per varia
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +31,8 @@ class Target:
     accept_new_host_key: bool = False
     ssh_config: Path | None = None
 
-    @property
-    def profile(self) -> DeviceProfile:
+    @functools.cached_property
+    def profile(self) -> DeviceProfile:  # read once: the TOML is not read again on every access
         return load_profile(self.device)
 
     @property

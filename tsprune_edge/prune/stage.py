@@ -17,6 +17,7 @@ from tsprune_edge.data.forecast import ForecastData
 from tsprune_edge.errors import UserError
 from tsprune_edge.models import model_entry
 from tsprune_edge.prune.analysis import summarize
+from tsprune_edge.prune.dimensions import DEFAULT_ROUND_TO
 from tsprune_edge.prune.masks import MASK_METHODS, Masks, cubic_ramp, prunable_units
 from tsprune_edge.prune.structured import (
     DEFAULT_DIMENSIONS,
@@ -38,7 +39,6 @@ STRUCTURED_METHODS = ("structured", "study")  # layers get narrower
 STUDY_STEPS = 50  # the study's iterative steps
 # The study's density grid: 0.8^n for n = 1..9 (sparsity 1 - 0.8^n).
 STUDY_DENSITIES = tuple(round(0.8**n, 6) for n in range(1, 10))
-DEFAULT_ROUND_TO = 8  # structured widths a multiple of 8 where no board profile or --round-to says otherwise
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from torch import nn
 
 from tsprune_edge.errors import UserError
 from tsprune_edge.models.deployment import deployment_form
-from tsprune_edge.prune.dimensions import DEFAULT_DIMENSIONS, DIMENSIONS
+from tsprune_edge.prune.dimensions import DEFAULT_DIMENSIONS, DEFAULT_ROUND_TO, DIMENSIONS
 from tsprune_edge.prune.graph import NORM_TYPES, PRUNED_LAYER_TYPES, example_inputs, time_axes_skipped
 from tsprune_edge.prune.importance import Importance, MagnitudeL2
 from tsprune_edge.prune.width import check_width, prune_width
@@ -41,7 +41,7 @@ class StructuredConfig:
     ratio: float  # fraction of the heads of every attention and of the neurons of every FFN to remove
     global_ranking: bool = False  # rank across layers (uneven widths) instead of the same ratio in every layer
     steps: int = 1  # reach `ratio` in this many equal steps (fine-tuning may run between them)
-    round_to: int = 8  # kept FFN widths, model widths and lag counts are multiples of this
+    round_to: int = DEFAULT_ROUND_TO  # kept FFN widths, model widths and lag counts are multiples of this
     dims: tuple[str, ...] = DEFAULT_DIMENSIONS  # the dimensions pruned
     width_ratio: float | None = None  # fraction of d_model removed; None: `ratio`
     # Units each named layer keeps (attention path -> heads, FFN path -> neurons, time-linear path -> lags),

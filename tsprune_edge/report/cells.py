@@ -4,6 +4,7 @@ place so that every rendering says the same."""
 from __future__ import annotations
 
 from tsprune_edge.report.pareto import fit_notes
+from tsprune_edge.report.verdict import DEFAULT_MIN_EFFECT
 from tsprune_edge.variants import PROBE_VARIANT
 
 METHOD = ("Speedup = dense latency / variant latency per round (each round's median, rounds interleaved in time), "
@@ -88,7 +89,7 @@ def measurement_notes(rows: list[dict]) -> list[str]:
 
 
 def min_effect(rows: list[dict]) -> float:
-    return next((r["min_effect"] for r in rows if "min_effect" in r), 0.05)
+    return next((r["min_effect"] for r in rows if "min_effect" in r), DEFAULT_MIN_EFFECT)
 
 
 def method_note(rows: list[dict]) -> str:

@@ -44,6 +44,7 @@ class SweepSpec:
     profile: bool = True  # ORT per-op times in round 1: the report's where-the-time-goes diff
     accuracy: bool = False  # the test split through every artifact on the device
     width_matched: bool = False  # also prune heads, FFN and width at the MACs each structured variant reached
+    round_to: int | None = None  # structured widths are multiples of this; None: the device profile's
 
     def validate(self) -> None:
         """Every option checked before any work starts, each failure one line."""
@@ -57,7 +58,8 @@ class SweepSpec:
             resolve_config(model, self.preset)
         for method in self.methods:
             for sparsity in self.sparsities:
-                PruneRequest(method=method, sparsity=sparsity, finetune_epochs=self.finetune_epochs).validate()
+                PruneRequest(method=method, sparsity=sparsity, finetune_epochs=self.finetune_epochs,
+                             **self.prune_rounding()).validate()
                 if sparsity == 0:
                     raise UserError("--sparsities must be above 0: the dense model is always in the sweep")
         if self.width_matched and "structured" not in self.methods:
@@ -77,11 +79,12 @@ class SweepSpec:
         return ExportRequest(formats=self.formats, **load_profile(self.device).export_fields())
 
     def prune_rounding(self) -> dict:
-        """PruneRequest's round_to and its source: the device profile's channel alignment (as `prune --device`)."""
-        from tsprune_edge.devices.profiles import load_profile
+        """PruneRequest's round_to and its source: --round-to, else the device profile's channel alignment (as
+        `prune --device`)."""
+        from tsprune_edge.devices.profiles import resolve_round_to
 
-        profile = load_profile(self.device)
-        return {"round_to": profile.round_to, "round_to_source": f"profile {profile.name}"}
+        round_to, source = resolve_round_to(self.device, self.round_to)
+        return {"round_to": round_to, "round_to_source": source}
 
     def dense_reference(self, model: str) -> Path:
         """The checkpoint the dense bundle is exported from and the variants' accuracy is compared with: with
