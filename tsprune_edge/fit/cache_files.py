@@ -28,7 +28,7 @@ def read_entry(path: Path, check: Callable[[object], T], what: str, console: Con
         return None
 
 
-def set_aside(path: Path, why: str | None, console: Console) -> Path:
+def set_aside(path: Path, why: str | None, console: Console, redo: str = "measuring it again") -> Path:
     """Rename a damaged cache entry (file or folder) to `<name>.damaged[-N]` and say so in one line (`why` None:
     a part of an entry already named, renamed silently)."""
     path = Path(path)
@@ -39,5 +39,5 @@ def set_aside(path: Path, why: str | None, console: Console) -> Path:
         aside = path.with_name(f"{path.name}{DAMAGED}-{number}")
     path.rename(aside)
     if why is not None:
-        console.print(f"{why}: set aside as {aside.name}, measuring it again")
+        console.print(f"{why}: set aside as {aside.name}, {redo}")
     return aside

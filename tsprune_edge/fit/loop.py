@@ -18,13 +18,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 from torch import nn
 
+from tsprune_edge.atomic import write_atomic
 from tsprune_edge.checkpoint import Checkpoint, load_checkpoint
 from tsprune_edge.data.fetch import sha256_of
 from tsprune_edge.data.forecast import ForecastData
@@ -168,7 +168,8 @@ def run_fit(request: FitRequest, console: Console | None = None, force: bool = F
         write(RUNNING)
     met = [c for c in candidates if c["met"]]
     chosen = max(met, key=lambda c: c["p50_ms"]) if met else min(candidates, key=lambda c: c["p50_ms"])
-    shutil.copyfile(chosen["checkpoint"], out / "model.pt")
+    chosen_bytes = Path(chosen["checkpoint"]).read_bytes()
+    write_atomic(out / "model.pt", lambda handle: handle.write(chosen_bytes))  # never half a model.pt
     state["chosen"] = chosen["round"]
     status = ("met" if chosen["budget_used"] >= USE_AT_LEAST else "met, underused") if met else "unreachable"
     if request.uniform:
@@ -217,7 +218,7 @@ def _dense_reference(request: FitRequest, base: PruneRequest, console: Console) 
             console.print(f"dense reference: {path} (cached, fine-tuned as the fitted model is)")
             return path
         except UserError:
-            set_aside(path.parent, f"dense reference {path} is damaged", console)
+            set_aside(path.parent, f"dense reference {path} is damaged", console, "fine-tuning it again")
     finetune_dense(request.checkpoint, base, path.parent, console=console)
     return path
 
