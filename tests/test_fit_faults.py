@@ -27,7 +27,7 @@ from tests.test_fit import QUICK, dense  # noqa: F401 (the module's trained dens
 from tsprune_edge.checkpoint import load_checkpoint
 from tsprune_edge.fit.loop import FitRequest, _dense_reference
 from tsprune_edge.fit.measure import Target
-from tsprune_edge.fit.sensitivity import cached_sensitivity
+from tsprune_edge.fit.sensitivity import Sensitivity, cached_sensitivity
 from tsprune_edge.fit.space import pruning_space
 from tsprune_edge.prune.stage import PruneRequest
 from tsprune_edge.workflow import checkpoint_data
@@ -198,8 +198,14 @@ def test_a_truncated_sensitivity_table_is_set_aside_and_measured_again(interrupt
                                                f"(JSONDecodeError): set aside as {stored.name}.damaged, measuring "
                                                "it again")
     assert (tmp_path / f"{stored.name}.damaged").read_bytes() == damaged
-    assert table.record() == json.loads(stored.read_text())["table"]  # the same windows, the same numbers
+    first = Sensitivity.from_record(json.loads(stored.read_text())["table"])  # the same windows, the same numbers
+    assert table.dense_mse == pytest.approx(first.dense_mse, rel=1e-9)
+    assert _levels(table) == pytest.approx(_levels(first), rel=1e-9) and table.width == pytest.approx(first.width)
     assert json.loads((tmp_path / stored.name).read_text())["table"] == table.record()
+
+
+def _levels(table: Sensitivity) -> dict[tuple[str, int], float]:
+    return {(path, kept): mse for path, levels in table.layers.items() for kept, mse in levels.items()}
 
 
 def test_a_truncated_dense_reference_is_set_aside_and_fine_tuned_again(dense, tmp_path, shared_data):  # noqa: F811

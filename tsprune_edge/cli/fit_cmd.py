@@ -13,7 +13,7 @@ from tsprune_edge.errors import UserError
 from tsprune_edge.fit import DEFAULT_FIT_ROUNDS
 from tsprune_edge.report.stats import DEFAULT_ROUNDS
 
-_console = Console(stderr=True)
+_console = Console(stderr=True, soft_wrap=True)  # a line per message, as logs and greps read them
 
 
 def fit_command(
