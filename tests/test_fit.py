@@ -154,6 +154,7 @@ def test_fit_meets_a_budget_and_a_second_fit_measures_nothing_new(cli, shared_da
                  "--cache", str(cache), "--out", str(out))
     assert result.code == 0, result.err[-3000:]
     record = json.loads((out / "fit.json").read_text())
+    assert (record["format"], record["version"], record["current"]) == ("tsprune-edge/fit", 1, None)
     assert record["table"]["reused"] is False
     probes = {p["name"]: p for p in record["table"]["probes"]}
     assert len(probes) == 10 and probes["dense"]["p50_ms"] > probes["probe-smallest"]["p50_ms"] > 0

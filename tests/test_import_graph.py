@@ -14,7 +14,7 @@ The layering, bottom first (LAYERS): a unit may import its own layer and those b
 - variants: the bundle names, which name pruned dimensions;
 - export (and export_job, which prunes and exports);
 - devices: profiles, transports, the bench. prune and export never import devices: a board's alignment reaches
-  them as a plain int from the CLI (cli/device_option.py). devices/agent.py runs alone on a board and imports
+  them as a plain int from the CLI (cli/pruning_options.py). devices/agent.py runs alone on a board and imports
   nothing from the package;
 - report (reads bench runs);
 - fit and sweep (prune, export, bench and judge on boards);

@@ -13,7 +13,7 @@ from tsprune_edge.devices.runs import DEFAULT_ROUNDS
 from tsprune_edge.errors import UserError
 from tsprune_edge.fit import DEFAULT_FIT_ROUNDS
 
-_console = Console(stderr=True)
+_console = Console(stderr=True, soft_wrap=True)  # a line per message, as logs and greps read them
 
 
 def fit_command(
@@ -43,8 +43,9 @@ def fit_command(
 ) -> None:
     """Prune to the per-layer widths that lose the least validation accuracy within a latency budget measured on
     the board; writes the pruned checkpoint, its bundle beside dense's, the bench results and OUT/fit.json."""
-    from tsprune_edge.fit.loop import FIT_FILE, FitRequest, run_fit
+    from tsprune_edge.fit.loop import FitRequest, run_fit
     from tsprune_edge.fit.measure import Target
+    from tsprune_edge.fit.state import FIT_FILE
     from tsprune_edge.fit.table import DEFAULT_CACHE
 
     guards.number("--budget-ms", budget_ms, 0, low_open=True)
@@ -61,12 +62,11 @@ def fit_command(
     request = FitRequest(checkpoint=checkpoint, target=target, out=out, budget_ms=budget_ms, speedup=speedup,
                          finetune_epochs=finetune_epochs, max_rounds=max_rounds, cache=cache or DEFAULT_CACHE,
                          seed=seed, uniform=_ratios(uniform))
-    request.validate()
-    _check_out(out, force)
+    request.validate()  # the board as asked (--host), before anything is loaded, exported or measured
     guards.output_dir(out, writes=("model.pt",), inputs=[checkpoint], force=True, keep_finished=True)  # rounds stay
     guards.writable_dir(request.cache, "--cache")
     guards.not_an_input([request.cache], [checkpoint], "--cache", replaced=False)
-    record = run_fit(request, console=_console)
+    record = run_fit(request, console=_console, force=force)
     chosen = next(c for c in record["candidates"] if c["round"] == record["chosen"])
     loo = record["predictor"]["leave_one_out"]
     print(f"{record['status']}: budget {record['budget_ms']:.4g} ms, fitted model {chosen['p50_ms']:.4g} ms "
@@ -88,17 +88,3 @@ def _ratios(text: str) -> tuple[float, ...]:
     except ValueError:
         raise UserError(f"--uniform takes comma-separated ratios, for example 0.25,0.5; got {text!r}") from None
 
-
-def _check_out(out: Path, force: bool) -> None:
-    """OUT is new, an unfinished fit (resumed) or, with --force, a finished one; never a folder of other files."""
-    from tsprune_edge.fit.loop import FIT_FILE
-
-    out = Path(out)
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    state = out / FIT_FILE
-    if not state.is_file():
-        raise UserError(f"{out} holds other files and no {FIT_FILE}: it is not a fit folder; choose another --out")
-    status = guards.read_back(lambda: json.loads(state.read_text())["status"], out)
-    if status != "running" and not force:
-        raise UserError(f"{out} holds a finished fit ({status}); pass --force to start over, or choose another --out")

@@ -10,33 +10,37 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tsprune_edge.export.bundle import DENSE, write_bundles
-from tsprune_edge.fit.measure import Target, measure
+from tsprune_edge.export.bundle import DENSE
+from tsprune_edge.fit.measure import Target
+from tsprune_edge.fit.resume import exported, measured, pruned
 from tsprune_edge.prune.dimensions import DEFAULT_DIMENSIONS
-from tsprune_edge.prune.stage import PruneRequest, prune_to_dir
+from tsprune_edge.prune.stage import PruneRequest
 from tsprune_edge.report.pareto import UNIFORM_PREFIX, fit_verdict
 
 UNIFORM_DIMS = {UNIFORM_PREFIX: DEFAULT_DIMENSIONS, f"{UNIFORM_PREFIX}-width": (*DEFAULT_DIMENSIONS, "width")}
 
 
 def compare_uniform(checkpoint: Path, target: Target, base: PruneRequest, reference: Path | None, fitted: dict,
-                    ratios: tuple[float, ...], budget_ms: float, out: Path, console: Console) -> dict:
-    """Prune, fine-tune, export and bench the uniform models with the fitted one; returns the comparison record."""
+                    ratios: tuple[float, ...], budget_ms: float, out: Path, before: list[str],
+                    console: Console) -> dict:
+    """Prune, fine-tune, export and bench the uniform models with the fitted one (what an interrupted comparison
+    finished is reused; `before`: the bench runs OUT held before it started); returns the comparison record."""
+    reused = True
     checkpoints = {DENSE: reference or checkpoint, fitted["name"]: Path(fitted["checkpoint"])}
     mse = {fitted["name"]: fitted["mse"]["finetuned"] or fitted["mse"]["pruned"]}
     for label, dims in UNIFORM_DIMS.items():
         for ratio in ratios:
             name = f"{label}-{ratio:g}"
             request = dataclasses.replace(base, sparsity=ratio, dims=dims)
-            summary = prune_to_dir(checkpoint, request, out / "candidates" / name, console=console,
-                                   reference=reference)
+            summary, kept = pruned(checkpoint, request, out / "candidates" / name, reference, console)
+            reused = reused and kept
             checkpoints[name] = out / "candidates" / name / "model.pt"
             test = summary["test"]
             mse[name] = (test["finetuned"] or test["pruned"])["mse"]
             mse[DENSE] = test["dense"]["mse"]
     export = out / "export" / "compare"
-    write_bundles(export, checkpoints, target.export_request(), console, probe=True)
-    run_dir, rows = measure(target, export, out / "results", console)
+    exported(export, checkpoints, target.export_request(), console, reuse=reused)
+    run_dir, rows = measured(target, export, out / "results", before, console)
     points = [{"name": name, "p50_ms": rows[name]["p50_ms"], "p50_low_ms": rows[name]["p50_low_ms"],
                "p50_high_ms": rows[name]["p50_high_ms"], "mse": mse[name]} for name in checkpoints]
     return {"run": str(run_dir), "points": points, **fit_verdict(points, fitted["name"], budget_ms)}

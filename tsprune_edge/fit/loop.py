@@ -7,8 +7,10 @@ the same, the fair reference) -> export beside dense -> bench on the board. A ca
 median is within it and the upper end of its 95% interval at most 3% over. Over budget, the search target is
 scaled down by the measured overshoot; met with less than 85% of the budget used, it is scaled up; at most
 `max_rounds` rounds. The chosen model is the met candidate using the most of the budget; if none met it, fit.json
-says "unreachable" and keeps the fastest measured candidate. Every round is written to OUT as it finishes
-(fit.json, status "running"), so a rerun with the same request picks up after the last finished round.
+says "unreachable" and keeps the fastest measured candidate. fit.json (fit/state.py) is the first file written
+into OUT and is rewritten as each round starts and ends (status "running"), so the same command, rerun after an
+interruption at any moment, continues: finished rounds are kept, an interrupted one is taken up where it stopped
+(fit/resume.py), and the table, the sensitivity and the dense reference come from the cache.
 """
 
 from __future__ import annotations
@@ -16,32 +18,34 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 from torch import nn
 
-from tsprune_edge.atomic import write_json_atomic
+from tsprune_edge.atomic import write_atomic
 from tsprune_edge.checkpoint import Checkpoint, load_checkpoint
 from tsprune_edge.data.fetch import sha256_of
+from tsprune_edge.data.forecast import ForecastData
 from tsprune_edge.errors import UserError
-from tsprune_edge.export.bundle import DENSE, write_bundles
+from tsprune_edge.export.bundle import DENSE
 from tsprune_edge.fit import DEFAULT_FIT_ROUNDS
+from tsprune_edge.fit.cache_files import set_aside
 from tsprune_edge.fit.choice import pruner_fields
 from tsprune_edge.fit.compare import compare_uniform
-from tsprune_edge.fit.measure import Target, measure
+from tsprune_edge.fit.measure import Target
 from tsprune_edge.fit.predictor import error_summary, fit_predictor, leave_one_out
+from tsprune_edge.fit.resume import exported, measured, pruned, run_names
 from tsprune_edge.fit.search import search
 from tsprune_edge.fit.sensitivity import Sensitivity, cached_sensitivity
 from tsprune_edge.fit.space import FEATURES, Space, Widths, pruning_space
+from tsprune_edge.fit.state import RUNNING, check_out, write_state
 from tsprune_edge.fit.table import DEFAULT_CACHE, SMALLEST, latency_table
-from tsprune_edge.prune.stage import PruneRequest, finetune_dense, prune_to_dir
+from tsprune_edge.prune.stage import PruneRequest, finetune_dense
 from tsprune_edge.report.pareto import OVER_ALLOWED  # met: within the budget, its interval at most 3% over
 from tsprune_edge.workflow import checkpoint_data
 
-FIT_FILE = "fit.json"
 FIRST_MARGIN = 0.97  # the first search aims this far under the budget: the prediction errs both ways
 USE_AT_LEAST = 0.85  # a met candidate using less of the budget than this is retried wider while rounds remain
 
@@ -81,8 +85,9 @@ class FitRequest:
                 "seed": self.seed, "uniform": list(self.uniform)}
 
 
-def prepare(request: FitRequest) -> tuple[Space, Checkpoint, nn.Module]:
-    """Checks that need the model, before anything is measured: a dense checkpoint with something to prune."""
+def prepare(request: FitRequest) -> tuple[Space, Checkpoint, nn.Module, ForecastData]:
+    """Checks that need the model and its data, before anything is measured: a dense checkpoint with something to
+    prune, its dataset unchanged and long enough for its windows (seq_len + pred_len)."""
     request.validate()
     checkpoint = load_checkpoint(request.checkpoint)
     if checkpoint.pruning is not None:
@@ -92,18 +97,20 @@ def prepare(request: FitRequest) -> tuple[Space, Checkpoint, nn.Module]:
     space = pruning_space(model, request.target.profile.round_to)
     if not space.layers and space.d_model is None:
         raise UserError(f"{checkpoint.model_name} has no heads, neurons, lags or width to prune; nothing to fit")
-    return space, checkpoint, model
+    return space, checkpoint, model, checkpoint_data(checkpoint)
 
 
-def run_fit(request: FitRequest, console: Console | None = None) -> dict:
+def run_fit(request: FitRequest, console: Console | None = None, force: bool = False) -> dict:
     console = console or Console(stderr=True)
-    space, checkpoint, model = prepare(request)
+    out = Path(request.out)
+    previous = check_out(out, request.record(), force)  # an unfinished fit of this request: continued
+    space, checkpoint, model, data = prepare(request)
     table = latency_table(request.checkpoint, request.target, space, request.cache, console)
     points = {p["name"]: p for p in table["probes"]}
     features = [p["features"] for p in table["probes"]]
-    measured = [p["p50_ms"] for p in table["probes"]]
-    predictor = fit_predictor(features, measured)
-    held_out = leave_one_out(features, measured)
+    latencies = [p["p50_ms"] for p in table["probes"]]
+    predictor = fit_predictor(features, latencies)
+    held_out = leave_one_out(features, latencies)
     dense_ms, fastest_ms = points[DENSE]["p50_ms"], points.get(SMALLEST, points[DENSE])["p50_ms"]
     budget = request.budget_ms if request.budget_ms is not None else dense_ms / request.speedup
     if budget >= dense_ms:
@@ -118,11 +125,15 @@ def run_fit(request: FitRequest, console: Console | None = None) -> dict:
     console.print(f"predictor on {len(features)} points: leave-one-out median error "
                   f"{error_summary(held_out)['median_abs']:.1%}; budget {budget:.4g} ms (dense {dense_ms:.4g} ms)")
 
-    out = Path(request.out)
-    state = _resumed(out, request)
+    state = {"candidates": previous["candidates"], "current": previous.get("current")} if previous else \
+        {"candidates": [], "current": None}
+    if previous and state["candidates"]:
+        console.print(f"continuing the fit in {out}: {len(state['candidates'])} rounds finished")
     predict = lambda widths: predictor.predict(space.features(widths))  # noqa: E731
-    sensitivity = cached_sensitivity(request.checkpoint, model, space, checkpoint_data(checkpoint), request.cache,
-                                     console)
+    sensitivity = cached_sensitivity(request.checkpoint, model, space, data, request.cache, console)
+    write = lambda status: _write(out, request, state, status, budget, table, predictor, held_out,  # noqa: E731
+                                  space, sensitivity)
+    write(RUNNING)  # OUT says what it is before anything else goes in
     base = PruneRequest(method="structured", sparsity=0.0, finetune_epochs=request.finetune_epochs,
                         round_to=space.round_to, round_to_source=f"profile {request.target.profile.name}",
                         seed=request.seed)
@@ -138,7 +149,8 @@ def run_fit(request: FitRequest, console: Console | None = None) -> dict:
             break
         console.print(f"round {number}: target {aim:.4g} ms, predicted {predict(widths):.4g} ms for "
                       f"width {widths.width}, units {widths.units}")
-        candidate = _round(request, space, widths, base, reference, number, out, console)
+        before = _step(state, f"fit-{number}", widths.record(), out, write)
+        candidate = _round(request, space, widths, base, reference, number, out, before, console)
         met = candidate["p50_ms"] <= budget and candidate["p50_high_ms"] <= budget * OVER_ALLOWED
         candidate.update(target_ms=aim, predicted_ms=predict(widths),
                          predicted_val_mse_rise=sensitivity.total(widths), met=met,
@@ -149,27 +161,31 @@ def run_fit(request: FitRequest, console: Console | None = None) -> dict:
             aim = aim * budget * FIRST_MARGIN / candidate["p50_ms"]
         candidate["next_target_ms"] = aim
         candidates.append(candidate)
+        state["current"] = None
         console.print(f"round {number}: measured {candidate['p50_ms']:.4g} ms "
                       f"[{candidate['p50_low_ms']:.4g}, {candidate['p50_high_ms']:.4g}] against the budget "
                       f"{budget:.4g} ms: {'met' if met else 'over'}, {candidate['budget_used']:.0%} of it used")
-        _write(out, request, state, "running", budget, table, predictor, held_out, space, sensitivity)
+        write(RUNNING)
     met = [c for c in candidates if c["met"]]
     chosen = max(met, key=lambda c: c["p50_ms"]) if met else min(candidates, key=lambda c: c["p50_ms"])
-    shutil.copyfile(chosen["checkpoint"], out / "model.pt")
+    chosen_bytes = Path(chosen["checkpoint"]).read_bytes()
+    write_atomic(out / "model.pt", lambda handle: handle.write(chosen_bytes))  # never half a model.pt
     state["chosen"] = chosen["round"]
     status = ("met" if chosen["budget_used"] >= USE_AT_LEAST else "met, underused") if met else "unreachable"
     if request.uniform:
         console.print(f"against uniform pruning at {', '.join(f'{r:g}' for r in request.uniform)}: pruned and "
                       "fine-tuned the same, measured in one run with the fitted model and dense")
+        before = _step(state, "compare", chosen["widths"], out, write)
         state["comparison"] = compare_uniform(request.checkpoint, request.target, base, reference, chosen,
-                                              request.uniform, budget, out, console)
+                                              request.uniform, budget, out, before, console)
+        state["current"] = None
     if not met:
         console.print(f"the budget {budget:.4g} ms was not met in {len(candidates)} rounds; the fastest measured "
                       f"point is round {chosen['round']} at {chosen['p50_ms']:.4g} ms (kept as model.pt)")
     elif status != "met":
         console.print(f"the budget was met but only {chosen['budget_used']:.0%} of it used after "
                       f"{len(candidates)} rounds (the aim is {USE_AT_LEAST:.0%})")
-    return _write(out, request, state, status, budget, table, predictor, held_out, space, sensitivity)
+    return write(status)
 
 
 def _settled(candidate: dict) -> bool:
@@ -177,14 +193,14 @@ def _settled(candidate: dict) -> bool:
     return candidate["met"] and candidate["budget_used"] >= USE_AT_LEAST
 
 
-def _resumed(out: Path, request: FitRequest) -> dict:
-    """The rounds an earlier run of the same request finished in OUT, else a fresh state."""
-    path = out / FIT_FILE
-    if path.is_file():
-        previous = json.loads(path.read_text())
-        if previous.get("request") == request.record() and previous.get("status") == "running":
-            return {"candidates": previous["candidates"]}
-    return {"candidates": []}
+def _step(state: dict, step: str, widths: dict, out: Path, write) -> list[str]:
+    """Record in fit.json that `step` starts, with the bench runs OUT holds before it (its own runs are the others),
+    unless an interrupted run had started this very step: then its record stands. Returns those runs."""
+    current = state.get("current")
+    if not (current and current["step"] == step and current.get("widths") == widths):
+        state["current"] = {"step": step, "widths": widths, "runs_before": run_names(out / "results")}
+        write(RUNNING)
+    return state["current"]["runs_before"]
 
 
 def _dense_reference(request: FitRequest, base: PruneRequest, console: Console) -> Path | None:
@@ -196,24 +212,29 @@ def _dense_reference(request: FitRequest, base: PruneRequest, console: Console) 
                      sort_keys=True, default=str)
     model = load_checkpoint(request.checkpoint).model_name
     path = Path(request.cache) / f"dense-finetuned-{model}-{hashlib.sha256(key.encode()).hexdigest()[:12]}" / "model.pt"
-    if not path.is_file():
-        finetune_dense(request.checkpoint, base, path.parent, console=console)
-    else:
-        console.print(f"dense reference: {path} (cached, fine-tuned as the fitted model is)")
+    if path.is_file():
+        try:
+            load_checkpoint(path)
+            console.print(f"dense reference: {path} (cached, fine-tuned as the fitted model is)")
+            return path
+        except UserError:
+            set_aside(path.parent, f"dense reference {path} is damaged", console, "fine-tuning it again")
+    finetune_dense(request.checkpoint, base, path.parent, console=console)
     return path
 
 
 def _round(request: FitRequest, space: Space, widths: Widths, base: PruneRequest, reference: Path | None,
-           number: int, out: Path, console: Console) -> dict:
-    """Prune to `widths`, fine-tune, export beside dense and bench: one candidate, measured."""
+           number: int, out: Path, before: list[str], console: Console) -> dict:
+    """Prune to `widths`, fine-tune, export beside dense and bench: one candidate, measured (what an interrupted
+    run of this round finished is reused)."""
     name = f"fit-{number}"
     folder = out / "candidates" / name
     prune_request = dataclasses.replace(base, **pruner_fields(space, widths))
-    summary = prune_to_dir(request.checkpoint, prune_request, folder, console=console, reference=reference)
+    summary, reused = pruned(request.checkpoint, prune_request, folder, reference, console)
     export = out / "export" / name
-    write_bundles(export, {DENSE: reference or request.checkpoint, name: folder / "model.pt"},
-                  request.target.export_request(), console, probe=True)
-    run_dir, rows = measure(request.target, export, out / "results", console)
+    exported(export, {DENSE: reference or request.checkpoint, name: folder / "model.pt"},
+             request.target.export_request(), console, reuse=reused)
+    run_dir, rows = measured(request.target, export, out / "results", before, console)
     row, dense = rows[name], rows[DENSE]
     test = summary["test"]
     return {"round": number, "name": name, "widths": widths.record(), "checkpoint": str(folder / "model.pt"),
@@ -237,9 +258,8 @@ def _write(out: Path, request: FitRequest, state: dict, status: str, budget: flo
                       "held_out_whole_models": {**error_summary(whole), "errors": whole}},
         "layers": [dataclasses.asdict(layer) for layer in space.layers], "d_model": space.d_model,
         "round_to": space.round_to, "dense_reference": state.get("reference"), "candidates": candidates,
-        "chosen": state.get("chosen"),
+        "chosen": state.get("chosen"), "current": state.get("current"),
         "comparison": state.get("comparison"),
         "sensitivity": sensitivity.record(),
     }
-    write_json_atomic(out / FIT_FILE, record)
-    return record
+    return write_state(out, record)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tsprune_edge.devices.bench import RUNTIME_CHOICES, BenchRequest, bench
+from tsprune_edge.devices.bench import RUNTIME_CHOICES, BenchRequest, bench, open_transport
 from tsprune_edge.devices.profiles import DeviceProfile, load_profile
 from tsprune_edge.devices.runs import DEFAULT_ROUNDS, unfinished_run
-from tsprune_edge.errors import UserError
+from tsprune_edge.errors import BoardError, UserError
 from tsprune_edge.export.bundle import ExportRequest
 from tsprune_edge.report.verdict import undecided, verdict_rows
 
@@ -44,14 +44,18 @@ class Target:
         return self.threads or self.profile.threads[0]
 
     def validate(self) -> None:
-        """Refuse, before any work, a runtime the board has none of and settings the bench would refuse."""
+        """Refuse, before any work, a runtime the board has none of, settings the bench would refuse and a board
+        it cannot reach as asked (a remote one without --host, --host for this machine): nothing connects yet."""
         if self.runtime not in RUNTIME_CHOICES:
             raise UserError(f"unknown runtime {self.runtime!r}; --runtime takes onnxruntime or tflite")
         profile = self.profile
         if self.format not in profile.readable_formats():
             raise UserError(f"{profile.name} has no runtime for {self.format} artifacts (its runtimes: "
                             f"{', '.join(profile.runtimes)}); pass --runtime onnxruntime")
-        self.bench_request(Path("."), Path("."), False).validate()
+        request = self.bench_request(Path("."), Path("."), False)
+        request.validate()
+        with open_transport(profile, request):
+            pass
 
     def export_request(self) -> ExportRequest:
         return ExportRequest(formats=(self.format,), **self.profile.export_fields())
@@ -87,6 +91,6 @@ def latency_rows(target: Target, run_dir: Path) -> dict[str, dict]:
                                                              "macs", "torch_mse", "runtime", "flags")}
     unmeasured = [name for name, row in rows.items() if row["p50_ms"] is None]
     if unmeasured:
-        raise UserError(f"{', '.join(unmeasured)} could not be timed on {target.device} (see {run_dir}); "
+        raise BoardError(f"{', '.join(unmeasured)} could not be timed on {target.device} (see {run_dir}); "
                         "fix the board and run fit again (measured probes are kept)")
     return rows

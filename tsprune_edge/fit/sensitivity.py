@@ -10,12 +10,12 @@ analysis, as in NetAdapt's and HALP's tables; the joint loss is measured later, 
 
 Levels: every head count; neurons, lags and the width at each eighth of the dense count (on the round_to grid).
 The table depends on the weights and the validation data only, not on the board: it is cached per checkpoint
-(sha256) beside the latency tables, so another budget or another board reuses it.
+(sha256) beside the latency tables, so another budget or another board reuses it; a damaged entry is set aside and
+measured again.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from torch import nn
 from tsprune_edge.atomic import write_json_atomic
 from tsprune_edge.data.fetch import sha256_of
 from tsprune_edge.data.forecast import ForecastData
+from tsprune_edge.fit.cache_files import read_entry
 from tsprune_edge.fit.choice import pruned_copy
 from tsprune_edge.fit.space import Layer, Space, Widths
 
@@ -123,10 +124,25 @@ def cached_sensitivity(checkpoint_path: Path, model: nn.Module, space: Space, da
     path = Path(cache) / f"sensitivity-{model.name}-{digest[:12]}-r{space.round_to}.json"
     key = {"version": SENSITIVITY_VERSION, "checkpoint_sha256": digest, "round_to": space.round_to,
            "windows": VALIDATION_WINDOWS}
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        if stored.get("key") == key:
-            return Sensitivity.from_record(stored["table"])
+    stored = read_entry(path, lambda stored: _checked(stored, key, space), "sensitivity table", console)
+    if stored is not None:
+        return stored
     table = measure_sensitivity(model, space, data, console)
     write_json_atomic(path, {"key": key, "table": table.record()})
+    return table
+
+
+def _checked(stored: object, key: dict, space: Space) -> Sensitivity:
+    """A stored table as the search reads it (ValueError/KeyError/TypeError otherwise): its key, a number for
+    every level of every layer and of the width."""
+    if not isinstance(stored, dict) or stored["key"] != key:
+        raise ValueError("not the table of this checkpoint")
+    table = Sensitivity.from_record(stored["table"])
+    expected = {layer.path: set(layer_levels(layer)) for layer in space.layers}
+    if {path: set(levels) for path, levels in table.layers.items()} != expected \
+            or set(table.width) != set(width_levels(space)):
+        raise ValueError("levels")
+    values = [table.dense_mse, *table.width.values(), *(v for levels in table.layers.values() for v in levels.values())]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values):
+        raise TypeError("values")
     return table

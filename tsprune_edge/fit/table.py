@@ -11,7 +11,9 @@ The key holds what decides time: the board (profile and host), runtime, threads,
 layers, seq_len, pred_len, variables), the export level, round_to and the probe design.
 Weights are not in the key, nor the bench's rounds (the table records them). While a table is being measured
 its work folder `<stem>.work/` keeps the bundles and the bench run, so an interrupted measurement resumes where
-it stopped; once done, the bench run is kept beside the table (`<stem>.run/`) and the bundles are removed.
+it stopped (finished probes are not measured again; a run that finished is read back); once done, the bench run is
+kept beside the table (`<stem>.run/`) and the bundles are removed. A damaged table is set aside (renamed, with its
+run) and measured again.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from rich.console import Console
 from tsprune_edge.atomic import write_json_atomic
 from tsprune_edge.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from tsprune_edge.export.bundle import DENSE, MANIFEST, write_bundles
+from tsprune_edge.fit.cache_files import read_entry, set_aside
 from tsprune_edge.fit.choice import pruned_copy, pruner_fields
 from tsprune_edge.fit.measure import Target
-from tsprune_edge.fit.measure import measure as bench_rows
-from tsprune_edge.fit.space import Space, Widths
+from tsprune_edge.fit.resume import measured
+from tsprune_edge.fit.space import FEATURES, Space, Widths
 from tsprune_edge.prune.analysis import count_macs
 
 TABLE_VERSION = 1
@@ -71,9 +74,12 @@ def latency_table(checkpoint_path: Path, target: Target, space: Space, cache: Pa
     there is none; returned with `path` and `reused`."""
     key = cache_key(checkpoint_path, target, space)
     path = table_path(cache, key)
-    if path.is_file():
-        table = json.loads(path.read_text())
+    table = read_entry(path, lambda stored: _checked(stored, key), "latency table", console)
+    if table is not None:
         return {**table, "path": str(path), "reused": True}
+    keep = path.with_suffix(".run")  # the bench run stays as the table's evidence; bundles go
+    if keep.exists():  # the run of a table set aside goes aside with it
+        set_aside(keep, None, console)
     work = path.with_suffix(".work")
     probes = probe_widths(space)
     console.print(f"latency table: measuring {len(probes)} probe models on {target.device} ({target.runtime}, "
@@ -82,7 +88,7 @@ def latency_table(checkpoint_path: Path, target: Target, space: Space, cache: Pa
     if not all((bundles / name / MANIFEST).is_file() for name in probes):
         checkpoints = _probe_checkpoints(checkpoint_path, space, probes, work / "checkpoints")
         write_bundles(bundles, checkpoints, target.export_request(), console, probe=True)
-    run_dir, rows = bench_rows(target, bundles, work / "results", console)
+    run_dir, rows = measured(target, bundles, work / "results", [], console)
     points = []
     for name, widths in probes.items():
         row = rows[name]
@@ -92,11 +98,26 @@ def latency_table(checkpoint_path: Path, target: Target, space: Space, cache: Pa
     table = {"key": key, "bench": target.record(), "run": run_dir.name,
              "percall_ms": (rows.get("percall") or {}).get("p50_ms"), "probes": points}
     write_json_atomic(path, table)
-    keep = path.with_suffix(".run")  # the bench run stays as the table's evidence; bundles go
-    shutil.rmtree(keep, ignore_errors=True)
     shutil.move(str(run_dir), keep)
     shutil.rmtree(work, ignore_errors=True)
     return {**table, "path": str(path), "reused": False}
+
+
+def _checked(table: object, key: dict) -> dict:
+    """A stored table as a fit reads it, or ValueError/KeyError/TypeError: its key, and per probe the widths,
+    features and a positive p50."""
+    if not isinstance(table, dict) or json.loads(json.dumps(key, default=str)) != table["key"]:
+        raise ValueError("not the table of this key")
+    names = set()
+    for probe in table["probes"]:
+        names.add(probe["name"])
+        features, p50 = probe["features"], probe["p50_ms"]
+        if not isinstance(probe["widths"], dict) or len(features) != len(FEATURES) \
+                or not all(isinstance(x, (int, float)) for x in [*features, p50]) or not p50 > 0:
+            raise ValueError(f"probe {probe['name']}")
+    if DENSE not in names or not isinstance(table["run"], str):
+        raise KeyError(DENSE)
+    return table
 
 
 def _probe_checkpoints(checkpoint_path: Path, space: Space, probes: dict[str, Widths], folder: Path) -> dict:
