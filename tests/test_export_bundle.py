@@ -195,12 +195,13 @@ def dlinear_checkpoint(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("perturb, problem", [
     (lambda expected: expected + 1, "differs from torch by 1 (tolerance 0.0001)"),
     (lambda expected: expected[:, :, :1], "has shape [1, 24, 7], torch's is [1, 24, 1]"),
-], ids=["values", "shape"])
+    (lambda expected: expected * np.nan, "differs from torch by nan (tolerance 0.0001)"),
+], ids=["values", "shape", "nan"])
 def test_every_runtime_that_disagrees_with_torch_is_listed_in_one_error(dlinear_checkpoint, tmp_path, monkeypatch,
                                                                         perturb, problem):
-    """The torch reference made wrong on purpose (values off by 1, or one target instead of seven): every runtime
-    of both formats is run, and one error lists each of them, a shape mismatch among them (it once escaped as a
-    bare ValueError), before anything is written."""
+    """The torch reference made wrong on purpose (values off by 1, one target instead of seven, NaN): every
+    runtime of both formats is run, and one error lists each of them before anything is written. A shape mismatch
+    once escaped as a bare ValueError, and a NaN difference passed as 0 (Python's max drops it)."""
     from tsprune_edge.export import bundle
     from tsprune_edge.export.reference import Samples, make_samples
     from tsprune_edge.export.runtimes import installed_tflite_runtimes, runtime_version

@@ -8,7 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.paths import REPO
 
 
 def test_wheel_install_works_in_a_new_venv(tmp_path):
