@@ -2,8 +2,8 @@
 
 Where things go: fixtures two or more test modules use live here, at the widest scope their cost calls for (an
 export is session-scoped and read-only: a test that changes it copies it first); plain helpers live in small
-modules beside (tests/paths.py, refusals.py, tree.py, bench_args.py, inputs.py, sshd.py, arm64_board.py). No test
-module imports another test module.
+modules beside (tests/paths.py, refusals.py, tree.py, bench_args.py, cli_commands.py, inputs.py, sshd.py,
+arm64_board.py). No test module imports another test module, nor this file.
 
 Where a bad-input case goes (docs/hostile-input.md, "The suite"):
 - a command line a command refuses, reproducible from the hostile workspace: a row of `CASES` in
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.paths import REPO, SHARED_DATA  # noqa: F401 (REPO: modules written before tests/paths.py import it here)
+from tests.paths import REPO, SHARED_DATA  # noqa: F401 (REPO: for test modules that still import it from here)
 from tests.tree import snapshot
 from tsprune_edge.cli import main
 from tsprune_edge.data import WindowSpec, load_forecast_data
