@@ -61,6 +61,7 @@ from tsprune_edge.export.runtimes import (
     tflite_runner,
     tflite_signature,
 )
+from tsprune_edge.export.validation import Check, check, raise_on_mismatch
 from tsprune_edge.prune.analysis import summarize
 from tsprune_edge.variants import DENSE, PROBE_VARIANT
 from tsprune_edge.workflow import checkpoint_data, training_budget
@@ -180,15 +181,20 @@ class _Bundle:
     onnx_metadata: dict[str, str]
 
     def export(self) -> dict:
+        """Every format exported and checked in every runtime before any is encoded, then encoded and checked
+        again; each stage raises one error listing all its mismatches."""
         self.directory.mkdir(parents=True)
-        artifacts = {}
+        variant = self.directory.name
         with tempfile.TemporaryDirectory() as work:
-            for fmt in self.request.formats:
-                job = _Job(self.model, self.onnx_metadata, self.samples, Path(work), self.directory, self.int8,
-                           self.request)
-                artifacts[fmt] = _WRITERS[fmt](job)
+            jobs = {fmt: _Job(self.model, self.onnx_metadata, self.samples, Path(work), self.directory, self.int8,
+                              self.request) for fmt in self.request.formats}
+            raw = {fmt: _EXPORTERS[fmt](job) for fmt, job in jobs.items()}
+            raise_on_mismatch(variant, [c for fmt, path in raw.items() for c in _checks(
+                fmt, path, self.samples, FP32_TOLERANCE, f"model.{fmt} as exported")])
+            written = {fmt: _WRITERS[fmt](job, raw[fmt]) for fmt, job in jobs.items()}
+            raise_on_mismatch(variant, [c for _, checks in written.values() for c in checks])
         save_samples(self.samples, self.directory / SAMPLE_FILE)
-        return artifacts
+        return {fmt: artifact for fmt, (artifact, _) in written.items()}
 
     def write_manifest(self, variant: str, model_record: dict, artifacts: dict, fields: dict) -> dict:
         samples = self.samples
@@ -233,12 +239,16 @@ class _Job:
     request: ExportRequest
 
 
-def _onnx_artifact(job: _Job) -> dict:
+def _export_onnx(job: _Job) -> Path:
+    raw = export_onnx(job.model, _first_window(job.samples), job.work / "fp32.onnx", job.request.onnx_opset,
+                      job.request.onnx_ir)
+    _set_onnx_metadata(raw, job.onnx_metadata)
+    return raw
+
+
+def _onnx_artifact(job: _Job, raw: Path) -> tuple[dict, list[Check]]:
     samples = job.samples
     request = job.request
-    raw = export_onnx(job.model, _first_window(samples), job.work / "fp32.onnx", request.onnx_opset,
-                      request.onnx_ir)
-    _set_onnx_metadata(raw, job.onnx_metadata)
     target = job.directory / "model.onnx"
     if job.int8:
         _quantize_onnx(raw, target)
@@ -249,11 +259,10 @@ def _onnx_artifact(job: _Job) -> dict:
         shutil.copyfile(raw, target)
         tensors = []
     level = _onnx_level(target, request)
-    tolerance = INT8_TOLERANCE if job.int8 else FP32_TOLERANCE
-    validation = [_validate(onnx_runner, target, samples, runtime_version("onnxruntime"), tolerance)]
+    checks = _checks("onnx", target, samples, INT8_TOLERANCE if job.int8 else FP32_TOLERANCE)
     return {"file": target.name, **_file_facts(target), "fp32_dense": _file_facts(raw), "opset": level.opset,
             "ir_version": level.ir_version, "readers": readers_record(level), **onnx_signature(target),
-            "validation": validation, "tensors": tensors}
+            "validation": [c.record() for c in checks], "tensors": tensors}, checks
 
 
 def _onnx_level(path: Path, request: ExportRequest):
@@ -269,13 +278,16 @@ def _onnx_level(path: Path, request: ExportRequest):
     return level
 
 
-def _tflite_artifact(job: _Job) -> dict:
+def _export_tflite(job: _Job) -> Path:
+    return export_tflite(job.model, _first_window(job.samples), job.work / "fp32.tflite")
+
+
+def _tflite_artifact(job: _Job, raw: Path) -> tuple[dict, list[Check]]:
     """The TFLite artifact. Its rewriter is imported here: it needs the optional TFLite extra, which an ONNX
     export does without."""
     from tsprune_edge.export.tflite_sparse import compress_tflite
 
     samples = job.samples
-    raw = export_tflite(job.model, _first_window(samples), job.work / "fp32.tflite")
     target = job.directory / "model.tflite"
     if job.int8:
         _quantize_tflite(raw, target)
@@ -283,14 +295,14 @@ def _tflite_artifact(job: _Job) -> dict:
     else:
         tensors = [t.to_dict() for t in compress_tflite(raw, target, _validator(tflite_runner, samples), FP32_TOLERANCE,
                                                         job.request.sparse_kernels)]
-    tolerance = INT8_TOLERANCE if job.int8 else FP32_TOLERANCE
-    validation = [_validate(lambda p, r=runtime: tflite_runner(p, runtime=r), target, samples,
-                            runtime_version(runtime), tolerance) for runtime in installed_tflite_runtimes()]
+    checks = _checks("tflite", target, samples, INT8_TOLERANCE if job.int8 else FP32_TOLERANCE)
     return {"file": target.name, **_file_facts(target), "fp32_dense": _file_facts(raw), **tflite_signature(target),
-            "validation": validation, "tensors": tensors}
+            "validation": [c.record() for c in checks], "tensors": tensors}, checks
 
 
-_WRITERS: dict[str, Callable[[_Job], dict]] = {"onnx": _onnx_artifact, "tflite": _tflite_artifact}
+_EXPORTERS: dict[str, Callable[[_Job], Path]] = {"onnx": _export_onnx, "tflite": _export_tflite}
+_WRITERS: dict[str, Callable[[_Job, Path], tuple[dict, list[Check]]]] = {"onnx": _onnx_artifact,
+                                                                         "tflite": _tflite_artifact}
 
 
 def _first_window(samples: Samples) -> tuple[torch.Tensor, torch.Tensor]:
@@ -301,12 +313,19 @@ def _validator(open_artifact: OpenArtifact, samples: Samples) -> Validator:
     return lambda path: max_abs_error(open_artifact, path, samples)
 
 
-def _validate(open_artifact: OpenArtifact, path: Path, samples: Samples, runtime: str, tolerance: float) -> dict:
-    error = max_abs_error(open_artifact, path, samples)
-    if not error <= tolerance:  # also catches NaN
-        raise UserError(f"{path.name} in {runtime} differs from torch by {error:.3g} (tolerance {tolerance:g}) "
-                        "on the sample windows; the artifact is not exported")
-    return {"runtime": runtime, "windows": len(samples), "max_abs_error": error, "tolerance": tolerance}
+def _runtimes(fmt: str) -> dict[str, OpenArtifact]:
+    """Every runtime here that runs `fmt`, by distribution and version: ONNX Runtime, each TFLite interpreter."""
+    if fmt == "onnx":
+        return {runtime_version("onnxruntime"): onnx_runner}
+    return {runtime_version(r): (lambda p, r=r: tflite_runner(p, runtime=r)) for r in installed_tflite_runtimes()}
+
+
+def _checks(fmt: str, path: Path, samples: Samples, tolerance: float, artifact: str | None = None) -> list[Check]:
+    """`path` against torch in every runtime of its format (nothing raised: the caller collects)."""
+    signature = onnx_signature(path) if fmt == "onnx" else tflite_signature(path)
+    output = signature["outputs"][0]["name"]
+    return [check(open_artifact, path, samples, runtime, output, tolerance, artifact)
+            for runtime, open_artifact in _runtimes(fmt).items()]
 
 
 def _quantize_onnx(source: Path, target: Path) -> None:

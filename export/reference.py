@@ -53,17 +53,37 @@ def save_samples(samples: Samples, path: Path) -> None:
     write_atomic(path, lambda handle: handle.write(buffer.getvalue()))
 
 
-def max_abs_error(open_artifact: OpenArtifact, path: Path, samples: Samples) -> float:
-    """Largest |runtime - torch| over every sample window, one window per call (artifacts have batch 1)."""
+@dataclass(frozen=True)
+class Comparison:
+    """An artifact's forecasts against torch's over every sample window."""
+
+    max_abs_error: float  # the largest |runtime - torch|; inf when the shapes differ, NaN when the runtime gave NaN
+    shape: list[int]  # what the runtime returned for one window
+    expected_shape: list[int]  # what torch returned for one window
+
+    @property
+    def same_shape(self) -> bool:
+        return self.shape == self.expected_shape
+
+
+def compare(open_artifact: OpenArtifact, path: Path, samples: Samples) -> Comparison:
+    """Shapes first, then values, one window per call (artifacts have batch 1). A shape that differs is a result,
+    not an exception, so validation can list it beside the other runtimes' results."""
     run = open_artifact(path)
-    worst = 0.0
+    errors = []
     for i in range(len(samples)):
-        got = run(samples.history[i:i + 1], samples.calendar[i:i + 1])
+        got = np.asarray(run(samples.history[i:i + 1], samples.calendar[i:i + 1]))
         expected = samples.expected[i:i + 1]
         if got.shape != expected.shape:
-            raise ValueError(f"{path.name} returned shape {list(got.shape)}, expected {list(expected.shape)}")
-        worst = max(worst, float(np.abs(got - expected).max()))
-    return worst
+            return Comparison(float("inf"), list(got.shape), list(expected.shape))
+        errors.append(np.abs(got - expected).max())
+    shape = list(samples.expected[:1].shape)
+    return Comparison(float(np.max(errors)), shape, shape)  # np.max keeps a NaN, as Python's max would not
+
+
+def max_abs_error(open_artifact: OpenArtifact, path: Path, samples: Samples) -> float:
+    """Largest |runtime - torch| over every sample window; an artifact of the wrong shape is infinitely off."""
+    return compare(open_artifact, path, samples).max_abs_error
 
 
 def save_test_split(data: ForecastData, path: Path) -> dict:

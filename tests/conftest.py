@@ -1,18 +1,32 @@
-"""Shared fixtures. Tests read the real benchmark CSVs from ../shared/data; they fail (never skip) without them."""
+"""Shared fixtures. Tests read the real benchmark CSVs from ../shared/data; they fail (never skip) without them.
+
+Where things go: fixtures two or more test modules use live here, at the widest scope their cost calls for (an
+export is session-scoped and read-only: a test that changes it copies it first); plain helpers live in small
+modules beside (tests/paths.py, refusals.py, tree.py, bench_args.py, cli_commands.py, inputs.py, sshd.py,
+arm64_board.py). No test module imports another test module, nor this file.
+
+Where a bad-input case goes (docs/hostile-input.md, "The suite"):
+- a command line a command refuses, reproducible from the hostile workspace: a row of `CASES` in
+  tests/test_hostile.py (a named test there when a row cannot say it: data loss, --force);
+- inputs drawn by hypothesis, and refusals asserted on the function that makes them (guards, the CSV reader, the
+  Ray probe): tests/test_hostile_properties.py;
+- environment faults (a full disk, damaged caches, concurrency, signals): tests/test_faults.py;
+- a refusal only a real artifact or service provokes (a trained model on real data, built bundles, a live sshd,
+  an emulated board): beside that feature's tests, which build it already, asserted with
+  `tests.refusals.assert_one_line_error`.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.paths import REPO, SHARED_DATA  # noqa: F401 (REPO: for test modules that still import it from here)
+from tests.tree import snapshot
 from tsprune_edge.cli import main
 from tsprune_edge.data import WindowSpec, load_forecast_data
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("TSPRUNE_EDGE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 @pytest.fixture
@@ -69,3 +83,31 @@ def cli(capsys: pytest.CaptureFixture):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def bundles(tmp_path_factory: pytest.TempPathFactory):
+    """dense, unstructured-0.5 and percall bundles of a DLinear trained one epoch on the built-in data, exported
+    once per session (seconds). Read-only: a test that changes a bundle copies it first, and the teardown fails
+    the session if any file changed."""
+    from tsprune_edge.export.bundle import ExportRequest
+    from tsprune_edge.export_job import ExportJob, run_export_job
+
+    root = tmp_path_factory.mktemp("bundles")
+    with pytest.MonkeyPatch.context() as patch:  # built before any test's own cache: give it one of its own
+        patch.setenv("TSPRUNE_EDGE_DATA_DIR", str(root / "cache"))
+        job = ExportJob(methods=("unstructured",), model="dlinear", epochs=1, finetune_epochs=0)
+        run_export_job(job, ExportRequest(), root / "export", root / "runs")
+    built = snapshot(root / "export")
+    yield root / "export"
+    changed = sorted(set(built.items()) ^ set(snapshot(root / "export").items()))
+    assert not changed, f"a test changed the shared bundles (copy them first): {changed[:5]}"
+
+
+@pytest.fixture(scope="module")
+def sshd_server(tmp_path_factory: pytest.TempPathFactory):
+    """One real loopback sshd per test module (tests/sshd.py); it fails, never skips, without OpenSSH."""
+    from tests.sshd import running_sshd
+
+    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server

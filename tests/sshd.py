@@ -1,6 +1,6 @@
 """A real OpenSSH server on 127.0.0.1 for tests: throwaway keys and config in a tmp dir, never /etc/ssh or ~/.ssh.
 
-Tests that need a board over SSH use the `sshd_server` fixture (import it into the test module) or the
+Tests that need a board over SSH use the `sshd_server` fixture (tests/conftest.py) or the
 `running_sshd` context manager directly, e.g. with `extra_config=["ForceCommand /path/wrapper"]` for a second
 sshd in front of an emulated board. Without the packages the fixture fails (never skips): a CI that lacks them
 must install them, not silently test less.
@@ -103,13 +103,6 @@ def running_sshd(root: Path, extra_config: Sequence[str] = ()) -> Iterator[SshSe
                         log=log, root=root)
     finally:
         _stop(proc)
-
-
-@pytest.fixture(scope="module")
-def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    """One loopback sshd per test module."""
-    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
-        yield server
 
 
 def _ensure_privsep_dir() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_bench import FAST, bundles  # noqa: F401 (fixture)
+from tests.bench_args import FAST
 from tsprune_edge.checkpoint import load_checkpoint
 from tsprune_edge.data import WindowSpec, load_forecast_data
 from tsprune_edge.devices import agent
@@ -37,7 +37,7 @@ def _torch_test(manifests: dict[str, dict], variant: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def manifests(bundles):  # noqa: F811
+def manifests(bundles):
     return {p.name: load_manifest(p) for p in sorted(bundles.iterdir())}
 
 
@@ -59,7 +59,7 @@ def test_the_agent_cuts_the_windows_torch_evaluates(tmp_path, features):
 
 
 @pytest.mark.parametrize("variant", ["dense", "unstructured-0.5"])
-def test_torch_on_the_bundles_split_reproduces_its_test_metrics(bundles, manifests, variant):  # noqa: F811
+def test_torch_on_the_bundles_split_reproduces_its_test_metrics(bundles, manifests, variant):
     manifest = manifests[variant]
     windows = _split(bundles / variant, manifest)
     model = load_checkpoint(Path(manifest["model"]["checkpoint"])).build_model()
@@ -72,7 +72,7 @@ def test_torch_on_the_bundles_split_reproduces_its_test_metrics(bundles, manifes
     assert float(error.abs().mean()) == pytest.approx(expected["mae"], rel=1e-6)
 
 
-def test_bench_accuracy_on_the_board_matches_torch(cli, tmp_path, bundles, manifests, monkeypatch):  # noqa: F811
+def test_bench_accuracy_on_the_board_matches_torch(cli, tmp_path, bundles, manifests, monkeypatch):
     monkeypatch.setenv("TSPRUNE_EDGE_DEVICES_DIR", str(tmp_path / "profiles"))
     results = tmp_path / "results"
     ran = cli("bench", "--device", "desktop", "--accuracy", "--artifacts", str(bundles), "--results", str(results),
@@ -112,7 +112,7 @@ def test_bench_accuracy_on_the_board_matches_torch(cli, tmp_path, bundles, manif
         assert f"| {row['torch_mse']:.4f} | {row['board_mse']:.4f} |" in markdown
 
 
-def test_a_bundle_without_a_test_split_says_so_and_is_still_timed(cli, tmp_path, bundles, monkeypatch):  # noqa: F811
+def test_a_bundle_without_a_test_split_says_so_and_is_still_timed(cli, tmp_path, bundles, monkeypatch):
     """A bundle exported before test splits existed: verify passes, timing succeeds, accuracy names the fix."""
     monkeypatch.setenv("TSPRUNE_EDGE_DEVICES_DIR", str(tmp_path / "profiles"))
     old = shutil.copytree(bundles / "dense", tmp_path / "artifacts" / "dense")

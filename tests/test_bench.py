@@ -8,21 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_bad_input import assert_one_line_error
-
-FAST = ("--rounds", "2", "--max-rounds", "2", "--min-time", "0.2", "--min-iters", "20")
-
-
-@pytest.fixture(scope="module")
-def bundles(tmp_path_factory):
-    """dense and unstructured-0.5 bundles of a DLinear trained one epoch on the built-in data (seconds)."""
-    from tsprune_edge.export.bundle import ExportRequest
-    from tsprune_edge.export_job import ExportJob, run_export_job
-
-    root = tmp_path_factory.mktemp("bench")
-    job = ExportJob(methods=("unstructured",), model="dlinear", epochs=1, finetune_epochs=0)
-    run_export_job(job, ExportRequest(), root / "export", root / "runs")
-    return root / "export"
+from tests.bench_args import FAST
+from tests.refusals import assert_one_line_error
 
 
 def test_desktop_bench_measures_every_variant(cli, tmp_path, bundles, monkeypatch):

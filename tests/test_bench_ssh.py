@@ -14,11 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.sshd import descendants, free_port, make_key, running_sshd, sshd_server  # noqa: F401 (fixture)
-from tests.test_bad_input import assert_one_line_error
-from tests.test_bench import bundles  # noqa: F401 (fixture)
-
-FAST = ("--rounds", "2", "--max-rounds", "2", "--min-time", "0.2", "--min-iters", "20")
+from tests.bench_args import FAST
+from tests.refusals import assert_one_line_error
+from tests.sshd import descendants, free_port, make_key, running_sshd
 
 
 def write_profile(folder: Path, workdir: Path, runtimes=("onnxruntime", "ai_edge_litert")) -> None:
@@ -30,7 +28,7 @@ def write_profile(folder: Path, workdir: Path, runtimes=("onnxruntime", "ai_edge
 
 
 @pytest.fixture
-def board(tmp_path, monkeypatch, sshd_server):  # noqa: F811
+def board(tmp_path, monkeypatch, sshd_server):
     monkeypatch.setenv("TSPRUNE_EDGE_DEVICES_DIR", str(tmp_path / "profiles"))
     write_profile(tmp_path / "profiles", tmp_path / "board")
     return sshd_server
@@ -50,7 +48,7 @@ def _bench(cli, tmp_path, artifacts, config, *args):
                "--results", str(tmp_path / "results"), *FAST, *args)
 
 
-def test_ssh_bench_copies_verifies_measures_and_cleans_up(cli, tmp_path, board, bundles):  # noqa: F811
+def test_ssh_bench_copies_verifies_measures_and_cleans_up(cli, tmp_path, board, bundles):
     result = _bench(cli, tmp_path, bundles, board.ssh_config)
     assert result.code == 0, result.err
     (run,) = (tmp_path / "results").iterdir()
@@ -67,14 +65,14 @@ def test_ssh_bench_copies_verifies_measures_and_cleans_up(cli, tmp_path, board, 
     assert json.loads((run / "preflight.json").read_text())["machine"] == "x86_64"
 
 
-def test_connection_refused(cli, tmp_path, board, bundles):  # noqa: F811
+def test_connection_refused(cli, tmp_path, board, bundles):
     config = tmp_path / "closed_config"
     config.write_text(board.ssh_config.read_text().replace(f"Port {board.port}", f"Port {free_port()}"))
     result = _bench(cli, tmp_path, bundles, config)
     assert_one_line_error(result, "connection refused")
 
 
-def test_wrong_key(cli, tmp_path, board, bundles):  # noqa: F811
+def test_wrong_key(cli, tmp_path, board, bundles):
     make_key(tmp_path / "stranger")
     config = tmp_path / "stranger_config"
     config.write_text(board.ssh_config.read_text().replace(str(board.identity), str(tmp_path / "stranger")))
@@ -82,7 +80,7 @@ def test_wrong_key(cli, tmp_path, board, bundles):  # noqa: F811
     assert_one_line_error(result, "refused our key")
 
 
-def test_missing_runtime_names_the_fix(cli, tmp_path, board, bundles):  # noqa: F811
+def test_missing_runtime_names_the_fix(cli, tmp_path, board, bundles):
     write_profile(tmp_path / "profiles", tmp_path / "board", runtimes=("tflite_runtime",))
     result = _bench(cli, tmp_path, bundles, board.ssh_config, "--runtime", "tflite")
     assert_fails_with(result, "tflite: tflite_runtime does not run on loopback", "fix: pip install")
@@ -91,7 +89,7 @@ def test_missing_runtime_names_the_fix(cli, tmp_path, board, bundles):  # noqa: 
 
 
 def test_corrupt_artifact_is_named_here_and_caught_by_checksum_on_the_board(cli, tmp_path, board,
-                                                                           bundles):  # noqa: F811
+                                                                           bundles):
     """The CLI names a bad local bundle before any copy; past that check (a file damaged on the way), the board's
     own sha256 check stops the run."""
     from rich.console import Console
@@ -124,7 +122,7 @@ def _drop_ssh_sessions(sshd_pid: int) -> None:
             pass
 
 
-def test_sshd_killed_mid_run_then_resume_loses_nothing(tmp_path, bundles, monkeypatch):  # noqa: F811
+def test_sshd_killed_mid_run_then_resume_loses_nothing(tmp_path, bundles, monkeypatch):
     """The connection dies while the board measures; the agent goes on there. `--resume` on a new sshd waits for
     it, measures what is missing, and brings everything back: every result measured before the drop is kept."""
     monkeypatch.setenv("TSPRUNE_EDGE_DEVICES_DIR", str(tmp_path / "profiles"))

@@ -11,7 +11,6 @@ import pytest
 
 from tests.arm64_board import PYTHONS, emulated_board, unavailable_reason
 from tests.sshd import running_sshd
-from tests.test_bench import bundles  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +25,7 @@ def board_ssh(tmp_path_factory):
         yield board, server
 
 
-def test_bench_rpi4_on_the_emulated_board(cli, tmp_path, board_ssh, bundles, monkeypatch):  # noqa: F811
+def test_bench_rpi4_on_the_emulated_board(cli, tmp_path, board_ssh, bundles, monkeypatch):
     board, server = board_ssh
     profiles = tmp_path / "profiles"
     profiles.mkdir()

@@ -176,3 +176,54 @@ def test_a_new_export_replaces_the_old_bundle_whole(exported, tmp_path):
     assert sorted(p.name for p in (out / "dense").iterdir()) == ["manifest.json", "model.onnx", "samples.npz",
                                                                  "test.npz"]
     assert sorted(p.name for p in out.iterdir()) == ["dense"]
+
+
+@pytest.fixture(scope="module")
+def dlinear_checkpoint(tmp_path_factory) -> Path:
+    """An untrained DLinear on the built-in data: exports in seconds, and export parity does not need training."""
+    from tsprune_edge.checkpoint import make_checkpoint, save_checkpoint
+    from tsprune_edge.data import WindowSpec, load_forecast_data
+    from tsprune_edge.models import create_model
+
+    data = load_forecast_data("synthetic", WindowSpec(96, 48, 24))
+    model = create_model("dlinear", "small", pred_len=24, enc_in=len(data.input_columns),
+                         c_out=len(data.target_columns), calendar_features=data.calendar_names)
+    path = tmp_path_factory.mktemp("dlinear") / "model.pt"
+    save_checkpoint(make_checkpoint(model, data.describe(), data.scaling(), {"epochs": 0}), path)
+    return path
+
+
+@pytest.mark.parametrize("perturb, problem", [
+    (lambda expected: expected + 1, "differs from torch by 1 (tolerance 0.0001)"),
+    (lambda expected: expected[:, :, :1], "has shape [1, 24, 7], torch's is [1, 24, 1]"),
+    (lambda expected: expected * np.nan, "differs from torch by nan (tolerance 0.0001)"),
+], ids=["values", "shape", "nan"])
+def test_every_runtime_that_disagrees_with_torch_is_listed_in_one_error(dlinear_checkpoint, tmp_path, monkeypatch,
+                                                                        perturb, problem):
+    """The torch reference made wrong on purpose (values off by 1, one target instead of seven, NaN): every
+    runtime of both formats is run, and one error lists each of them before anything is written. A shape mismatch
+    once escaped as a bare ValueError, and a NaN difference passed as 0 (Python's max drops it)."""
+    from tsprune_edge.export import bundle
+    from tsprune_edge.export.reference import Samples, make_samples
+    from tsprune_edge.export.runtimes import installed_tflite_runtimes, runtime_version
+    from tsprune_edge.export.validation import ExportValidationError
+
+    def wrong_reference(*args, **kwargs) -> Samples:
+        samples = make_samples(*args, **kwargs)
+        return Samples(samples.split, samples.starts, samples.history, samples.calendar, perturb(samples.expected))
+
+    monkeypatch.setattr(bundle, "make_samples", wrong_reference)
+    out = tmp_path / "export"
+    with pytest.raises(ExportValidationError) as raised:
+        write_bundles(out, {"dense": dlinear_checkpoint}, ExportRequest())
+    error = raised.value
+    runtimes = [runtime_version("onnxruntime")] + [runtime_version(r) for r in installed_tflite_runtimes()]
+    assert [(c.artifact, c.runtime, c.passed) for c in error.mismatches] == [
+        ("model.onnx as exported", runtimes[0], False),
+        *[("model.tflite as exported", r, False) for r in runtimes[1:]]]
+    assert len(runtimes) >= 2 and error.exit_code == 2
+    assert str(error).startswith(f"dense: {len(runtimes)} runtime check(s) failed on 8 sample windows: ")
+    for mismatch in error.mismatches:
+        assert f"{mismatch.artifact} in {mismatch.runtime}: output {mismatch.output} {problem}" in str(error)
+    assert [c.output for c in error.mismatches][0] == "forecast"
+    assert list(out.iterdir()) == []

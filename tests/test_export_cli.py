@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.test_bad_input import assert_one_line_error
+from tests.refusals import assert_one_line_error
 
 
 def test_default_export_from_nothing(cli, tmp_path):

@@ -37,7 +37,7 @@ def serve():
 
 
 def _shared() -> Path:
-    from tests.conftest import SHARED_DATA
+    from tests.paths import SHARED_DATA
 
     if not (SHARED_DATA / "ETTh1.csv").is_file():
         pytest.fail(f"the benchmark datasets are missing: expected {SHARED_DATA}")

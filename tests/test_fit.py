@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from tests.conftest import SHARED_DATA
+from tests.paths import SHARED_DATA
 from tsprune_edge.checkpoint import load_checkpoint
 from tsprune_edge.fit.choice import pruned_copy
 from tsprune_edge.fit.predictor import fit_predictor, leave_one_out

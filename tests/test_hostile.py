@@ -1,6 +1,9 @@
 """Hostile input over every command: each case exits 2 with exactly one `error:` line, no traceback, and leaves the
 file tree exactly as it was (paths, sizes, mtimes and sha256 compared before and after).
 
+The home of command-line bad input (the rule for where a case goes: tests/conftest.py): a new refusal is a row of
+`CASES`, under its command; a named test below only when a row cannot say it.
+
 The cases run in-process in a copy of one shared workspace (a real dlinear checkpoint trained once per session on
 the built-in synthetic data, damaged copies of it, fake bundles and bench runs, bad CSVs and device profiles);
 almost all of them must fail before any heavy work. docs/hostile-input.md lists the classes.
@@ -8,7 +11,6 @@ almost all of them must fail before any heavy work. docs/hostile-input.md lists 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,6 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from tests.cli_commands import command_of, command_paths
+from tests.refusals import assert_one_line_error
+from tests.tree import snapshot
 
 CK = "ck/model.pt"
 
@@ -78,6 +84,13 @@ def _csvs(root: Path) -> None:
     (root / "ragged.csv").write_text("date,a,OT\n" + _rows(10) + "2021-01-01 00:00:00,1\n")
     repeated = _rows(3000).splitlines(keepends=True)
     (root / "dupdates.csv").write_text("date,a,OT\n" + "".join(repeated[:1500] + repeated[1499:]))
+    (root / "abc.csv").write_text("date,a,OT\n" + _rows(5) + "2020-01-01 05:00:00,abc,1\n")
+    for name, cell in _CELLS.items():  # line 5 (after the header and 3 rows) lacks its target value
+        (root / f"cell-{name}.csv").write_text("date,a,OT\n" + _rows(3) + f"2020-01-01 03:00:00,1,{cell}\n")
+    (root / "short.csv").write_text("date,a,OT\n" + _rows(200))  # the train split cannot hold one window
+
+
+_CELLS = {"empty": "", "nan": "nan", "NaN": "NaN", "inf": "inf"}
 
 
 _PROFILES = {
@@ -228,20 +241,6 @@ def template(tmp_path_factory) -> Path:
     return root
 
 
-def snapshot(root: Path) -> dict[str, tuple]:
-    """Every path under `root` with its size, mtime and sha256 (folders by name)."""
-    state = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs:
-            state[os.path.relpath(os.path.join(folder, name), root)] = ("dir",)
-        for name in files:
-            path = os.path.join(folder, name)
-            info = os.stat(path)
-            state[os.path.relpath(path, root)] = (info.st_size, info.st_mtime_ns,
-                                                  hashlib.sha256(Path(path).read_bytes()).hexdigest())
-    return state
-
-
 @pytest.fixture
 def workspace(template, tmp_path, monkeypatch) -> Path:
     root = tmp_path / "ws"
@@ -253,11 +252,7 @@ def workspace(template, tmp_path, monkeypatch) -> Path:
 
 
 def assert_refused(result, before: dict, after: dict, fragment: str) -> None:
-    assert result.code == 2, (result.code, result.err[-2000:], result.out[-500:])
-    assert "Traceback" not in result.err + result.out, result.err
-    lines = result.err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.err
-    assert fragment in lines[0], (fragment, lines[0])
+    assert_one_line_error(result, fragment)
     changed = sorted(set(before.items()) ^ set(after.items()))
     assert not changed, f"the file tree changed: {changed[:5]}"
 
@@ -308,25 +303,31 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("train", "--seed", str(2**32)), "--seed must be in"),
         (T("train", "--seed", str(2**70)), "--seed must be in"),
         (T("train", "--pred-len", "0"), "--pred-len must be at least 1"),
+        (T("train", "--pred-len", "-5"), "--pred-len must be at least 1, got -5"),
         (T("train", "--seq-len", "0"), "--seq-len must be at least 1"),
         (T("train", "--label-len", "-1"), "--label-len must be at least 0"),
         (T("train", "--label-len", "200"), "--label-len 200 is longer than --seq-len 96"),
         (T("train", "--model", "patchtst", "--seq-len", "8", "--label-len", "4"), "patchtst cannot take seq_len 8"),
-        (T("train", "--model", "gpt9"), "unknown model 'gpt9'"),
-        (T("train", "--preset", "huge"), "no preset 'huge'"),
-        (T("train", "--data", "ETTh9"), "unknown dataset 'ETTh9'"),
-        (T("train", "--data", "absent.csv"), "no such file"),
+        (T("train", "--model", "gpt9"), "unknown model 'gpt9'; available: "),
+        (T("train", "--preset", "huge"), "no preset 'huge'; presets: paper, small"),
+        (T("train", "--data", "ETTh9"), "unknown dataset 'ETTh9'; known: synthetic, ETTh1,"),
+        (T("train", "--data", "absent.csv"), "absent.csv: no such file"),
         (T("train", "--data", "html.csv"), "first column must be `date`"),
         (T("train", "--data", "dup.csv"), "'OT' appears twice"),
         (T("train", "--data", "noname.csv"), "has no name"),
         (T("train", "--data", "huge.csv"), "does not scale to finite"),
         (T("train", "--data", "latin1.csv"), "not a UTF-8 text CSV"),
         (T("train", "--data", "empty.csv"), "the file is empty"),
-        (T("train", "--data", "nodate.csv"), "first column must be `date`"),
+        (T("train", "--data", "nodate.csv"), "first column must be `date`, found 'time'"),
+        (T("train", "--data", "abc.csv"), "abc.csv: line 7, column 'a': 'abc' is not a number"),
+        (T("train", "--data", "cell-empty.csv"), "cell-empty.csv: line 5, column 'OT': '' is not a number"),
+        *[(T("train", "--data", f"cell-{name}.csv"), f"line 5, column 'OT' is '{cell}'; fill or drop missing values")
+          for name, cell in _CELLS.items() if cell],
+        (T("train", "--data", "short.csv"), "short.csv has too few rows for seq_len 96 + pred_len 96"),
         (T("train", "--data", "nan.csv"), "fill or drop missing values"),
         (T("train", "--data", "ragged.csv"), "cells, the header has 3"),
         (T("train", "--data", "data.csv", "--target", "nope"), "target column 'nope'"),
-        (T("train", "--out", "afile/sub"), "is a file, not a folder"),
+        (T("train", "--out", "afile/sub"), "cannot write to afile/sub: "),
         (T("train", "--out", "afile"), "it is a file, not a folder"),
         (T("train", "--out", "/proc/tsprune"), "/proc is a system folder"),
         (T("train", "--out", "/sys/kernel/x"), "/sys is a system folder"),
@@ -343,10 +344,13 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("evaluate", CK, "--out", "/proc/x.json"), "/proc is a system folder"),
         (T("evaluate", CK, "--split", "holdout"), "split must be one of"),
         (T("evaluate", "absent/model.pt"), "no such checkpoint"),
-        *[(T("evaluate", f"{name}/model.pt"), name) for name in (
-            "ck_missing_tensor", "ck_wrong_shape", "ck_extra_tensor", "ck_no_state", "ck_state_list",
-            "ck_config_str", "ck_no_data_keys", "ck_bad_model", "ck_model_int", "ck_version", "ck_bad_config",
-            "ck_pruning_str", "ck_text", "ck_bytes", "ck_truncated", "ck_foreign", "ck_pickle")],
+        *[(T("evaluate", f"{name}/model.pt"), f"{name}/model.pt is a damaged tsprune-edge checkpoint (")
+          for name in ("ck_missing_tensor", "ck_wrong_shape", "ck_extra_tensor", "ck_no_state", "ck_state_list",
+                       "ck_config_str", "ck_no_data_keys", "ck_bad_model", "ck_model_int", "ck_bad_config",
+                       "ck_pruning_str")],
+        (T("evaluate", "ck_version/model.pt"), "ck_version/model.pt is checkpoint version 99; this tsprune-edge reads"),
+        *[(T("evaluate", f"{name}/model.pt"), f"{name}/model.pt is not a tsprune-edge checkpoint (")
+          for name in ("ck_text", "ck_bytes", "ck_truncated", "ck_foreign", "ck_pickle")],
     ],
     "prune": [
         (T("prune", CK, "--out", "ck"), "would write over the input"),
@@ -597,11 +601,12 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
 ALL = [(f"{group}-{i}", args, fragment) for group, cases in CASES.items() for i, (args, fragment) in enumerate(cases)]
 
 
-def test_the_suite_is_wide_enough():
+def test_every_command_has_bad_input_rows():
+    """Every command the CLI registers (read from the app, so a new command fails here until it has a row)."""
+    paths = command_paths()
     assert len(ALL) >= 150, len(ALL)
-    commands = {args[0] for _, args, _ in ALL}
-    assert commands >= {"data", "train", "evaluate", "models", "prune", "export", "bench", "devices", "report",
-                        "sweep", "pipeline", "fit"}
+    missing = sorted(" ".join(path) for path in paths - {command_of(args, paths) for _, args, _ in ALL})
+    assert not missing, f"no CASES row for: {missing}"
 
 
 @pytest.mark.parametrize(("args", "fragment"), [c[1:] for c in ALL], ids=[c[0] for c in ALL])

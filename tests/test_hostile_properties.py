@@ -1,5 +1,8 @@
 """Property tests: any out-of-range number for a numeric option, and any CSV content, is refused in one line or
-read correctly; never a traceback or another exception."""
+read correctly; never a traceback or another exception.
+
+The home of bad input drawn by hypothesis, and of refusals asserted on the function that makes them (guards, the
+CSV reader, the Ray probe); command-line cases are rows in tests/test_hostile.py (the rule: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.refusals import assert_one_line_error
 from tsprune_edge.cli import guards
 from tsprune_edge.data.table import read_table
 from tsprune_edge.errors import UserError
@@ -19,18 +23,11 @@ from tsprune_edge.errors import UserError
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-def one_line(result) -> str:
-    assert result.code == 2, (result.code, result.err)
-    lines = result.err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.err, result.err
-    return lines[0]
-
-
 @FAST
 @given(option=st.sampled_from(["--epochs", "--batch-size", "--pred-len", "--seq-len"]),
        value=st.integers(max_value=0))
 def test_non_positive_integers_for_train(cli, tmp_path, option, value):
-    line = one_line(cli("train", option, str(value), "--out", str(tmp_path / "out")))
+    line = assert_one_line_error(cli("train", option, str(value), "--out", str(tmp_path / "out")))
     assert option in line
     assert not (tmp_path / "out").exists()
 
@@ -38,21 +35,21 @@ def test_non_positive_integers_for_train(cli, tmp_path, option, value):
 @FAST
 @given(value=st.one_of(st.floats(max_value=0), st.just(math.nan), st.just(math.inf)))
 def test_learning_rates_that_cannot_train(cli, tmp_path, value):
-    line = one_line(cli("train", "--lr", repr(value), "--out", str(tmp_path / "out")))
+    line = assert_one_line_error(cli("train", "--lr", repr(value), "--out", str(tmp_path / "out")))
     assert "--lr must be" in line
 
 
 @FAST
 @given(value=st.one_of(st.floats(min_value=1.0), st.floats(max_value=0, exclude_max=True), st.just(math.nan)))
 def test_sparsities_outside_the_unit_interval(cli, tmp_path, value):
-    line = one_line(cli("export", "--sparsity", repr(value), "--out", str(tmp_path / "e")))
+    line = assert_one_line_error(cli("export", "--sparsity", repr(value), "--out", str(tmp_path / "e")))
     assert "--sparsity must be" in line
 
 
 @FAST
 @given(value=st.one_of(st.integers(max_value=-1), st.integers(min_value=2**32)))
 def test_seeds_out_of_range(cli, tmp_path, value):
-    assert "--seed must be in" in one_line(cli("prune", "x.pt", "--seed", str(value)))
+    assert "--seed must be in" in assert_one_line_error(cli("prune", "x.pt", "--seed", str(value)))
 
 
 @settings(max_examples=200, deadline=None)

@@ -12,8 +12,8 @@ import onnx
 import pytest
 
 from tests.arm64_board import JETSON_PYTHONS, JETSON_SCRIPT, emulated_board, unavailable_reason
+from tests.refusals import assert_one_line_error
 from tests.sshd import running_sshd
-from tests.test_bad_input import assert_one_line_error
 from tsprune_edge.cli import main
 from tsprune_edge.export.onnx_level import read_level
 

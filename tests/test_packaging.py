@@ -20,7 +20,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.conftest import REPO
+from tests.paths import REPO
 
 TFLITE_MODULES = ("litert_torch", "ai_edge_litert", "ai_edge_quantizer")
 

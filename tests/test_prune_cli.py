@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import SHARED_DATA
+from tests.paths import SHARED_DATA
 from tsprune_edge.checkpoint import load_checkpoint
 from tsprune_edge.export.artifacts import export_onnx, export_tflite
 from tsprune_edge.export.runtimes import run_onnx, run_tflite

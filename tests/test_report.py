@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from tests.test_bad_input import assert_one_line_error
-from tests.test_bench import bundles  # noqa: F401 (fixture)
+from tests.refusals import assert_one_line_error
 from tsprune_edge.report.stats import LABELS
 from tsprune_edge.report.verdict import PROBE_VERDICT, TOO_FEW, undecided, verdict_rows
 from tsprune_edge.variants import PROBE_VARIANT as PROBE
@@ -82,7 +81,7 @@ def add_probe(export: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def probed(tmp_path_factory, bundles):  # noqa: F811
+def probed(tmp_path_factory, bundles):
     export = tmp_path_factory.mktemp("probed") / "export"
     shutil.copytree(bundles, export)
     add_probe(export)

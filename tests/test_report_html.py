@@ -11,7 +11,7 @@ import re
 import pytest
 from PIL import Image
 
-from tests.test_bench import FAST
+from tests.bench_args import FAST
 from tsprune_edge.cli import main
 from tsprune_edge.report.html import html_report
 from tsprune_edge.report.plots import (

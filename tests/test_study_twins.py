@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.paths import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 study = importlib.import_module("study")  # benchmarks/study.py

@@ -13,11 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.sshd import SshServer, free_port, make_key, port_open, running_sshd, sshd_server, tool
+from tests.sshd import SshServer, free_port, make_key, port_open, running_sshd, tool
 from tsprune_edge.devices.transport import LocalTransport, SshTransport
 from tsprune_edge.errors import UserError
-
-__all__ = ["sshd_server"]  # the fixture, imported for pytest
 
 AWKWARD_ARGS = ["a b", "it's", '"quoted"', "$HOME", "a;b", "`id`", "*", "back\\slash", "", "new\nline"]
 
