@@ -10,6 +10,7 @@ from rich.table import Table
 
 from tsprune_edge.atomic import write_atomic, write_json_atomic
 from tsprune_edge.report.pareto import fit_notes
+from tsprune_edge.report.stats import legend
 from tsprune_edge.variants import PROBE_VARIANT
 
 COLUMNS = ("device", "machine", "emulated", "variant", "model", "method", "sparsity", "format", "runtime", "threads",
@@ -21,14 +22,13 @@ COLUMNS = ("device", "machine", "emulated", "variant", "model", "method", "spars
            "board_since_boot", "run")
 PAGE = "report.html"  # the page a user opens first: tables, plots and notes in one file
 LISTS = ("flags", "warnings", "board_since_boot")  # joined with "; " in the CSV
-METHOD = ("Speedup = dense latency / variant latency per round (each round's median, rounds interleaved in time), "
-          "combined as a geometric mean over the rounds both have, with a 95% t interval on the per-round log ratios "
-          "(rounds - 1 degrees of freedom); p50 is the geometric mean of the round medians, the same estimator. "
-          "REAL SPEEDUP / SLOWDOWN: the whole interval at least {effect} faster / slower; EQUIVALENT: inside "
-          "+-{effect} and containing no change; SMALL SPEEDUP / SMALL SLOWDOWN: inside +-{effect} but wholly "
-          "faster / slower; INCONCLUSIVE: reaching past +-{effect}, too wide to say. Predicted = dense MACs / "
-          "variant MACs; achieved / predicted carries the speedup's interval; beyond per-call: the same for the "
-          "time above the per-call probe's.")
+METHOD = ("Speedup = dense latency / variant latency per round (each round's two passes, forward and mirrored, "
+          "combined as the geometric mean of their medians; rounds interleaved in time), combined as a geometric "
+          "mean over the rounds both have, with a 95% t interval on the per-round log ratios (rounds - 1 degrees "
+          "of freedom; where bench could add rounds, a constant that holds 95% at every look); p50 is the "
+          "geometric mean of the round values, the same estimator. {labels} Predicted = dense MACs / variant MACs; "
+          "achieved / predicted carries the speedup's interval; beyond per-call: the same for the time above the "
+          "per-call probe's.")
 
 
 def interval_text(value, low, high, spec: str, unit: str = "") -> str:
@@ -124,7 +124,7 @@ def _min_effect(rows: list[dict]) -> float:
 
 
 def method_note(rows: list[dict]) -> str:
-    return METHOD.format(effect=f"{_min_effect(rows):.0%}")
+    return METHOD.format(labels=legend(_min_effect(rows)))
 
 
 def markdown(rows: list[dict]) -> str:
