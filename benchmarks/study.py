@@ -37,6 +37,8 @@ from train_baselines import machine
 
 from tsprune_edge.devices.runs import DEFAULT_ROUNDS
 from tsprune_edge.report.cells import interval_text
+from tsprune_edge.report.stats import legend
+from tsprune_edge.report.verdict import DEFAULT_MIN_EFFECT
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -169,14 +171,15 @@ def markdown(study: dict) -> str:
              "workers): "
              + ", ".join(f"{kind} {minutes:g}" for kind, minutes in study["cell_minutes"].items()) + ".", "",
              "Every variant is measured against the dense model of the same model, format and runtime in the same "
-             "interleaved run (each round a fresh process per item, the order rotated between rounds). Speedup = "
-             "the geometric mean over rounds of dense median / variant median in that round, with the t interval "
-             "of the mean log ratio (95%; its coverage is checked by simulation in "
-             "[coverage.md](coverage.md)); p50 ms is the same estimator over the round medians. Predicted = dense "
-             "MACs / variant MACs; achieved / predicted carries the speedup's interval. Verdicts, with a 5% "
-             "smallest effect that counts: REAL SPEEDUP (whole interval above 1.05), SMALL SPEEDUP (above 1, "
-             "not wholly above 1.05), EQUIVALENT (inside 0.95-1.05), SMALL SLOWDOWN, SLOWDOWN, INCONCLUSIVE "
-             "(too wide to tell). Full report with plots: [study/report.html](study/report.html) and "
+             "interleaved run (each round a fresh process per item and measurement: a forward pass, then the "
+             "mirrored pass, the start rotated between rounds). Speedup = the geometric mean over rounds of dense / "
+             "variant in that round (a round's value: the geometric mean of its two passes' medians), with the "
+             "interval of the mean log ratio (95%, t's quantile, or the design's constant where rounds were added; "
+             "its coverage is checked by simulation in [coverage.md](coverage.md)); p50 ms is the same estimator "
+             "over the round values. Predicted = dense MACs / variant MACs; achieved / predicted carries the "
+             f"speedup's interval. Verdicts, with a {DEFAULT_MIN_EFFECT:.0%} smallest effect that counts: "
+             f"{legend(DEFAULT_MIN_EFFECT)} "
+             "Full report with plots: [study/report.html](study/report.html) and "
              "[study/report.md](study/report.md).", "", *accuracy_caveat(study["settings"]),
              "Variants: `structured` prunes attention heads and FFN neurons; `structured_width` also prunes the "
              "model width d_model, at the ratio that removes the MACs `structured` removes at the same nominal "

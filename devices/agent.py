@@ -1153,8 +1153,9 @@ def cool_down(cooldown, baseline):
             "reached": current is not None and current <= target}
 
 
-def worker_argv(item, plan, bundle, out, round_no=1):
-    """Profiling and the accuracy pass run in the first round only: their outputs do not change between rounds."""
+def worker_argv(item, plan, bundle, out, round_no=1, pass_no=1):
+    """Profiling and the accuracy pass run in the first pass of the first round only: their outputs do not change
+    between measurements."""
     argv = [item.get("python") or sys.executable, os.path.abspath(__file__), "measure", "--bundle", bundle,
             "--format", item["format"],
             "--runtime", item["runtime"], "--threads", str(item["threads"]), "--min-time", str(plan["min_time"]),
@@ -1165,9 +1166,10 @@ def worker_argv(item, plan, bundle, out, round_no=1):
         argv += ["--providers", ",".join(item["providers"])]
     if item.get("precision"):
         argv += ["--precision", item["precision"]]
-    if item.get("profile") and round_no == 1:
+    first = round_no == 1 and pass_no == 1
+    if item.get("profile") and first:
         argv.append("--profile")
-    if item.get("accuracy") and round_no == 1:
+    if item.get("accuracy") and first:
         argv.append("--accuracy")
     return argv
 
@@ -1220,12 +1222,34 @@ def run_worker(argv, out, timeout):
     return record
 
 
+PASSES_PER_ROUND = 2  # a forward pass, then the mirrored one
+PASS_SUFFIXES = ("", "b")  # result file of pass p of round r: <id>__r<r><suffix>.json
+ORDER_RULE = ("fold-over: round r runs the plan's items starting at item (r - 1) mod n, then the same items in "
+              "reverse (A B C D | D C B A)")
+RESULT_NAME = re.compile(r"__r(\d+)(b?)\.json$")
+
+
 def round_order(items, round_no):
-    """The items of round `round_no` (from 1), rotated by one place per round: over n rounds each item runs once in
-    each position, so an order effect (the first process after a pause, a warming board) hits every variant alike
-    instead of always the first. A pure function of the plan, so a resumed or extended run keeps the same order."""
+    """The measurements of round `round_no` (from 1) as (pass, item): the items rotated by one place per round,
+    then the same items mirrored (A B C D | D C B A). Every item then sits at the same mean position in every
+    round, so a drift linear within the round hits every item alike and cancels, and every item runs once before
+    and once after every other, whatever the number of rounds and items; the rotation spreads what is left (a
+    curved drift, the first process after a pause) over the positions. A pure function of the plan, so a resumed
+    or extended run keeps the same order."""
     shift = (round_no - 1) % len(items)
-    return items[shift:] + items[:shift]
+    forward = items[shift:] + items[:shift]
+    return [(1, item) for item in forward] + [(2, item) for item in reversed(forward)]
+
+
+def result_name(item_id, round_no, pass_no):
+    """The file of one measurement; pass 1 keeps the name runs had before the mirrored pass existed."""
+    return f"{item_id}__r{round_no}{PASS_SUFFIXES[pass_no - 1]}.json"
+
+
+def parse_result_name(name):
+    """(round, pass) of a result file's name (as result_name writes it), or None for any other file."""
+    found = RESULT_NAME.search(name)
+    return (int(found.group(1)), 2 if found.group(2) else 1) if found else None
 
 
 class Progress:
@@ -1252,35 +1276,36 @@ class Progress:
 
 
 def run_plan(plan, plan_dir, results):
-    """Interleaved rounds: every item once per round, so drift and heat hit all variants alike; the order within a
-    round rotates (`round_order`) and is recorded in run.json as `orders`, and each measurement's `position`."""
+    """Interleaved rounds: every item twice per round, in a forward then a mirrored pass, so drift and heat hit all
+    variants alike (`round_order`); run.json records each round's order (`orders`, every measurement in the order
+    it ran), `passes_per_round`, and each measurement's `pass` and `position` (1 .. 2n) in its round."""
     summary = {"schema": "tsprune-edge/agent-run", "schema_version": SCHEMA_VERSION, "plan": plan,
                "results": os.path.abspath(results), "started": utc_now(), "system": system_info(),
-               "environment_start": environment(), "measurements": [],
-               "order_rule": "rotate: round r runs the plan's items starting at item (r - 1) mod n",
-               "orders": [[item["id"] for item in round_order(plan["items"], r)]
+               "environment_start": environment(), "measurements": [], "order_rule": ORDER_RULE,
+               "passes_per_round": PASSES_PER_ROUND,
+               "orders": [[item["id"] for _, item in round_order(plan["items"], r)]
                           for r in range(1, plan["rounds"] + 1)]}
     baseline = summary["baseline_temperature_c"] = summary["environment_start"]["max_temperature_c"]
-    progress = Progress(len(plan["items"]) * plan["rounds"])
+    progress = Progress(len(plan["items"]) * plan["rounds"] * PASSES_PER_ROUND)
     for round_no in range(1, plan["rounds"] + 1):
-        for position, item in enumerate(round_order(plan["items"], round_no), 1):
-            name = f"{item['id']}__r{round_no}.json"
+        for position, (pass_no, item) in enumerate(round_order(plan["items"], round_no), 1):
+            name = result_name(item["id"], round_no, pass_no)
             out = os.path.join(results, name)
-            record = {"id": item["id"], "round": round_no, "position": position, "file": name}
+            record = {"id": item["id"], "round": round_no, "pass": pass_no, "position": position, "file": name}
             if finished(out):
                 record["status"] = "skipped"
             else:
                 progress.emit("measuring", item, round_no, plan["rounds"], position)
                 record["cooldown"] = cool_down(plan.get("cooldown"), baseline)
                 bundle = os.path.join(plan_dir, item["bundle"])
-                argv = worker_argv(item, plan, bundle, out, round_no)
+                argv = worker_argv(item, plan, bundle, out, round_no, pass_no)
                 record.update(run_worker(argv, out, plan.get("timeout", 3600)))
             progress.emit(record["status"], item, round_no, plan["rounds"], position, record)
             summary["measurements"].append(record)
     summary["environment_end"] = environment()
     summary["finished"] = utc_now()
     summary["result_files"] = [m["file"] for m in summary["measurements"] if m["status"] != "failed"]
-    summary["errors"] = [f"{m['id']} round {m['round']}: {m['error']}"
+    summary["errors"] = [f"{m['id']} round {m['round']}{' pass 2' if m.get('pass') == 2 else ''}: {m['error']}"
                          for m in summary["measurements"] if m["status"] == "failed"]
     write_json(os.path.join(results, "run.json"), summary)
     return summary

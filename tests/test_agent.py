@@ -139,29 +139,34 @@ def test_measure_without_the_runtime_fails_in_one_line(bundle, tmp_path):
 
 
 def test_run_interleaves_rounds_in_fresh_workers(first_run):
-    """Round 2 runs the items rotated by one place, so neither is always first; run.json records the order."""
+    """Each round runs the items forward, then mirrored (A B | B A); round 2 starts one item later, so neither is
+    always first. run.json records the order, every measurement's pass and position."""
     plan, results, proc = first_run
     assert proc.returncode == 0, proc.stdout + proc.stderr
     events, final = run_output(proc)
-    assert final["counts"] == {"measured": 4, "skipped": 0, "failed": 0}
-    order = ["onnx-1t__r1.json", "tflite-1t__r1.json", "tflite-1t__r2.json", "onnx-1t__r2.json"]
+    assert final["counts"] == {"measured": 8, "skipped": 0, "failed": 0}
+    order = ["onnx-1t__r1.json", "tflite-1t__r1.json", "tflite-1t__r1b.json", "onnx-1t__r1b.json",
+             "tflite-1t__r2.json", "onnx-1t__r2.json", "onnx-1t__r2b.json", "tflite-1t__r2b.json"]
     started = [json.loads((results / name).read_text())["started_at"] for name in order]
     assert started == sorted(started)
-    assert len({json.loads((results / name).read_text())["pid"] for name in order}) == 4
+    assert len({json.loads((results / name).read_text())["pid"] for name in order}) == 8
     summary = json.loads((results / "run.json").read_text())
     assert summary["result_files"] == order and summary["errors"] == []
-    assert summary["orders"] == [["onnx-1t", "tflite-1t"], ["tflite-1t", "onnx-1t"]]
-    assert [(m["id"], m["round"], m["position"]) for m in summary["measurements"]] == [
-        ("onnx-1t", 1, 1), ("tflite-1t", 1, 2), ("tflite-1t", 2, 1), ("onnx-1t", 2, 2)]
+    assert summary["passes_per_round"] == 2
+    assert summary["orders"] == [["onnx-1t", "tflite-1t", "tflite-1t", "onnx-1t"],
+                                 ["tflite-1t", "onnx-1t", "onnx-1t", "tflite-1t"]]
+    assert [(m["id"], m["round"], m["pass"], m["position"]) for m in summary["measurements"]] == [
+        ("onnx-1t", 1, 1, 1), ("tflite-1t", 1, 1, 2), ("tflite-1t", 1, 2, 3), ("onnx-1t", 1, 2, 4),
+        ("tflite-1t", 2, 1, 1), ("onnx-1t", 2, 1, 2), ("onnx-1t", 2, 2, 3), ("tflite-1t", 2, 2, 4)]
     # one event as each measurement starts and one as it ends, in the order they ran, with its p50
-    assert [(e["event"], e["id"], e["round"], e["done"]) for e in events] == [
+    assert [(e["event"], e["id"], e["round"], e["done"]) for e in events[:4]] == [
         ("measuring", "onnx-1t", 1, 0), ("measured", "onnx-1t", 1, 1),
-        ("measuring", "tflite-1t", 1, 1), ("measured", "tflite-1t", 1, 2),
-        ("measuring", "tflite-1t", 2, 2), ("measured", "tflite-1t", 2, 3),
-        ("measuring", "onnx-1t", 2, 3), ("measured", "onnx-1t", 2, 4)]
-    for event in events[1::2]:
-        result = json.loads((results / f"{event['id']}__r{event['round']}.json").read_text())
-        assert event["p50_s"] == result["latency"]["p50"] and event["total"] == 4 and event["wall_s"] > 0
+        ("measuring", "tflite-1t", 1, 1), ("measured", "tflite-1t", 1, 2)]
+    assert [(e["id"], e["position"]) for e in events[1::2]] == [
+        (name.split("__")[0], m["position"]) for name, m in zip(order, summary["measurements"], strict=True)]
+    for event, name in zip(events[1::2], order, strict=True):
+        result = json.loads((results / name).read_text())
+        assert event["p50_s"] == result["latency"]["p50"] and event["total"] == 8 and event["wall_s"] > 0
     assert summary["plan"] == json.loads(plan.read_text())
     assert summary["environment_start"]["time"] and summary["environment_end"]["time"]
     assert all(m["cooldown"] is not None for m in summary["measurements"])
@@ -178,9 +183,10 @@ def test_run_resumes_past_a_stale_lock(first_run, tmp_path):
     proc = agent("run", "--plan", str(plan), "--results", str(copy))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     events, final = run_output(proc)
-    assert final["counts"] == {"measured": 0, "skipped": 4, "failed": 0}
-    assert [e["event"] for e in events] == ["skipped"] * 4
-    assert json.loads((copy / "run.json").read_text())["orders"] == [["onnx-1t", "tflite-1t"], ["tflite-1t", "onnx-1t"]]
+    assert final["counts"] == {"measured": 0, "skipped": 8, "failed": 0}
+    assert [e["event"] for e in events] == ["skipped"] * 8
+    assert json.loads((copy / "run.json").read_text())["orders"] == [["onnx-1t", "tflite-1t", "tflite-1t", "onnx-1t"],
+                                                                   ["tflite-1t", "onnx-1t", "onnx-1t", "tflite-1t"]]
     assert {p.name: p.read_bytes() for p in copy.glob("*__r*.json")} == before
     assert not (copy / ".agent.lock").exists()
 
@@ -202,12 +208,12 @@ def test_run_records_a_failed_worker_and_goes_on(bundle, tmp_path):
     proc = agent("run", "--plan", str(plan), "--results", str(tmp_path))
     assert proc.returncode == 1
     events, final = run_output(proc)
-    assert final["counts"] == {"measured": 1, "skipped": 0, "failed": 1}
+    assert final["counts"] == {"measured": 2, "skipped": 0, "failed": 2}
     failed = [e for e in events if e["event"] == "failed"]
-    assert len(failed) == 1 and "cannot import tflite_runtime" in failed[0]["error"]
+    assert len(failed) == 2 and all("cannot import tflite_runtime" in e["error"] for e in failed)
     summary = json.loads((tmp_path / "run.json").read_text())
-    assert summary["result_files"] == ["onnx-1t__r1.json"]
-    assert len(summary["errors"]) == 1 and "no-runtime round 1: cannot import tflite_runtime" in summary["errors"][0]
+    assert summary["result_files"] == ["onnx-1t__r1.json", "onnx-1t__r1b.json"]
+    assert [e.split(": ")[0] for e in summary["errors"]] == ["no-runtime round 1", "no-runtime round 1 pass 2"]
 
 
 def test_agent_runs_on_python_3_6():

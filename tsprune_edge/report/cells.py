@@ -4,17 +4,17 @@ place so that every rendering says the same."""
 from __future__ import annotations
 
 from tsprune_edge.report.pareto import fit_notes
+from tsprune_edge.report.stats import legend
 from tsprune_edge.report.verdict import DEFAULT_MIN_EFFECT
 from tsprune_edge.variants import PROBE_VARIANT
 
-METHOD = ("Speedup = dense latency / variant latency per round (each round's median, rounds interleaved in time), "
-          "combined as a geometric mean over the rounds both have, with a 95% t interval on the per-round log ratios "
-          "(rounds - 1 degrees of freedom); p50 is the geometric mean of the round medians, the same estimator. "
-          "REAL SPEEDUP / SLOWDOWN: the whole interval at least {effect} faster / slower; EQUIVALENT: inside "
-          "+-{effect} and containing no change; SMALL SPEEDUP / SMALL SLOWDOWN: inside +-{effect} but wholly "
-          "faster / slower; INCONCLUSIVE: reaching past +-{effect}, too wide to say. Predicted = dense MACs / "
-          "variant MACs; achieved / predicted carries the speedup's interval; beyond per-call: the same for the "
-          "time above the per-call probe's.")
+METHOD = ("Speedup = dense latency / variant latency per round (each round's two passes, forward and mirrored, "
+          "combined as the geometric mean of their medians; rounds interleaved in time), combined as a geometric "
+          "mean over the rounds both have, with a 95% t interval on the per-round log ratios (rounds - 1 degrees "
+          "of freedom; where bench could add rounds, a constant that holds 95% at every look); p50 is the "
+          "geometric mean of the round values, the same estimator. {labels} Predicted = dense MACs / variant MACs; "
+          "achieved / predicted carries the speedup's interval; beyond per-call: the same for the time above the "
+          "per-call probe's.")
 
 
 def interval_text(value, low, high, spec: str, unit: str = "") -> str:
@@ -93,4 +93,4 @@ def min_effect(rows: list[dict]) -> float:
 
 
 def method_note(rows: list[dict]) -> str:
-    return METHOD.format(effect=f"{min_effect(rows):.0%}")
+    return METHOD.format(labels=legend(min_effect(rows)))

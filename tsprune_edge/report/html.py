@@ -11,7 +11,16 @@ from tsprune_edge.report.cells import HEADERS, measurement_notes, method_note, r
 from tsprune_edge.report.plots import TITLES
 from tsprune_edge.report.profile_diff import HEADERS as DIFF_HEADERS
 from tsprune_edge.report.profile_diff import SECTION, diff_cells, diff_title, no_diff_note, shows_diff
-from tsprune_edge.report.stats import EQUIVALENT, INCONCLUSIVE, REAL_SPEEDUP, SLOWDOWN, SMALL_SLOWDOWN, SMALL_SPEEDUP
+from tsprune_edge.report.stats import (
+    EQUIVALENT,
+    FASTER,
+    INCONCLUSIVE,
+    REAL_SPEEDUP,
+    SLOWDOWN,
+    SLOWER,
+    SMALL_SLOWDOWN,
+    SMALL_SPEEDUP,
+)
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; }
@@ -24,7 +33,7 @@ tr.unclear td { background: #fff8e1; }
 figure { margin: 1.5em 0; } img { max-width: 100%; }
 """
 ROW_CLASS = {REAL_SPEEDUP: "real", SMALL_SPEEDUP: "same", EQUIVALENT: "same", SMALL_SLOWDOWN: "same",
-             SLOWDOWN: "slow", INCONCLUSIVE: "unclear"}
+             SLOWDOWN: "slow", INCONCLUSIVE: "unclear", FASTER: "unclear", SLOWER: "unclear"}
 
 
 def html_report(rows: list[dict], images: dict[str, bytes]) -> str:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from tsprune_edge.devices.runs import read_first_round
 from tsprune_edge.report.remedies import closing_line
-from tsprune_edge.report.stats import EQUIVALENT, INCONCLUSIVE, SLOWDOWN, SMALL_SLOWDOWN, SMALL_SPEEDUP
+from tsprune_edge.report.stats import LABELS, REAL_SPEEDUP
 
 SHORTFALL_EFFICIENCY = 0.85  # achieved / predicted below this falls short; also the plots' dashed line
-SHOWN_VERDICTS = (SMALL_SPEEDUP, EQUIVALENT, SMALL_SLOWDOWN, SLOWDOWN, INCONCLUSIVE)  # all but REAL SPEEDUP
+SHOWN_VERDICTS = tuple(v for v in LABELS if v != REAL_SPEEDUP)
 TOP_BEHIND = 5  # operators named one by one in the explanation; the rest are summed
 SECTION = "Where the time goes (ONNX Runtime profile, round 1)"
 HEADERS = ("op", "dense µs", "variant µs", "variant / dense", "share of variant kernels")

@@ -1,35 +1,62 @@
-"""One estimator for every latency figure, paired across interleaved rounds, and the labels its interval supports.
+"""One estimator for every latency figure, paired across interleaved rounds, its interval for the design that was
+run, and the labels that interval supports.
 
-A round measures every item once, each in a fresh process, interleaved in time. Latencies within a round are
-autocorrelated and share that process' level, so a round contributes one number: its median. The machine drifts
-between rounds, and the drift hits every item of a round alike, so a comparison pairs rounds: per round the ratio
-dense median / variant median, from which that round's drift cancels. Every figure is the geometric mean of such
-per-round values (a latency: the round medians; a speedup: the per-round ratios), and its 95% interval is the
-t interval of their mean log with rounds - 1 degrees of freedom. `tsprune_edge.report.coverage` checks by
-simulation (drift between rounds, AR(1) within them) that it covers; benchmarks/results/coverage.md has the table.
+A round measures every item twice, each time in a fresh process: a forward pass, then the same items in mirrored
+order (A B C D | D C B A), so a drift that is linear within the round hits every item alike. Latencies within a
+process are autocorrelated and share that process' level, so a pass contributes one number per item, its median,
+and a round the geometric mean of its passes' medians (`round_values`). The machine drifts between rounds, and
+that drift hits every item of a round alike, so a comparison pairs rounds: per round the ratio dense / variant,
+from which that round's drift cancels. Every figure is the geometric mean of such per-round values, and its 95%
+interval is the t interval of their mean log with rounds - 1 degrees of freedom, or, where bench may add rounds
+while a verdict is open (rounds r0 .. R), a repeated confidence interval: the t quantile replaced by the Pocock-type
+constant `critical_value(r0, R)` that holds 95% simultaneously at every look, so stopping on any look keeps it.
+`tsprune_edge.report.coverage` checks by simulation that it covers; benchmarks/results/coverage.md has the table.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from tsprune_edge.devices.runs import DEFAULT_ROUNDS
 
 MIN_ROUNDS = 2  # an interval needs at least two paired rounds
 # Student's t 97.5% quantile for 1..9 degrees of freedom (exact to 4 decimals); from 10 on the Cornish-Fisher
 # expansion below is within 1e-5 of it (checked against scipy.stats.t.ppf). numpy has no t quantile.
 _T_SMALL = np.array([12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622])
 _Z = 1.959963984540054
+LEVEL = 0.95
+CALIBRATION_RUNS = 200_000  # Monte Carlo replications behind critical_value: its own coverage error about 0.05%
+CALIBRATION_SEED = 20261206  # fixed: the same design always gets the same constant
 
+# The labels: direction (faster, slower, neither) and size against the minimum effect m (beyond m, within m,
+# unresolved), the eight combinations the interval can establish (no direction and beyond m cannot happen).
 REAL_SPEEDUP = "REAL SPEEDUP"
+FASTER = "FASTER"
 SMALL_SPEEDUP = "SMALL SPEEDUP"
 EQUIVALENT = "EQUIVALENT"
 SMALL_SLOWDOWN = "SMALL SLOWDOWN"
+SLOWER = "SLOWER"
 SLOWDOWN = "SLOWDOWN"
 INCONCLUSIVE = "INCONCLUSIVE"
-LABELS = (REAL_SPEEDUP, SMALL_SPEEDUP, EQUIVALENT, SMALL_SLOWDOWN, SLOWDOWN, INCONCLUSIVE)
+LABELS = (REAL_SPEEDUP, FASTER, SMALL_SPEEDUP, EQUIVALENT, SMALL_SLOWDOWN, SLOWER, SLOWDOWN, INCONCLUSIVE)
+# What each label says, with {effect} the minimum effect as a percentage: the one text docs, legends and reports use.
+MEANINGS = {
+    REAL_SPEEDUP: "faster by at least {effect}: the whole interval at or above {band}",
+    FASTER: "faster, but whether by {effect} is unresolved: the interval is above 1 and straddles {band}",
+    SMALL_SPEEDUP: "faster by less than {effect}: the interval is above 1 and at or below {band}",
+    EQUIVALENT: "no change of {effect} either way: the interval contains 1 and lies within {inverse}-{band}",
+    SMALL_SLOWDOWN: "slower by less than {effect}: the interval is below 1 and at or above {inverse}",
+    SLOWER: "slower, but whether by {effect} is unresolved: the interval is below 1 and straddles {inverse}",
+    SLOWDOWN: "slower by at least {effect}: the whole interval at or below {inverse}",
+    INCONCLUSIVE: "neither direction nor size: the interval contains 1 and reaches past {inverse} or {band}",
+}
+# Labels whose size against the minimum effect is unresolved: what another round could still settle.
+UNRESOLVED = (FASTER, SLOWER, INCONCLUSIVE)
 
 
 @dataclass(frozen=True)
@@ -48,6 +75,32 @@ class Interval:
         return Interval(1 / self.estimate, 1 / self.high, 1 / self.low, self.rounds)
 
 
+@dataclass(frozen=True)
+class Design:
+    """When bench looks at the intervals: after `rounds`, then after every added round up to `max_rounds` while a
+    verdict is unresolved. Equal: fixed rounds, one look."""
+
+    rounds: int = DEFAULT_ROUNDS
+    max_rounds: int = DEFAULT_ROUNDS
+
+    @classmethod
+    def of_plan(cls, plan: Mapping) -> Design:
+        """The design a run's plan.json records: `first_rounds` (the rounds asked for; `rounds` grows as bench adds
+        some) and `max_rounds`. A plan from before the design was recorded is read as fixed at its rounds."""
+        first = int(plan.get("first_rounds", plan["rounds"]))
+        return cls(first, max(first, int(plan.get("max_rounds") or first)))
+
+    def quantile(self, rounds: int) -> float:
+        """The multiplier of the standard error at a look with `rounds` paired rounds: t's for a fixed design,
+        the Pocock-type constant of an adaptive one; never below t's at that look (a round left out of the pairs
+        makes a look the calibration did not see)."""
+        t = float(t_quantile(rounds))
+        return t if self.max_rounds <= self.rounds else max(t, critical_value(self.rounds, self.max_rounds))
+
+
+FIXED = Design(DEFAULT_ROUNDS, DEFAULT_ROUNDS)
+
+
 def geometric_mean(values: Sequence[float]) -> float:
     return float(np.exp(np.mean(np.log(values))))
 
@@ -63,16 +116,57 @@ def t_quantile(rounds: np.ndarray | int) -> np.ndarray | float:
     return np.where(v < 10, small, expansion)
 
 
-def geometric_interval(values: Sequence[float]) -> Interval | None:
-    """Geometric mean of positive per-round values with the t interval of their mean log; None with fewer than
-    MIN_ROUNDS values (no spread to judge from) or a value that is not positive."""
+@functools.cache
+def critical_value(first: int, last: int) -> float:
+    """The Pocock-type constant c for looks after rounds first, first + 1, .., last: P(|T_n| <= c at every look) =
+    95% for iid normal log ratios of unknown variance, T_n the t statistic of the first n. Intervals of mean log
+    +- c x standard error then hold 95% jointly, so one may stop at whichever look one likes (a repeated confidence
+    interval, Jennison and Turnbull 1989). Calibrated by Monte Carlo with a fixed seed (CALIBRATION_RUNS
+    replications); first == last is the t quantile itself."""
+    first = max(first, MIN_ROUNDS)
+    if last <= first:
+        return float(t_quantile(first))
+    rng = np.random.default_rng(CALIBRATION_SEED)
+    n = np.arange(1, last + 1)
+    maxima = []
+    for start in range(0, CALIBRATION_RUNS, 50_000):
+        draws = rng.standard_normal((min(50_000, CALIBRATION_RUNS - start), last))
+        sums, squares = np.cumsum(draws, axis=1), np.cumsum(draws**2, axis=1)
+        mean = sums[:, first - 1:] / n[first - 1:]
+        var = (squares[:, first - 1:] - n[first - 1:] * mean**2) / (n[first - 1:] - 1)
+        maxima.append(np.max(np.abs(mean) * np.sqrt(n[first - 1:] / var), axis=1))
+    return float(np.quantile(np.concatenate(maxima), LEVEL))
+
+
+def log_interval(logs: np.ndarray, design: Design | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and half-width of the 95% interval of per-round logs along the last axis (rounds, at least
+    MIN_ROUNDS), with the quantile `design` allows at that many rounds (t's for fixed rounds, the default).
+    Vectorised over the leading axes, so the coverage simulation runs the very arithmetic the report does."""
+    logs = np.asarray(logs, dtype=float)
+    rounds = logs.shape[-1]
+    quantile = (design or Design(rounds, rounds)).quantile(rounds)
+    return logs.mean(axis=-1), quantile * logs.std(axis=-1, ddof=1) / math.sqrt(rounds)
+
+
+def geometric_interval(values: Sequence[float], design: Design | None = None) -> Interval | None:
+    """Geometric mean of positive per-round values with the interval of their mean log (`log_interval`); None with
+    fewer than MIN_ROUNDS values (no spread to judge from) or a value that is not positive."""
     values = np.asarray(values, dtype=float)
     if len(values) < MIN_ROUNDS or not np.all(values > 0):
         return None
-    logs = np.log(values)
-    mean = float(logs.mean())
-    half = float(t_quantile(len(logs)) * logs.std(ddof=1) / math.sqrt(len(logs)))
-    return Interval(math.exp(mean), math.exp(mean - half), math.exp(mean + half), len(logs))
+    mean, half = (float(v) for v in log_interval(np.log(values), design))
+    return Interval(math.exp(mean), math.exp(mean - half), math.exp(mean + half), len(values))
+
+
+def round_values(medians: Mapping[tuple[int, int], float], passes: int) -> dict[int, float]:
+    """One value per round from its passes' medians ((round, pass) -> median latency, pass from 1): their
+    geometric mean, for the rounds whose every pass counts. A round with a pass left out is left out whole: its
+    other pass alone would carry the order effect the mirrored pass cancels. Runs from before the mirrored pass
+    have passes=1 and their round medians pass through."""
+    rounds: dict[int, list[float]] = {}
+    for (number, _), median in sorted(medians.items()):
+        rounds.setdefault(number, []).append(median)
+    return {number: geometric_mean(values) for number, values in rounds.items() if len(values) == passes}
 
 
 def paired(variant: dict[int, float], dense: dict[int, float]) -> list[int]:
@@ -80,40 +174,54 @@ def paired(variant: dict[int, float], dense: dict[int, float]) -> list[int]:
     return sorted(set(variant) & set(dense))
 
 
-def speedup_interval(variant: dict[int, float], dense: dict[int, float]) -> Interval | None:
-    """dense / variant per round (round number -> median latency), combined over the rounds both have."""
+def speedup_interval(variant: dict[int, float], dense: dict[int, float],
+                     design: Design | None = None) -> Interval | None:
+    """dense / variant per round (round number -> round value, `round_values`), over the rounds both have."""
     rounds = paired(variant, dense)
-    return geometric_interval([dense[r] / variant[r] for r in rounds])
+    return geometric_interval([dense[r] / variant[r] for r in rounds], design)
+
+
+def labels(low: np.ndarray, high: np.ndarray, min_effect: float) -> np.ndarray:
+    """What speedup intervals [low, high] (dense / variant) say, elementwise, with the band 1 / (1 + min_effect) ..
+    1 + min_effect around no change: the direction (wholly above 1, wholly below, or containing 1) and the size
+    against min_effect (wholly beyond the band's end, wholly within it, or straddling it). The eight combinations
+    that can occur, checked in this order, so every interval gets exactly one (MEANINGS says each in words):
+    REAL SPEEDUP: low >= 1 + m.                      SLOWDOWN: high <= 1 / (1 + m).
+    FASTER: low > 1 and high > 1 + m.                SMALL SPEEDUP: low > 1 (and high <= 1 + m).
+    SLOWER: high < 1 and low < 1 / (1 + m).          SMALL SLOWDOWN: high < 1 (and low >= 1 / (1 + m)).
+    INCONCLUSIVE: containing 1 and reaching past either end of the band.
+    EQUIVALENT: containing 1, within the band.
+    An interval wholly on one side of 1 is never INCONCLUSIVE: its direction is found (TOST's "different", pyperf's
+    "faster"), and the label says whether its size against m is found too."""
+    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    band = 1.0 + min_effect
+    conditions = [(low >= band) & (low > 1.0), (high <= 1.0 / band) & (high < 1.0), (low > 1.0) & (high > band),
+                  low > 1.0, (high < 1.0) & (low < 1.0 / band), high < 1.0, (low < 1.0 / band) | (high > band)]
+    return np.select(conditions, [REAL_SPEEDUP, SLOWDOWN, FASTER, SMALL_SPEEDUP, SLOWER, SMALL_SLOWDOWN,
+                                  INCONCLUSIVE], EQUIVALENT)
 
 
 def label(low: float, high: float, min_effect: float) -> str:
-    """What a speedup interval [low, high] (dense / variant) says, with the band 1 / (1 + min_effect) ..
-    1 + min_effect around no change. Checked in this order, so every interval gets exactly one label:
-    REAL SPEEDUP: the whole interval at or beyond 1 + min_effect (and above 1).
-    SLOWDOWN: the whole interval at or below 1 / (1 + min_effect) (and below 1).
-    INCONCLUSIVE: otherwise, if the interval reaches past either end of the band: too wide to say.
-    SMALL SPEEDUP: inside the band and wholly above 1: real, but smaller than min_effect.
-    SMALL SLOWDOWN: inside the band and wholly below 1.
-    EQUIVALENT: inside the band and containing 1."""
-    band = 1.0 + min_effect
-    if low >= band and low > 1.0:
-        return REAL_SPEEDUP
-    if high <= 1.0 / band and high < 1.0:
-        return SLOWDOWN
-    if low < 1.0 / band or high > band:
-        return INCONCLUSIVE
-    if low > 1.0:
-        return SMALL_SPEEDUP
-    if high < 1.0:
-        return SMALL_SLOWDOWN
-    return EQUIVALENT
+    """The label of one speedup interval (`labels`)."""
+    return str(labels(low, high, min_effect))
 
 
-def beyond_call_interval(variant: dict[int, float], dense: dict[int, float],
-                         percall: dict[int, float]) -> Interval | None:
+def meaning(verdict: str, min_effect: float) -> str:
+    """A label in words, its size against the minimum effect said (`MEANINGS`)."""
+    return MEANINGS[verdict].format(effect=f"{min_effect * 100:g}%", band=f"{1 + min_effect:.4g}",
+                                    inverse=f"{1 / (1 + min_effect):.4g}")
+
+
+def legend(min_effect: float) -> str:
+    """Every label and what it says, in one sentence each: the legend of tables and the study."""
+    return " ".join(f"{name}: {meaning(name, min_effect)}." for name in LABELS)
+
+
+def beyond_call_interval(variant: dict[int, float], dense: dict[int, float], percall: dict[int, float],
+                         design: Design | None = None) -> Interval | None:
     """(dense - per-call) / (variant - per-call) per round, over the rounds all three have: the speedup of the
     compute beyond the fixed cost of a call. None where a round's variant or dense is not above its per-call cost."""
     rounds = sorted(set(variant) & set(dense) & set(percall))
     values = [(dense[r] - percall[r]) / (variant[r] - percall[r]) for r in rounds
               if variant[r] > percall[r] and dense[r] > percall[r]]
-    return geometric_interval(values) if len(values) == len(rounds) else None
+    return geometric_interval(values, design) if len(values) == len(rounds) else None

@@ -18,8 +18,8 @@ from tsprune_edge.devices.readings import since_boot, throttle_reason
 from tsprune_edge.formats import checked_version
 from tsprune_edge.report.profile_diff import attach_profile_diffs
 from tsprune_edge.report.stats import (
-    INCONCLUSIVE,
     MIN_ROUNDS,
+    UNRESOLVED,
     Interval,
     beyond_call_interval,
     geometric_interval,
@@ -33,7 +33,7 @@ from tsprune_edge.variants import DENSE, PROBE_VARIANT
 DEFAULT_MIN_EFFECT = 0.05
 TOO_FEW = f"NOT JUDGED: under {MIN_ROUNDS} paired rounds"  # usable rounds of the variant and of dense together
 PROBE_VERDICT = "per-call cost (probe, not judged)"
-UNDECIDED = (INCONCLUSIVE, TOO_FEW)  # more rounds could still decide these
+UNDECIDED = (*UNRESOLVED, TOO_FEW)  # more rounds could still decide these
 
 
 @dataclass
