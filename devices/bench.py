@@ -24,7 +24,7 @@ from tsprune_edge.devices.agent import ITEM_ID
 from tsprune_edge.devices.profiles import FORMAT_RUNTIMES, DeviceProfile, load_profile
 from tsprune_edge.devices.progress import BenchProgress
 from tsprune_edge.devices.readings import throttled
-from tsprune_edge.devices.runs import DEFAULT_ROUNDS
+from tsprune_edge.devices.runs import DEFAULT_MIN_TIME, DEFAULT_ROUNDS
 from tsprune_edge.devices.transport import LocalTransport, SshTransport, Transport
 from tsprune_edge.errors import ToolError, UserError
 from tsprune_edge.export.manifest import MANIFEST, load_bench_manifest
@@ -46,7 +46,7 @@ class BenchRequest:
     threads: tuple[int, ...] | None = None  # default: the profile's
     rounds: int = DEFAULT_ROUNDS
     max_rounds: int | None = None  # add rounds up to this while a variant is undecided (None: exactly `rounds`)
-    min_time: float = 2.0
+    min_time: float = DEFAULT_MIN_TIME
     min_iters: int = 100
     cooldown_s: float = 0.0  # wait up to this long before each measurement for the start temperature (+2 C)
     profile: bool = False  # ORT per-op times (first round, separate session): where the time goes
@@ -312,8 +312,9 @@ def make_plan(bundles: dict[str, dict], profile: DeviceProfile, request: BenchRe
     if missing and not items:
         raise UserError("; ".join(missing))
     cooldown = {"max_seconds": request.cooldown_s, "within_c": 2.0} if request.cooldown_s > 0 else None
-    return {"items": items, "rounds": request.rounds, "min_time": request.min_time, "min_iters": request.min_iters,
-            "cooldown": cooldown, "skipped": missing}
+    return {"items": items, "rounds": request.rounds, "first_rounds": request.rounds,
+            "max_rounds": request.max_rounds or request.rounds, "min_time": request.min_time,
+            "min_iters": request.min_iters, "cooldown": cooldown, "skipped": missing}
 
 
 def tensorrt_items(bundles: dict[str, dict], profile: DeviceProfile, request: BenchRequest,
@@ -381,7 +382,7 @@ def run_plan(transport: Transport, profile: DeviceProfile, remote: str, budget: 
 
 def _run_budget(plan: dict) -> float:
     """Generous wall-clock limit for the whole plan: each measurement's minimum time, warm-up and start-up."""
-    per_item = plan["min_time"] + 15.0 + (plan["cooldown"] or {}).get("max_seconds", 0.0)
+    per_item = 2 * (plan["min_time"] + 15.0 + (plan["cooldown"] or {}).get("max_seconds", 0.0))  # two passes
     return STEP_TIMEOUT + 3 * per_item * len(plan["items"]) * plan["rounds"]
 
 
@@ -403,17 +404,19 @@ def summarize_run(run_dir: Path, profile: DeviceProfile, transport: str, preflig
     items, power = [], power_warnings(preflight)  # a Jetson not at full power spoils every row measured so
     order = runs.read_order(run_dir)
     for item in plan["items"]:
-        rounds = runs.read_rounds(run_dir, item["id"])
-        good = [r for r in rounds.values() if "error" not in r]
+        measured = runs.read_rounds(run_dir, item["id"])
+        good = [r for r in measured.values() if "error" not in r]
         items.append({**{k: item[k] for k in ("id", "bundle", "format", "runtime", "threads", "precision")
                          if k in item},
                       "power_warnings": power,
-                      "probe": item.get("probe", False), "rounds": len(good),
-                      "errors": [r["error"] for r in rounds.values() if "error" in r],
-                      "positions": [ids.index(item["id"]) + 1 if item["id"] in ids else None
+                      "probe": item.get("probe", False), "rounds": len({n for (n, _), r in measured.items()
+                                                                        if "error" not in r}),
+                      "measurements": len(good),
+                      "errors": [r["error"] for r in measured.values() if "error" in r],
+                      "positions": [[i + 1 for i, name in enumerate(ids) if name == item["id"]] or None
                                     for ids in order.get("rounds", [])],
                       **(_pool(good) if good else {}),
-                      **_agent_facts({n: r for n, r in rounds.items() if "error" not in r})})
+                      **_agent_facts({runs.measurement_name(k): r for k, r in measured.items() if "error" not in r})})
     emulated = profile.emulated or any(r.get("emulated") for r in preflight["interpreters"].values())
     return {"run_id": run_dir.name, "device": profile.to_dict(), "transport": transport,
             "machine": preflight["machine"], "emulated": emulated,
@@ -421,17 +424,16 @@ def summarize_run(run_dir: Path, profile: DeviceProfile, transport: str, preflig
             "plan": plan, "agent": agent_summary, "order": order, "items": items}
 
 
-def _agent_facts(rounds: dict[int, dict]) -> dict:
-    """What the agent knows beside the timings, over the good rounds (round number -> result): its warnings, each
-    kind once with the rounds that raised it; how warm-up ended; what actually ran the model (ORT's providers,
+def _agent_facts(rounds: dict[str, dict]) -> dict:
+    """What the agent knows beside the timings, over the good measurements (r3, r3b -> result): its warnings, each
+    kind once with the measurements that raised it; how warm-up ended; what actually ran the model (ORT's providers,
     TFLite's delegate). A value that differs between rounds is kept as the list of its values, in round order, and
     named in `warnings`."""
-    kinds: dict[str, tuple[str, list[int]]] = {}
-    for number, result in rounds.items():
+    kinds: dict[str, tuple[str, list[str]]] = {}
+    for name, result in rounds.items():
         for warning in result.get("warnings", []):
-            kinds.setdefault(warning.split(":")[0], (warning, []))[1].append(number)
-    warnings = [f"{text} (round{'s' if len(seen) > 1 else ''} {', '.join(map(str, seen))})"
-                for text, seen in kinds.values()]
+            kinds.setdefault(warning.split(":")[0], (warning, []))[1].append(name)
+    warnings = [f"{text} ({', '.join(seen)})" for text, seen in kinds.values()]
     facts: dict = {}
     for key in ("providers_used", "delegate"):
         seen = list(dict.fromkeys(json.dumps(r.get("runtime", {}).get(key)) for r in rounds.values()))

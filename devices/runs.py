@@ -5,7 +5,8 @@ that knows its layout. Torch-free.
         plan.json            what the board agent measures (sent to the board as it is)
         state.json           started | fetched | unfetched | done, and the board folder
         preflight.json       what the board has: interpreters, runtimes, machine
-        raw/<id>__r<N>.json  one measurement, as the agent wrote it; raw/run.json the agent's record of its run
+        raw/<id>__r<N>.json  one measurement, as the agent wrote it (pass 1 of round N; `__r<N>b.json` the round's
+                             mirrored pass 2); raw/run.json the agent's record of its run
         bench.json           the summary the report reads, written last
         .owner               a token written when the folder was made: clean-up removes only a folder it proves ours
         .lock                held (flock) by the one bench working in the folder, for the run's whole life
@@ -37,12 +38,14 @@ from tsprune_edge.formats import checked_version, stamped
 
 DEFAULT_ROUNDS = 5  # bench's default: see docs/bench.md (coverage and width)
 DEFAULT_MAX_ROUNDS = 10  # bench adds rounds up to this while a verdict is undecided
+DEFAULT_MIN_TIME = 1.0  # timed seconds per measurement; a round measures each item twice (forward, mirrored)
 
 BENCH, STATE, PLAN, PREFLIGHT = "bench.json", "state.json", "plan.json", "preflight.json"
 RAW, AGENT_RUN = "raw", "run.json"
 OWNER, LOCK = ".owner", ".lock"
 DONE = "done"
-_ROUND = re.compile(r"(?P<id>.+)__r(?P<round>[0-9]+)\.json")
+_ROUND = re.compile(r"(?P<id>.+)__r(?P<round>[0-9]+)(?P<mirrored>b?)\.json")
+Measurement = tuple[int, int]  # (round, pass): pass 1 runs the round's order forward, pass 2 mirrored
 
 
 def read_json(path: Path, kind: str | None = None) -> Any:
@@ -102,14 +105,30 @@ def read_bench(run_dir: Path) -> dict:
     return run
 
 
-def round_paths(run_dir: Path, item_id: str) -> list[tuple[int, Path]]:
-    """(round, file) of an item's measurements, in round order (r2 before r10)."""
+def round_paths(run_dir: Path, item_id: str) -> list[tuple[Measurement, Path]]:
+    """((round, pass), file) of an item's measurements, in round order (r2 before r10, a round's pass 1 first)."""
     found = []
     for path in (Path(run_dir) / RAW).glob(f"{glob.escape(item_id)}__r*.json"):
         match = _ROUND.fullmatch(path.name)
         if match and match["id"] == item_id:
-            found.append((int(match["round"]), path))
+            found.append(((int(match["round"]), 2 if match["mirrored"] else 1), path))
     return sorted(found)
+
+
+def measurement_name(key: Measurement) -> str:
+    """How flags and warnings name a measurement: r3 for round 3's (first) pass, r3b for its mirrored pass."""
+    number, which = key
+    return f"r{number}{'b' if which == 2 else ''}"
+
+
+def passes_per_round(run_dir: Path) -> int:
+    """How many passes each round ran (2 since the mirrored order; runs before it ran 1): the agent's run.json
+    says, else a mirrored file proves 2."""
+    path = Path(run_dir) / RAW / AGENT_RUN
+    record = read_json(path) if path.is_file() else {}
+    if isinstance(record, dict) and isinstance(record.get("passes_per_round"), int):
+        return record["passes_per_round"]
+    return 2 if any(p.name.endswith("b.json") for p in all_round_paths(run_dir)) else 1
 
 
 def all_round_paths(run_dir: Path) -> list[Path]:
@@ -126,8 +145,8 @@ def read_round(path: Path) -> dict:
     return result
 
 
-def read_rounds(run_dir: Path, item_id: str) -> dict[int, dict]:
-    """An item's measurements by round number."""
+def read_rounds(run_dir: Path, item_id: str) -> dict[Measurement, dict]:
+    """An item's measurements by (round, pass), in round order."""
     return {number: read_round(path) for number, path in round_paths(run_dir, item_id)}
 
 

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from tsprune_edge.cli import guards, paths
 from tsprune_edge.cli.output import table_console
-from tsprune_edge.devices.runs import DEFAULT_MAX_ROUNDS, DEFAULT_ROUNDS
+from tsprune_edge.devices.runs import DEFAULT_MAX_ROUNDS, DEFAULT_MIN_TIME, DEFAULT_ROUNDS
 
 _console = Console(stderr=True)
 
@@ -35,8 +35,9 @@ def bench_command(
     rounds: int = typer.Option(DEFAULT_ROUNDS, help="Interleaved rounds: every variant once per round, fresh process "
                                "each."),
     max_rounds: int = typer.Option(DEFAULT_MAX_ROUNDS, help="Add rounds, one at a time, up to this many while a "
-                                   "variant's verdict is INCONCLUSIVE (--max-rounds equal to --rounds: never)."),
-    min_time: float = typer.Option(2.0, help="Minimum timed seconds per measurement."),
+                                   "variant's verdict is FASTER, SLOWER or INCONCLUSIVE (--max-rounds equal to --rounds: never)."),
+    min_time: float = typer.Option(DEFAULT_MIN_TIME, help="Minimum timed seconds per measurement (a round "
+                                   "measures each item twice: forward and mirrored order)."),
     min_iters: int = typer.Option(100, help="Minimum timed iterations per measurement."),
     cooldown: float = typer.Option(0.0, help="Wait up to this many seconds before each measurement until the "
                                    "board is back within 2 C of its starting temperature."),

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from tsprune_edge.cli import guards
-from tsprune_edge.devices.runs import DEFAULT_ROUNDS
+from tsprune_edge.devices.runs import DEFAULT_MIN_TIME, DEFAULT_ROUNDS
 from tsprune_edge.errors import UserError
 from tsprune_edge.fit import DEFAULT_FIT_ROUNDS
 
@@ -28,7 +28,8 @@ def fit_command(
     max_rounds: int = typer.Option(DEFAULT_FIT_ROUNDS, help="Prune, fine-tune and bench at most this many times "
                                    "while the measured median is over the budget or uses less than 85% of it."),
     rounds: int = typer.Option(DEFAULT_ROUNDS, help="Interleaved bench rounds per measurement."),
-    min_time: float = typer.Option(2.0, help="Minimum timed seconds per measurement."),
+    min_time: float = typer.Option(DEFAULT_MIN_TIME, help="Minimum timed seconds per measurement (a round "
+                                   "measures each item twice: forward and mirrored order)."),
     min_iters: int = typer.Option(100, help="Minimum timed iterations per measurement."),
     cache: Path = typer.Option(None, help="Latency tables, sensitivity tables and fine-tuned dense references, "
                                "reused by later fits (default ~/.cache/tsprune-edge/latency)."),

@@ -15,7 +15,7 @@ from tsprune_edge.cli.output import table_console
 from tsprune_edge.cli.pruning_options import METHODS_HELP
 from tsprune_edge.cli.report_cmd import check_min_effect, min_effect_option
 from tsprune_edge.defaults import DEFAULT_MODEL
-from tsprune_edge.devices.runs import DEFAULT_MAX_ROUNDS, DEFAULT_ROUNDS
+from tsprune_edge.devices.runs import DEFAULT_MAX_ROUNDS, DEFAULT_MIN_TIME, DEFAULT_ROUNDS
 from tsprune_edge.errors import UserError
 from tsprune_edge.sweep.spec import SweepSpec
 
@@ -53,8 +53,9 @@ def sweep_command(
     threads: str = typer.Option("1", help="Thread counts to measure, e.g. 1,4."),
     rounds: int = typer.Option(DEFAULT_ROUNDS, help="Interleaved bench rounds per model."),
     max_rounds: int = typer.Option(DEFAULT_MAX_ROUNDS, help="Add rounds, one at a time, up to this many while a "
-                                   "variant's verdict is INCONCLUSIVE (equal to --rounds: never)."),
-    min_time: float = typer.Option(2.0, help="Minimum timed seconds per measurement."),
+                                   "variant's verdict is FASTER, SLOWER or INCONCLUSIVE (equal to --rounds: never)."),
+    min_time: float = typer.Option(DEFAULT_MIN_TIME, help="Minimum timed seconds per measurement (a round "
+                                   "measures each item twice: forward and mirrored order)."),
     min_iters: int = typer.Option(100, help="Minimum timed iterations per measurement."),
     profile: bool = typer.Option(_SPEC.profile, help="Record ONNX Runtime per-operator times for the profile diff."),
     accuracy: bool = typer.Option(_SPEC.accuracy, help="Run the test split through every artifact on the device."),
@@ -86,7 +87,7 @@ def sweep_command(
                      data=_data(data), preset=preset, pred_len=96, epochs=epochs, finetune_epochs=finetune_epochs,
                      formats=parse_list(format), device=device, host=host, threads=parse_threads(threads) or (1,),
                      rounds=rounds, max_rounds=max_rounds, min_time=min_time, min_iters=min_iters, profile=profile,
-                     accuracy=accuracy, width_matched=width_matched, round_to=round_to)
+                     accuracy=accuracy, width_matched=width_matched, round_to=round_to, min_effect=min_effect)
     for option, value, low in (("--epochs", epochs, 1), ("--finetune-epochs", finetune_epochs, 0),
                                ("--rounds", rounds, 1), ("--max-rounds", max_rounds, 1), ("--min-iters", min_iters, 1),
                                ("--workers", workers, 1)):

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from tsprune_edge.devices.bench import RUNTIME_CHOICES, BenchRequest, bench, open_transport
 from tsprune_edge.devices.profiles import DeviceProfile, load_profile
-from tsprune_edge.devices.runs import DEFAULT_ROUNDS, unfinished_run
+from tsprune_edge.devices.runs import DEFAULT_MIN_TIME, DEFAULT_ROUNDS, unfinished_run
 from tsprune_edge.errors import BoardError, UserError
 from tsprune_edge.export.bundle import ExportRequest
 from tsprune_edge.report.verdict import undecided, verdict_rows
@@ -26,7 +26,7 @@ class Target:
     runtime: str = "onnxruntime"  # onnxruntime or tflite (the board's TFLite runtime)
     threads: int | None = None  # None: the profile's first
     rounds: int = DEFAULT_ROUNDS
-    min_time: float = 2.0
+    min_time: float = DEFAULT_MIN_TIME
     min_iters: int = 100
     accept_new_host_key: bool = False
     ssh_config: Path | None = None

@@ -18,14 +18,17 @@ from tsprune_edge.devices.readings import since_boot, throttle_reason
 from tsprune_edge.formats import checked_version
 from tsprune_edge.report.profile_diff import attach_profile_diffs
 from tsprune_edge.report.stats import (
+    FIXED,
     MIN_ROUNDS,
     UNRESOLVED,
+    Design,
     Interval,
     beyond_call_interval,
     geometric_interval,
     geometric_mean,
     label,
     paired,
+    round_values,
     speedup_interval,
 )
 from tsprune_edge.variants import DENSE, PROBE_VARIANT
@@ -48,6 +51,7 @@ class ItemRounds:
     providers: str | None = None
     delegate: str | None = None
     since_boot: list[str] = field(default_factory=list)
+    design: Design = FIXED  # when bench looked: the intervals this run's rounds allow
 
 
 def load_run(run_dir: Path) -> dict:
@@ -59,18 +63,22 @@ def load_rounds(run_dir: Path, item_id: str) -> ItemRounds:
     """The rounds that count (not failed, correct, not throttled) and why the others were left out."""
     found = ItemRounds()
     results = runs.read_rounds(run_dir, item_id)  # in round order
-    for number, result in results.items():
-        found.since_boot += [name for name in since_boot(result) if name not in found.since_boot]
+    passes: dict[runs.Measurement, float] = {}
+    for key, result in results.items():
+        name = runs.measurement_name(key)
+        found.since_boot += [what for what in since_boot(result) if what not in found.since_boot]
         reason = throttle_reason(result)
         if "error" in result:
-            found.flags.append(f"r{number} failed")
+            found.flags.append(f"{name} failed")
         elif not result["correctness"]["within_tolerance"]:
-            found.flags.append(f"r{number} incorrect outputs")
+            found.flags.append(f"{name} incorrect outputs")
         elif reason:
-            found.flags.append(f"r{number} {reason}")
+            found.flags.append(f"{name} {reason}")
         else:
-            found.medians[number] = float(result["latency"]["p50"])
-    measured = [(n, r) for n, r in results.items() if "latency" in r]
+            passes[key] = float(result["latency"]["p50"])
+    found.medians = round_values(passes, runs.passes_per_round(run_dir))
+    found.design = Design.of_plan(runs.read_plan(run_dir))
+    measured = [(runs.measurement_name(k), r) for k, r in results.items() if "latency" in r]
     found.warnings = _warnings(measured)
     found.warmup = _warmup(measured)
     found.providers = _distinct(",".join(r["runtime"].get("providers_used") or []) for _, r in measured)
@@ -78,26 +86,26 @@ def load_rounds(run_dir: Path, item_id: str) -> ItemRounds:
     return found
 
 
-def _warnings(measured: list[tuple[int, dict]]) -> list[str]:
-    """The agent's warnings, one per kind (the text before its colon), with the rounds that raised it."""
-    kinds: dict[str, tuple[str, list[int]]] = {}
-    for number, result in measured:
+def _warnings(measured: list[tuple[str, dict]]) -> list[str]:
+    """The agent's warnings, one per kind (the text before its colon), with the measurements that raised it."""
+    kinds: dict[str, tuple[str, list[str]]] = {}
+    for name, result in measured:
         for text in result.get("warnings", []):
             kind = text.split(":", 1)[0]
-            kinds.setdefault(kind, (text, []))[1].append(number)
+            kinds.setdefault(kind, (text, []))[1].append(name)
     every = len(measured)
-    return [f"{text} ({'every round' if len(rounds) == every else ', '.join(f'r{n}' for n in rounds)})"
-            for text, rounds in kinds.values()]
+    return [f"{text} ({'every round' if len(names) == every else ', '.join(names)})"
+            for text, names in kinds.values()]
 
 
-def _warmup(measured: list[tuple[int, dict]]) -> str | None:
+def _warmup(measured: list[tuple[str, dict]]) -> str | None:
     outcomes = [(n, r["warmup"]) for n, r in measured if r.get("warmup")]
     if not outcomes:
         return None
-    unstable = [f"r{n}" for n, w in outcomes if w.get("stopped") != "stable"]
+    unstable = [n for n, w in outcomes if w.get("stopped") != "stable"]
     seconds = statistics.median(w.get("seconds", 0.0) for _, w in outcomes)
     if not unstable:
-        return f"stable in {len(outcomes)}/{len(outcomes)} rounds (median {seconds:.1f} s)"
+        return f"stable in {len(outcomes)}/{len(outcomes)} measurements (median {seconds:.1f} s)"
     limit = outcomes[0][1].get("max_seconds")
     return f"not stable within {limit:g} s in {', '.join(unstable)}" if limit else f"not stable in {unstable}"
 
@@ -129,7 +137,7 @@ def judge(variant: ItemRounds, dense: ItemRounds, min_effect: float) -> tuple[st
     if difference:
         what, mine, theirs = difference
         return f"NOT JUDGED: {what} differ from dense ({mine} vs {theirs})", None
-    speedup = speedup_interval(variant.medians, dense.medians)
+    speedup = speedup_interval(variant.medians, dense.medians, variant.design)
     if speedup is None:
         return TOO_FEW, None
     return label(speedup.low, speedup.high, min_effect), speedup
@@ -170,7 +178,7 @@ def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[
     for item in run["items"]:
         facts = bundles.get(item["bundle"], {})
         mine = rounds[item["id"]]
-        latency = _latency(mine.medians)
+        latency = _latency(mine.medians, mine.design)
         row = {"run": run["run_id"], "device": run["device"]["name"], "machine": run["machine"],
                "emulated": run["emulated"], "variant": item["bundle"], "model": facts.get("model"),
                "method": facts.get("method"), "sparsity": facts.get("sparsity"), "format": item["format"],
@@ -210,11 +218,11 @@ def fit_budget(run_dir: Path) -> float | None:
     return float(budget) if isinstance(budget, (int, float)) else None
 
 
-def _latency(medians: dict[int, float]) -> dict:
-    """p50 in ms: the geometric mean of the round medians (the estimator the speedup uses), with its interval."""
+def _latency(medians: dict[int, float], design: Design) -> dict:
+    """p50 in ms: the geometric mean of the round values (the estimator the speedup uses), with its interval."""
     if not medians:
         return {"p50_ms": None, "p50_low_ms": None, "p50_high_ms": None}
-    interval = geometric_interval(list(medians.values()))
+    interval = geometric_interval(list(medians.values()), design)
     return {"p50_ms": geometric_mean(list(medians.values())) * 1e3,
             "p50_low_ms": interval.low * 1e3 if interval else None,
             "p50_high_ms": interval.high * 1e3 if interval else None}
@@ -239,7 +247,7 @@ def _against_dense(mine: ItemRounds, dense: ItemRounds, probe: ItemRounds | None
     if predicted and predicted > 1.0 + 1e-9:
         row.update(_fields("efficiency", speedup.scaled(1 / predicted)))
         if probe is not None and engine_difference(probe, mine) is None:
-            beyond = beyond_call_interval(mine.medians, dense.medians, probe.medians)
+            beyond = beyond_call_interval(mine.medians, dense.medians, probe.medians, mine.design)
             if beyond is not None:
                 row.update(_fields("beyond_call_efficiency", beyond.scaled(1 / predicted)))
     return row
@@ -263,5 +271,6 @@ def _ratio(value, reference) -> float | None:
 
 def item_ratio(run_dir: Path, item_id: str, reference_id: str) -> Interval | None:
     """item / reference latency, paired by round, with its 95% interval (e.g. a pruned model against its twin)."""
-    speedup = speedup_interval(load_rounds(run_dir, item_id).medians, load_rounds(run_dir, reference_id).medians)
+    item = load_rounds(run_dir, item_id)
+    speedup = speedup_interval(item.medians, load_rounds(run_dir, reference_id).medians, item.design)
     return speedup.inverse() if speedup else None

@@ -8,6 +8,7 @@ go on, and the next run of the same command retries it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -209,7 +210,7 @@ def _bench(spec: SweepSpec, out: Path, cell: Cell, cells: list[Cell], failed: di
     resume = unfinished_run(results, spec.device) is not None
     try:
         summary = bench(spec.bench_request(out / export_dir(cell.model), results, resume=resume), console=console,
-                        more_rounds=undecided)
+                        more_rounds=functools.partial(undecided, min_effect=spec.min_effect))
     except ToolError as exc:
         failed[cell.id] = str(exc)
         write_json_atomic(error_file(out, cell), {"cell": cell.id, "error": str(exc)})

@@ -12,9 +12,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from tsprune_edge.devices.runs import DEFAULT_MAX_ROUNDS, DEFAULT_ROUNDS
+from tsprune_edge.devices.runs import DEFAULT_MAX_ROUNDS, DEFAULT_MIN_TIME, DEFAULT_ROUNDS
 from tsprune_edge.errors import UserError
 from tsprune_edge.prune.dimensions import DEFAULT_DIMENSIONS, DIMENSIONS
+from tsprune_edge.report.verdict import DEFAULT_MIN_EFFECT
 from tsprune_edge.variants import DENSE, variant_name
 
 SPEC_FILE = "sweep.json"
@@ -39,7 +40,8 @@ class SweepSpec:
     threads: tuple[int, ...] = (1,)
     rounds: int = DEFAULT_ROUNDS
     max_rounds: int | None = DEFAULT_MAX_ROUNDS  # bench adds rounds up to this while a verdict is undecided
-    min_time: float = 2.0
+    min_effect: float = DEFAULT_MIN_EFFECT  # the report's band, and the rule that adds rounds judges by it too
+    min_time: float = DEFAULT_MIN_TIME
     min_iters: int = 100
     profile: bool = True  # ORT per-op times in round 1: the report's where-the-time-goes diff
     accuracy: bool = False  # the test split through every artifact on the device
