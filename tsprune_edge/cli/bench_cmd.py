@@ -35,7 +35,7 @@ def bench_command(
     rounds: int = typer.Option(DEFAULT_ROUNDS, help="Interleaved rounds: every variant once per round, fresh process "
                                "each."),
     max_rounds: int = typer.Option(DEFAULT_MAX_ROUNDS, help="Add rounds, one at a time, up to this many while a "
-                                   "variant's verdict is FASTER, SLOWER or INCONCLUSIVE (--max-rounds equal to --rounds: never)."),
+                                   "variant's verdict is FASTER, SLOWER or INCONCLUSIVE (equal to --rounds: never)."),
     min_time: float = typer.Option(DEFAULT_MIN_TIME, help="Minimum timed seconds per measurement (a round "
                                    "measures each item twice: forward and mirrored order)."),
     min_iters: int = typer.Option(100, help="Minimum timed iterations per measurement."),
