@@ -33,7 +33,8 @@ def test_desktop_bench_measures_every_variant(cli, tmp_path, bundles, monkeypatc
         assert f"{item['p50_s'] * 1e3:.3f}" in result.out
         assert item["probe"] == (item["bundle"] == "percall")
         # what the agent knows reaches bench.json: what ran the model, its warnings, how warm-up ended
-        rounds = [json.loads((run / "raw" / f"{item['id']}__r{r}.json").read_text()) for r in (1, 2)]
+        rounds = [json.loads((run / "raw" / f"{item['id']}__{name}.json").read_text())
+                  for name in ("r1", "r1b", "r2", "r2b")]  # each round: a forward pass, then the mirrored one
         if item["format"] == "onnx":
             assert item["providers_used"] == ["CPUExecutionProvider"] and item["delegate"] is None
         else:
@@ -42,29 +43,34 @@ def test_desktop_bench_measures_every_variant(cli, tmp_path, bundles, monkeypatc
         assert item["warmup_converged"] == all(r["warmup"]["stopped"] == "stable" for r in rounds)
         kinds = {w.split(":")[0] for r in rounds for w in r["warnings"]}
         assert {w.split(":")[0] for w in item["warnings"]} == kinds and len(item["warnings"]) == len(kinds)
-        assert any(w.startswith("median under 1 ms") and w.endswith("(rounds 1, 2)") for w in item["warnings"])
+        assert any(w.startswith("median under 1 ms") and w.endswith("(r1, r1b, r2, r2b)") for w in item["warnings"])
     # the per-call probe: the same binding doing next to nothing is faster than the model it stands beside
     for fmt in ("onnx", "tflite"):
         assert items[f"percall__{fmt}__t1"]["p50_s"] < items[f"dense__{fmt}__t1"]["p50_s"]
     assert summary["bundles"]["percall"]["probe"] and summary["bundles"]["percall"]["method"] == "probe"
     assert not summary["bundles"]["dense"]["probe"]
     raw = sorted(p.name for p in (run / "raw").glob("*__r*.json"))
-    assert len(raw) == 12
-    # Interleaved: round 1 of every item starts before round 2 of any; round 2 starts one item further on.
+    assert len(raw) == 24  # 6 items x 2 rounds x 2 passes
+    # Interleaved: round 1 of every item starts before round 2 of any; round 2 starts one item further on, and
+    # each round runs its items forward, then mirrored (every variant once before and once after its dense).
     starts = {p.name: json.loads(p.read_text())["started_at"] for p in (run / "raw").glob("*__r*.json")}
-    assert max(t for n, t in starts.items() if n.endswith("__r1.json")) < min(
-        t for n, t in starts.items() if n.endswith("__r2.json"))
+    assert max(t for n, t in starts.items() if n.endswith(("__r1.json", "__r1b.json"))) < min(
+        t for n, t in starts.items() if n.endswith(("__r2.json", "__r2b.json")))
     for number, order in enumerate(summary["order"]["rounds"], 1):
-        assert order == ids[number - 1:] + ids[:number - 1]
-        assert sorted(order, key=lambda i: starts[f"{i}__r{number}.json"]) == order
-    assert [item["positions"] for item in summary["items"]] == [[1, 6], [2, 1], [3, 2], [4, 3], [5, 4], [6, 5]]
+        forward = ids[number - 1:] + ids[:number - 1]
+        assert order == forward + forward[::-1]
+        files = [f"{i}__r{number}.json" for i in forward] + [f"{i}__r{number}b.json" for i in forward[::-1]]
+        assert sorted(files, key=starts.__getitem__) == files
+    assert [item["positions"] for item in summary["items"]] == [[[1, 12], [6, 7]], [[2, 11], [1, 12]],
+                                                                 [[3, 10], [2, 11]], [[4, 9], [3, 10]],
+                                                                 [[5, 8], [4, 9]], [[6, 7], [5, 8]]]
     # a live line per measurement, as the agent finished it, in the order it ran
     progress = [line for line in result.err.splitlines() if line.startswith("  [")]
     expected = [(r, i) for r, order in enumerate(summary["order"]["rounds"], 1) for i in order]
-    assert len(progress) == len(expected) == 12
+    assert len(progress) == len(expected) == 24
     for k, (line, (number, item_id)) in enumerate(zip(progress, expected, strict=True), 1):
         item = items[item_id]
-        assert line.startswith(f"  [{k}/12] round {number}/2 {item['bundle']} {item['format']} ({item['runtime']}, "
+        assert line.startswith(f"  [{k}/24] round {number}/2 {item['bundle']} {item['format']} ({item['runtime']}, "
                                "1 thread): p50 "), line
     assert json.loads((run / "state.json").read_text())["status"] == "done"
     assert not (Path("/tmp/tsprune-edge") / run.name).exists()  # the board's run folder is removed
