@@ -111,3 +111,19 @@ def sshd_server(tmp_path_factory: pytest.TempPathFactory):
 
     with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def dense(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small Transformer trained one epoch on illness (horizon 24): the dense checkpoint the fit tests prune.
+    Read-only: shared by every test of the session."""
+    from tsprune_edge.workflow import train_to_dir
+
+    if not (SHARED_DATA / "national_illness.csv").is_file():
+        pytest.fail(f"the benchmark datasets are missing: expected {SHARED_DATA}/national_illness.csv")
+    out = tmp_path_factory.mktemp("dense")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TSPRUNE_EDGE_DATA_DIR", str(SHARED_DATA))
+        train_to_dir(model="transformer", data="illness", pred_len=24, seq_len=36, label_len=18, preset="small",
+                     epochs=1, out=out)
+    return out / "model.pt"

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from tests.bench_args import QUICK_FIT as QUICK
 from tests.paths import SHARED_DATA
 from tsprune_edge.checkpoint import load_checkpoint
 from tsprune_edge.fit.choice import pruned_copy
@@ -24,21 +25,7 @@ from tsprune_edge.prune.analysis import count_macs
 from tsprune_edge.prune.stage import structured_achieved
 from tsprune_edge.report.pareto import fit_notes
 from tsprune_edge.report.verdict import verdict_rows
-from tsprune_edge.workflow import checkpoint_data, train_to_dir
-
-QUICK = ("--rounds", "2", "--min-time", "0.1", "--min-iters", "10", "--finetune-epochs", "0")
-
-
-@pytest.fixture(scope="module")
-def dense(tmp_path_factory) -> Path:
-    if not (SHARED_DATA / "national_illness.csv").is_file():
-        pytest.fail(f"the benchmark datasets are missing: expected {SHARED_DATA}/national_illness.csv")
-    out = tmp_path_factory.mktemp("dense")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TSPRUNE_EDGE_DATA_DIR", str(SHARED_DATA))
-        train_to_dir(model="transformer", data="illness", pred_len=24, seq_len=36, label_len=18, preset="small",
-                     epochs=1, out=out)
-    return out / "model.pt"
+from tsprune_edge.workflow import checkpoint_data
 
 
 @pytest.fixture(scope="module")

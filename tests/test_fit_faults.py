@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tests.conftest import SHARED_DATA
-from tests.test_fit import QUICK, dense  # noqa: F401 (the module's trained dense checkpoint)
+from tests.bench_args import QUICK_FIT as QUICK
+from tests.paths import SHARED_DATA
 from tsprune_edge.checkpoint import load_checkpoint
 from tsprune_edge.fit.loop import FitRequest, _dense_reference
 from tsprune_edge.fit.measure import Target
@@ -90,7 +90,7 @@ def _agent_counts(run: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def interrupted(dense, tmp_path_factory):  # noqa: F811
+def interrupted(dense, tmp_path_factory):
     """One fit interrupted three times and then finished by the same command; what each stop left behind."""
     root = tmp_path_factory.mktemp("interrupted")
     cache, out = root / "cache", root / "fit"
@@ -184,7 +184,7 @@ def test_a_truncated_latency_table_is_set_aside_and_measured_again(interrupted, 
     assert not (tmp_path / "fit").exists()
 
 
-def test_a_truncated_sensitivity_table_is_set_aside_and_measured_again(interrupted, dense, tmp_path,  # noqa: F811
+def test_a_truncated_sensitivity_table_is_set_aside_and_measured_again(interrupted, dense, tmp_path,
                                                                         shared_data):
     stored = next(interrupted["cache"].glob("sensitivity-*.json"))
     damaged = stored.read_bytes()[:100]
@@ -208,7 +208,7 @@ def _levels(table: Sensitivity) -> dict[tuple[str, int], float]:
     return {(path, kept): mse for path, levels in table.layers.items() for kept, mse in levels.items()}
 
 
-def test_a_truncated_dense_reference_is_set_aside_and_fine_tuned_again(dense, tmp_path, shared_data):  # noqa: F811
+def test_a_truncated_dense_reference_is_set_aside_and_fine_tuned_again(dense, tmp_path, shared_data):
     request = FitRequest(checkpoint=dense, target=Target("desktop"), out=tmp_path / "fit", finetune_epochs=1,
                          cache=tmp_path / "cache")
     base = PruneRequest(method="structured", sparsity=0.0, finetune_epochs=1, round_to=8)
@@ -232,7 +232,7 @@ def test_a_truncated_dense_reference_is_set_aside_and_fine_tuned_again(dense, tm
     ('{"format": "tsprune-edge/fit", "version": 2, "status": "met", "request": {}, "candidates": []}',
      "was written by a newer tsprune-edge (tsprune-edge/fit version 2; this one reads up to 1)"),
 ])
-def test_an_edited_fit_json_is_one_line_naming_it(cli, dense, tmp_path, text, problem):  # noqa: F811
+def test_an_edited_fit_json_is_one_line_naming_it(cli, dense, tmp_path, text, problem):
     out = tmp_path / "fit"
     out.mkdir()
     (out / "fit.json").write_text(text)
@@ -242,7 +242,7 @@ def test_an_edited_fit_json_is_one_line_naming_it(cli, dense, tmp_path, text, pr
     assert (out / "fit.json").read_text() == text and not (tmp_path / "cache").exists()
 
 
-def test_a_board_that_cannot_be_reached_as_asked_is_refused_at_once(cli, dense, tmp_path):  # noqa: F811
+def test_a_board_that_cannot_be_reached_as_asked_is_refused_at_once(cli, dense, tmp_path):
     for extra, message in ((("--device", "rpi4"), "--device rpi4 is a remote board: pass --host user@address"),
                            (("--device", "desktop", "--host", "pi@board"),
                             "--device desktop is measured on this machine; drop --host")):

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_bad_input import assert_one_line_error
-from tests.test_bench import bundles  # noqa: F401  (the module's DLinear export)
+from tests.refusals import assert_one_line_error
 from tsprune_edge.devices import runs
 from tsprune_edge.errors import UserError
 
