@@ -17,6 +17,7 @@ import pytest
 from rich.console import Console
 
 from tests.refusals import assert_one_line_error
+from tsprune_edge.devices import runs
 from tsprune_edge.report.stats import LABELS
 from tsprune_edge.report.verdict import PROBE_VERDICT, TOO_FEW, undecided, verdict_rows
 from tsprune_edge.variants import PROBE_VARIANT as PROBE
@@ -98,9 +99,18 @@ def bench_run(tmp_path_factory, probed):
     return results / summary["run_id"]
 
 
-def _raw(run: Path, item_id: str) -> dict[int, dict]:
-    return {int(p.stem.rsplit("__r", 1)[1]): json.loads(p.read_text())
-            for p in sorted((run / "raw").glob(f"{item_id}__r*.json"))}
+def _raw(run: Path, item_id: str) -> dict[tuple[int, int], dict]:
+    """An item's measurements by (round, pass): each round runs a forward pass and a mirrored one."""
+    return {key: json.loads(p.read_text()) for key, p in runs.round_paths(run, item_id)}
+
+
+def _round_p50(run: Path, item_id: str) -> dict[int, float]:
+    """Each round's value: the geometric mean of its two passes' medians."""
+    passes: dict[int, list[float]] = {}
+    for (number, _), result in _raw(run, item_id).items():
+        passes.setdefault(number, []).append(result["latency"]["p50"])
+    assert all(len(p) == 2 for p in passes.values())
+    return {number: statistics.geometric_mean(p) for number, p in passes.items()}
 
 
 def _copy(run: Path, tmp_path: Path) -> Path:
@@ -110,10 +120,12 @@ def _copy(run: Path, tmp_path: Path) -> Path:
 
 
 def _edit(run: Path, item_id: str, rounds, change) -> None:
-    for number, result in _raw(run, item_id).items():
+    """Change both passes of the listed rounds."""
+    for (number, _), path in runs.round_paths(run, item_id):
         if number in rounds:
+            result = json.loads(path.read_text())
             change(result)
-            (run / "raw" / f"{item_id}__r{number}.json").write_text(json.dumps(result))
+            path.write_text(json.dumps(result))
 
 
 def _throttle(before: str, after: str):
@@ -137,10 +149,9 @@ def test_report_on_a_real_run(cli, tmp_path, bench_run):
         *[(PROBE, "tflite")] * ("tflite" in _probe_formats(bench_run)), ("unstructured-0.5", "tflite")]
     for row in rows:
         assert row["rounds"] == 3 and row["flags"] == [] and row["board_since_boot"] == []
-        raw = _raw(bench_run, f"{row['variant']}__{row['format']}__t1")
-        # p50 is the geometric mean of the round medians, the estimator the speedup uses
-        assert row["p50_ms"] == pytest.approx(statistics.geometric_mean(r["latency"]["p50"] for r in raw.values())
-                                              * 1e3)
+        raw = _round_p50(bench_run, f"{row['variant']}__{row['format']}__t1")
+        # p50 is the geometric mean of the round values, the estimator the speedup uses
+        assert row["p50_ms"] == pytest.approx(statistics.geometric_mean(raw.values()) * 1e3)
         assert row["p50_low_ms"] < row["p50_ms"] < row["p50_high_ms"]
         assert row["warmup"].startswith(("stable in", "not stable within"))
         assert row["providers"] == ("CPUExecutionProvider" if row["format"] == "onnx" else None)
@@ -148,8 +159,8 @@ def test_report_on_a_real_run(cli, tmp_path, bench_run):
         if row["variant"] in ("dense", PROBE):
             assert "speedup" not in row and row.get("verdict", "") in ("", PROBE_VERDICT)
             continue
-        dense = _raw(bench_run, f"dense__{row['format']}__t1")
-        ratios = [dense[n]["latency"]["p50"] / raw[n]["latency"]["p50"] for n in raw]
+        dense = _round_p50(bench_run, f"dense__{row['format']}__t1")
+        ratios = [dense[n] / raw[n] for n in raw]
         assert row["speedup"] == pytest.approx(statistics.geometric_mean(ratios))
         assert row["speedup_low"] < row["speedup"] < row["speedup_high"] and row["paired_rounds"] == 3
         assert row["ratio"] == pytest.approx(1 / row["speedup"])
@@ -176,9 +187,8 @@ def test_efficiency_beyond_the_per_call_cost_on_real_results(tmp_path, bench_run
     row = _row(verdict_rows(run), "unstructured-0.5")
     assert row["efficiency"] == pytest.approx(row["speedup"] / 2)
     assert row["efficiency_low"] == pytest.approx(row["speedup_low"] / 2)
-    dense, variant, call = (_raw(run, f"{name}__onnx__t1") for name in ("dense", "unstructured-0.5", PROBE))
-    beyond = [(dense[n]["latency"]["p50"] - call[n]["latency"]["p50"])
-              / (variant[n]["latency"]["p50"] - call[n]["latency"]["p50"]) for n in (1, 2, 3)]
+    dense, variant, call = (_round_p50(run, f"{name}__onnx__t1") for name in ("dense", "unstructured-0.5", PROBE))
+    beyond = [(dense[n] - call[n]) / (variant[n] - call[n]) for n in (1, 2, 3)]
     assert row["beyond_call_efficiency"] == pytest.approx(statistics.geometric_mean(beyond) / 2)
     assert row["beyond_call_efficiency_low"] < row["beyond_call_efficiency"] < row["beyond_call_efficiency_high"]
     tflite = _row(verdict_rows(run), "unstructured-0.5", "tflite")  # without a TFLite probe no beyond-call figure
@@ -202,7 +212,8 @@ def test_since_boot_throttling_is_context_and_current_throttling_flags_the_round
     _edit(run, "dense__onnx__t1", (2,), _throttle("throttled=0x50000", "throttled=0x50005"))
     rows = verdict_rows(run)
     dense, variant = _row(rows, "dense"), _row(rows, "unstructured-0.5")
-    assert dense["flags"] == ["r2 throttled (under-voltage, throttled while measuring)"] and dense["rounds"] == 2
+    assert dense["flags"] == ["r2 throttled (under-voltage, throttled while measuring)",
+                              "r2b throttled (under-voltage, throttled while measuring)"] and dense["rounds"] == 2
     assert variant["paired_rounds"] == 2 and variant["dense_flags"] == dense["flags"]
     assert variant["verdict"] in LABELS
     assert _row(rows, "dense", "tflite")["flags"] == []
@@ -217,7 +228,7 @@ def test_a_run_whose_every_round_is_throttled_says_so(cli, tmp_path, bench_run):
     assert result.code == 0, result.err
     assert "Traceback" not in result.err and "Every round of this run was left out" in result.out
     rows = json.loads((out / "report.json").read_text())["rows"]
-    assert all(r["rounds"] == 0 and r["p50_ms"] is None and len(r["flags"]) == 3 for r in rows)
+    assert all(r["rounds"] == 0 and r["p50_ms"] is None and len(r["flags"]) == 6 for r in rows)  # 3 rounds x 2 passes
     assert {r["verdict"] for r in rows if r["variant"] not in ("dense", PROBE)} == {TOO_FEW}
     assert "Every round of this run was left out" in (out / "report.md").read_text()
     assert "Every round of this run was left out" in (out / "report.html").read_text()
@@ -238,7 +249,7 @@ def test_a_variant_on_other_providers_or_delegate_than_dense_is_not_judged(tmp_p
     onnx, tflite = _row(rows, "unstructured-0.5"), _row(rows, "unstructured-0.5", "tflite")
     assert onnx["verdict"] == ("NOT JUDGED: providers differ from dense (CPUExecutionProvider / "
                                "XnnpackExecutionProvider,CPUExecutionProvider vs CPUExecutionProvider)")
-    ran = _raw(run, "unstructured-0.5__tflite__t1")[1]["runtime"]["delegate"]
+    ran = _raw(run, "unstructured-0.5__tflite__t1")[1, 1]["runtime"]["delegate"]
     assert ran.startswith("XNNPACK (default delegate): ")  # the agent reads it from the interpreter and its log
     assert tflite["verdict"] == "NOT JUDGED: delegate differ from dense (XNNPACK (default delegate) vs none)"
     assert "speedup" not in onnx and "speedup" not in tflite

@@ -67,8 +67,8 @@ def test_two_benches_started_together_get_their_own_folders_and_keep_every_resul
         assert summary["run_id"] == name and summary["format"] == "tsprune-edge/bench" and summary["version"] == 1
         assert [item["id"] for item in summary["items"]] == IDS
         assert all(item["rounds"] == 2 and not item["errors"] for item in summary["items"])
-        assert sorted(p.name for p in runs.all_round_paths(run)) == sorted(f"{i}__r{r}.json" for i in IDS
-                                                                            for r in (1, 2))
+        assert sorted(p.name for p in runs.all_round_paths(run)) == sorted(f"{i}__r{r}{b}.json" for i in IDS
+                                                                            for r in (1, 2) for b in ("", "b"))
         assert runs.read_state(run)["status"] == "done"
         owners.add(runs.read_owner(run))
         assert not Path(runs.read_state(run)["remote_dir"]).exists()  # each removed its own board folder only
@@ -167,13 +167,16 @@ def test_runs_round_trip_and_versions(tmp_path):
     assert runs.read_plan(run) == {"format": "tsprune-edge/plan", "version": 1, **plan}
     runs.write_state(run, {"status": "started"})
     assert runs.read_state(run)["status"] == "started" and runs.unfinished_run(tmp_path, "desktop") == run
-    for number in (10, 2, 1):
+    for name in ("r10", "r2", "r1", "r1b"):
         (run / "raw").mkdir(exist_ok=True)
-        (run / "raw" / f"dense__onnx__t1__r{number}.json").write_text(json.dumps({"round": number}))
+        (run / "raw" / f"dense__onnx__t1__{name}.json").write_text(json.dumps({"name": name}))
     (run / "raw" / "dense__onnx__t1__rx.json").write_text("{}")  # not a round file
     (run / "raw" / "dense__onnx__t10__r1.json").write_text("{}")  # another item
-    assert [n for n, _ in runs.round_paths(run, "dense__onnx__t1")] == [1, 2, 10]
-    assert runs.read_rounds(run, "dense__onnx__t1") == {1: {"round": 1}, 2: {"round": 2}, 10: {"round": 10}}
+    assert [n for n, _ in runs.round_paths(run, "dense__onnx__t1")] == [(1, 1), (1, 2), (2, 1), (10, 1)]
+    assert runs.read_rounds(run, "dense__onnx__t1") == {(1, 1): {"name": "r1"}, (1, 2): {"name": "r1b"},
+                                                         (2, 1): {"name": "r2"}, (10, 1): {"name": "r10"}}
+    assert [runs.measurement_name(k) for k in runs.read_rounds(run, "dense__onnx__t1")] == ["r1", "r1b", "r2", "r10"]
+    assert runs.passes_per_round(run) == 2  # a mirrored file proves two passes where run.json is missing
     (run / "state.json").write_text(json.dumps({"format": "tsprune-edge/state", "version": 7, "status": "done"}))
     with pytest.raises(UserError, match="state.json was written by a newer tsprune-edge"):
         runs.unfinished_run(tmp_path, "desktop")
