@@ -166,6 +166,15 @@ def test_report_on_a_disk_that_fills_midway(cli, here, bench_run):
     assert tree(bench_run) == run_before
 
 
+def test_data_fetch_onto_a_full_disk(cli, here, shared_data):
+    """Not "could not download ... check the network": the disk is full, the line says so and names --dest."""
+    with small_disk(here / "disk", 256 * 1024) as disk:
+        result = cli("data", "fetch", "ETTh1", "--mirror", shared_data.as_uri() + "/", "--dest", str(disk / "c"))
+        assert_one_line(result, 4, f"the disk is full writing {disk / 'c' / 'ETTh1.csv'}; free space on that disk "
+                        "or choose another --dest")
+        assert tree(disk) == {}
+
+
 # --- the temp folder's log name: never followed, never truncated, never in the way ---------------------------------
 
 @pytest.fixture
