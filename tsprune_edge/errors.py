@@ -51,7 +51,7 @@ def from_environment(exc: BaseException, option_for: Callable[[str | None], str]
     for fault in chain:
         text = str(fault)
         if (isinstance(fault, OSError) and fault.errno in NO_ROOM) or any(t in text for t in _NO_ROOM_TEXT):
-            where = getattr(fault, "filename", None)
+            where = getattr(fault, "filename", None) or _copied_to(fault)
             return ResourceError(f"the disk is full writing {where or 'the output'}; free space on that disk or "
                                  f"choose another {option_for(where)}")
         if isinstance(fault, MemoryError) or (isinstance(fault, (RuntimeError, OSError))
@@ -74,3 +74,10 @@ def _memory_limit(text: str) -> str:
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     return what + (f" under this process's {soft / 2**30:.1f} GiB address-space limit (ulimit -v)"
                    if soft != resource.RLIM_INFINITY else " with the machine's memory in use")
+
+
+def _copied_to(fault: BaseException) -> str | None:
+    """The file a folder copy (shutil.copytree's Error: a list of (source, destination, why)) failed to write."""
+    listed = fault.args[0] if fault.args and isinstance(fault.args[0], list) else []
+    return next((str(entry[1]) for entry in listed if isinstance(entry, tuple) and len(entry) == 3
+                 and any(t in str(entry[2]) for t in _NO_ROOM_TEXT)), None)

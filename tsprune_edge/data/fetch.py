@@ -14,7 +14,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from tsprune_edge.atomic import write_atomic
 from tsprune_edge.data.registry import DATASETS, DatasetSpec, data_dir
-from tsprune_edge.errors import UserError
+from tsprune_edge.errors import NO_ROOM, ResourceError, UserError
 
 _CHUNK = 1 << 16
 
@@ -102,6 +102,8 @@ def fetch(name: str, mirror: str | None = None, dest_dir: Path | None = None, ti
                         handle.write(chunk)
                         progress.advance(task, len(chunk))
         except (urllib.error.URLError, OSError) as exc:
+            if getattr(exc, "errno", None) in NO_ROOM:
+                raise  # our disk, not the download: a full disk below
             reason = f"HTTP {exc.code} {exc.reason}" if isinstance(exc, urllib.error.HTTPError) else \
                 getattr(exc, "reason", exc)
             fix = "check the mirror's URL" if mirror else "check the network or use --mirror"
@@ -117,6 +119,9 @@ def fetch(name: str, mirror: str | None = None, dest_dir: Path | None = None, ti
     except BaseException as exc:
         if created is not None:  # no empty destination folder is left after a failed download
             shutil.rmtree(created, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in NO_ROOM:
+            raise ResourceError(f"the disk is full writing {dest}; free space on that disk or choose another "
+                                "--dest") from None
         if isinstance(exc, OSError):
             raise UserError(f"cannot write {dest} ({exc.strerror or exc}); pass a writable --dest or set "
                             "TSPRUNE_EDGE_DATA_DIR") from None
