@@ -268,8 +268,9 @@ def test_bench_adds_rounds_while_a_verdict_is_open(tmp_path, probed):
     run = tmp_path / summary["run_id"]
     assert "undecided after 1 rounds: unstructured-0.5__onnx__t1; adding round 2 of at most 2" in said
     assert sorted(p.name for p in (run / "raw").glob("*__r*.json")) == sorted(
-        f"{item}__r{n}.json" for item in ONNX_ITEMS for n in (1, 2))
-    assert json.loads((run / "plan.json").read_text())["rounds"] == 2
+        f"{item}__r{n}{b}.json" for item in ONNX_ITEMS for n in (1, 2) for b in ("", "b"))
+    plan = json.loads((run / "plan.json").read_text())
+    assert (plan["rounds"], plan["first_rounds"], plan["max_rounds"]) == (2, 1, 2)  # the design the report reads
     assert summary["undecided"] == undecided(run)
     assert ("stopped undecided after 2 rounds (--max-rounds 2)" in said) == bool(summary["undecided"])
     assert all(item["rounds"] == 2 for item in summary["items"])
