@@ -7,7 +7,7 @@ packages above it run first but are not edges (a package's __init__ that imports
 A folder is a subpackage; each module at the top of tsprune_edge is a unit of its own.
 
 The layering, bottom first (LAYERS): a unit may import its own layer and those below it, never one above.
-- foundation: the version, errors, file formats, atomic writes (stdlib only);
+- foundation: the version, errors, file formats, atomic writes, the default job's settings (stdlib only);
 - data, then models and a model's shape record (architecture.py);
 - training and checkpoints (train, checkpoint, workflow);
 - prune (prune/dimensions.py is torch-free, so the layers above can name dimensions without torch);
@@ -28,8 +28,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -39,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 ROOT = "tsprune_edge"
 
 LAYERS = (
-    ("foundation", (ROOT, f"{ROOT}.errors", f"{ROOT}.formats", f"{ROOT}.atomic")),
+    ("foundation", (ROOT, f"{ROOT}.errors", f"{ROOT}.formats", f"{ROOT}.atomic", f"{ROOT}.defaults")),
     ("data", (f"{ROOT}.data",)),
     ("models", (f"{ROOT}.models", f"{ROOT}.architecture")),
     ("training", (f"{ROOT}.train", f"{ROOT}.checkpoint", f"{ROOT}.workflow")),
@@ -51,13 +49,6 @@ LAYERS = (
     ("fit and sweep", (f"{ROOT}.fit", f"{ROOT}.sweep")),
     ("cli", (f"{ROOT}.cli", f"{ROOT}.__main__")),
 )
-
-# devices/bench.py still imports the report (the rule for adding rounds, the default rounds): the branch
-# `runfolder` moves that into devices/runs.py. These exact edges are left out of the checks until it lands;
-# test_the_bench_no_longer_imports_the_report fails (strict xfail) as soon as they are gone, to drop them here.
-AWAITING_RUNFOLDER = {(f"{ROOT}.devices.bench", f"{ROOT}.report.stats"),
-                      (f"{ROOT}.devices.bench", f"{ROOT}.report.verdict")}
-
 
 @dataclass(frozen=True)
 class Import:
@@ -119,8 +110,7 @@ def imports_of(module: str) -> list[Import]:
     return found
 
 
-EDGES = [edge for module in MODULES for edge in imports_of(module)
-         if (edge.source, edge.target) not in AWAITING_RUNFOLDER]
+EDGES = [edge for module in MODULES for edge in imports_of(module)]
 
 
 def unit(module: str) -> str:
@@ -206,16 +196,16 @@ def test_the_board_agent_imports_nothing_from_the_package():
     assert imports_of(f"{ROOT}.devices.agent") == []
 
 
-@pytest.mark.xfail(strict=True, reason="branch runfolder: devices/bench.py still imports the report")
-def test_the_bench_no_longer_imports_the_report():
-    edges = {(e.source, e.target) for module in MODULES for e in imports_of(module)}
-    assert not AWAITING_RUNFOLDER & edges
+def test_devices_imports_nothing_from_the_report():
+    """The bench takes the rule for adding rounds as an argument; the run folder's owner is devices/runs.py."""
+    found = [e for e in EDGES if e.source.startswith(f"{ROOT}.devices") and e.target.startswith(f"{ROOT}.report")]
+    assert not found, [e.where for e in found]
 
 
-# What reads a manifest, a bench run, a report or a fit. At the merge with branch runfolder this list gains
-# tsprune_edge.export.manifest and tsprune_edge.devices.runs (the run folder's owner).
-READERS = (f"{ROOT}.formats", f"{ROOT}.devices.readings", f"{ROOT}.report.verdict", f"{ROOT}.report.cells",
-           f"{ROOT}.report.render", f"{ROOT}.report.html", f"{ROOT}.report.profile_diff")
+# What reads a manifest, a bench run, a report or a fit.
+READERS = (f"{ROOT}.formats", f"{ROOT}.devices.readings", f"{ROOT}.devices.runs", f"{ROOT}.export.manifest",
+           f"{ROOT}.report.verdict", f"{ROOT}.report.cells", f"{ROOT}.report.render", f"{ROOT}.report.html",
+           f"{ROOT}.report.profile_diff", f"{ROOT}.fit.state")
 HEAVY = ("torch", "onnx", "ai_edge_litert", "litert_torch", "tensorflow")
 
 
