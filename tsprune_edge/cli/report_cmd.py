@@ -23,10 +23,10 @@ def check_min_effect(min_effect: float) -> None:
         raise UserError(f"--min-effect must be in [0, 1), got {min_effect:g}")
 
 
-def find_runs(paths: list[Path]) -> list[Path]:
-    """Each path is a bench run folder, or a results folder whose latest run is taken."""
+def find_runs(folders: list[Path]) -> list[Path]:
+    """Each folder is a bench run folder, or a results folder whose latest run is taken."""
     runs = []
-    for path in paths:
+    for path in folders:
         if (path / "bench.json").is_file():
             runs.append(path)
             continue
@@ -47,9 +47,9 @@ def report_command(
 ) -> None:
     """The verdict: each pruned variant against the dense model measured in the same run, paired round by round:
     the speedup as the geometric mean of the per-round latency ratios with a 95% t interval over the rounds, the
-    speedup the MACs predict, and memory and size ratios;
-    plots of latency and MSE against sparsity, the Pareto front and predicted vs achieved speedup; and, for runs
-    benched with --profile, where the time goes in ONNX variants that fall short of their predicted speedup."""
+    speedup the MACs predict, and memory and size ratios; plots of latency and MSE against sparsity, the Pareto
+    front and predicted vs achieved speedup; and, for runs benched with --profile, where the time goes in ONNX
+    variants that fall short of their predicted speedup."""
     from tsprune_edge.report.render import verdict_table, write_report
     from tsprune_edge.report.verdict import verdict_rows
 
