@@ -99,8 +99,18 @@ def test_the_boards_errors_come_first_then_torchs():
     assert accuracy_fields(board, None, torch, dense)["accuracy_source"] == "torch"  # dense not scored on the board
     shorter = {"per_window_mse": [1.0, 1.0], "window_span": 1}
     assert accuracy_fields(board, shorter, torch, dense)["accuracy_source"] == "torch"  # other windows: not paired
+    broken_dense = {"per_window_mse": [1.0, 1.0, float("inf"), 1.0], "window_span": 1}
+    assert accuracy_fields(board, broken_dense, torch, dense)["accuracy_source"] == "torch"
     nothing = accuracy_fields(None, None, None, dense)
     assert set(nothing.values()) == {None} and "accuracy_label" in nothing
+
+
+def test_a_variant_that_forecasts_nan_has_lost_its_accuracy():
+    fields = accuracy_fields({"per_window_mse": [1.0, float("nan")], "window_span": 1},
+                             {"per_window_mse": [1.0, 1.0], "window_span": 1}, None, None)
+    assert fields["accuracy_label"] == ACCURACY_LOST and fields["mse_change"] == math.inf
+    assert headline(0.5, 0.4, 0.6, "SLOWDOWN", fields) == ("0.50x as fast [0.40, 0.60] SLOWDOWN, board test MSE "
+                                                           "+inf% [+inf%, +inf%] ACCURACY LOST")
 
 
 @pytest.mark.parametrize("value", [-0.01, float("nan"), float("inf"), "1%"])

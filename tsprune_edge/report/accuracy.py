@@ -111,6 +111,9 @@ def accuracy_change(variant_errors: Sequence[float], dense_errors: Sequence[floa
     windows, from the same source) are given."""
     if source not in SOURCES:
         raise ValueError(f"accuracy source {source!r} is not one of {', '.join(SOURCES)}")
+    if not np.isfinite(np.asarray(variant_errors, dtype=np.float64)).all():  # NaN or inf forecasts: no accuracy left
+        return {"mse_change": math.inf, "mse_change_low": math.inf, "mse_change_high": math.inf,
+                "accuracy_label": ACCURACY_LOST, "accuracy_source": source, "max_mse_rise": max_rise}
     change, low, high = mse_change(variant_errors, dense_errors, span)
     return {"mse_change": change, "mse_change_low": low, "mse_change_high": high,
             "accuracy_label": accuracy_label(low, high, max_rise), "accuracy_source": source,
@@ -120,10 +123,12 @@ def accuracy_change(variant_errors: Sequence[float], dense_errors: Sequence[floa
 def accuracy_fields(variant_board: dict | None, dense_board: dict | None, variant_torch: dict | None,
                     dense_torch: dict | None, max_rise: float = DEFAULT_MAX_MSE_RISE) -> dict:
     """The row's accuracy fields from the board's per-window errors where both the variant and its dense were
-    scored on the board (bench --accuracy), else from torch's at export, else all None. Each argument is a record
+    scored on the board (bench --accuracy) on the same windows and dense's are finite, else from torch's at export,
+    else all None. Each argument is a record
     with `per_window_mse` and `window_span` (the agent's accuracy result, or `torch_window_errors`)."""
     for source, variant, dense in (("board", variant_board, dense_board), ("torch", variant_torch, dense_torch)):
-        if usable(variant) and usable(dense) and len(variant["per_window_mse"]) == len(dense["per_window_mse"]) \
+        if _usable(variant) and _usable(dense) and np.isfinite(dense["per_window_mse"]).all() \
+                and len(variant["per_window_mse"]) == len(dense["per_window_mse"]) \
                 and variant["window_span"] == dense["window_span"]:
             return accuracy_change(variant["per_window_mse"], dense["per_window_mse"], variant["window_span"],
                                    source, max_rise)
@@ -131,7 +136,8 @@ def accuracy_fields(variant_board: dict | None, dense_board: dict | None, varian
                           "max_mse_rise"))
 
 
-def usable(record: dict | None) -> bool:
+def _usable(record: dict | None) -> bool:
+    """A record with errors to compare (a failed pass has none)."""
     return bool(record) and bool(record.get("per_window_mse")) and bool(record.get("window_span"))
 
 
