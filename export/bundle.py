@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 import zstandard
@@ -26,10 +27,11 @@ from rich.console import Console
 from torch import nn
 
 from tsprune_edge import __version__
-from tsprune_edge.atomic import replace_finished, scratch_beside, write_json_atomic
+from tsprune_edge.atomic import replace_finished, scratch_beside, write_atomic, write_json_atomic
 from tsprune_edge.checkpoint import Checkpoint, load_checkpoint
 from tsprune_edge.data.calendar import DEFINITIONS
 from tsprune_edge.data.fetch import sha256_of
+from tsprune_edge.data.forecast import ForecastData
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.artifacts import DEFAULT_OPSET, check_opset, export_onnx, export_tflite
 from tsprune_edge.export.encodings import Validator
@@ -73,6 +75,7 @@ FP32_TOLERANCE = 1e-4
 # forecasts by up to 0.08 here; a broken int8 artifact is off by about 1 or more (FIELD-NOTES: 1.59).
 INT8_TOLERANCE = 0.25
 ZSTD_LEVEL = 19
+TORCH_ERRORS_FILE = "torch_test_errors.npy"
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,25 @@ def build_bundle(checkpoint_path: Path, directory: Path, variant: str, request: 
         "training": training_budget(checkpoint.training),
         "quantization": _QUANTIZATION if int8 else None,
         "test_split": {"file": TEST_FILE, **_file_facts(directory / TEST_FILE, zstd=False), **test_split},
+        # torch runs the float model, not an int8 artifact: only the board's outputs can score that one
+        "torch_test_errors": None if int8 else _torch_test_errors(model, data, directory / TORCH_ERRORS_FILE),
     })
+
+
+@torch.no_grad()
+def _torch_test_errors(model: nn.Module, data: ForecastData, path: Path) -> dict:
+    """Each test window's MSE in torch, batched as train.evaluate scores the split (their mean is its test MSE):
+    the report's source for the accuracy interval when the board's outputs were not scored (bench --accuracy)."""
+    model.eval()
+    errors = [((model(history, calendar) - target).double() ** 2).mean(dim=(1, 2))
+              for history, calendar, target in data.batches("test", 256)]
+    buffer = io.BytesIO()
+    np.save(buffer, torch.cat(errors).numpy(), allow_pickle=False)
+    write_atomic(path, lambda handle: handle.write(buffer.getvalue()))
+    w = data.windows
+    return {"file": path.name, **_file_facts(path, zstd=False), "windows": data.n_windows("test"),
+            "window_span": w.seq_len + w.pred_len, "dtype": "float64",
+            "metric": "MSE of each test window over its horizon and target columns, in scaled units"}
 
 
 def build_probe_bundle(dense_path: Path, directory: Path, request: ExportRequest) -> dict:

@@ -1,5 +1,6 @@
 """`bench --accuracy`: the bundle's test split run through the artifact on the board gives the torch model's test
-MSE and MAE, because the agent cuts exactly the windows torch's evaluate scores."""
+MSE and MAE, because the agent cuts exactly the windows torch's evaluate scores; window by window too, against the
+per-window errors the bundle records from torch."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from tsprune_edge.checkpoint import load_checkpoint
 from tsprune_edge.data import WindowSpec, load_forecast_data
 from tsprune_edge.devices import agent
 from tsprune_edge.devices.bench import bundle_facts
+from tsprune_edge.errors import UserError
 from tsprune_edge.export.manifest import load_manifest
 from tsprune_edge.export.reference import save_test_split
+from tsprune_edge.report.accuracy import accuracy_fields, torch_window_errors
 
 NO_SPLIT = "bundle has no test split: re-export it with this version of tsprune-edge"
 
@@ -72,6 +75,28 @@ def test_torch_on_the_bundles_split_reproduces_its_test_metrics(bundles, manifes
     assert float(error.abs().mean()) == pytest.approx(expected["mae"], rel=1e-6)
 
 
+@pytest.mark.parametrize("variant", ["dense", "unstructured-0.5"])
+def test_bundles_record_torchs_error_on_every_test_window(bundles, manifests, variant):
+    """Their mean is the test MSE the prune stage recorded; the agent's verify checks the file."""
+    manifest = manifests[variant]
+    errors = torch_window_errors(bundles / variant, manifest)
+    assert len(errors["per_window_mse"]) == manifest["test_split"]["windows"] == 1657
+    assert errors["window_span"] == manifest["test_split"]["seq_len"] + manifest["test_split"]["pred_len"] == 192
+    assert np.mean(errors["per_window_mse"]) == pytest.approx(_torch_test(manifests, variant)["mse"], rel=1e-6)
+    verified = agent.verify_bundle(str(bundles / variant))
+    assert verified["ok"] and "torch_test_errors.npy" in [f["file"] for f in verified["files"]]
+
+
+def test_torch_errors_that_differ_from_the_manifest_are_refused(tmp_path, bundles, manifests):
+    copy = shutil.copytree(bundles / "dense", tmp_path / "dense")
+    values = np.load(copy / "torch_test_errors.npy")
+    np.save(copy / "torch_test_errors.npy", values * 0.5)
+    with pytest.raises(UserError, match="differs from the sha256 its manifest records; re-export the bundle"):
+        torch_window_errors(copy, manifests["dense"])
+    assert not agent.verify_bundle(str(copy))["ok"]
+    assert torch_window_errors(copy, {**manifests["dense"], "torch_test_errors": None}) is None  # int8, older
+
+
 def test_bench_accuracy_on_the_board_matches_torch(cli, tmp_path, bundles, manifests, monkeypatch):
     monkeypatch.setenv("TSPRUNE_EDGE_DEVICES_DIR", str(tmp_path / "profiles"))
     results = tmp_path / "results"
@@ -86,6 +111,7 @@ def test_bench_accuracy_on_the_board_matches_torch(cli, tmp_path, bundles, manif
     items = [i for i in measured if not i["probe"]]
     assert [(i["bundle"], i["format"]) for i in items] == [("dense", "onnx"), ("unstructured-0.5", "onnx"),
                                                             ("dense", "tflite"), ("unstructured-0.5", "tflite")]
+    boards = {}
     for item in items:
         torch_test, board = _torch_test(manifests, item["bundle"]), item["accuracy"]
         assert set(board) == {"mse", "mae", "windows"} and board["windows"] == torch_test["windows"] == 1657
@@ -93,6 +119,19 @@ def test_bench_accuracy_on_the_board_matches_torch(cli, tmp_path, bundles, manif
         assert board["mae"] == pytest.approx(torch_test["mae"], rel=1e-4), item["id"]
         first, second = (json.loads((run / "raw" / f"{item['id']}__r{n}.json").read_text()) for n in (1, 2))
         assert first["accuracy"]["seconds"] > 0 and "accuracy" not in second  # one pass, in round 1 only
+        per_window = first["accuracy"]["per_window_mse"]
+        assert len(per_window) == 1657 and first["accuracy"]["window_span"] == 96 + 96
+        assert np.mean(per_window) == pytest.approx(board["mse"], rel=1e-6)
+        torch_windows = torch_window_errors(bundles / item["bundle"], manifests[item["bundle"]])["per_window_mse"]
+        assert np.allclose(per_window, torch_windows, rtol=1e-3, atol=1e-6), item["id"]
+        boards[item["bundle"], item["format"]] = first["accuracy"]
+    for fmt in ("onnx", "tflite"):  # the interval from the board's outputs is torch's, to float32 rounding
+        torch_errors = [torch_window_errors(bundles / v, manifests[v]) for v in ("unstructured-0.5", "dense")]
+        on_board = accuracy_fields(boards["unstructured-0.5", fmt], boards["dense", fmt], *torch_errors)
+        in_torch = accuracy_fields(None, None, *torch_errors)
+        assert (on_board["accuracy_source"], in_torch["accuracy_source"]) == ("board", "torch")
+        for key in ("mse_change", "mse_change_low", "mse_change_high"):
+            assert on_board[key] == pytest.approx(in_torch[key], abs=1e-4), (fmt, key)
 
     out = tmp_path / "report"
     reported = cli("report", str(run), "--out", str(out))

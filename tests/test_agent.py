@@ -87,7 +87,8 @@ def test_preflight_reports_runtimes_and_the_board():
 def test_verify_passes_then_names_a_flipped_byte(bundle, tmp_path):
     report = one_json_line(agent("verify", "--bundle", str(bundle)))
     assert report["ok"] and sorted(f["file"] for f in report["files"]) == ["model.onnx", "model.tflite",
-                                                                           "samples.npz", "test.npz"]
+                                                                           "samples.npz", "test.npz",
+                                                                           "torch_test_errors.npy"]
     copy = shutil.copytree(bundle, tmp_path / "dense")
     data = bytearray((copy / "model.tflite").read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -73,6 +73,7 @@ def add_probe(export: Path) -> None:
                                          for i in range(len(arrays["history"]))])
     np.savez(probe / "samples.npz", **arrays)
     shutil.copy(export / "dense" / "test.npz", probe / "test.npz")
+    shutil.copy(export / "dense" / "torch_test_errors.npy", probe / "torch_test_errors.npy")
     samples = (probe / "samples.npz").read_bytes()
     manifest["variant"] = PROBE
     manifest["artifacts"] = {"onnx": {**artifact, "sha256": hashlib.sha256(model).hexdigest(), "bytes": len(model),
