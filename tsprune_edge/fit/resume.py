@@ -11,6 +11,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from tsprune_edge.devices import runs
+from tsprune_edge.errors import ToolError
 from tsprune_edge.export.bundle import MANIFEST, PROBE_VARIANT, ExportRequest, write_bundles
 from tsprune_edge.fit.measure import Target, latency_rows, measure
 from tsprune_edge.prune.stage import PruneRequest, prune_to_dir
@@ -62,8 +64,8 @@ def measured(target: Target, export: Path, results: Path, before: list[str],
 
 
 def _done(run: Path) -> bool:
+    """A bench run whose measurement finished and was summarised (read through the run folder's owner)."""
     try:
-        state = json.loads((run / "state.json").read_text())
-    except (OSError, ValueError):
+        return runs.read_state(run).get("status") == runs.DONE and (run / runs.BENCH).is_file()
+    except ToolError:  # a damaged state file: not a finished run, so it is resumed or measured again
         return False
-    return isinstance(state, dict) and state.get("status") == "done" and (run / "bench.json").is_file()
