@@ -27,7 +27,7 @@ from tsprune_edge.devices.readings import throttled
 from tsprune_edge.devices.runs import DEFAULT_MIN_TIME, DEFAULT_ROUNDS
 from tsprune_edge.devices.transport import LocalTransport, SshTransport, Transport
 from tsprune_edge.errors import ToolError, UserError
-from tsprune_edge.export.manifest import MANIFEST, load_bench_manifest
+from tsprune_edge.export.manifest import MANIFEST, load_bench_manifest, torch_window_errors
 
 AGENT = Path(__file__).with_name("agent.py")
 RoundRule = Callable[[Path], list[str]]  # run folder -> the item ids another round could still decide
@@ -130,7 +130,9 @@ def _measure(run: runs.RunFolder, transport: Transport, profile: DeviceProfile, 
         if summary["undecided"] and request.max_rounds:
             console.print(f"stopped undecided after {plan['rounds']} rounds (--max-rounds {request.max_rounds}): "
                           f"{', '.join(summary['undecided'])}")
-    summary["bundles"] = {name: bundle_facts(b["manifest"]) for name, b in bundles.items()}
+    summary["bundles"] = {name: {**bundle_facts(b["manifest"]),
+                                 "torch_window_errors": torch_window_errors(b["path"], b["manifest"])}
+                          for name, b in bundles.items()}
     runs.write_bench(run_dir, summary)
     runs.write_state(run_dir, {**state, "status": runs.DONE})
     if not request.keep and not remove_board_folder(transport, remote, run.owner):

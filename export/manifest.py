@@ -3,8 +3,12 @@ report and `export --format onnx` read manifests without loading torch, onnx or 
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 from pathlib import Path
+
+import numpy as np
 
 from tsprune_edge.errors import UserError
 
@@ -70,3 +74,20 @@ def _require(record: dict, fields: tuple, path: Path, prefix: str = "") -> None:
 
 
 _MISSING = object()
+
+
+def torch_window_errors(bundle: Path, manifest: dict) -> dict | None:
+    """Torch's per-window test MSEs the bundle records, to 7 significant digits as the agent reports the board's;
+    None for a bundle without them (int8, the probe, or exported before they were recorded)."""
+    record = manifest.get("torch_test_errors")
+    if not record:
+        return None
+    path = Path(bundle) / record["file"]
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path} cannot be read ({exc.strerror}); re-export the bundle") from None
+    if hashlib.sha256(data).hexdigest() != record["sha256"]:
+        raise UserError(f"{path} differs from the sha256 its manifest records; re-export the bundle")
+    values = np.load(io.BytesIO(data), allow_pickle=False)
+    return {"per_window_mse": [float(f"{v:.7g}") for v in values], "window_span": record["window_span"]}

@@ -46,6 +46,7 @@ def pipeline_command(
     from tsprune_edge.export.bundle import ExportRequest
     from tsprune_edge.export_job import ExportJob, run_export_job
     from tsprune_edge.models import model_entry
+    from tsprune_edge.report.cells import answer_lines
     from tsprune_edge.report.render import PAGE, verdict_table, write_report
     from tsprune_edge.report.verdict import verdict_rows
 
@@ -61,11 +62,13 @@ def pipeline_command(
     guards.output_dir(out, writes=["dense", "dense-finetuned", *variants, "export", "report"], inputs=[Path(data)],
                       force=force, keep_finished=True)  # Ctrl-C keeps the trained model and the measurements
     manifests = run_export_job(job, ExportRequest(), out / "export", out, console=_console)
-    measured = bench(BenchRequest(device=DEVICE, artifacts=out / "export", results=out / "results", rounds=rounds),
-                     console=_console)
+    measured = bench(BenchRequest(device=DEVICE, artifacts=out / "export", results=out / "results", rounds=rounds,
+                                  accuracy=True), console=_console)  # the board's own test MSE beside torch's
     metrics = json.loads((out / "dense" / "metrics.json").read_text())
     rows = verdict_rows(out / "results" / measured["run_id"])
     write_report(rows, out / "report")
+    for line in answer_lines(rows):  # the answer first: speed and accuracy against dense, one line per variant
+        print(line)
     table_console().print(summary_table(manifests, metrics, measured))
     table_console().print(verdict_table(rows))
     print(f"bundles: {', '.join(str(out / 'export' / name) for name in manifests)}; "

@@ -9,6 +9,7 @@ import typer
 from tsprune_edge.cli import guards, paths
 from tsprune_edge.cli.output import table_console
 from tsprune_edge.errors import UserError
+from tsprune_edge.report.accuracy import DEFAULT_MAX_MSE_RISE, check_max_rise
 from tsprune_edge.report.verdict import DEFAULT_MIN_EFFECT
 
 
@@ -43,6 +44,9 @@ def report_command(
     out: Path = typer.Option(paths.REPORT, help="Writes report.md, report.json, report.csv, a self-contained "
                              "report.html and plots/*.png here."),
     min_effect: float = min_effect_option(),
+    max_mse_rise: float = typer.Option(DEFAULT_MAX_MSE_RISE, help="Largest test-MSE rise against dense that still "
+                                       f"holds accuracy ({DEFAULT_MAX_MSE_RISE:g} = {DEFAULT_MAX_MSE_RISE:.0%}, as "
+                                       "MLPerf gates accuracy at 99% of the reference)."),
     force: bool = typer.Option(False, "--force", help="Overwrite the report files an earlier report left in OUT."),
 ) -> None:
     """The verdict: each pruned variant against the dense model measured in the same run, paired round by round:
@@ -50,16 +54,21 @@ def report_command(
     speedup the MACs predict, and memory and size ratios; plots of latency and MSE against sparsity, the Pareto
     front and predicted vs achieved speedup; and, for runs benched with --profile, where the time goes in ONNX
     variants that fall short of their predicted speedup."""
+    from tsprune_edge.report.cells import answer_lines
     from tsprune_edge.report.render import verdict_table, write_report
     from tsprune_edge.report.verdict import verdict_rows
 
     check_min_effect(min_effect)
+    check_max_rise(max_mse_rise)
     runs = find_runs(results or [paths.RESULTS])
     guards.output_dir(out, writes=("report.md", "report.json", "report.csv", "report.html", "plots"), inputs=runs,
                       force=force)
     for run in runs:  # a run the report cannot judge (no dense, a latency of 0) is one line before any row
         guards.read_back(lambda run=run: guards.measured_run(run), run)
-    rows = [row for run in runs for row in guards.read_back(lambda run=run: verdict_rows(run, min_effect), run)]
+    rows = [row for run in runs for row in guards.read_back(lambda run=run: verdict_rows(run, min_effect, max_mse_rise),
+                                                              run)]
+    for line in answer_lines(rows):  # the answer first: speed and accuracy against dense, one line per variant
+        print(line)
     for run in runs:
         table_console().print(verdict_table([r for r in rows if r["run"] == run.name]))
     written = write_report(rows, out)

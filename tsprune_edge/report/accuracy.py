@@ -27,15 +27,13 @@ UNRESOLVED otherwise (or when there is no interval: a test split shorter than tw
 
 from __future__ import annotations
 
-import hashlib
-import io
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from tsprune_edge.errors import UserError
+from tsprune_edge.export.manifest import torch_window_errors  # noqa: F401 (the bundle side, read by bench)
 from tsprune_edge.report.stats import t_quantile
 
 DEFAULT_MAX_MSE_RISE = 0.01  # --max-mse-rise: the largest test-MSE rise against dense that still holds accuracy
@@ -141,23 +139,6 @@ def accuracy_fields(variant_board: dict | None, dense_board: dict | None, varian
 def _usable(record: dict | None) -> bool:
     """A record with errors to compare (a failed pass has none)."""
     return bool(record) and bool(record.get("per_window_mse")) and bool(record.get("window_span"))
-
-
-def torch_window_errors(bundle: Path, manifest: dict) -> dict | None:
-    """Torch's per-window test MSEs the bundle records, to 7 significant digits as the agent reports the board's;
-    None for a bundle without them (int8, the probe, or exported before they were recorded)."""
-    record = manifest.get("torch_test_errors")
-    if not record:
-        return None
-    path = Path(bundle) / record["file"]
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"{path} cannot be read ({exc.strerror}); re-export the bundle") from None
-    if hashlib.sha256(data).hexdigest() != record["sha256"]:
-        raise UserError(f"{path} differs from the sha256 its manifest records; re-export the bundle")
-    values = np.load(io.BytesIO(data), allow_pickle=False)
-    return {"per_window_mse": [float(f"{v:.7g}") for v in values], "window_span": record["window_span"]}
 
 
 def percent(change: float, digits: int) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from tsprune_edge.report.cells import HEADERS, measurement_notes, method_note, row_cells, run_notes
+from tsprune_edge.report.cells import HEADERS, answer_lines, measurement_notes, method_note, row_cells, run_notes
 from tsprune_edge.report.plots import TITLES
 from tsprune_edge.report.profile_diff import HEADERS as DIFF_HEADERS
 from tsprune_edge.report.profile_diff import SECTION, diff_cells, diff_title, no_diff_note, shows_diff
@@ -45,6 +45,10 @@ def html_report(rows: list[dict], images: dict[str, bytes]) -> str:
     for device in dict.fromkeys(r["device"] for r in rows if r["emulated"]):
         parts.append(f"<p class=\"warning\">Emulated board {escape(device)}: these timings come from qemu and say "
                      "nothing about a real board.</p>")
+    answers = answer_lines(rows)
+    if answers:  # the answer first, then the method, tables and plots
+        parts.append("<h2>The answer</h2><ul class=\"answer\">" + "".join(f"<li>{escape(line)}</li>"
+                                                                           for line in answers) + "</ul>")
     parts.append(f"<p>Each variant against the dense model of the same format, runtime and threads, measured in "
                  f"the same interleaved run. {escape(method_note(rows))}</p>")
     if not rows:

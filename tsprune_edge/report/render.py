@@ -10,14 +10,23 @@ from rich.table import Table
 
 from tsprune_edge.atomic import write_atomic, write_json_atomic
 from tsprune_edge.formats import stamped
-from tsprune_edge.report.cells import HEADERS, measurement_notes, method_note, min_effect, row_cells, run_notes
+from tsprune_edge.report.cells import (
+    HEADERS,
+    answer_lines,
+    measurement_notes,
+    method_note,
+    min_effect,
+    row_cells,
+    run_notes,
+)
 from tsprune_edge.variants import PROBE_VARIANT
 
-COLUMNS = ("device", "machine", "emulated", "variant", "model", "method", "sparsity", "format", "runtime", "threads",
-           "rounds", "paired_rounds", "p50_ms", "p50_low_ms", "p50_high_ms", "ratio", "ratio_low", "ratio_high",
-           "speedup", "speedup_low", "speedup_high", "verdict", "min_effect", "predicted_speedup", "efficiency",
-           "efficiency_low", "efficiency_high", "beyond_call_efficiency", "beyond_call_efficiency_low",
-           "beyond_call_efficiency_high", "memory_ratio", "file_ratio", "zstd_ratio", "torch_mse", "board_mse",
+COLUMNS = ("headline", "device", "machine", "emulated", "variant", "model", "method", "sparsity", "format", "runtime",
+           "threads", "rounds", "paired_rounds", "p50_ms", "p50_low_ms", "p50_high_ms", "ratio", "ratio_low",
+           "ratio_high", "speedup", "speedup_low", "speedup_high", "verdict", "min_effect", "predicted_speedup",
+           "efficiency", "efficiency_low", "efficiency_high", "beyond_call_efficiency", "beyond_call_efficiency_low",
+           "beyond_call_efficiency_high", "memory_ratio", "file_ratio", "zstd_ratio", "mse_change", "mse_change_low",
+           "mse_change_high", "accuracy_label", "accuracy_source", "max_mse_rise", "torch_mse", "board_mse",
            "board_mae", "max_abs_error", "macs", "flags", "warnings", "warmup", "providers", "delegate",
            "board_since_boot", "run")
 PAGE = "report.html"  # the page a user opens first: tables, plots and notes in one file
@@ -50,6 +59,9 @@ def markdown(rows: list[dict]) -> str:
              "measured in the same interleaved run. " + method_note(rows), ""]
     if first["emulated"]:
         lines += ["**Emulated board: these timings come from qemu and say nothing about a real board.**", ""]
+    answers = answer_lines(rows)
+    if answers:
+        lines += ["## The answer", ""] + [f"- {line}" for line in answers] + [""]
     lines += [f"**{note}**" for note in run_notes(rows)] + ([""] if run_notes(rows) else [])
     lines += ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row_cells(row)) + " |" for row in rows]

@@ -16,6 +16,7 @@ from pathlib import Path
 from tsprune_edge.devices import runs
 from tsprune_edge.devices.readings import since_boot, throttle_reason
 from tsprune_edge.formats import checked_version
+from tsprune_edge.report.accuracy import DEFAULT_MAX_MSE_RISE, accuracy_fields, headline
 from tsprune_edge.report.profile_diff import attach_profile_diffs
 from tsprune_edge.report.stats import (
     FIXED,
@@ -165,7 +166,8 @@ def undecided(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[str
     return open_ids
 
 
-def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[dict]:
+def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT,
+                 max_mse_rise: float = DEFAULT_MAX_MSE_RISE) -> list[dict]:
     """One row per measured item; pruned variants carry the speedup, its interval, the label and the ratios of
     memory and bytes against dense; dense rows are the references, the probe row the per-call cost."""
     run = load_run(run_dir)
@@ -198,6 +200,10 @@ def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[
         elif item["bundle"] != DENSE and dense_id in items:
             row.update(_against_dense(mine, rounds[dense_id], rounds.get(probe_id), facts, bundles.get(DENSE, {}),
                                       item, items[dense_id], min_effect))
+            row.update(_accuracy_against_dense(run_dir, item["id"], dense_id, facts, bundles.get(DENSE, {}),
+                                               max_mse_rise))
+            row["headline"] = headline(row.get("speedup"), row.get("speedup_low"), row.get("speedup_high"),
+                                       row["verdict"], row)
         rows.append(row)
     _fill_dense_accuracy(rows, bundles)
     attach_profile_diffs(run_dir, [r for r in rows if r["variant"] != PROBE_VARIANT])  # where the time goes (--profile)
@@ -251,6 +257,15 @@ def _against_dense(mine: ItemRounds, dense: ItemRounds, probe: ItemRounds | None
             if beyond is not None:
                 row.update(_fields("beyond_call_efficiency", beyond.scaled(1 / predicted)))
     return row
+
+
+def _accuracy_against_dense(run_dir: Path, item_id: str, dense_id: str, facts: dict, dense_facts: dict,
+                            max_mse_rise: float) -> dict:
+    """The test-MSE change against dense with its interval and accuracy label: from the board's own outputs
+    where bench --accuracy scored both on the board, else from torch's at export (the row says which)."""
+    board = [(runs.read_first_round(run_dir, i) or {}).get("accuracy") for i in (item_id, dense_id)]
+    return accuracy_fields(board[0], board[1], facts.get("torch_window_errors"),
+                           dense_facts.get("torch_window_errors"), max_mse_rise)
 
 
 def _fields(name: str, interval: Interval) -> dict:
