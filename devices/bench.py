@@ -26,7 +26,7 @@ from tsprune_edge.devices.progress import BenchProgress
 from tsprune_edge.devices.readings import throttled
 from tsprune_edge.devices.runs import DEFAULT_MIN_TIME, DEFAULT_ROUNDS
 from tsprune_edge.devices.transport import LocalTransport, SshTransport, Transport
-from tsprune_edge.errors import ToolError, UserError
+from tsprune_edge.errors import BoardError, ToolError, UserError
 from tsprune_edge.export.manifest import MANIFEST, load_bench_manifest, torch_window_errors
 
 AGENT = Path(__file__).with_name("agent.py")
@@ -122,7 +122,7 @@ def _measure(run: runs.RunFolder, transport: Transport, profile: DeviceProfile, 
         state.update(status="fetched" if fetched is not None else "unfetched", fetched=fetched)
         runs.write_state(run_dir, state)
     if fetched is None:
-        raise UserError(f"the results stay on {profile.name} in {remote}: they could not be fetched; "
+        raise BoardError(f"the results stay on {profile.name} in {remote}: they could not be fetched; "
                         "run the same bench with --resume")
     summary = summarize_run(run_dir, profile, transport.name, preflight, plan, agent_summary)
     if more_rounds:
@@ -237,7 +237,7 @@ def board_folder(transport: Transport, remote: str, run: runs.RunFolder) -> bool
         raise UserError(f"the board's {remote} carries another run's owner mark: it is not this run's; remove it "
                         "there if no bench uses it, or run the bench without --resume")
     if done.returncode != 0:
-        raise UserError(f"the board could not create the run folder {remote}: "
+        raise BoardError(f"the board could not create the run folder {remote}: "
                         f"{_first_line(done.stderr) or f'exit {done.returncode}'}")
     return run.fresh or b"made" in (done.stdout or b"")
 
@@ -355,7 +355,7 @@ def verify_on_board(transport: Transport, profile: DeviceProfile, remote: str, b
     report = _json_line(done.stdout)
     if done.returncode != 0 or not report.get("ok"):
         bad = [f["file"] for f in report.get("files", []) if not f.get("ok")]
-        raise UserError(f"{bundle}: checksum mismatch on the board for {', '.join(bad) or 'its files'} "
+        raise BoardError(f"{bundle}: checksum mismatch on the board for {', '.join(bad) or 'its files'} "
                         f"({report.get('error', 'copy corrupted')}); re-export or re-run the bench")
 
 
@@ -373,10 +373,10 @@ def run_plan(transport: Transport, profile: DeviceProfile, remote: str, budget: 
             return summary
         if done.returncode != 4:
             reason = summary.get("error") or _first_line(done.stderr) or "no output"
-            raise UserError(f"the run on {profile.name} stopped (exit {done.returncode}: {reason}); what it measured "
+            raise BoardError(f"the run on {profile.name} stopped (exit {done.returncode}: {reason}); what it measured "
                             "is kept: run the same bench with --resume to finish")
         if time.monotonic() > deadline:
-            raise UserError(f"{profile.name} stayed locked by another bench ({summary.get('error', 'locked')}); "
+            raise BoardError(f"{profile.name} stayed locked by another bench ({summary.get('error', 'locked')}); "
                             "wait for it to finish, then --resume")
         console.print(f"the board is busy ({summary.get('error', 'locked')}); waiting")
         time.sleep(LOCK_POLL_S)
@@ -393,7 +393,7 @@ def _fetch(transport: Transport, remote: str, run_dir: Path, console: Console) -
     reached. Never raises: it runs on the failure path too."""
     try:
         transport.get(f"{remote}/results", run_dir / runs.RAW, STEP_TIMEOUT)
-    except UserError as exc:
+    except ToolError as exc:
         console.print(f"could not fetch the results: {exc}")
         return None
     return len(runs.all_round_paths(run_dir))

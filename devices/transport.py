@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from tsprune_edge.errors import UserError
+from tsprune_edge.errors import BoardError, UserError
 
 RETRY_PAUSE_S = 1.0  # before the one retry of a connection that failed in a way that may pass
 LOGIN_S = 30.0  # on top of ConnectTimeout for the first connection: key exchange and login on a slow board
@@ -98,7 +98,7 @@ class LocalTransport(Transport):
         try:
             return _call(argv, timeout, input, on_line)
         except subprocess.TimeoutExpired:
-            raise UserError(f"local: `{_brief(argv)}` timed out after {timeout:g} s") from None
+            raise BoardError(f"local: `{_brief(argv)}` timed out after {timeout:g} s") from None
         except OSError as exc:  # answer as a shell over ssh would (127/126), so both transports read the same
             code = 127 if isinstance(exc, FileNotFoundError) else 126
             return subprocess.CompletedProcess(argv, code, b"", f"{argv[0]}: {exc.strerror}\n".encode())
@@ -162,7 +162,7 @@ class SshTransport(Transport):
         try:
             done = self._ssh(argv, timeout, input, on_line)
         except subprocess.TimeoutExpired:
-            raise UserError(f"{self.name}: `{_brief(argv)}` timed out after {timeout:g} s") from None
+            raise BoardError(f"{self.name}: `{_brief(argv)}` timed out after {timeout:g} s") from None
         failure = self._failure(done)
         if failure:
             raise UserError(failure[0])
@@ -278,9 +278,9 @@ class SshTransport(Transport):
         try:
             done = _call(command, timeout, None)
         except subprocess.TimeoutExpired:
-            raise UserError(f"{what} timed out after {timeout:g} s") from None
+            raise BoardError(f"{what} timed out after {timeout:g} s") from None
         if done.returncode != 0:
-            raise UserError(f"{what} failed: {_first_line(done.stderr)}")
+            raise BoardError(f"{what} failed: {_first_line(done.stderr)}")
 
 
 def _client_options(port: int | None, ssh_config: Path | None, identity: Path | None, known_hosts: Path | None,

@@ -17,6 +17,7 @@ import pytest
 from tests.bench_args import FAST
 from tests.refusals import assert_one_line_error
 from tests.sshd import descendants, free_port, make_key, running_sshd
+from tsprune_edge.errors import BoardError
 
 
 def write_profile(folder: Path, workdir: Path, runtimes=("onnxruntime", "ai_edge_litert")) -> None:
@@ -95,7 +96,6 @@ def test_corrupt_artifact_is_named_here_and_caught_by_checksum_on_the_board(cli,
     from rich.console import Console
 
     from tsprune_edge.devices.bench import BenchRequest, bench
-    from tsprune_edge.errors import UserError
 
     copy = tmp_path / "export"
     shutil.copytree(bundles, copy)
@@ -108,7 +108,7 @@ def test_corrupt_artifact_is_named_here_and_caught_by_checksum_on_the_board(cli,
     assert not (tmp_path / "results").exists()
     request = BenchRequest(device="loopback", artifacts=copy, results=tmp_path / "library", rounds=1, min_time=0.2,
                            min_iters=20, ssh_config=board.ssh_config)
-    with pytest.raises(UserError, match="dense: checksum mismatch on the board for model.onnx"):
+    with pytest.raises(BoardError, match="dense: checksum mismatch on the board for model.onnx"):
         bench(request, console=Console(quiet=True))
 
 
@@ -145,7 +145,7 @@ def test_sshd_killed_mid_run_then_resume_loses_nothing(tmp_path, bundles, monkey
         _drop_ssh_sessions(first.pid)  # the network drops: sshd's sessions die, the agent on the board goes on
     # sshd is gone now too.
     out, err = bench.communicate(timeout=120)
-    assert bench.returncode == 2, err.decode()
+    assert bench.returncode == 3, err.decode()  # the board failed mid-run: exit 3, what it measured is kept
     last = err.decode().strip().splitlines()[-1]
     assert last.startswith("error: ") and "Traceback" not in err.decode(), err.decode()
     (run,) = results.iterdir()

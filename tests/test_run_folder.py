@@ -18,7 +18,7 @@ import pytest
 
 from tests.refusals import assert_one_line_error
 from tsprune_edge.devices import runs
-from tsprune_edge.errors import UserError
+from tsprune_edge.errors import BoardError, UserError
 
 CLI = [sys.executable, "-m", "tsprune_edge"]
 FAST = ("--runtime", "onnxruntime", "--rounds", "2", "--max-rounds", "2", "--min-time", "0.1", "--min-iters", "10")
@@ -206,7 +206,7 @@ def test_clean_up_removes_only_what_carries_this_runs_owner_mark(tmp_path):
     with mine, LocalTransport() as transport:
         assert board_folder(transport, str(board), mine) is True
         assert (board / ".tsprune-owner").read_text().strip() == mine.owner
-        with pytest.raises(UserError, match="could not create the run folder"):  # never made twice
+        with pytest.raises(BoardError, match="could not create the run folder"):  # never made twice
             board_folder(transport, str(board), mine)
         assert remove_board_folder(transport, str(board), "another-run") is False and board.is_dir()
         assert remove_board_folder(transport, str(board), mine.owner) is True and not board.exists()

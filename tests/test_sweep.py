@@ -138,7 +138,7 @@ def test_a_killed_sweep_resumes_without_redoing_finished_cells(tmp_path):
     assert len(runs) == 1 and len(list(raw.iterdir())) == 1
     for name, data in measured.items():
         assert (runs[0] / "raw" / name).read_bytes() == data
-    assert len(list((runs[0] / "raw").glob("*__r*.json"))) == 2 * 4 * 2  # formats x bundles x rounds
+    assert len(list((runs[0] / "raw").glob("*__r*.json"))) == 2 * 4 * 2 * 2  # formats x bundles x rounds x passes
     assert set(markers(out)) == CELLS
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.sshd import SshServer, free_port, make_key, port_open, running_sshd, tool
 from tsprune_edge.devices.transport import LocalTransport, SshTransport
-from tsprune_edge.errors import UserError
+from tsprune_edge.errors import BoardError, UserError
 
 AWKWARD_ARGS = ["a b", "it's", '"quoted"', "$HOME", "a;b", "`id`", "*", "back\\slash", "", "new\nline"]
 
@@ -88,7 +88,7 @@ def test_put_and_get_round_trip_a_folder_tree(sshd_server: SshServer, tmp_path: 
 
 
 def test_get_of_a_missing_folder_is_a_user_error(sshd_server: SshServer, tmp_path: Path) -> None:
-    with via_alias(sshd_server) as board, pytest.raises(UserError, match="^copying from .* failed: .*No such file"):
+    with via_alias(sshd_server) as board, pytest.raises(BoardError, match="^copying from .* failed: .*No such file"):
         board.get(f"{tmp_path}/nothing here", tmp_path / "back", timeout=30)
 
 
@@ -143,7 +143,7 @@ def test_a_command_past_its_timeout(sshd_server: SshServer) -> None:
     with via_alias(sshd_server) as board:
         board.run(["true"], timeout=30)  # connect first: only the command's own time counts below
         started = time.monotonic()
-        with pytest.raises(UserError) as err:
+        with pytest.raises(BoardError) as err:
             board.run(["sleep", "5"], timeout=1)
         assert str(err.value) == f"{board.name}: `sleep 5` timed out after 1 s"
         assert time.monotonic() - started < 3
@@ -209,7 +209,7 @@ def test_local_transport_runs_and_copies(tmp_path: Path) -> None:
     board = LocalTransport()
     assert board.run(["sh", "-c", "printf out; exit 4"], timeout=30).returncode == 4
     assert board.run(["no-such-command-here"], timeout=30).returncode == 127
-    with pytest.raises(UserError, match=r"^local: `sleep 5` timed out after 0\.5 s$"):
+    with pytest.raises(BoardError, match=r"^local: `sleep 5` timed out after 0\.5 s$"):
         board.run(["sleep", "5"], timeout=0.5)
     board.put([local / "bundle", local / "plan.json"], str(tmp_path / "remote"), timeout=30)
     board.get(str(tmp_path / "remote"), tmp_path / "back", timeout=30)
@@ -248,6 +248,6 @@ def test_stdout_lines_stream_while_the_command_runs(sshd_server: SshServer, tmp_
 def test_a_streamed_command_past_its_timeout_is_stopped(tmp_path: Path) -> None:
     lines: list[str] = []
     started = time.monotonic()
-    with pytest.raises(UserError, match=r"timed out after 1 s$"):
+    with pytest.raises(BoardError, match=r"timed out after 1 s$"):
         LocalTransport().run(["sh", "-c", "echo one; sleep 30"], timeout=1, on_line=lines.append)
     assert lines == ["one"] and time.monotonic() - started < 5
