@@ -60,7 +60,7 @@ def test_ssh_bench_copies_verifies_measures_and_cleans_up(cli, tmp_path, board, 
     # the agent's progress crossed the connection: one live line per measurement, in the order the board ran them
     progress = [line for line in result.err.splitlines() if line.startswith("  [")]
     ran = [item_id.split("__")[0] for order in summary["order"]["rounds"] for item_id in order]
-    assert [line.split("] round ")[0] for line in progress] == [f"  [{k}/12" for k in range(1, 13)]
+    assert [line.split("] round ")[0] for line in progress] == [f"  [{k}/24" for k in range(1, 25)]  # 2 passes a round
     assert [line.split(" ")[5] for line in progress] == ran
     assert not (tmp_path / "board" / run.name).exists()  # removed without --keep
     assert json.loads((run / "preflight.json").read_text())["machine"] == "x86_64"
@@ -157,7 +157,7 @@ def test_sshd_killed_mid_run_then_resume_loses_nothing(tmp_path, bundles, monkey
     summary = json.loads((run / "bench.json").read_text())
     assert all(item["rounds"] == 3 and item["correct"] for item in summary["items"])
     assert sorted(p.name for p in (run / "raw").glob("*__r*.json")) == sorted(
-        f"{item['id']}__r{r}.json" for item in summary["items"] for r in (1, 2, 3))
+        f"{item['id']}__r{r}{b}.json" for item in summary["items"] for r in (1, 2, 3) for b in ("", "b"))
 
 
 def test_devices_check_over_ssh_names_the_missing_runtime(cli, tmp_path, board):
