@@ -35,7 +35,7 @@ from tsprune_edge.workflow import checkpoint_data
 CLI = [sys.executable, "-m", "tsprune_edge", "fit"]
 TABLE_ITEMS = 11  # dense, 9 probes, the per-call probe
 ROUND_ITEMS = 3  # dense, fit-1, the per-call probe
-ROUNDS = 2  # QUICK's bench rounds
+ROUNDS = 2 * 2  # measurements per item: QUICK's 2 bench rounds, each a forward and a mirrored pass
 
 
 class Running:
