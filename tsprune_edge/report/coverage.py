@@ -9,7 +9,8 @@ bench runs with a known true speedup, measured as the board agent measures and j
 - the estimator: each pass' median, the round's value their geometric mean, dense / variant paired by round, and
   the report's own `log_interval` and `labels` (stats.py) on them, with the design's quantile;
 - adaptive rounds as bench adds them: after `rounds`, one more while any variant's label is unresolved
-  (stats.UNRESOLVED), up to `max_rounds`; each variant is judged at the look where the run stopped.
+  (stats.UNRESOLVED), up to `max_rounds`; each variant judged at its own stopping look by the report's own
+  `stopping_look` (stats.py), with the design's boundary.
 
 Vectorised over runs with numpy. The test suite checks the default; benchmarks/coverage.py writes the table.
 """
@@ -22,13 +23,7 @@ import numpy as np
 
 from tsprune_edge.devices.agent import round_order
 from tsprune_edge.devices.runs import DEFAULT_MAX_ROUNDS, DEFAULT_ROUNDS
-from tsprune_edge.report.stats import (
-    REAL_SPEEDUP,
-    UNRESOLVED,
-    Design,
-    labels,
-    log_interval,
-)
+from tsprune_edge.report.stats import REAL_SPEEDUP, Design, labels, stopping_look
 
 CELLS = 4_000_000  # latencies simulated at once: bounds memory (float64) at about 32 MB per array
 
@@ -57,48 +52,46 @@ class Scenario:
     burst_length: int = 3  # measurements a burst lasts
     burst_size: float = 0.2  # how much slower a burst makes a measurement
     iterations: int = 50  # latencies per measurement
-    naive: bool = False  # judge every look with t's quantile, as if the rounds had been fixed (the old report)
+    naive: bool = False  # judge every look with t's quantile, as if the rounds had been fixed (optional stopping)
 
 
 def simulate(scenario: Scenario, runs: int = 2000, seed: int = 0) -> dict:
     """Coverage of the speedup's 95% interval over `runs` synthetic runs (every variant of every run counted), the
-    share of intervals labelled REAL SPEEDUP, the median half-width (log scale: about the relative half-width), the
-    mean estimate and the mean rounds a run took."""
+    share of intervals labelled REAL SPEEDUP, each with its Monte Carlo standard error (over runs: the variants of
+    a run share their dense reference, so they are not independent), the median half-width (log scale: about the
+    relative half-width), the mean estimate, the mean round a variant was judged at and the mean rounds a run took
+    (bench adds rounds while any variant is open)."""
     rng = np.random.default_rng(seed)
     per_chunk = max(1, CELLS // (scenario.max_rounds * scenario.passes * scenario.items * scenario.iterations))
-    covered, real, halves, means, stops = [], [], [], [], []
+    covered, real, halves, means, looks = [], [], [], [], []
     truth = np.log(scenario.true_speedup)
     for start in range(0, runs, per_chunk):
         logs = round_log_speedups(scenario, min(per_chunk, runs - start), rng)
-        mean, half, stop = judged(logs, scenario)
+        mean, half, look = judged(logs, scenario)
         covered.append(np.abs(mean - truth) <= half)
         real.append(labels(np.exp(mean - half), np.exp(mean + half), scenario.min_effect) == REAL_SPEEDUP)
         halves.append(half)
         means.append(mean)
-        stops.append(stop)
-    return {**asdict(scenario), "runs": runs, "seed": seed, "coverage": float(np.concatenate(covered).mean()),
-            "real_speedup_share": float(np.concatenate(real).mean()),
-            "median_half_width": float(np.median(np.concatenate(halves))),
-            "mean_estimate": float(np.exp(np.concatenate(means).mean())),
-            "mean_rounds": float(np.concatenate(stops).mean())}
+        looks.append(look)
+    covered, real, look = np.concatenate(covered), np.concatenate(real), np.concatenate(looks)
+    return {**asdict(scenario), "runs": runs, "seed": seed, "coverage": float(covered.mean()),
+            "coverage_se": _standard_error(covered), "real_speedup_share": float(real.mean()),
+            "real_speedup_se": _standard_error(real), "median_half_width": float(np.median(np.concatenate(halves))),
+            "mean_estimate": float(np.exp(np.concatenate(means).mean())), "mean_judged_round": float(look.mean()),
+            "mean_rounds": float(look.max(axis=1).mean())}
+
+
+def _standard_error(hits: np.ndarray) -> float:
+    """Of the share of hits over (runs, variants): from the spread of the per-run shares."""
+    return float(hits.mean(axis=1).std(ddof=1) / np.sqrt(len(hits)))
 
 
 def judged(logs: np.ndarray, s: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean log speedup and half-width per run and variant at the look where bench stops, and that look's rounds:
-    from `rounds` on, the first look at which no variant of the run is unresolved, else `max_rounds`."""
-    runs = logs.shape[0]
-    mean, half = np.zeros(logs.shape[::2]), np.zeros(logs.shape[::2])
-    stop = np.full(runs, s.max_rounds)
-    open_runs = np.ones(runs, dtype=bool)
-    for look in range(s.rounds, s.max_rounds + 1):
-        design = Design(look, look) if s.naive else Design(s.rounds, s.max_rounds)
-        m, h = log_interval(np.moveaxis(logs[:, :look, :], 1, -1), design)
-        mean[open_runs], half[open_runs] = m[open_runs], h[open_runs]
-        unresolved = np.isin(labels(np.exp(m - h), np.exp(m + h), s.min_effect), UNRESOLVED).any(axis=1)
-        stopping = open_runs & ~unresolved
-        stop[stopping] = look
-        open_runs &= unresolved
-    return mean, half, stop
+    """Mean log speedup, half-width and paired rounds per run and variant at each variant's own stopping look
+    (`stats.stopping_look`, the report's rule). A run goes on while any of its variants is open, so it takes the
+    most rounds any of them took. Naive: t's quantile at every look, as if each look were the only one."""
+    design = Design(s.rounds, s.rounds) if s.naive else Design(s.rounds, s.max_rounds)
+    return stopping_look(np.moveaxis(logs, 1, -1), design, s.min_effect)
 
 
 def plan_layout(items: int) -> tuple[np.ndarray, np.ndarray]:

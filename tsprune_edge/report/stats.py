@@ -7,10 +7,12 @@ process are autocorrelated and share that process' level, so a pass contributes 
 and a round the geometric mean of its passes' medians (`round_values`). The machine drifts between rounds, and
 that drift hits every item of a round alike, so a comparison pairs rounds: per round the ratio dense / variant,
 from which that round's drift cancels. Every figure is the geometric mean of such per-round values, and its 95%
-interval is the t interval of their mean log with rounds - 1 degrees of freedom, or, where bench may add rounds
-while a verdict is open (rounds r0 .. R), a repeated confidence interval: the t quantile replaced by the Pocock-type
-constant `critical_value(r0, R)` that holds 95% simultaneously at every look, so stopping on any look keeps it.
-`tsprune_edge.report.coverage` checks by simulation that it covers; benchmarks/results/coverage.md has the table.
+interval is the t interval of their mean log with rounds - 1 degrees of freedom. Where bench may add rounds while a
+verdict is open (rounds r0 .. R), each variant is judged at its own stopping look (`stopping_look`: the first look
+whose label is resolved, else the last) with an error-spending boundary in place of the t quantile
+(`boundaries(r0, R)`: 4% of the 5% at the first look, the rest spread evenly over the later ones), so the interval
+holds 95% whichever look a variant stops at. `tsprune_edge.report.coverage` checks by simulation that it covers,
+calling these very functions; benchmarks/results/coverage.md has the table.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ MIN_ROUNDS = 2  # an interval needs at least two paired rounds
 _T_SMALL = np.array([12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622])
 _Z = 1.959963984540054
 LEVEL = 0.95
-CALIBRATION_RUNS = 200_000  # Monte Carlo replications behind critical_value: its own coverage error about 0.05%
-CALIBRATION_SEED = 20261206  # fixed: the same design always gets the same constant
+FIRST_LOOK_SPEND = 0.04  # of the 5% an adaptive design may miss, what its first look spends (see `boundaries`)
+CALIBRATION_RUNS = 200_000  # Monte Carlo replications behind `boundaries`: each look's spend within about 0.05%
+CALIBRATION_SEED = 20261206  # fixed: the same design always gets the same boundary
 
 # The labels: direction (faster, slower, neither) and size against the minimum effect m (beyond m, within m,
 # unresolved), the eight combinations the interval can establish (no direction and beyond m cannot happen).
@@ -91,11 +94,14 @@ class Design:
         return cls(first, max(first, int(plan.get("max_rounds") or first)))
 
     def quantile(self, rounds: int) -> float:
-        """The multiplier of the standard error at a look with `rounds` paired rounds: t's for a fixed design,
-        the Pocock-type constant of an adaptive one; never below t's at that look (a round left out of the pairs
-        makes a look the calibration did not see)."""
+        """The multiplier of the standard error at a look with `rounds` paired rounds: t's for a fixed design, the
+        boundary at that look for an adaptive one (`boundaries`); never below t's at that look (rounds left out of
+        the pairs make a look the calibration did not see: it takes the nearest look's boundary)."""
         t = float(t_quantile(rounds))
-        return t if self.max_rounds <= self.rounds else max(t, critical_value(self.rounds, self.max_rounds))
+        if self.max_rounds <= self.rounds:
+            return t
+        first = max(self.rounds, MIN_ROUNDS)
+        return max(t, boundaries(self.rounds, self.max_rounds)[min(max(rounds, first), self.max_rounds) - first])
 
 
 FIXED = Design(DEFAULT_ROUNDS, DEFAULT_ROUNDS)
@@ -117,25 +123,36 @@ def t_quantile(rounds: np.ndarray | int) -> np.ndarray | float:
 
 
 @functools.cache
-def critical_value(first: int, last: int) -> float:
-    """The Pocock-type constant c for looks after rounds first, first + 1, .., last: P(|T_n| <= c at every look) =
-    95% for iid normal log ratios of unknown variance, T_n the t statistic of the first n. Intervals of mean log
-    +- c x standard error then hold 95% jointly, so one may stop at whichever look one likes (a repeated confidence
-    interval, Jennison and Turnbull 1989). Calibrated by Monte Carlo with a fixed seed (CALIBRATION_RUNS
-    replications); first == last is the t quantile itself."""
+def boundaries(first: int, last: int) -> tuple[float, ...]:
+    """The multiplier of the standard error at each look after first, first + 1, .., last paired rounds: an
+    error-spending boundary for t statistics (Lan and DeMets 1983, by Monte Carlo for the unknown variance). Of
+    the 5% the intervals may miss over all looks together, FIRST_LOOK_SPEND goes to the first look (a variant far
+    from the band's ends stops there, so its coverage is 96%) and the rest is spread evenly over the later looks:
+    P(|T_n| > b_n at some look n) = 5% for iid normal log ratios, T_n the t statistic of the first n. Intervals of
+    mean log +- b_n x standard error then hold 95% jointly, so stopping on any look keeps 95% (a repeated
+    confidence interval, Jennison and Turnbull 1989). Each b_n is the survivors' quantile that spends its share,
+    from CALIBRATION_RUNS replications with a fixed seed; first == last is the t quantile itself."""
     first = max(first, MIN_ROUNDS)
     if last <= first:
-        return float(t_quantile(first))
+        return (float(t_quantile(first)),)
     rng = np.random.default_rng(CALIBRATION_SEED)
-    n = np.arange(1, last + 1)
-    maxima = []
-    for start in range(0, CALIBRATION_RUNS, 50_000):
-        draws = rng.standard_normal((min(50_000, CALIBRATION_RUNS - start), last))
-        sums, squares = np.cumsum(draws, axis=1), np.cumsum(draws**2, axis=1)
-        mean = sums[:, first - 1:] / n[first - 1:]
-        var = (squares[:, first - 1:] - n[first - 1:] * mean**2) / (n[first - 1:] - 1)
-        maxima.append(np.max(np.abs(mean) * np.sqrt(n[first - 1:] / var), axis=1))
-    return float(np.quantile(np.concatenate(maxima), LEVEL))
+    sums, squares = np.zeros(CALIBRATION_RUNS), np.zeros(CALIBRATION_RUNS)
+    inside = np.ones(CALIBRATION_RUNS, dtype=bool)
+    found = []
+    for n in range(1, last + 1):
+        draws = rng.standard_normal(CALIBRATION_RUNS)
+        sums += draws
+        squares += draws**2
+        if n < first:
+            continue
+        spent = FIRST_LOOK_SPEND + (1 - LEVEL - FIRST_LOOK_SPEND) * (n - first) / (last - first)
+        mean = sums / n
+        t = np.abs(mean) * np.sqrt(n * (n - 1) / (squares - n * mean**2))
+        crossing = round(spent * CALIBRATION_RUNS) - int(np.count_nonzero(~inside))  # runs this look may add
+        survivors = np.sort(t[inside])
+        found.append(float(survivors[len(survivors) - 1 - crossing]))
+        inside &= t <= found[-1]
+    return tuple(found)
 
 
 def log_interval(logs: np.ndarray, design: Design | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -179,6 +196,38 @@ def speedup_interval(variant: dict[int, float], dense: dict[int, float],
     """dense / variant per round (round number -> round value, `round_values`), over the rounds both have."""
     rounds = paired(variant, dense)
     return geometric_interval([dense[r] / variant[r] for r in rounds], design)
+
+
+def stopping_look(logs: np.ndarray, design: Design, min_effect: float) -> tuple[np.ndarray, ...]:
+    """Mean, half-width (`log_interval`) and paired rounds of the look at which each comparison is judged: per
+    round logs along the last axis in round order, looks after design.rounds, design.rounds + 1, .. paired rounds
+    up to all there are, the first whose label is resolved (not in UNRESOLVED), else the last. The rule bench adds
+    rounds by, applied to each comparison alone: what a later round would say of one already resolved does not
+    count, so the rounds up to its own look are all that count for it. Deterministic from the stored rounds;
+    vectorised over the leading axes, so the coverage simulation stops as the report does."""
+    logs = np.asarray(logs, dtype=float)
+    total = logs.shape[-1]
+    first = min(max(design.rounds, MIN_ROUNDS), total)
+    mean, half = log_interval(logs[..., :first], design)
+    looks = np.full(mean.shape, first)
+    open_ = np.isin(labels(np.exp(mean - half), np.exp(mean + half), min_effect), UNRESOLVED)
+    for n in range(first + 1, total + 1):
+        m, h = log_interval(logs[..., :n], design)
+        mean, half, looks = np.where(open_, m, mean), np.where(open_, h, half), np.where(open_, n, looks)
+        open_ &= np.isin(labels(np.exp(m - h), np.exp(m + h), min_effect), UNRESOLVED)
+    return mean, half, looks
+
+
+def judged_speedup(variant: dict[int, float], dense: dict[int, float], design: Design,
+                   min_effect: float) -> Interval | None:
+    """The speedup (`speedup_interval`) at the comparison's own stopping look (`stopping_look`): its `rounds` are
+    the paired rounds that count, the first of those both sides have. None as `geometric_interval` gives None."""
+    rounds = paired(variant, dense)
+    values = np.array([dense[r] / variant[r] for r in rounds])
+    if len(values) < MIN_ROUNDS or not np.all(values > 0):
+        return None
+    mean, half, look = (float(v) for v in stopping_look(np.log(values), design, min_effect))
+    return Interval(math.exp(mean), math.exp(mean - half), math.exp(mean + half), int(look))
 
 
 def labels(low: np.ndarray, high: np.ndarray, min_effect: float) -> np.ndarray:

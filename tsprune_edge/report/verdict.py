@@ -27,6 +27,7 @@ from tsprune_edge.report.stats import (
     beyond_call_interval,
     geometric_interval,
     geometric_mean,
+    judged_speedup,
     label,
     paired,
     round_values,
@@ -133,12 +134,13 @@ def engine_difference(variant: ItemRounds, reference: ItemRounds) -> tuple[str, 
 
 
 def judge(variant: ItemRounds, dense: ItemRounds, min_effect: float) -> tuple[str, Interval | None]:
-    """The label and the speedup interval (dense / variant), or why the variant is not judged."""
+    """The label and the speedup interval (dense / variant) at the variant's own stopping look (its `rounds` the
+    paired rounds that count: `stats.judged_speedup`), or why the variant is not judged."""
     difference = engine_difference(variant, dense)
     if difference:
         what, mine, theirs = difference
         return f"NOT JUDGED: {what} differ from dense ({mine} vs {theirs})", None
-    speedup = speedup_interval(variant.medians, dense.medians, variant.design)
+    speedup = judged_speedup(variant.medians, dense.medians, variant.design, min_effect)
     if speedup is None:
         return TOO_FEW, None
     return label(speedup.low, speedup.high, min_effect), speedup
@@ -237,10 +239,12 @@ def _latency(medians: dict[int, float], design: Design) -> dict:
 def _against_dense(mine: ItemRounds, dense: ItemRounds, probe: ItemRounds | None, facts: dict, dense_facts: dict,
                    item: dict, dense_item: dict, min_effect: float) -> dict:
     verdict, speedup = judge(mine, dense, min_effect)
+    both = paired(mine.medians, dense.medians)
+    judged_at = both[speedup.rounds - 1] if speedup else None  # the round of its stopping look: later ones do not count
     predicted = dense_facts["macs"] / facts["macs"] if facts.get("macs") and dense_facts.get("macs") else None
     fmt = item["format"]
     row = {"verdict": verdict, "min_effect": min_effect, "predicted_speedup": predicted,
-           "paired_rounds": len(paired(mine.medians, dense.medians)),
+           "paired_rounds": speedup.rounds if speedup else len(both), "judged_at_round": judged_at,
            "memory_ratio": _ratio(item.get("peak_rss_kib"), dense_item.get("peak_rss_kib")),
            "file_ratio": _ratio(facts["artifacts"][fmt]["bytes"], dense_facts["artifacts"][fmt]["bytes"]),
            "zstd_ratio": _ratio(facts["artifacts"][fmt]["zstd_bytes"], dense_facts["artifacts"][fmt]["zstd_bytes"]),
@@ -253,7 +257,8 @@ def _against_dense(mine: ItemRounds, dense: ItemRounds, probe: ItemRounds | None
     if predicted and predicted > 1.0 + 1e-9:
         row.update(_fields("efficiency", speedup.scaled(1 / predicted)))
         if probe is not None and engine_difference(probe, mine) is None:
-            beyond = beyond_call_interval(mine.medians, dense.medians, probe.medians, mine.design)
+            beyond = beyond_call_interval(*({r: v for r, v in m.items() if r <= judged_at}
+                                            for m in (mine.medians, dense.medians, probe.medians)), mine.design)
             if beyond is not None:
                 row.update(_fields("beyond_call_efficiency", beyond.scaled(1 / predicted)))
     return row
