@@ -164,6 +164,7 @@ def test_report_on_a_real_run(cli, tmp_path, bench_run):
         ratios = [dense[n] / raw[n] for n in raw]
         assert row["speedup"] == pytest.approx(statistics.geometric_mean(ratios))
         assert row["speedup_low"] < row["speedup"] < row["speedup_high"] and row["paired_rounds"] == 3
+        assert row["judged_at_round"] == 3  # fixed rounds: one look, at the last round
         assert row["ratio"] == pytest.approx(1 / row["speedup"])
         assert row["verdict"] in LABELS and row["verdict"] in result.out
         assert row["predicted_speedup"] == pytest.approx(1.0)  # unstructured zeros do not cut dense MACs
