@@ -142,8 +142,13 @@ def test_each_variant_is_judged_at_its_own_first_resolved_look():
             assert label(before.low, before.high, 0.05) == FASTER
     everything = geometric_interval(ratios["early"], design)
     assert label(everything.low, everything.high, 0.05) == "INCONCLUSIVE"  # what all ten rounds would have said
-    # a round left out on one side: the stopping look counts paired rounds; fewer than the first look: one look
-    assert judged_speedup({1: 1.0, 2: 0.8}, {1: 1.2, 2: 1.05}, design, 0.05).rounds == 2
+    # round 3 left out: the look after round 5 has 4 paired rounds, t's quantile for 4 (3.18, above the boundary's
+    # 3.00 there), and the next look, after round 6, 5 rounds with the boundary of the second look
+    left_out = {r: 1e-3 / x for r, x in zip([1, 2, 4, 5, 6, 7], [1.22, 1.25, 1.28, 1.24, 0.8, 1.9], strict=True)}
+    found = judged_speedup(left_out, dense.medians, design, 0.05)
+    assert found.rounds == 4 and found == geometric_interval([1.22, 1.25, 1.28, 1.24], design)
+    assert design.quantile(4, look=5) == float(t_quantile(4)) and design.quantile(5, look=6) == boundaries(5, 10)[1]
+    assert judged_speedup({1: 1.0, 2: 0.8}, {1: 1.2, 2: 1.05}, design, 0.05).rounds == 2  # before the first look
     assert stopping_look(np.log([1.2, 1.3, 1.25]), design, 0.05)[2] == 3
     fixed = judged_speedup({r: 1e-3 / x for r, x in enumerate(ratios["early"], 1)}, dense.medians, Design(10, 10),
                            0.05)

@@ -93,15 +93,16 @@ class Design:
         first = int(plan.get("first_rounds", plan["rounds"]))
         return cls(first, max(first, int(plan.get("max_rounds") or first)))
 
-    def quantile(self, rounds: int) -> float:
-        """The multiplier of the standard error at a look with `rounds` paired rounds: t's for a fixed design, the
-        boundary at that look for an adaptive one (`boundaries`); never below t's at that look (rounds left out of
-        the pairs make a look the calibration did not see: it takes the nearest look's boundary)."""
+    def quantile(self, rounds: int, look: int | None = None) -> float:
+        """The multiplier of the standard error of `rounds` paired rounds at the look after round `look` (default
+        `rounds`): t's for a fixed design, the boundary at that look for an adaptive one (`boundaries`), never
+        below t's at `rounds` (rounds left out of the pairs make a look the calibration did not see)."""
         t = float(t_quantile(rounds))
         if self.max_rounds <= self.rounds:
             return t
         first = max(self.rounds, MIN_ROUNDS)
-        return max(t, boundaries(self.rounds, self.max_rounds)[min(max(rounds, first), self.max_rounds) - first])
+        at = min(max(rounds if look is None else look, first), self.max_rounds)
+        return max(t, boundaries(self.rounds, self.max_rounds)[at - first])
 
 
 FIXED = Design(DEFAULT_ROUNDS, DEFAULT_ROUNDS)
@@ -155,13 +156,15 @@ def boundaries(first: int, last: int) -> tuple[float, ...]:
     return tuple(found)
 
 
-def log_interval(logs: np.ndarray, design: Design | None = None) -> tuple[np.ndarray, np.ndarray]:
+def log_interval(logs: np.ndarray, design: Design | None = None,
+                 look: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Mean and half-width of the 95% interval of per-round logs along the last axis (rounds, at least
-    MIN_ROUNDS), with the quantile `design` allows at that many rounds (t's for fixed rounds, the default).
-    Vectorised over the leading axes, so the coverage simulation runs the very arithmetic the report does."""
+    MIN_ROUNDS), with the quantile `design` allows for that many rounds at the look after round `look` (default:
+    as many as the rounds; t's for fixed rounds, the default). Vectorised over the leading axes, so the coverage
+    simulation runs the very arithmetic the report does."""
     logs = np.asarray(logs, dtype=float)
     rounds = logs.shape[-1]
-    quantile = (design or Design(rounds, rounds)).quantile(rounds)
+    quantile = (design or Design(rounds, rounds)).quantile(rounds, look)
     return logs.mean(axis=-1), quantile * logs.std(axis=-1, ddof=1) / math.sqrt(rounds)
 
 
@@ -198,24 +201,27 @@ def speedup_interval(variant: dict[int, float], dense: dict[int, float],
     return geometric_interval([dense[r] / variant[r] for r in rounds], design)
 
 
-def stopping_look(logs: np.ndarray, design: Design, min_effect: float) -> tuple[np.ndarray, ...]:
-    """Mean, half-width (`log_interval`) and paired rounds of the look at which each comparison is judged: per
-    round logs along the last axis in round order, looks after design.rounds, design.rounds + 1, .. paired rounds
-    up to all there are, the first whose label is resolved (not in UNRESOLVED), else the last. The rule bench adds
-    rounds by, applied to each comparison alone: what a later round would say of one already resolved does not
-    count, so the rounds up to its own look are all that count for it. Deterministic from the stored rounds;
-    vectorised over the leading axes, so the coverage simulation stops as the report does."""
+def stopping_look(logs: np.ndarray, design: Design, min_effect: float,
+                  rounds: Sequence[int] | None = None) -> tuple[np.ndarray, ...]:
+    """Mean, half-width (`log_interval`) and paired rounds counted at the look where each comparison is judged.
+    `logs` are per-round log ratios along the last axis, of rounds `rounds` (default 1, 2, ..: none left out).
+    The looks are bench's: after round design.rounds, design.rounds + 1, .. the last, each over the paired rounds
+    measured by then (at least MIN_ROUNDS); a comparison is judged at the first whose label is resolved (not in
+    UNRESOLVED), else the last. The rule bench adds rounds by, applied to each comparison alone: later rounds were
+    measured for the others, so what they would say of one already resolved does not count. Deterministic from the
+    stored rounds; vectorised over the leading axes, so the coverage simulation stops as the report does."""
     logs = np.asarray(logs, dtype=float)
-    total = logs.shape[-1]
-    first = min(max(design.rounds, MIN_ROUNDS), total)
-    mean, half = log_interval(logs[..., :first], design)
-    looks = np.full(mean.shape, first)
-    open_ = np.isin(labels(np.exp(mean - half), np.exp(mean + half), min_effect), UNRESOLVED)
-    for n in range(first + 1, total + 1):
-        m, h = log_interval(logs[..., :n], design)
-        mean, half, looks = np.where(open_, m, mean), np.where(open_, h, half), np.where(open_, n, looks)
+    numbers = np.arange(1, logs.shape[-1] + 1) if rounds is None else np.asarray(rounds)
+    last = int(numbers[-1])
+    looks = [look for look in range(design.rounds, last + 1) if np.count_nonzero(numbers <= look) >= MIN_ROUNDS]
+    for k, look in enumerate(looks or [last]):
+        n = int(np.count_nonzero(numbers <= look))
+        m, h = log_interval(logs[..., :n], design, look)
+        if k == 0:
+            mean, half, counted, open_ = m, h, np.full(m.shape, n), np.ones(m.shape, dtype=bool)
+        mean, half, counted = np.where(open_, m, mean), np.where(open_, h, half), np.where(open_, n, counted)
         open_ &= np.isin(labels(np.exp(m - h), np.exp(m + h), min_effect), UNRESOLVED)
-    return mean, half, looks
+    return mean, half, counted
 
 
 def judged_speedup(variant: dict[int, float], dense: dict[int, float], design: Design,
@@ -226,8 +232,8 @@ def judged_speedup(variant: dict[int, float], dense: dict[int, float], design: D
     values = np.array([dense[r] / variant[r] for r in rounds])
     if len(values) < MIN_ROUNDS or not np.all(values > 0):
         return None
-    mean, half, look = (float(v) for v in stopping_look(np.log(values), design, min_effect))
-    return Interval(math.exp(mean), math.exp(mean - half), math.exp(mean + half), int(look))
+    mean, half, counted = (float(v) for v in stopping_look(np.log(values), design, min_effect, rounds))
+    return Interval(math.exp(mean), math.exp(mean - half), math.exp(mean + half), int(counted))
 
 
 def labels(low: np.ndarray, high: np.ndarray, min_effect: float) -> np.ndarray:
