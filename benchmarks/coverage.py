@@ -140,7 +140,7 @@ def findings(result: dict) -> list[str]:
     old = [r for r in rows if "old order" in r["design"] and r["items"] == 20]
     naive = [r for r in rows if "optional stopping" in r["design"]]
     (acceptance,) = [r for r in adaptive if r["condition"] == DEFAULT and r["items"] == 20]
-    near = [g for g in grid if g["true_speedup"] in (1.045, 1.055, 1.06)]
+    near = [g for g in grid if 0 < abs(g["true_speedup"] - 1.05) <= 0.0101]
     far = [g for g in grid if abs(g["true_speedup"] - 1.05) > 0.015]
     edge = [g for g in grid if g["true_speedup"] == 1.05]
     worst_se = max(r["false_real_speedup_105_se"] for r in calm)
@@ -150,29 +150,37 @@ def findings(result: dict) -> list[str]:
     fixed_bursts = [r[k] for r in fixed if r["condition"] in BURSTY for k in both]
     bimodal = [r["half_width_125"] for r in adaptive if r["condition"].startswith("bimodal")]
     neighbour = [r["half_width_125"] for r in adaptive if r["condition"] == NEIGHBOUR]
+    two_modes = [r for r in calm if r["condition"].startswith("bimodal")]
+    alone = [r for r in bursts if r["condition"] == NEIGHBOUR]
+    together = [r for r in bursts if r["condition"] != NEIGHBOUR]
     return [
         "What it shows:", "",
-        f"- Adaptive rounds (the default), each variant judged at its own first resolved look with the boundary: at a "
-        f"true 1.25x {span([r['coverage_125'] for r in calm])} (every variant stops at its first look, which spends "
-        f"{FIRST_LOOK_SPEND:.0%} of the 5%: 96% by design); at a true 1.05x, on the band's edge, "
-        f"{span([r['coverage_105'] for r in calm])} (a variant there stops only once its interval leaves the edge, "
-        "i.e. misses the truth, so its coverage is the joint 95% of all looks), false REAL SPEEDUP "
-        f"{span([r['false_real_speedup_105'] for r in calm])} (2.5% by design; Monte Carlo error at most "
-        f"+-{100 * worst_se:.2f}%). Conditions without bursts; the acceptance cell (20 items, 5% drift): "
-        f"{acceptance['coverage_125']:.1%} and {acceptance['coverage_105']:.1%}, false REAL SPEEDUP "
-        f"{acceptance['false_real_speedup_105']:.1%} (+-{100 * acceptance['false_real_speedup_105_se']:.2f}%). With "
-        f"a noisy neighbour, alone or with everything else, the bursts make heavy-tailed round values and a "
-        f"conservative interval: {span([r['coverage_125'] for r in bursts])} at 1.25x, "
-        f"{span([r['coverage_105'] for r in bursts])} at 1.05x, false REAL SPEEDUP "
-        f"{span([r['false_real_speedup_105'] for r in bursts])}. A variant on the edge is judged at round "
-        f"{min(judged_at):.1f}-{max(judged_at):.1f} on average, and some variant keeps every run "
-        f"going to {DEFAULT_MAX_ROUNDS} rounds.",
+        "- Adaptive rounds (the default), each variant judged at its own first resolved look with the boundary, "
+        f"every condition without the noisy neighbour: at a true 1.25x {span([r['coverage_125'] for r in calm])} (a "
+        f"variant resolved at its first look is judged with that look's boundary, which spends {FIRST_LOOK_SPEND:.0%}"
+        " of the 5%: 96% by design; bimodal latencies' wider intervals keep a few variants going, to round "
+        f"{max(r['scenario']['mean_judged_round'] for r in two_modes):.2f} on average); at a true 1.05x, on the "
+        f"band's edge, {span([r['coverage_105'] for r in calm])} (a variant there stops only once its interval "
+        "leaves the edge, i.e. misses the truth, so its coverage is the joint 95% of all looks; the top, "
+        f"{span([r['coverage_105'] for r in two_modes])}, is bimodal latencies', whose round values are far from "
+        "normal: a pass' median falls near one mode or the other), false REAL SPEEDUP "
+        f"{span([r['false_real_speedup_105'] for r in calm])} (2.5% "
+        f"by design; Monte Carlo standard error at most {100 * worst_se:.2f}%). The acceptance cell (20 items, 5% "
+        f"drift): {acceptance['coverage_125']:.1%} and {acceptance['coverage_105']:.1%}, false REAL SPEEDUP "
+        f"{acceptance['false_real_speedup_105']:.1%} (+-{100 * acceptance['false_real_speedup_105_se']:.2f}%). A "
+        f"variant on the edge is judged at round {min(judged_at):.1f}-{max(judged_at):.1f} on average, and some "
+        f"variant keeps every run going to {DEFAULT_MAX_ROUNDS} rounds.",
+        "- The noisy neighbour's bursts make heavy-tailed round values and a conservative interval: alone "
+        f"{span([r['coverage_125'] for r in alone])} at 1.25x, {span([r['coverage_105'] for r in alone])} at 1.05x "
+        f"with {span([r['false_real_speedup_105'] for r in alone])} false REAL SPEEDUP; with every other condition "
+        f"together {span([r['coverage_125'] for r in together])}, {span([r['coverage_105'] for r in together])} and "
+        f"{span([r['false_real_speedup_105'] for r in together])}. Fixed rounds are as conservative there.",
         f"- Optional stopping, for contrast: the same adaptive rounds judged with t's quantile at every look cover "
         f"{span([r['coverage_105'] for r in naive])} at 1.05x with {span([r['false_real_speedup_105'] for r in naive])}"
         " false REAL SPEEDUP.",
         f"- Across true speedups (second table): {span([g['coverage'] for g in far])} two half-widths or more from "
         f"the band's edge, {span([g['coverage'] for g in edge])} on it, and up to "
-        f"{max(g['coverage'] for g in near):.1%} within about a half-width of it (1.045x, 1.055x, 1.06x). That rise "
+        f"{max(g['coverage'] for g in near):.1%} within about a half-width of it (1.04x-1.06x). That rise "
         "comes with the 2.5% bound: just beyond the edge, an interval that misses the truth on the edge's side "
         "still straddles the edge, so it is not stopped on and later looks can cover; only a miss on the far side "
         "stops, about as often as a false REAL SPEEDUP on the edge. So coverage there is about 1 - 2.5%, and no "
@@ -223,7 +231,7 @@ def markdown(result: dict) -> str:
     lines += ["", f"## Across true speedups: {ADAPTIVE}, {DEFAULT}", "",
               "| items | true speedup | coverage | REAL SPEEDUP | judged at round | rounds of a run |",
               "|---|---|---|---|---|---|"]
-    lines += [f"| {g['items']} | {g['true_speedup']:.3g}x | {g['coverage']:.1%} (+-{g['coverage_se']:.1%}) | "
+    lines += [f"| {g['items']} | {g['true_speedup']:.3f}x | {g['coverage']:.1%} (+-{g['coverage_se']:.2%}) | "
               f"{g['real_speedup_share']:.1%} | {g['judged_round']:.1f} | {g['mean_rounds']:.1f} |"
               for g in result["truths"]]
     lines += ["", *findings(result)]
