@@ -202,6 +202,8 @@ def findings(result: dict) -> list[str]:
 def markdown(result: dict) -> str:
     d, bound = Scenario(), boundaries(DEFAULT_ROUNDS, DEFAULT_MAX_ROUNDS)
     looks = ", ".join(f"{b:.2f}" for b in bound)
+    errors = {"coverage": [r[k] for r in result["coverage"] for k in ("coverage_125_se", "coverage_105_se")],
+              "false": [r["false_real_speedup_105_se"] for r in result["coverage"]]}
     lines = ["# Coverage and width of the speedup's 95% interval", "",
              f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, Python "
              f"{result['machine']['python']}. {result['runs']} synthetic runs per cell (fixed seeds), every variant "
@@ -219,8 +221,9 @@ def markdown(result: dict) -> str:
              f"{DEFAULT_MAX_ROUNDS} rounds, against t's {float(t_quantile(DEFAULT_ROUNDS)):.2f}.."
              f"{float(t_quantile(DEFAULT_MAX_ROUNDS)):.2f}; fixed: t's quantile. A true 1.05x sits on the band's edge: "
              "a REAL SPEEDUP there is a false one (2.5% by design). The Monte Carlo standard error (over runs: a "
-             "run's variants share their dense reference) is in coverage.json beside each share: 0.1-0.2% for a "
-             "coverage, 0.07-0.11% for a 2.5% share at 4000 runs.", "",
+             "run's variants share their dense reference) is in coverage.json beside each share: "
+             f"{span(errors['coverage'], 2)} for a coverage, {span(errors['false'], 2)} for a false REAL SPEEDUP "
+             "share.", "",
              "| condition | design | items | coverage at 1.25x | coverage at 1.05x | false REAL SPEEDUP at 1.05x | "
              "median half-width at 1.25x | judged at round (1.05x) | rounds of a run (1.05x) |",
              "|---|---|---|---|---|---|---|---|---|"]
