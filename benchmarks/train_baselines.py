@@ -1,12 +1,14 @@
 """Test MSE/MAE and seconds per epoch on ETTh1, seq_len 96, pred_len 96, for every registered model.
 
-Two phases. Accuracy: each model at the small preset, trained with its published schedule and early stopping
+Three phases. Accuracy: each model at the small preset, trained with its published schedule and early stopping
 (patience 3); test metrics of the best epoch. Load on the machine does not change these. Timing: seconds per
 training step, median of `--steps` real ETTh1 steps after 2 warm-up steps, at the small and the paper preset,
 times the steps in one epoch (the paper preset is too slow to train to convergence on a 2-core CPU). Timing
-must run on a quiet machine.
+must run on a quiet machine. Lookback 720 (`--phase lookback720`): the tiny forecasters (SparseTSF, FITS) at their
+paper preset, seq_len 720, with their authors' schedules, against the published ETTh1-96 test MSE; one file each
+in train_accuracy/ named <model>-720.json.
 
-Usage: python benchmarks/train_baselines.py [--phase accuracy|timing|all|report] [--models a,b] [--steps 20]
+Usage: python benchmarks/train_baselines.py [--phase accuracy|lookback720|timing|all|report] [--models a,b] [--steps 20]
                                             [--data-dir ../shared/data]
 Accuracy writes one file per model into benchmarks/results/train_accuracy/ as it finishes (a rerun skips models
 already there, so an interrupted run loses nothing); timing and the report go to
@@ -32,6 +34,9 @@ import torch
 HERE = Path(__file__).resolve().parent
 # Published ETTh1 pred_len 96 test MSE at seq_len 96, as quoted in this project's model-zoo issue.
 PUBLISHED_MSE = {"fedformer": 0.376, "autoformer": 0.449, "itransformer": 0.386, "patchtst": 0.414}
+# Published ETTh1 pred_len 96 test MSE at seq_len 720, every test window (drop_last fixed): the FITS and SparseTSF
+# papers' tables as quoted in issue 26.
+PUBLISHED_MSE_720 = {"sparsetsf": 0.362, "fits": 0.372}
 
 
 def machine() -> dict:
@@ -101,24 +106,36 @@ def render(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def train_accuracy(name: str) -> dict:
+def train_accuracy(name: str, preset: str = "small") -> dict:
     from tsprune_edge.workflow import train_to_dir
 
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        m = train_to_dir(model=name, data="ETTh1", pred_len=96, preset="small", out=Path(tmp) / name)
+        m = train_to_dir(model=name, data="ETTh1", pred_len=96, preset=preset, out=Path(tmp) / name)
     t = m["training"]
-    return {"model": name, "parameters": m["parameters"], "epochs_run": t["epochs_run"],
+    return {"model": name, "preset": preset, "seq_len": m["data"]["seq_len"], "parameters": m["parameters"],
+            "test_windows": m["test"]["windows"], "wall_seconds_total": round(time.perf_counter() - started, 1),
+            "epochs_run": t["epochs_run"],
             "best_epoch": t["best_epoch"], "schedule": t["schedule"], "history": t["history"],
             "wall_seconds_per_epoch": round(t["seconds_per_epoch"], 2), "torch_threads": torch.get_num_threads(),
             "test_mse": round(m["test"]["mse"], 4), "test_mae": round(m["test"]["mae"], 4),
             "naive_test_mse": round(m["naive_test"]["mse"], 4), "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
+def lookback720_rows(accuracy_dir: Path, models: list[str]) -> dict:
+    """The seq_len 720 rows and the small-preset rows, read from their per-model files."""
+    return {"published_mse_720": PUBLISHED_MSE_720,
+            "small": [json.loads((accuracy_dir / f"{n}.json").read_text()) for n in models
+                      if (accuracy_dir / f"{n}.json").is_file()],
+            "lookback720": [json.loads((accuracy_dir / f"{n}-720.json").read_text()) for n in models
+                            if (accuracy_dir / f"{n}-720.json").is_file()]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
     parser.add_argument("--models", default=None, help="comma-separated subset (default: all registered)")
-    parser.add_argument("--phase", choices=("accuracy", "timing", "all", "report"), default="all",
+    parser.add_argument("--phase", choices=("accuracy", "lookback720", "timing", "all", "report"), default="all",
                         help="report: re-render the Markdown from the committed JSON, measuring nothing")
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
@@ -140,8 +157,18 @@ def main() -> None:
             write_json_atomic(accuracy_dir / f"{name}.json", {**row, "commit": commit, "machine": machine()})
     if args.phase == "accuracy":
         return
-    if args.phase == "report":
-        result = json.loads((HERE / "results" / "train_baselines.json").read_text())
+    results_file = HERE / "results" / "train_baselines.json"
+    if args.phase == "lookback720":
+        for name in (args.models.split(",") if args.models else PUBLISHED_MSE_720):
+            if (accuracy_dir / f"{name}-720.json").is_file():
+                continue
+            print(f"== {name}: training (paper preset, seq_len 720)", file=sys.stderr, flush=True)
+            row = train_accuracy(name, "paper")
+            write_json_atomic(accuracy_dir / f"{name}-720.json", {**row, "commit": commit, "machine": machine()})
+    if args.phase in ("report", "lookback720"):
+        result = json.loads(results_file.read_text())
+        result.update(lookback720_rows(accuracy_dir, available_models()))
+        write_json_atomic(results_file, result)
         (HERE / "results" / "train_baselines.md").write_text(render(result))
         return
     timing = []
@@ -149,12 +176,15 @@ def main() -> None:
         for preset in ("small", "paper"):
             print(f"== {name} {preset}: timing {args.steps} steps", file=sys.stderr, flush=True)
             timing.append(time_steps(name, preset, args.steps))
+    if args.models and results_file.is_file():  # a subset re-timed: the other models keep their rows
+        timing = [r for r in json.loads(results_file.read_text())["timing"] if r["model"] not in names] + timing
+        timing.sort(key=lambda r: (r["model"], r["preset"] != "small"))
     small = [json.loads((accuracy_dir / f"{n}.json").read_text()) for n in available_models()
              if (accuracy_dir / f"{n}.json").is_file()]
     result = {"benchmark": "train_baselines", "data": "ETTh1", "seq_len": 96, "pred_len": 96,
               "date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit,
               "published_mse": PUBLISHED_MSE, "small": small, "timing": timing, "timed_steps": args.steps,
-              "timed_at": time.strftime("%Y-%m-%d %H:%M")}
+              "timed_at": time.strftime("%Y-%m-%d %H:%M"), **lookback720_rows(accuracy_dir, available_models())}
     write_json_atomic(HERE / "results" / "train_baselines.json", result)
     text = render(result)
     (HERE / "results" / "train_baselines.md").write_text(text)
