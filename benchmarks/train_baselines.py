@@ -103,7 +103,39 @@ def render(result: dict) -> str:
     for r in result["timing"]:
         lines.append(f"| {r['model']} | {r['preset']} | {r['parameters']:,} | {r['seconds_per_step_median']} "
                      f"| {r['steps_per_epoch']} | {r['seconds_per_epoch_extrapolated']} |")
+    lines += lookback720_lines(result)
     return "\n".join(lines) + "\n"
+
+
+def lookback720_lines(result: dict) -> list[str]:
+    """The tiny forecasters at seq_len 720 against their papers' ETTh1-96 figures."""
+    rows = result.get("lookback720") or []
+    if not rows:
+        return []
+    published = result["published_mse_720"]
+    lines = ["", "## Lookback 720: the tiny forecasters against their papers", "",
+             "ETTh1, seq_len 720, pred_len 96, features M; the 12/4/4-month train/val/test split and standard "
+             "scaling fitted on the training months, as in the papers. Test MSE/MAE on scaled values over every "
+             "test window: a window starts at every step (stride 1) and none is dropped (no `drop_last`), "
+             f"{rows[0]['test_windows']} windows. Each model's paper preset and its authors' schedule (lr, batch, "
+             "epochs, patience; lr held 3 epochs then * 0.9 each epoch), early stopping on validation MSE, test "
+             "metrics of the best epoch; seed 2021, one run each. Published: the papers' figures with the test "
+             "loader's `drop_last` fixed. Wall time on this shared 2-core machine (other jobs running, nice 10).",
+             "", "| model | params | lr | batch | max epochs (patience) | epochs run (best) | test MSE | test MAE "
+             "| published MSE | difference | wall |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        s, ref = r["schedule"], published.get(r["model"])
+        diff = f"{100 * (r['test_mse'] - ref) / ref:+.1f}%" if ref else "-"
+        lines.append(f"| {r['model']} | {r['parameters']:,} | {s['lr']:g} | {s['batch_size']} "
+                     f"| {s['max_epochs']} ({s['patience']}) | {r['epochs_run']} ({r['best_epoch']}) "
+                     f"| {r['test_mse']} | {r['test_mae']} | {ref or '-'} | {diff} "
+                     f"| {r['wall_seconds_total'] / 60:.1f} min |")
+    commits = sorted({r["commit"] for r in rows})
+    lines += ["", f"Commit {', '.join(commits)}; machine {rows[0]['machine']['cpu']}, "
+              f"{rows[0]['machine']['cores']} cores, torch {rows[0]['machine']['torch']}. "
+              "Rerun: `python benchmarks/train_baselines.py --phase lookback720` (a model whose file is in "
+              "train_accuracy/ is skipped)."]
+    return lines
 
 
 def train_accuracy(name: str, preset: str = "small") -> dict:
@@ -136,7 +168,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
     parser.add_argument("--models", default=None, help="comma-separated subset (default: all registered)")
     parser.add_argument("--phase", choices=("accuracy", "lookback720", "timing", "all", "report"), default="all",
-                        help="report: re-render the Markdown from the committed JSON, measuring nothing")
+                        help="report: re-render the JSON and Markdown from the committed files, measuring nothing")
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
     os.environ["TSPRUNE_EDGE_DATA_DIR"] = args.data_dir
@@ -145,6 +177,10 @@ def main() -> None:
     from tsprune_edge.models import available_models
 
     names = args.models.split(",") if args.models else available_models()
+    unknown = [n for n in names if n not in available_models()]
+    if unknown:  # before anything is trained or written
+        print(f"error: unknown model {unknown[0]!r}; available: {', '.join(available_models())}", file=sys.stderr)
+        sys.exit(2)
     accuracy_dir = HERE / "results" / "train_accuracy"
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=HERE).stdout.strip()
@@ -159,7 +195,7 @@ def main() -> None:
         return
     results_file = HERE / "results" / "train_baselines.json"
     if args.phase == "lookback720":
-        for name in (args.models.split(",") if args.models else PUBLISHED_MSE_720):
+        for name in (names if args.models else PUBLISHED_MSE_720):
             if (accuracy_dir / f"{name}-720.json").is_file():
                 continue
             print(f"== {name}: training (paper preset, seq_len 720)", file=sys.stderr, flush=True)
