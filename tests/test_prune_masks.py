@@ -24,12 +24,15 @@ def zeros_of(units) -> tuple[int, int]:
 @pytest.mark.parametrize("name", available_models())
 @pytest.mark.parametrize("density", [STUDY_DENSITIES[0], STUDY_DENSITIES[3], STUDY_DENSITIES[8]])
 def test_global_magnitude_hits_the_requested_sparsity(name, density):
+    """The zeros a model starts with (FITS's imaginary weights, zero at initialisation as the authors' are) count
+    towards the sparsity; the tolerance is half a weight where 0.5% is less (SparseTSF's layer has 16)."""
     net = model(name)
+    zeros_before, _ = zeros_of(prunable_units(net))
     masks = Masks(net, "unstructured")
     masks.compute(1 - density)
     masks.apply()
     zeros, total = zeros_of(prunable_units(net))
-    assert abs(zeros / total - (1 - density)) <= 0.005
+    assert abs(zeros / total - max(1 - density, zeros_before / total)) <= max(0.005, 0.5 / total)
     assert masks.achieved(prunable_units(net))["sparsity_of_prunable"] == pytest.approx(zeros / total, abs=1e-6)
 
 

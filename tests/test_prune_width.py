@@ -26,7 +26,7 @@ from tsprune_edge.prune.study import StudyPruner
 from tsprune_edge.prune.width import NORM_TYPES, has_width
 
 TOLERANCE = 1e-4
-WIDTH_MODELS = [name for name in available_models() if name not in ("dlinear", "crossformer")]
+WIDTH_MODELS = [name for name in available_models() if name not in ("dlinear", "crossformer", "fits", "sparsetsf")]
 ALL_DIMS = ("heads", "ffn", "width")
 DIM_SETS = {"heads,ffn,width": ALL_DIMS, "width": ("width",)}
 
@@ -127,6 +127,12 @@ def test_dlinear_width_is_refused_with_the_reason():
     assert not has_width(model)
     with pytest.raises(UserError, match="^dlinear has no model width d_model to prune .*drop width from --dims$"):
         StructuredPruner(model, StructuredConfig(0.5, dims=ALL_DIMS))
+
+
+@pytest.mark.parametrize("name", ["fits", "sparsetsf"])
+def test_tiny_forecasters_width_is_refused_with_the_reason(name):
+    with pytest.raises(UserError, match=f"^{name} has no model width d_model to prune .*drop width from --dims$"):
+        StructuredPruner(create_model(name, "small"), StructuredConfig(0.5, dims=ALL_DIMS))
 
 
 def test_crossformer_width_is_refused_with_the_reason():

@@ -82,12 +82,16 @@ def _rebuild_bases(modes: FourierModes, incompatible_keys: object) -> None:
 
 class FourierModes(nn.Module):
     """The rfft bins kept for series of one length, and the two ways of going to and from them:
-    torch.fft for training, matmuls with real bases for export."""
+    torch.fft for training, matmuls with real bases for export. Without a generator the lowest `modes` bins are
+    kept (FITS's low-pass filter); with one, `modes` bins drawn at random (FEDformer)."""
 
-    def __init__(self, length: int, modes: int, generator: torch.Generator) -> None:
+    def __init__(self, length: int, modes: int, generator: torch.Generator | None) -> None:
         super().__init__()
         bins = length // 2 + 1
-        index = torch.arange(bins) if modes >= bins else torch.randperm(bins, generator=generator)[:modes].sort()[0]
+        if modes >= bins or generator is None:
+            index = torch.arange(min(modes, bins))
+        else:
+            index = torch.randperm(bins, generator=generator)[:modes].sort()[0]
         self.length = length
         self.register_buffer("index", index)
         self.build_bases()
