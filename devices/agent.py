@@ -247,7 +247,7 @@ def throttle_reading():
         return found.group(0), None
     lines = [line.strip() for line in result[1].splitlines() if line.strip()]
     said = one_line(lines[0], 160) if lines else f"exit {result[0]}"
-    if "vchiq" in result[1] or "vcio" in result[1] or "ermission denied" in result[1]:
+    if re.search(r"vchi|vcio|permission denied", result[1], re.IGNORECASE):  # 'failed to open vchiq instance'
         return None, (f"vcgencmd get_throttled failed ({said}): this user cannot read the board's throttling "
                       f"(/dev/vchiq); fix: {VCGENCMD_FIX}")
     return None, f"vcgencmd get_throttled failed ({said}): throttling is not recorded"
