@@ -316,6 +316,10 @@ def fix_hint(name, text):
         if name == "ai_edge_litert" and PY < (3, 8):
             return f"no ai-edge-litert wheel for Python {PY[0]}.{PY[1]}: pip install tflite-runtime"
         return install_hint(name)
+    if "SIGILL" in text and platform.machine() == "aarch64":
+        return ("Illegal instruction: numpy 1.19.5's OpenBLAS does this on a Jetson Nano; set OPENBLAS_CORETYPE=ARMV8 "
+                "in the interpreter's environment (a wrapper script as the profile's python), or pip install "
+                "numpy==1.19.4")
     if "SIGSEGV" in text or "SIGILL" in text:
         return ("the runtime crashed: the wheel may not suit this CPU; under qemu, an x86 /proc/cpuinfo seen by an "
                 "arm64 chroot does this (bind-mount an ARM cpuinfo)")

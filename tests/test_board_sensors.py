@@ -228,3 +228,10 @@ def test_install_hints_where_plain_pip_fails(monkeypatch):
     monkeypatch.undo()
     assert agent.pip_version() >= agent.PIP_MANYLINUX2014 and agent.externally_managed() is False  # this venv
     assert agent.install_hint("onnxruntime") == "pip install onnxruntime"
+
+
+def test_an_illegal_instruction_on_arm64_names_the_numpy_fix(monkeypatch):
+    monkeypatch.setattr(agent.platform, "machine", lambda: "aarch64")
+    assert agent.fix_hint("onnxruntime", "import " + agent.child_failure(-4, "")) == (
+        "Illegal instruction: numpy 1.19.5's OpenBLAS does this on a Jetson Nano; set OPENBLAS_CORETYPE=ARMV8 in the "
+        "interpreter's environment (a wrapper script as the profile's python), or pip install numpy==1.19.4")
