@@ -893,7 +893,7 @@ def measure(args, result):
     model = open_model(args, module, path, artifact)
     result["load_s"] = time.perf_counter() - began
     memory["rss_after_load"] = proc_kib("VmRSS")
-    memory["nvmap_after_load"] = nvmap_kib()  # a Jetson's GPU memory: not in the RSS
+    result["nvmap_kib"]["after_load"] = nvmap_kib()  # a Jetson's GPU memory: not in the RSS
     result["runtime"].update(model.info)
     feed = model.feed(window(inputs, 0))
     began = time.perf_counter()
@@ -907,7 +907,7 @@ def measure(args, result):
         gc.enable()
     memory["rss_after_timing"] = proc_kib("VmRSS")
     memory["peak_rss"] = proc_kib("VmHWM")  # read before the report's own lists grow the process
-    memory["nvmap_after_timing"] = nvmap_kib()
+    result["nvmap_kib"]["after_timing"] = nvmap_kib()
     result["latency"] = summarise(latencies)
     result["latencies_s"] = [round(value, 9) for value in latencies]  # perf_counter resolves ns at best
     result["correctness"] = correctness(model, inputs, expected, artifact)
@@ -921,8 +921,8 @@ def measure(args, result):
 
 def cmd_measure(args):
     result = {"schema": "tsprune-edge/agent-measure", "schema_version": SCHEMA_VERSION, "started_at": time.time(),
-              "started": utc_now(), "pid": os.getpid(), "memory_kib": {"rss_start": proc_kib("VmRSS"),
-                                                                      "nvmap_start": nvmap_kib()},
+              "started": utc_now(), "pid": os.getpid(), "memory_kib": {"rss_start": proc_kib("VmRSS")},
+              "nvmap_kib": {"start": nvmap_kib()},
               "settings": {"bundle": os.path.abspath(args.bundle), "format": args.format, "runtime": args.runtime,
                            "threads": args.threads, "min_time": args.min_time, "min_iters": args.min_iters,
                            "max_warmup": args.max_warmup, "profile": args.profile, "accuracy": args.accuracy,

@@ -166,8 +166,8 @@ def test_nvmap_memory_is_recorded_around_the_session(bundles, tmp_path, monkeypa
                        "--threads", "1", "--min-time", "0.05", "--min-iters", "5", "--max-warmup", "0.1",
                        "--out", str(out)])
     assert code == 0, capsys.readouterr()
-    memory = json.loads(out.read_text())["memory_kib"]
-    assert (memory["nvmap_start"], memory["nvmap_after_load"], memory["nvmap_after_timing"]) == (204800,) * 3
+    assert json.loads(out.read_text())["nvmap_kib"] == {"start": 204800, "after_load": 204800,
+                                                         "after_timing": 204800}
     monkeypatch.setattr(agent, "MEMINFO", "/proc/meminfo")
     assert agent.nvmap_kib() is None  # not a Jetson
 
