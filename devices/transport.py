@@ -137,6 +137,8 @@ class SshTransport(Transport):
         if not destination or destination.startswith("-"):
             raise UserError(f"bad SSH destination {destination!r}; pass user@address or a Host alias")
         destination, port = split_destination(destination, port)
+        if destination.startswith(("-", "@")) or destination.endswith("@"):
+            raise UserError(f"bad SSH destination {destination!r}; pass user@address or a Host alias")
         for what, path in (("ssh config", ssh_config), ("identity", identity)):
             if path is not None and not Path(path).expanduser().is_file():
                 raise UserError(f"{what} file {path} not found")

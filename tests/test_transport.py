@@ -130,6 +130,11 @@ def test_bad_ssh_urls_are_one_line(given: str, port: int | None, message: str) -
     assert str(err.value) == message
 
 
+def test_an_ssh_url_cannot_smuggle_an_option() -> None:
+    with pytest.raises(UserError, match="^bad SSH destination '-oProxyCommand=touch pwned'; pass user@address"):
+        SshTransport("ssh://-oProxyCommand=touch pwned")
+
+
 def test_get_of_a_missing_folder_is_a_user_error(sshd_server: SshServer, tmp_path: Path) -> None:
     with via_alias(sshd_server) as board, pytest.raises(BoardError, match="^copying from .* failed: .*No such file"):
         board.get(f"{tmp_path}/nothing here", tmp_path / "back", timeout=30)
