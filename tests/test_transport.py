@@ -299,3 +299,23 @@ def test_a_streamed_command_past_its_timeout_is_stopped(tmp_path: Path) -> None:
     with pytest.raises(BoardError, match=r"timed out after 1 s$"):
         LocalTransport().run(["sh", "-c", "echo one; sleep 30"], timeout=1, on_line=lines.append)
     assert lines == ["one"] and time.monotonic() - started < 5
+
+
+def test_fit_and_sweep_hand_port_and_identity_to_the_transport(tmp_path: Path) -> None:
+    """What `fit --port --identity` and `sweep --port --identity` build reaches ssh as given (`ssh -G` only: no
+    connection is made)."""
+    from tsprune_edge.devices.bench import open_transport
+    from tsprune_edge.devices.profiles import load_profile
+    from tsprune_edge.fit.measure import Target
+    from tsprune_edge.sweep.spec import SweepSpec
+
+    key = tmp_path / "key"
+    make_key(key)
+    fit = Target(device="rpi4", host="pi@192.0.2.1", port=2222, identity=key).bench_request(tmp_path, tmp_path, False)
+    sweep = SweepSpec(models=("dlinear",), device="rpi4", host="ssh://pi@192.0.2.1:2200",
+                      identity=str(key)).bench_request(tmp_path, tmp_path)
+    for request, port in ((fit, 2222), (sweep, 2200)):
+        assert request.identity == key
+        with open_transport(load_profile("rpi4"), request) as board:
+            assert board.name == f"ssh pi@192.0.2.1:{port}"
+            assert board._settings["identityfile"] == str(key)
