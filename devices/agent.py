@@ -23,8 +23,10 @@ import re
 import shutil
 import signal
 import statistics
+import struct
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 
@@ -180,20 +182,75 @@ def cpu_info():
             "arm_cpu_part": cpuinfo_field(text, "CPU part"), "flags": flags.split() if flags else []}
 
 
-def temperatures():
+THERMAL_ROOT = "/sys/class/thermal"
+MEMINFO = "/proc/meminfo"
+# Zones that read a constant, never the board's heat: the Jetson Nano's PMIC-Die says 100 C whatever happens.
+CONSTANT_ZONES = ("PMIC-Die",)
+# The profile's zones (a zone's type, e.g. CPU-therm, or its temp file's path), from --thermal-zones or the plan;
+# empty: every zone but the constant ones.
+THERMAL_ZONES = []
+
+
+def temperatures(wanted=None):
+    """Every thermal zone, each `counted` when it is one the profile names (by type or temp-file path) or, where it
+    names none, when it is not a known constant zone: only counted zones make max_temperature_c and the cool-down."""
+    wanted = THERMAL_ZONES if wanted is None else wanted
+    named = set(wanted) | set(os.path.realpath(w) for w in wanted if w.startswith("/"))
     zones = []
-    for folder in sorted(glob.glob("/sys/class/thermal/thermal_zone*")):
-        raw = (read_text(os.path.join(folder, "temp")) or "").strip()
+    for folder in sorted(glob.glob(os.path.join(THERMAL_ROOT, "thermal_zone*")), key=natural_key):
+        path = os.path.join(folder, "temp")
+        raw = (read_text(path) or "").strip()
         if re.match(r"^-?\d+$", raw):
-            zones.append({"zone": os.path.basename(folder),
-                          "type": (read_text(os.path.join(folder, "type")) or "").strip() or None,
-                          "celsius": int(raw) / 1000.0})
+            kind = (read_text(os.path.join(folder, "type")) or "").strip() or None
+            counted = bool({kind, path, os.path.realpath(path)} & named) if wanted else kind not in CONSTANT_ZONES
+            zones.append({"zone": os.path.basename(folder), "type": kind, "celsius": int(raw) / 1000.0,
+                          "counted": counted})
     return zones
 
 
+def hottest(zones):
+    counted = [zone["celsius"] for zone in zones if zone["counted"]]
+    return max(counted) if counted else None
+
+
 def max_temperature():
-    zones = temperatures()
-    return max(zone["celsius"] for zone in zones) if zones else None
+    return hottest(temperatures())
+
+
+def thermal_note(zones):
+    """One line when the profile names zones this board does not have (then nothing is counted), else None."""
+    if not THERMAL_ZONES or any(zone["counted"] for zone in zones):
+        return None
+    found = ", ".join(str(zone["type"] or zone["zone"]) for zone in zones) or "none"
+    return (f"none of the profile's thermal zones ({', '.join(THERMAL_ZONES)}) is on this board (its zones: "
+            f"{found}): no temperature is recorded and --cooldown cannot wait; fix: set thermal_zones in the "
+            "device profile")
+
+
+def nvmap_kib():
+    """CUDA memory on a Jetson (NvMapMemUsed): the GPU allocates from the shared RAM outside the process RSS, so an
+    ORT-GPU session's memory shows here only. None on other boards."""
+    return proc_kib("NvMapMemUsed", MEMINFO)
+
+
+VCGENCMD_FIX = "sudo usermod -aG video $USER, then log in again"
+
+
+def throttle_reading():
+    """(reading, problem) from `vcgencmd get_throttled`: ('throttled=0x0', None); (None, one line with the fix) when
+    it fails, as for a user outside group video (it cannot open /dev/vchiq); (None, None) without vcgencmd."""
+    result = command_output(["vcgencmd", "get_throttled"], 5)
+    if result is None:
+        return None, None
+    found = re.search(r"throttled=(0x[0-9a-fA-F]+|\d+)", result[1])
+    if result[0] == 0 and found:
+        return found.group(0), None
+    lines = [line.strip() for line in result[1].splitlines() if line.strip()]
+    said = one_line(lines[0], 160) if lines else f"exit {result[0]}"
+    if re.search(r"vchi|vcio|permission denied", result[1], re.IGNORECASE):  # 'failed to open vchiq instance'
+        return None, (f"vcgencmd get_throttled failed ({said}): this user cannot read the board's throttling "
+                      f"(/dev/vchiq); fix: {VCGENCMD_FIX}")
+    return None, f"vcgencmd get_throttled failed ({said}): throttling is not recorded"
 
 
 def first_line_of(argv, timeout):
@@ -207,14 +264,16 @@ def first_line_of(argv, timeout):
 def environment():
     """What can bias a timing right now: frequency policy, heat, throttling, load (pyperf keeps the same)."""
     freq = (read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq") or "").strip()
+    zones, (throttled, throttle_problem) = temperatures(), throttle_reading()
     return {
         "time": utc_now(),
         "cpu_model": cpu_model(),
         "governor": (read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") or "").strip() or None,
         "cur_freq_mhz": int(freq) / 1000.0 if freq.isdigit() else None,
-        "temperatures": temperatures(),
-        "max_temperature_c": max_temperature(),
-        "throttled": first_line_of(["vcgencmd", "get_throttled"], 5),
+        "temperatures": zones,
+        "max_temperature_c": hottest(zones),
+        "throttled": throttled,
+        "throttled_error": throttle_problem,
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "tegrastats": first_line_of(["tegrastats", "--interval", "200"], 1.5),
         "mem_available_kib": proc_kib("MemAvailable", "/proc/meminfo"),
@@ -256,11 +315,79 @@ def fix_hint(name, text):
             return "no TFLite wheel exists for Python 3.6 (Jetson Nano): use onnxruntime, or a newer Python"
         if name == "ai_edge_litert" and PY < (3, 8):
             return f"no ai-edge-litert wheel for Python {PY[0]}.{PY[1]}: pip install tflite-runtime"
-        return INSTALL.get(name, f"pip install {name}")
+        return install_hint(name)
+    if "SIGILL" in text and platform.machine() == "aarch64":
+        return ("Illegal instruction: numpy 1.19.5's OpenBLAS does this on a Jetson Nano; set OPENBLAS_CORETYPE=ARMV8 "
+                "in the interpreter's environment (a wrapper script as the profile's python), or pip install "
+                "numpy==1.19.4")
     if "SIGSEGV" in text or "SIGILL" in text:
         return ("the runtime crashed: the wheel may not suit this CPU; under qemu, an x86 /proc/cpuinfo seen by an "
                 "arm64 chroot does this (bind-mount an ARM cpuinfo)")
     return None
+
+
+PIP_MANYLINUX2014 = (19, 3)  # the first pip that installs manylinux2014 wheels (ONNX Runtime's for aarch64)
+
+
+def install_hint(name):
+    """How to install a runtime here: `pip install ...`, or, where that fails (a system Python marked
+    EXTERNALLY-MANAGED by PEP 668 as on Pi OS bookworm, a pip too old for manylinux2014 wheels as the Nano's pip 9,
+    no pip), the same in a virtual environment under the board's workdir with pip upgraded first."""
+    command = INSTALL.get(name, f"pip install {name}")
+    venv = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "venv")
+    in_venv = (f"python3 -m venv {venv} && {venv}/bin/pip install --upgrade pip && {venv}/bin/{command}, then "
+               f"set python = \"{venv}/bin/python\" in the device profile")
+    pip = pip_version()
+    if pip is None:
+        return f"this Python has no pip: {in_venv}"
+    if externally_managed():
+        return f"this Python is externally managed (PEP 668: pip says externally-managed-environment): {in_venv}"
+    if pip < PIP_MANYLINUX2014:
+        return f"pip {'.'.join(map(str, pip))} cannot install manylinux2014 wheels: {in_venv}"
+    return command
+
+
+def pip_version():
+    """This interpreter's pip as a tuple, e.g. (9, 0, 1), or None without pip."""
+    result = command_output([sys.executable, "-m", "pip", "--version"], 60)
+    found = re.match(r"pip (\d+(?:\.\d+)*)", result[1]) if result and result[0] == 0 else None
+    return tuple(int(part) for part in found.group(1).split(".")) if found else None
+
+
+def externally_managed():
+    """PEP 668: the system Python says pip must not install into it (outside a virtual environment)."""
+    if sys.prefix != getattr(sys, "base_prefix", sys.prefix):
+        return False
+    return os.path.isfile(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))
+
+
+def elf_bits(path):
+    """32 or 64 from an ELF file's class byte (EI_CLASS), None if `path` is not an ELF file."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(5)
+    except OSError:
+        return None
+    return {1: 32, 2: 64}.get(head[4]) if len(head) == 5 and head[:4] == b"\x7fELF" else None
+
+
+def userland(machine=None, pointer_bytes=None, executable=None):
+    """This Python's bits (pointer size, and its executable's ELF class) against the kernel's machine. A 32-bit
+    userland is refused: 32-bit Raspberry Pi OS boots a 64-bit kernel on a Pi 4 (`uname -m` says aarch64), and no
+    ONNX Runtime or ai-edge-litert wheel exists for it. The arguments stand in for this machine in tests."""
+    machine = platform.machine() if machine is None else machine
+    pointer_bits = 8 * (struct.calcsize("P") if pointer_bytes is None else pointer_bytes)
+    elf = elf_bits(sys.executable if executable is None else executable)
+    bits = 32 if 32 in (pointer_bits, elf) else 64
+    report = {"machine": machine, "pointer_bits": pointer_bits, "executable_elf_bits": elf, "bits": bits,
+              "problem": None}
+    if bits == 32:
+        kernel = "a 64-bit kernel" if machine in ("aarch64", "arm64", "x86_64") else "a kernel"
+        image = ("Raspberry Pi OS (64-bit), bookworm (Raspberry Pi Imager: Raspberry Pi OS (64-bit) or Raspberry "
+                 "Pi OS Lite (64-bit))" if machine.startswith(("aarch64", "arm")) else "a 64-bit OS")
+        report["problem"] = (f"this board runs a 32-bit userland on {kernel} ({machine}): no ONNX Runtime or "
+                             f"ai-edge-litert wheel exists for it; fix: install {image}")
+    return report
 
 
 def version_of(name):
@@ -356,8 +483,17 @@ def preflight_report(runtime_list):
     report.update({"numpy": probe("numpy"), "runtimes": runtimes, "cpu": cpu_info(),
                    "disk": disk_free("."), "mem_available_kib": proc_kib("MemAvailable", "/proc/meminfo"),
                    "mem_total_kib": proc_kib("MemTotal", "/proc/meminfo"), "environment": environment(),
-                   "jetson_power": jetson_power()})
+                   "jetson_power": jetson_power(), "userland": userland()})
+    report["notes"] = board_notes(report)
     return report
+
+
+def board_notes(report):
+    """What the board's sensors cannot tell, one line each with its fix: the host prints them before measuring."""
+    env = report["environment"]
+    notes = [thermal_note(env["temperatures"]), env["throttled_error"]]
+    notes += (report["jetson_power"] or {}).get("notes", [])
+    return [note for note in notes if note]
 
 
 # ---------------------------------------------------------------- verify
@@ -757,6 +893,7 @@ def measure(args, result):
     model = open_model(args, module, path, artifact)
     result["load_s"] = time.perf_counter() - began
     memory["rss_after_load"] = proc_kib("VmRSS")
+    result["nvmap_kib"]["after_load"] = nvmap_kib()  # a Jetson's GPU memory: not in the RSS
     result["runtime"].update(model.info)
     feed = model.feed(window(inputs, 0))
     began = time.perf_counter()
@@ -770,6 +907,7 @@ def measure(args, result):
         gc.enable()
     memory["rss_after_timing"] = proc_kib("VmRSS")
     memory["peak_rss"] = proc_kib("VmHWM")  # read before the report's own lists grow the process
+    result["nvmap_kib"]["after_timing"] = nvmap_kib()
     result["latency"] = summarise(latencies)
     result["latencies_s"] = [round(value, 9) for value in latencies]  # perf_counter resolves ns at best
     result["correctness"] = correctness(model, inputs, expected, artifact)
@@ -784,6 +922,7 @@ def measure(args, result):
 def cmd_measure(args):
     result = {"schema": "tsprune-edge/agent-measure", "schema_version": SCHEMA_VERSION, "started_at": time.time(),
               "started": utc_now(), "pid": os.getpid(), "memory_kib": {"rss_start": proc_kib("VmRSS")},
+              "nvmap_kib": {"start": nvmap_kib()},
               "settings": {"bundle": os.path.abspath(args.bundle), "format": args.format, "runtime": args.runtime,
                            "threads": args.threads, "min_time": args.min_time, "min_iters": args.min_iters,
                            "max_warmup": args.max_warmup, "profile": args.profile, "accuracy": args.accuracy,
@@ -823,13 +962,13 @@ _TRT_LOG_PREFIX = re.compile(r"^(\[[^\]]*\]\s*)+")  # "[12/01/2026-10:32:46] [E]
 
 
 def jetson_power():
-    """On a Jetson: the nvpmodel power mode and whether jetson_clocks pinned the clocks (min = max frequency), with
-    a warning and its fix when either spoils a measurement; None on other boards."""
+    """On a Jetson: the nvpmodel power mode and whether the clocks are locked as jetson_clocks locks them, with a
+    warning and its fix when either spoils a measurement, and a note where that cannot be told; None elsewhere."""
     nvpmodel = shutil.which("nvpmodel") or ("/usr/sbin/nvpmodel" if os.path.exists("/usr/sbin/nvpmodel") else None)
     if nvpmodel is None:
         return None
     state = {"power_mode": parse_nvpmodel(command_output([nvpmodel, "-q"], 10)), "clocks_locked": None,
-             "warnings": []}
+             "warnings": [], "notes": []}
     clocks = shutil.which("jetson_clocks") or ("/usr/bin/jetson_clocks"
                                                if os.path.exists("/usr/bin/jetson_clocks") else None)
     if clocks:
@@ -840,7 +979,18 @@ def jetson_power():
                                  "slower than the board can be; fix: sudo nvpmodel -m 0 && sudo jetson_clocks")
     if state["clocks_locked"] is False:
         state["warnings"].append("clocks are not locked (frequency scaling changes timings); fix: sudo jetson_clocks")
+    elif state["clocks_locked"] is None:
+        state["notes"].append(clocks_unknown(clocks, os.geteuid() == 0))
     return state
+
+
+def clocks_unknown(clocks, root):
+    """Why the clock state is unknown, in one line: jetson_clocks --show reads the clocks only as root."""
+    if clocks is None:
+        return "clocks locked: unknown (no jetson_clocks on this board)"
+    if not root:
+        return "clocks locked: unknown, run as root to check (sudo jetson_clocks --show)"
+    return "clocks locked: unknown (jetson_clocks --show printed no CPU, GPU or EMC frequencies)"
 
 
 def parse_nvpmodel(result):
@@ -853,15 +1003,22 @@ def parse_nvpmodel(result):
 
 
 def parse_jetson_clocks(result):
-    """`jetson_clocks --show` lists each CPU, the GPU and EMC with MinFreq/MaxFreq/CurrentFreq: locked when every
-    one runs at its maximum (jetson_clocks raises each minimum to the maximum). None when it cannot tell (it needs
-    root)."""
+    """`jetson_clocks --show` lists each CPU, the GPU and EMC with MinFreq/MaxFreq/CurrentFreq: locked as
+    jetson_clocks locks them, that is every online CPU and the GPU at min = max = current, and EMC either so or
+    pinned through `FreqOverride=1` at its maximum (jetson_clocks leaves EMC's MinFreq below MaxFreq). Other units
+    (DLA, PVA) are not what it pins. None when it cannot tell (without root it prints no frequencies)."""
     if result is None or result[0] != 0:
         return None
-    pairs = re.findall(r"MinFreq=(\d+)\s+MaxFreq=(\d+)\s+CurrentFreq=(\d+)", result[1])
-    if not pairs:
-        return None
-    return all(int(low) == int(high) == int(now) for low, high, now in pairs)
+    states = []
+    for line in result[1].splitlines():
+        unit = re.match(r"\s*(cpu\d+|GPU|EMC)\b", line)
+        freqs = re.search(r"MinFreq=(\d+)\s+MaxFreq=(\d+)\s+CurrentFreq=(\d+)", line)
+        if not unit or not freqs or "Online=0" in line:
+            continue
+        low, high, now = (int(value) for value in freqs.groups())
+        override = unit.group(1) == "EMC" and re.search(r"FreqOverride=1\b", line) is not None
+        states.append(now == high and (low == high or override))
+    return all(states) if states else None
 
 
 def trtexec_path():
@@ -1086,6 +1243,9 @@ def load_plan(path):
     cooldown = plan.get("cooldown")
     require(cooldown is None or (isinstance(cooldown, dict) and {"max_seconds", "within_c"} <= set(cooldown)),
             "cooldown is null or {max_seconds, within_c}")
+    zones = plan.get("thermal_zones", [])
+    require(isinstance(zones, list) and all(isinstance(z, str) and z and "," not in z for z in zones),
+            "thermal_zones is a list of zone types or temp-file paths, without commas")
     for key in ("max_warmup", "timeout"):
         require(isinstance(plan.get(key, 0), (int, float)) and plan.get(key, 0) >= 0, f"{key} is seconds >= 0")
     return plan
@@ -1169,6 +1329,8 @@ def worker_argv(item, plan, bundle, out, round_no=1, pass_no=1):
             "--min-iters", str(plan["min_iters"]), "--out", out]
     if plan.get("max_warmup") is not None:
         argv += ["--max-warmup", str(plan["max_warmup"])]
+    if plan.get("thermal_zones"):
+        argv += ["--thermal-zones", ",".join(plan["thermal_zones"])]
     if item.get("providers"):
         argv += ["--providers", ",".join(item["providers"])]
     if item.get("precision"):
@@ -1326,6 +1488,7 @@ def cmd_run(args):
     try:
         plan = load_plan(args.plan)
         os.makedirs(args.results, exist_ok=True)
+        THERMAL_ZONES[:] = plan.get("thermal_zones", [])
     except Exception as exc:
         print_json({"ok": False, "error": error_line(exc)})
         return EXIT_FAILED
@@ -1351,12 +1514,17 @@ def cmd_run(args):
 
 # ---------------------------------------------------------------- command line
 
+ZONES_HELP = ("the profile's thermal zones, comma-separated: zone types (CPU-therm) or temp-file paths "
+              "(default: every zone but constant ones such as PMIC-Die)")
+
+
 def parser():
     root = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = root.add_subparsers(dest="command")
     commands.required = True  # the keyword form needs Python 3.7
     pre = commands.add_parser("preflight", help="what this board has: Python, numpy, runtimes, CPU, memory, disk")
     pre.add_argument("--runtime", default=",".join(RUNTIMES), help="comma-separated runtimes to probe")
+    pre.add_argument("--thermal-zones", default="", help=ZONES_HELP)
     ver = commands.add_parser("verify", help="check the sha256 of every file a bundle's manifest names")
     ver.add_argument("--bundle", required=True)
     mea = commands.add_parser("measure", help="measure one artifact in this process (the worker)")
@@ -1373,6 +1541,7 @@ def parser():
     mea.add_argument("--accuracy", action="store_true",
                      help="run the bundle's test split through the artifact: MSE and MAE against the truth")
     mea.add_argument("--out", required=True)
+    mea.add_argument("--thermal-zones", default="", help=ZONES_HELP)
     run = commands.add_parser("run", help="run a plan: interleaved rounds, one fresh worker per measurement")
     run.add_argument("--plan", required=True)
     run.add_argument("--results", required=True)
@@ -1383,6 +1552,7 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    THERMAL_ZONES[:] = [zone for zone in getattr(args, "thermal_zones", "").split(",") if zone]
     return {"preflight": cmd_preflight, "verify": cmd_verify, "measure": cmd_measure, "run": cmd_run}[args.command](
         args)
 

@@ -56,6 +56,8 @@ class BenchRequest:
     keep: bool = False
     accept_new_host_key: bool = False
     ssh_config: Path | None = None
+    port: int | None = None  # the board's SSH port, where not 22 (or set in the ssh config)
+    identity: Path | None = None  # the private key the board accepts (only that key is offered)
 
     def validate(self) -> None:
         bad = [r for r in self.runtimes if r not in RUNTIME_CHOICES]
@@ -153,6 +155,8 @@ def _prepare(transport: Transport, profile: DeviceProfile, request: BenchRequest
     runs.write_preflight(run_dir, preflight)
     for warning in power_warnings(preflight):
         console.print(f"warning: {warning}")
+    for note in board_notes(preflight):
+        console.print(f"note: {note}")
     plan = make_plan(bundles, profile, request, preflight)
     plan_file = runs.write_plan(run_dir, plan)
     console.print(f"copying {len(bundles)} bundles, then {len(plan['items'])} measurements x {request.rounds} rounds")
@@ -203,7 +207,8 @@ def open_transport(profile: DeviceProfile, request: BenchRequest) -> Transport:
     host = profile.destination(request.host)
     if host is None:
         return LocalTransport()
-    return SshTransport(host, ssh_config=request.ssh_config, accept_new_host_key=request.accept_new_host_key)
+    return SshTransport(host, port=request.port, ssh_config=request.ssh_config, identity=request.identity,
+                        accept_new_host_key=request.accept_new_host_key)
 
 
 def remote_folder(profile: DeviceProfile, run_dir: Path) -> str:
@@ -270,12 +275,14 @@ def run_preflight(transport: Transport, profile: DeviceProfile, remote: str, req
         by_python.setdefault(profile.interpreter(runtime), []).append(runtime)
     reports = {}
     for python, runtimes in by_python.items():
-        done = transport.run([python, f"{remote}/agent.py", "preflight", "--runtime", ",".join(runtimes)],
-                             timeout=STEP_TIMEOUT)
+        done = transport.run([python, f"{remote}/agent.py", "preflight", "--runtime", ",".join(runtimes),
+                              "--thermal-zones", ",".join(profile.thermal_zones)], timeout=STEP_TIMEOUT)
         report = _json_line(done.stdout)
         if not report or "runtimes" not in report:
             raise UserError(f"the board's {python} cannot run the agent: {_first_line(done.stderr) or 'no output'} "
                             "(the agent needs Python >= 3.6; set python in the device profile)")
+        if (report.get("userland") or {}).get("problem"):
+            raise UserError(report["userland"]["problem"])
         reports[python] = report
     return {"interpreters": reports, "machine": next(iter(reports.values()))["machine"] if reports else None}
 
@@ -316,7 +323,8 @@ def make_plan(bundles: dict[str, dict], profile: DeviceProfile, request: BenchRe
     cooldown = {"max_seconds": request.cooldown_s, "within_c": 2.0} if request.cooldown_s > 0 else None
     return {"items": items, "rounds": request.rounds, "first_rounds": request.rounds,
             "max_rounds": request.max_rounds or request.rounds, "min_time": request.min_time,
-            "min_iters": request.min_iters, "cooldown": cooldown, "skipped": missing}
+            "min_iters": request.min_iters, "cooldown": cooldown, "skipped": missing,
+            "thermal_zones": list(profile.thermal_zones)}
 
 
 def tensorrt_items(bundles: dict[str, dict], profile: DeviceProfile, request: BenchRequest,
@@ -337,6 +345,12 @@ def power_warnings(preflight: dict) -> list[str]:
     """A Jetson's power mode and clock warnings from preflight (nvpmodel, jetson_clocks), each with its fix."""
     states = [r.get("jetson_power") for r in preflight["interpreters"].values() if r.get("jetson_power")]
     return list(states[0]["warnings"]) if states else []
+
+
+def board_notes(preflight: dict) -> list[str]:
+    """What the board's sensors cannot tell (thermal zones, vcgencmd, jetson_clocks without root), each once."""
+    notes = [n for r in preflight["interpreters"].values() for n in r.get("notes", [])]
+    return list(dict.fromkeys(notes))
 
 
 def _missing_runtime(fmt: str, profile: DeviceProfile, preflight: dict) -> str:

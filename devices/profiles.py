@@ -46,7 +46,9 @@ class DeviceProfile:
     workdir: str = "/tmp/tsprune-edge"  # per-run folders are made under it
     runtimes: tuple[str, ...] = RUNTIMES  # tried in this order; the first importable one per format is used
     threads: tuple[int, ...] = (1,)  # default thread counts to measure
-    thermal_zones: tuple[str, ...] = ("/sys/class/thermal/thermal_zone0/temp",)
+    # The zones whose heat counts (max_temperature_c, --cooldown): a zone's type as in /sys/class/thermal/*/type, or
+    # its temp file's path; empty: every zone but those that read a constant (the Nano's PMIC-Die says 100 C).
+    thermal_zones: tuple[str, ...] = ()
     round_to: int = DEFAULT_ROUND_TO  # channel alignment that keeps pruned widths fast on its SIMD (--round-to)
     onnx_providers: tuple[str, ...] = ("CPUExecutionProvider",)  # tried in order where present
     # The newest ONNX its runtimes all read: `export --device NAME` writes this opset and IR version and `bench`
@@ -92,13 +94,14 @@ BUILT_IN = {
     "rpi4": DeviceProfile(
         name="rpi4", description="Raspberry Pi 4 Model B: 4x Cortex-A72 1.5 GHz, Raspberry Pi OS bookworm (64-bit)",
         arch="aarch64", cores=4, memory_mb=4096, threads=(1, 4), round_to=4,  # NEON: 4 float32 lanes
+        thermal_zones=("cpu-thermal",),
     ),
     "jetson-nano": DeviceProfile(
         name="jetson-nano", description="Jetson Nano: 4x Cortex-A57 1.43 GHz + 128-core Maxwell GPU, JetPack 4.x, "
         "system Python 3.6 (no TFLite wheel: onnxruntime from NVIDIA's Jetson packages)",
         arch="aarch64", cores=4, memory_mb=4096, python="python3", threads=(1, 4), round_to=4,
         runtimes=("onnxruntime",),
-        thermal_zones=tuple(f"/sys/devices/virtual/thermal/thermal_zone{i}/temp" for i in range(6)),
+        thermal_zones=("CPU-therm", "GPU-therm"),  # not PMIC-Die (a constant 100 C) nor the fan's estimate
         onnx_providers=("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
         onnx_opset=13, onnx_ir=7,  # what ONNX Runtime 1.10 and TensorRT 8.0/8.2 both take
         onnx_sparse=False,  # TensorRT's ONNX parser is not known to read sparse initializers: dense weights
@@ -174,6 +177,8 @@ def _from_toml(name: str, values: dict, path: Path) -> DeviceProfile:
     bad = [r for r in merged["runtimes"] if r not in RUNTIMES]
     if bad:
         raise UserError(f"{path}: unknown runtime {bad[0]!r}; runtimes are {', '.join(RUNTIMES)}")
+    if any("," in zone or not zone for zone in merged["thermal_zones"]):
+        raise UserError(f"{path}: thermal_zones are zone types or temp-file paths, none empty or with a comma")
     if not merged["threads"]:
         raise UserError(f"{path}: threads must be a list of positive integers, got []")
     return DeviceProfile(**merged)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import shlex
 import shutil
 import signal
@@ -135,6 +136,9 @@ class SshTransport(Transport):
                  connect_timeout: float = 20.0, copier: Literal["auto", "scp"] = "auto") -> None:
         if not destination or destination.startswith("-"):
             raise UserError(f"bad SSH destination {destination!r}; pass user@address or a Host alias")
+        destination, port = split_destination(destination, port)
+        if destination.startswith(("-", "@")) or destination.endswith("@"):
+            raise UserError(f"bad SSH destination {destination!r}; pass user@address or a Host alias")
         for what, path in (("ssh config", ssh_config), ("identity", identity)):
             if path is not None and not Path(path).expanduser().is_file():
                 raise UserError(f"{what} file {path} not found")
@@ -173,13 +177,13 @@ class SshTransport(Transport):
         made = self.run(["mkdir", "-p", "--", remote_dir], PROBE_TIMEOUT_S)
         if made.returncode != 0:
             raise UserError(f"{self.name}: cannot create {remote_dir}: {_first_line(made.stderr)}")
-        target = f"{self.destination}:{remote_dir}/"
+        target = f"{_copy_host(self.destination)}:{remote_dir}/"
         self._copy(["--", *paths, target], f"copying to {self.name}:{remote_dir}", timeout)
 
     def get(self, remote_dir: str, local_dir: Path, timeout: float) -> None:
         Path(local_dir).mkdir(parents=True, exist_ok=True)
         # "dir/." is scp's way to say "the contents"; rsync's is a trailing slash
-        source = f"{self.destination}:{remote_dir}/" + ("" if self.copy_tool == "rsync" else ".")
+        source = f"{_copy_host(self.destination)}:{remote_dir}/" + ("" if self.copy_tool == "rsync" else ".")
         self._copy(["--", source, f"{local_dir}/"], f"copying from {self.name}:{remote_dir}", timeout)
 
     def close(self) -> None:
@@ -281,6 +285,35 @@ class SshTransport(Transport):
             raise BoardError(f"{what} timed out after {timeout:g} s") from None
         if done.returncode != 0:
             raise BoardError(f"{what} failed: {_first_line(done.stderr)}")
+
+
+def split_destination(destination: str, port: int | None = None) -> tuple[str, int | None]:
+    """(user@host, port) from `ssh://user@host:2222` (ssh reads that form, scp and rsync do not: their targets are
+    `user@host:path` with the port given apart), or the destination as given with `port`. A port in the URL and a
+    different `port` is refused."""
+    if not destination.startswith("ssh://"):
+        return destination, port
+    rest = destination[len("ssh://"):]
+    if rest.endswith("/"):
+        rest = rest[:-1]
+    user, _, hostport = rest.rpartition("@")
+    found = re.fullmatch(r"\[([^\]/]+)\](?::(\d+))?|([^:/\[\]@]+)(?::(\d+))?", hostport)
+    if not found or "/" in user:
+        raise UserError(f"bad SSH destination {destination!r}; pass ssh://user@host:port, user@host or a Host alias")
+    host = found.group(1) or found.group(3)
+    given = found.group(2) or found.group(4)
+    url_port = int(given) if given else None
+    if url_port is not None and not 0 < url_port < 65536:
+        raise UserError(f"bad SSH port {url_port} in {destination!r}; ports are 1 to 65535")
+    if url_port is not None and port is not None and url_port != port:
+        raise UserError(f"{destination!r} names port {url_port} but --port says {port}; give the port once")
+    return (f"{user}@{host}" if user else host), port or url_port
+
+
+def _copy_host(destination: str) -> str:
+    """The destination as scp and rsync read it before `:path`: an IPv6 address in brackets."""
+    user, at, host = destination.rpartition("@")
+    return f"{user}{at}[{host}]" if ":" in host else destination
 
 
 def _client_options(port: int | None, ssh_config: Path | None, identity: Path | None, known_hosts: Path | None,

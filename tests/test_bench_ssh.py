@@ -168,3 +168,35 @@ def test_devices_check_over_ssh_names_the_missing_runtime(cli, tmp_path, board):
     result = cli("devices", "check", "--device", "loopback", "--ssh-config", str(board.ssh_config))
     assert result.code == 0, result.err
     assert "pip install tflite-runtime" in result.out and "tflite: no runtime runs on this board" in result.out
+
+
+def known_hosts_only(board, tmp_path) -> Path:
+    """An ssh config that only trusts the loopback sshd's host key: the port and key come from the options."""
+    config = tmp_path / "known_hosts_config"
+    config.write_text(f"Host *\n    UserKnownHostsFile {board.known_hosts}\n    GlobalKnownHostsFile /dev/null\n")
+    return config
+
+
+def test_port_and_identity_reach_the_board_for_check_and_bench(cli, tmp_path, board, bundles):
+    """`--port` and `--identity` as a user passes them (no Port or IdentityFile in any config), then the same
+    board as ssh://user@host:port: ssh runs the agent, rsync copies the bundles and fetches the results."""
+    config = known_hosts_only(board, tmp_path)
+    result = cli("devices", "check", "--device", "loopback", "--host", board.destination, "--port",
+                 str(board.port), "--identity", str(board.identity), "--ssh-config", str(config))
+    assert result.code == 0, result.err
+    assert "onnx: onnxruntime" in result.out
+    result = cli("bench", "--device", "loopback", "--host", f"ssh://{board.user}@127.0.0.1:{board.port}",
+                 "--identity", str(board.identity), "--ssh-config", str(config), "--artifacts", str(bundles),
+                 "--results", str(tmp_path / "results"), "--runtime", "onnxruntime", "--threads", "1", *FAST)
+    assert result.code == 0, result.err
+    (run,) = (tmp_path / "results").iterdir()
+    summary = json.loads((run / "bench.json").read_text())
+    assert summary["transport"] == f"ssh {board.user}@127.0.0.1:{board.port}"
+    assert len(summary["items"]) == 3 and all(i["rounds"] == 2 and i["correct"] for i in summary["items"])
+
+
+def test_a_bad_port_is_refused_before_connecting(cli, tmp_path, board):
+    result = cli("devices", "check", "--device", "loopback", "--port", "70000")
+    assert_one_line_error(result, "--port must be in [1, 65535], got 70000")
+    result = cli("devices", "check", "--device", "loopback", "--host", "ssh://pi@127.0.0.1:2222", "--port", "22")
+    assert_one_line_error(result, "'ssh://pi@127.0.0.1:2222' names port 2222 but --port says 22")

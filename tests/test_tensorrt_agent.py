@@ -120,8 +120,8 @@ def test_nvpmodel_and_jetson_clocks_outputs():
               "cpu0: Online=1 Governor=schedutil MinFreq=1479000 MaxFreq=1479000 CurrentFreq=1479000 IdleStates: "
               "WFI=0 c7=0\nGPU MinFreq=921600000 MaxFreq=921600000 CurrentFreq=921600000\n"
               "EMC MinFreq=204000000 MaxFreq=1600000000 CurrentFreq=1600000000 FreqOverride=1\nNV Power Mode: MAXN\n")
-    assert agent.parse_jetson_clocks((0, locked.replace("EMC MinFreq=204000000", "EMC MinFreq=1600000000"))) is True
-    assert agent.parse_jetson_clocks((0, locked)) is False  # EMC may still scale down
+    assert agent.parse_jetson_clocks((0, locked)) is True  # jetson_clocks pins EMC by FreqOverride=1, MinFreq below
+    assert agent.parse_jetson_clocks((0, locked.replace("FreqOverride=1", "FreqOverride=0"))) is False
     assert agent.parse_jetson_clocks((1, "must be run as root")) is None
 
 

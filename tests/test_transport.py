@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.sshd import SshServer, free_port, make_key, port_open, running_sshd, tool
-from tsprune_edge.devices.transport import LocalTransport, SshTransport
+from tsprune_edge.devices.transport import LocalTransport, SshTransport, split_destination
 from tsprune_edge.errors import BoardError, UserError
 
 AWKWARD_ARGS = ["a b", "it's", '"quoted"', "$HOME", "a;b", "`id`", "*", "back\\slash", "", "new\nline"]
@@ -85,6 +85,54 @@ def test_put_and_get_round_trip_a_folder_tree(sshd_server: SshServer, tmp_path: 
         assert tree(Path(remote)) == tree(local)  # the "board" is this machine: look at what landed
         board.get(remote, tmp_path / "back" / "raw", timeout=60)
     assert tree(tmp_path / "back" / "raw") == tree(local)
+
+
+@pytest.mark.parametrize("copier, tool_used", [("auto", "rsync"), ("scp", "scp")])
+def test_an_ssh_url_reaches_the_board_for_ssh_scp_and_rsync(sshd_server: SshServer, tmp_path: Path, copier: str,
+                                                             tool_used: str) -> None:
+    """ssh reads ssh://user@host:port; scp and rsync do not, so the port goes apart and their targets stay
+    user@host:path."""
+    local = make_tree(tmp_path / "local")
+    remote = f"{tmp_path}/board"
+    url = f"ssh://{sshd_server.user}@127.0.0.1:{sshd_server.port}"
+    with SshTransport(url, identity=sshd_server.identity, known_hosts=sshd_server.known_hosts,
+                      copier=copier) as board:
+        assert (board.destination, board.name) == (sshd_server.destination,
+                                                   f"ssh {sshd_server.user}@127.0.0.1:{sshd_server.port}")
+        assert board.run(["echo", "in"], timeout=30).stdout == b"in\n"
+        board.put([local / "bundle"], remote, timeout=60)
+        board.get(remote, tmp_path / "back", timeout=60)
+        assert board.copy_tool == tool_used
+    assert tree(tmp_path / "back") == {k: v for k, v in tree(local).items() if k.startswith("bundle/")}
+
+
+@pytest.mark.parametrize("given, port, expected", [
+    ("ssh://pi@raspberrypi.local:2222", None, ("pi@raspberrypi.local", 2222)),
+    ("ssh://pi@raspberrypi.local:2222/", 2222, ("pi@raspberrypi.local", 2222)),
+    ("ssh://board", 2200, ("board", 2200)),
+    ("ssh://nvidia@[fe80::1%eth0]:22", None, ("nvidia@fe80::1%eth0", 22)),
+    ("pi@10.0.0.5", 2222, ("pi@10.0.0.5", 2222)),
+    ("board", None, ("board", None)),
+])
+def test_ssh_urls_become_a_destination_and_a_port(given: str, port: int | None, expected: tuple) -> None:
+    assert split_destination(given, port) == expected
+
+
+@pytest.mark.parametrize("given, port, message", [
+    ("ssh://pi@host:2222", 22, "'ssh://pi@host:2222' names port 2222 but --port says 22; give the port once"),
+    ("ssh://pi@host:99999", None, "bad SSH port 99999 in 'ssh://pi@host:99999'; ports are 1 to 65535"),
+    ("ssh://pi@host/home/pi", None, "bad SSH destination 'ssh://pi@host/home/pi'; pass ssh://user@host:port, "
+                                    "user@host or a Host alias"),
+])
+def test_bad_ssh_urls_are_one_line(given: str, port: int | None, message: str) -> None:
+    with pytest.raises(UserError) as err:
+        split_destination(given, port)
+    assert str(err.value) == message
+
+
+def test_an_ssh_url_cannot_smuggle_an_option() -> None:
+    with pytest.raises(UserError, match="^bad SSH destination '-oProxyCommand=touch pwned'; pass user@address"):
+        SshTransport("ssh://-oProxyCommand=touch pwned")
 
 
 def test_get_of_a_missing_folder_is_a_user_error(sshd_server: SshServer, tmp_path: Path) -> None:
@@ -251,3 +299,23 @@ def test_a_streamed_command_past_its_timeout_is_stopped(tmp_path: Path) -> None:
     with pytest.raises(BoardError, match=r"timed out after 1 s$"):
         LocalTransport().run(["sh", "-c", "echo one; sleep 30"], timeout=1, on_line=lines.append)
     assert lines == ["one"] and time.monotonic() - started < 5
+
+
+def test_fit_and_sweep_hand_port_and_identity_to_the_transport(tmp_path: Path) -> None:
+    """What `fit --port --identity` and `sweep --port --identity` build reaches ssh as given (`ssh -G` only: no
+    connection is made)."""
+    from tsprune_edge.devices.bench import open_transport
+    from tsprune_edge.devices.profiles import load_profile
+    from tsprune_edge.fit.measure import Target
+    from tsprune_edge.sweep.spec import SweepSpec
+
+    key = tmp_path / "key"
+    make_key(key)
+    fit = Target(device="rpi4", host="pi@192.0.2.1", port=2222, identity=key).bench_request(tmp_path, tmp_path, False)
+    sweep = SweepSpec(models=("dlinear",), device="rpi4", host="ssh://pi@192.0.2.1:2200",
+                      identity=str(key)).bench_request(tmp_path, tmp_path)
+    for request, port in ((fit, 2222), (sweep, 2200)):
+        assert request.identity == key
+        with open_transport(load_profile("rpi4"), request) as board:
+            assert board.name == f"ssh pi@192.0.2.1:{port}"
+            assert board._settings["identityfile"] == str(key)

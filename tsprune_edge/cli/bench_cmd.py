@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tsprune_edge.cli import guards, paths
+from tsprune_edge.cli import guards, paths, ssh_options
 from tsprune_edge.cli.output import table_console
 from tsprune_edge.devices.runs import DEFAULT_MAX_ROUNDS, DEFAULT_MIN_TIME, DEFAULT_ROUNDS
 
@@ -28,7 +28,9 @@ def parse_threads(text: str | None) -> tuple[int, ...] | None:
 
 def bench_command(
     device: str = typer.Option("desktop", help="Device profile (see `tsprune-edge devices list`)."),
-    host: str = typer.Option(None, help="SSH destination of the board: user@address or a ~/.ssh/config alias."),
+    host: str = ssh_options.host(),
+    port: int = ssh_options.port(),
+    identity: Path = ssh_options.identity(),
     artifacts: Path = typer.Option(paths.BUNDLES, help="Folder of export bundles (`tsprune-edge export --out`)."),
     runtime: str = typer.Option("onnxruntime,tflite", help="onnxruntime and/or tflite (the board's TFLite runtime)."),
     threads: str = typer.Option(None, help="Thread counts to measure, e.g. 1,4 (default: the profile's)."),
@@ -48,9 +50,8 @@ def bench_command(
     results: Path = typer.Option(paths.RESULTS, help="Results go to RESULTS/<device>-<time>/."),
     resume: bool = typer.Option(False, help="Finish this device's latest unfinished run instead of starting anew."),
     keep: bool = typer.Option(False, help="Keep the run folder on the board."),
-    accept_new_host_key: bool = typer.Option(False, help="Trust an unknown host key on first contact (never a "
-                                             "changed one)."),
-    ssh_config: Path = typer.Option(None, help="An ssh_config file to use instead of ~/.ssh/config."),
+    accept_new_host_key: bool = ssh_options.accept_new_host_key(),
+    ssh_config: Path = ssh_options.ssh_config(),
 ) -> None:
     """Copy the bundles to the device, measure every variant there (latency percentiles, memory, correctness) and
     bring the results back as JSON."""
@@ -62,7 +63,9 @@ def bench_command(
                            threads=parse_threads(threads), rounds=rounds, max_rounds=max_rounds, min_time=min_time,
                            min_iters=min_iters,
                            cooldown_s=cooldown, profile=profile, accuracy=accuracy, results=results, resume=resume,
-                           keep=keep, accept_new_host_key=accept_new_host_key, ssh_config=ssh_config)
+                           keep=keep, accept_new_host_key=accept_new_host_key, ssh_config=ssh_config, port=port,
+                           identity=identity)
+    ssh_options.check(port)
     guards.number("--rounds", rounds, 1)
     guards.number("--min-time", min_time, 0, low_open=True)
     guards.number("--min-iters", min_iters, 1)

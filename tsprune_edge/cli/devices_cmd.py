@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from tsprune_edge.cli import ssh_options
 from tsprune_edge.cli.output import table_console
 from tsprune_edge.errors import BoardError
 
@@ -41,17 +42,29 @@ def show_command(name: str = typer.Argument(..., help="Profile name.")) -> None:
 @app.command("check")
 def check_command(
     device: str = typer.Option(..., help="Device profile."),
-    host: str = typer.Option(None, help="SSH destination of the board."),
-    accept_new_host_key: bool = typer.Option(False, help="Trust an unknown host key on first contact."),
-    ssh_config: Path = typer.Option(None, help="An ssh_config file to use instead of ~/.ssh/config."),
+    host: str = ssh_options.host(),
+    port: int = ssh_options.port(),
+    identity: Path = ssh_options.identity(),
+    accept_new_host_key: bool = ssh_options.accept_new_host_key(),
+    ssh_config: Path = ssh_options.ssh_config(),
 ) -> None:
     """Reach the board, copy the agent and run its preflight under every interpreter the profile uses: Python,
     runtimes (with a fix for each failure), CPU, memory, disk."""
-    from tsprune_edge.devices.bench import AGENT, BenchRequest, open_transport, run_preflight, usable_runtime
+    from tsprune_edge.devices.bench import (
+        AGENT,
+        BenchRequest,
+        board_notes,
+        open_transport,
+        power_warnings,
+        run_preflight,
+        usable_runtime,
+    )
     from tsprune_edge.devices.profiles import load_profile
 
+    ssh_options.check(port)
     profile = load_profile(device)
-    request = BenchRequest(device=device, host=host, accept_new_host_key=accept_new_host_key, ssh_config=ssh_config)
+    request = BenchRequest(device=device, host=host, accept_new_host_key=accept_new_host_key, ssh_config=ssh_config,
+                           port=port, identity=identity)
     transport = open_transport(profile, request)
     remote = f"{profile.workdir.rstrip('/')}/check-{secrets.token_hex(6)}"
     made = False
@@ -75,6 +88,10 @@ def check_command(
     for fmt in ("onnx", "tflite"):
         chosen = usable_runtime(fmt, profile, report)
         print(f"{fmt}: " + (f"{chosen[0]} ({chosen[1]})" if chosen else "no runtime runs on this board"))
+    for warning in power_warnings(report):
+        print(f"warning: {warning}")
+    for note in board_notes(report):
+        print(f"note: {note}")
 
 
 def _make_own_folder(transport, remote: str) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from tsprune_edge.cli import guards
+from tsprune_edge.cli import guards, ssh_options
 from tsprune_edge.devices.runs import DEFAULT_MIN_TIME, DEFAULT_ROUNDS
 from tsprune_edge.errors import UserError
 from tsprune_edge.fit import DEFAULT_FIT_ROUNDS
@@ -21,7 +21,9 @@ def fit_command(
     budget_ms: float = typer.Option(None, help="Latency budget per forecast in milliseconds, measured on --device."),
     speedup: float = typer.Option(None, help="Instead of --budget-ms: dense's measured latency divided by this."),
     device: str = typer.Option("desktop", help="Device profile (see `tsprune-edge devices list`)."),
-    host: str = typer.Option(None, help="SSH destination of the board: user@address or a ~/.ssh/config alias."),
+    host: str = ssh_options.host(),
+    port: int = ssh_options.port(),
+    identity: Path = ssh_options.identity(),
     runtime: str = typer.Option("onnxruntime", help="onnxruntime or tflite (the board's TFLite runtime)."),
     threads: int = typer.Option(None, help="Threads the runtime uses (default: the profile's first)."),
     finetune_epochs: int = typer.Option(1, help="Fine-tuning epochs for the fitted model (dense gets the same)."),
@@ -37,8 +39,8 @@ def fit_command(
     uniform: str = typer.Option("", help="Also measure uniform structured models at these ratios (heads+ffn, and "
                                 "with width), fine-tuned the same, in one run with the fitted model: is it on the "
                                 "(latency, MSE) Pareto front? e.g. 0.25,0.5,0.75"),
-    accept_new_host_key: bool = typer.Option(False, help="Trust an unknown host key on first contact."),
-    ssh_config: Path = typer.Option(None, help="An ssh_config file to use instead of ~/.ssh/config."),
+    accept_new_host_key: bool = ssh_options.accept_new_host_key(),
+    ssh_config: Path = ssh_options.ssh_config(),
     out: Path = typer.Option(..., help="Output folder: model.pt, candidates/, export/, results/, fit.json."),
     force: bool = typer.Option(False, "--force", help="Start over in an OUT that holds a finished fit."),
 ) -> None:
@@ -58,8 +60,10 @@ def fit_command(
     guards.number("--min-iters", min_iters, 1)
     guards.threads([threads] if threads is not None else None)
     guards.seed(seed)
+    ssh_options.check(port)
     target = Target(device=device, host=host, runtime=runtime, threads=threads, rounds=rounds, min_time=min_time,
-                    min_iters=min_iters, accept_new_host_key=accept_new_host_key, ssh_config=ssh_config)
+                    min_iters=min_iters, accept_new_host_key=accept_new_host_key, ssh_config=ssh_config, port=port,
+                    identity=identity)
     request = FitRequest(checkpoint=checkpoint, target=target, out=out, budget_ms=budget_ms, speedup=speedup,
                          finetune_epochs=finetune_epochs, max_rounds=max_rounds, cache=cache or DEFAULT_CACHE,
                          seed=seed, uniform=_ratios(uniform))

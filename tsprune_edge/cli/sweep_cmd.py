@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from tsprune_edge.cli import guards, paths
+from tsprune_edge.cli import guards, paths, ssh_options
 from tsprune_edge.cli import pruning_options as options
 from tsprune_edge.cli.bench_cmd import parse_threads
 from tsprune_edge.cli.output import table_console
@@ -49,7 +49,9 @@ def sweep_command(
     finetune_epochs: int = typer.Option(_SPEC.finetune_epochs, help="Fine-tuning epochs after pruning."),
     format: str = typer.Option(",".join(_SPEC.formats), "--format", help="Artifact formats to export and measure."),
     device: str = typer.Option(_SPEC.device, help="Device profile to measure on (see `tsprune-edge devices list`)."),
-    host: str = typer.Option(None, help="SSH destination of the board."),
+    host: str = ssh_options.host(),
+    port: int = ssh_options.port(),
+    identity: Path = ssh_options.identity(),
     threads: str = typer.Option("1", help="Thread counts to measure, e.g. 1,4."),
     rounds: int = typer.Option(DEFAULT_ROUNDS, help="Interleaved bench rounds per model."),
     max_rounds: int = typer.Option(DEFAULT_MAX_ROUNDS, help="Add rounds, one at a time, up to this many while a "
@@ -85,7 +87,8 @@ def sweep_command(
     names = available_models() if models.strip() == "all" else parse_list(models)
     spec = SweepSpec(models=tuple(names), methods=parse_list(methods), sparsities=_floats(sparsities),
                      data=_data(data), preset=preset, pred_len=96, epochs=epochs, finetune_epochs=finetune_epochs,
-                     formats=parse_list(format), device=device, host=host, threads=parse_threads(threads) or (1,),
+                     formats=parse_list(format), device=device, host=host, port=port,
+                     identity=str(identity) if identity else None, threads=parse_threads(threads) or (1,),
                      rounds=rounds, max_rounds=max_rounds, min_time=min_time, min_iters=min_iters, profile=profile,
                      accuracy=accuracy, width_matched=width_matched, round_to=round_to, min_effect=min_effect)
     for option, value, low in (("--epochs", epochs, 1), ("--finetune-epochs", finetune_epochs, 0),
@@ -93,6 +96,7 @@ def sweep_command(
                                ("--workers", workers, 1)):
         guards.number(option, value, low)
     guards.number("--min-time", min_time, 0, low_open=True)
+    ssh_options.check(port)
     guards.threads(spec.threads)
     for sparsity in spec.sparsities:
         guards.number("--sparsities", sparsity, 0, 1, low_open=True, high_open=True)

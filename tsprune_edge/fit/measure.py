@@ -30,6 +30,8 @@ class Target:
     min_iters: int = 100
     accept_new_host_key: bool = False
     ssh_config: Path | None = None
+    port: int | None = None
+    identity: Path | None = None
 
     @functools.cached_property
     def profile(self) -> DeviceProfile:  # read once: the TOML is not read again on every access
@@ -64,7 +66,8 @@ class Target:
         return BenchRequest(device=self.device, host=self.host, artifacts=artifacts, runtimes=(self.runtime,),
                             threads=(self.thread_count,), rounds=self.rounds, min_time=self.min_time,
                             min_iters=self.min_iters, results=results, resume=resume,
-                            accept_new_host_key=self.accept_new_host_key, ssh_config=self.ssh_config)
+                            accept_new_host_key=self.accept_new_host_key, ssh_config=self.ssh_config,
+                            port=self.port, identity=self.identity)
 
     def record(self) -> dict:
         return {"device": self.device, "host": self.host, "runtime": self.runtime, "threads": self.thread_count,

@@ -37,6 +37,8 @@ class SweepSpec:
     formats: tuple[str, ...] = ("onnx", "tflite")
     device: str = "desktop"
     host: str | None = None
+    port: int | None = None  # the board's SSH port
+    identity: str | None = None  # the key file the board accepts
     threads: tuple[int, ...] = (1,)
     rounds: int = DEFAULT_ROUNDS
     max_rounds: int | None = DEFAULT_MAX_ROUNDS  # bench adds rounds up to this while a verdict is undecided
@@ -113,7 +115,8 @@ class SweepSpec:
                             threads=self.threads, rounds=self.rounds, max_rounds=self.max_rounds,
                             min_time=self.min_time,
                             min_iters=self.min_iters, profile=self.profile, accuracy=self.accuracy,
-                            results=results, resume=resume)
+                            results=results, resume=resume, port=self.port,
+                            identity=Path(self.identity) if self.identity else None)
 
     def to_json(self) -> dict:
         return {"format": SPEC_FORMAT, "version": SPEC_VERSION, **dataclasses.asdict(self)}
