@@ -107,6 +107,9 @@ def unexpected_engine(rounds: ItemRounds, expected: list[str] | None, device: st
     if "CPUExecutionProvider" in other and "CPUExecutionProvider" not in expected:
         fix = (f"tsprune-edge devices setup --device {device} --wheel <onnxruntime_gpu wheel>, or measure the CPU "
                'on purpose: expected_engines = {onnxruntime = ["CPUExecutionProvider"]} in its profile file')
+    elif rounds.fallbacks:
+        fix = ("the provider failed and ORT retried without it (its message: runtime.fallback in the raw results); "
+               f"free GPU memory or re-export with `tsprune-edge export --device {device}`, then bench again")
     else:
         fix = f"set expected_engines in the {device} profile file to the providers you mean to measure"
     return (f"NOT JUDGED: ran on {ran}{fell}; the {device} profile expects {' or '.join(expected)}; fix: {fix}")
