@@ -804,6 +804,14 @@ def stability_warnings(latency, env_before, env_after):
     return warnings
 
 
+def artifact_record(manifest, artifact, path):
+    """The artifact measured, and whether it is the one the manifest names."""
+    actual = sha256_file(path)
+    return {"variant": manifest.get("variant"), "model": manifest.get("model", {}).get("name"),
+            "file": artifact["file"], "bytes": os.path.getsize(path), "sha256": actual,
+            "manifest_sha256": artifact.get("sha256"), "sha256_ok": actual == artifact.get("sha256")}
+
+
 def measure(args, result):
     """Fill `result` step by step, so a failure still returns what was measured before it."""
     bundle = args.bundle
@@ -815,10 +823,7 @@ def measure(args, result):
         raise AgentError(f"the bundle has no {args.format} artifact")
     artifact = manifest["artifacts"][args.format]
     path = os.path.join(bundle, artifact["file"])
-    actual = sha256_file(path)
-    result["artifact"] = {"variant": manifest.get("variant"), "model": manifest.get("model", {}).get("name"),
-                          "file": artifact["file"], "bytes": os.path.getsize(path), "sha256": actual,
-                          "manifest_sha256": artifact["sha256"], "sha256_ok": actual == artifact["sha256"]}
+    result["artifact"] = artifact_record(manifest, artifact, path)
     module, version = import_runtime(args.runtime)
     import numpy
 
@@ -1062,14 +1067,14 @@ def shared_memory_during(argv, timeout):
     return returncode, output, seconds, peak
 
 
-def engine_path(args, artifact_path, version):
+def engine_path(args, sha256, version):
     """Where the engine of this artifact and precision lives: in the engine cache (the board's workdir, kept
     between benches) under the artifact's sha256, the precision and the TensorRT version, so a changed model or
     TensorRT never loads a stale engine; without a cache, beside the bundle for this run's later rounds."""
     if not args.engine_cache:
         return os.path.join(args.bundle, f"model.{args.precision}.engine")
     os.makedirs(args.engine_cache, exist_ok=True)
-    name = f"{sha256_file(artifact_path)}.{args.precision}.trt{version or 'unknown'}.engine"
+    name = f"{sha256}.{args.precision}.trt{version or 'unknown'}.engine"
     return os.path.join(os.path.abspath(args.engine_cache), name)
 
 
@@ -1084,13 +1089,14 @@ def measure_tensorrt(args, result):
     if artifact is None:
         raise AgentError("the bundle has no onnx artifact for TensorRT")
     path = os.path.join(args.bundle, artifact["file"])
+    result["artifact"] = artifact_record(manifest, artifact, path)
     trtexec = trtexec_path()
     if trtexec is None:
         raise AgentError(probe_tensorrt()["error"])
     version = trtexec_version(trtexec)
     result["runtime"] = {"name": "tensorrt", "version": version, "precision": args.precision,
                          "trtexec": trtexec, "workspace_mb": args.trt_workspace_mb}
-    engine = engine_path(args, path, version)
+    engine = engine_path(args, result["artifact"]["sha256"], version)
     result["engine"] = {"file": os.path.basename(engine), "built_this_round": not os.path.exists(engine),
                         "cache": os.path.abspath(args.engine_cache) if args.engine_cache else None}
     if result["engine"]["built_this_round"]:
