@@ -469,10 +469,10 @@ class OnnxModel(Model):
                      "providers_missing": [p for p in providers if p not in available], "fallback": None}
         if "TensorrtExecutionProvider" in chosen and engine_cache:
             self.info["trt_engine_cache"] = os.path.abspath(engine_cache)
-        lost = [p for p in chosen if p not in used]
-        if lost:
+        message = ort_fallback_message(printed.text)
+        if message or [p for p in chosen if p not in used]:
             self.info["fallback"] = {"when": "load", "providers_before": chosen, "providers_after": used,
-                                     "message": ort_fallback_message(printed.text)}
+                                     "message": message}
 
     def run(self, feed):
         return self.session.run(None, feed)[0]
