@@ -316,7 +316,8 @@ def make_plan(bundles: dict[str, dict], profile: DeviceProfile, request: BenchRe
     cooldown = {"max_seconds": request.cooldown_s, "within_c": 2.0} if request.cooldown_s > 0 else None
     return {"items": items, "rounds": request.rounds, "first_rounds": request.rounds,
             "max_rounds": request.max_rounds or request.rounds, "min_time": request.min_time,
-            "min_iters": request.min_iters, "cooldown": cooldown, "skipped": missing}
+            "min_iters": request.min_iters, "cooldown": cooldown, "skipped": missing,
+            "expected_engines": {k: list(v) for k, v in profile.expected_engines.items()}}
 
 
 def trt_options(profile: DeviceProfile, fmt: str) -> dict:

@@ -47,7 +47,7 @@ def test_a_measurement_on_another_engine_than_the_profile_expects_is_not_judged(
 
     from tsprune_edge.devices import runs
     from tsprune_edge.devices.bench import BenchRequest, bench
-    from tsprune_edge.report.verdict import verdict_rows
+    from tsprune_edge.report.verdict import undecided, verdict_rows
 
     (profile_dir / "desktop.toml").write_text('expected_engines = {onnxruntime = ["CUDAExecutionProvider"]}\n')
     summary = bench(BenchRequest(device="desktop", artifacts=bundles, results=tmp_path, runtimes=("onnxruntime",),
@@ -59,6 +59,7 @@ def test_a_measurement_on_another_engine_than_the_profile_expects_is_not_judged(
     rows = {r["variant"]: r for r in verdict_rows(run)}
     assert rows["dense"]["verdict"] == rows["unstructured-0.5"]["verdict"] == line
     assert "speedup" not in rows["unstructured-0.5"] and line in rows["unstructured-0.5"]["headline"]
+    assert undecided(run) == []  # more rounds cannot judge it: bench adds none
 
     copy = tmp_path / "fell-back"
     shutil.copytree(run, copy)

@@ -188,7 +188,11 @@ def undecided(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[str
         dense_id = same_setting(item, DENSE)
         if item["bundle"] in (DENSE, PROBE_VARIANT) or dense_id not in ids:
             continue
-        verdict, _ = judge(load_rounds(run_dir, item["id"]), load_rounds(run_dir, dense_id), min_effect)
+        mine, dense = load_rounds(run_dir, item["id"]), load_rounds(run_dir, dense_id)
+        expected = (plan.get("expected_engines") or {}).get(item["runtime"])
+        if any(unexpected_engine(r, expected, "") for r in (mine, dense)):
+            continue  # not judged on this engine, however many rounds
+        verdict, _ = judge(mine, dense, min_effect)
         if verdict in UNDECIDED:
             open_ids.append(item["id"])
     return open_ids
