@@ -564,11 +564,30 @@ class Model:
     def feed(self, arrays):
         return dict(zip(self.inputs, arrays))  # noqa: B905 (strict= needs Python 3.10; lengths checked at load)
 
+    def after_timing(self, printed):
+        """What ran, read again once the timings are taken (`printed`: what the runtime wrote to stdout)."""
+        return {}
+
+
+ORT_FALLBACK = re.compile(r"^(EP Error|Falling back to)")  # what ORT prints when it retries on other providers
+
+
+def ort_providers(chosen, engine_cache, workspace_mb):
+    """The providers argument: TensorRT's with an engine cache (kept in the board's workdir, so a fresh process
+    loads the engine instead of building it again) and a workspace cap; the others by name."""
+    if "TensorrtExecutionProvider" not in chosen or not engine_cache:
+        return chosen
+    os.makedirs(engine_cache, exist_ok=True)
+    options = {"trt_engine_cache_enable": "True", "trt_engine_cache_path": os.path.abspath(engine_cache),
+               "trt_max_workspace_size": str(workspace_mb << 20)}
+    return [(p, options) if p == "TensorrtExecutionProvider" else p for p in chosen]
+
 
 class OnnxModel(Model):
     """ONNX Runtime session; inputs fed in session order (history, calendar)."""
 
-    def __init__(self, module, path, artifact, threads, providers, profile_prefix=None):
+    def __init__(self, module, path, artifact, threads, providers, profile_prefix=None, engine_cache=None,
+                 workspace_mb=None):
         options = module.SessionOptions()
         options.intra_op_num_threads = threads
         if profile_prefix:
@@ -576,13 +595,53 @@ class OnnxModel(Model):
             options.profile_file_prefix = profile_prefix
         available = module.get_available_providers()
         chosen = [p for p in providers if p in available and p != "CPUExecutionProvider"] + ["CPUExecutionProvider"]
-        self.session = module.InferenceSession(path, options, providers=chosen)
+        with CapturedStdout() as printed:  # ORT prints a provider that fails at load, and goes on without it
+            self.session = module.InferenceSession(
+                path, options, providers=ort_providers(chosen, engine_cache, workspace_mb or TRT_WORKSPACE_MB))
         self.inputs = check_inputs([i.name for i in self.session.get_inputs()], artifact)
+        used = self.session.get_providers()
         self.info = {"intra_op_num_threads": threads, "providers_available": available,
-                     "providers_requested": providers, "providers_used": self.session.get_providers()}
+                     "providers_requested": providers, "providers_used": used,
+                     "providers_missing": [p for p in providers if p not in available], "fallback": None}
+        if "TensorrtExecutionProvider" in chosen and engine_cache:
+            self.info["trt_engine_cache"] = os.path.abspath(engine_cache)
+        message = ort_fallback_message(printed.text)
+        if message or [p for p in chosen if p not in used]:
+            self.info["fallback"] = {"when": "load", "providers_before": chosen, "providers_after": used,
+                                     "message": message}
 
     def run(self, feed):
         return self.session.run(None, feed)[0]
+
+    def after_timing(self, printed):
+        """ORT catches a provider's failure inside run(), prints it to stdout, moves the session to its fallback
+        providers and retries there: the providers read at load may not be the ones that were timed."""
+        before, after = self.info["providers_used"], self.session.get_providers()
+        message = ort_fallback_message(printed)
+        if after == before and message is None:
+            return {}
+        return {"providers_used": after, "fallback": {"when": "run", "providers_before": before,
+                                                      "providers_after": after, "message": message}}
+
+
+def ort_fallback_message(printed):
+    """ORT's own lines about a fallback ('EP Error: ... using [...]', 'Falling back to [...] and retrying.')."""
+    lines = [line.strip() for line in printed.splitlines() if ORT_FALLBACK.match(line.strip())]
+    return one_line(" ".join(lines)) if lines else None
+
+
+def engine_warnings(runtime):
+    """The engine that ran, when it is not the one asked for: a CPU-only wheel, or a provider that fell back."""
+    warnings = []
+    if runtime.get("providers_missing"):
+        warnings.append(f"providers missing: {', '.join(runtime['providers_missing'])} not in this onnxruntime "
+                        f"build; ran on {', '.join(runtime['providers_used'])}")
+    fallback = runtime.get("fallback")
+    if fallback:
+        warnings.append(f"provider fallback: at {fallback['when']}, {', '.join(fallback['providers_before'])} -> "
+                        f"{', '.join(fallback['providers_after'])}" + (f" ({fallback['message']})"
+                                                                       if fallback["message"] else ""))
+    return warnings
 
 
 class TfliteModel(Model):
@@ -610,22 +669,35 @@ class CapturedStderr:
     """Capture what native code writes to fd 2 (where TFLite logs), then pass it on to stderr: nothing is hidden."""
 
     text = ""
+    fd = 2
+
+    def stream(self):
+        return sys.stderr
 
     def __enter__(self):
-        sys.stderr.flush()
-        self.saved, self.file = os.dup(2), tempfile.TemporaryFile()
-        os.dup2(self.file.fileno(), 2)
+        self.stream().flush()
+        self.saved, self.file = os.dup(self.fd), tempfile.TemporaryFile()
+        os.dup2(self.file.fileno(), self.fd)
         return self
 
     def __exit__(self, *exc_info):
-        sys.stderr.flush()
-        os.dup2(self.saved, 2)
+        self.stream().flush()
+        os.dup2(self.saved, self.fd)
         os.close(self.saved)
         self.file.seek(0)
         self.text = self.file.read().decode("utf-8", "replace")
         self.file.close()
-        sys.stderr.write(self.text)
+        self.stream().write(self.text)
         return False
+
+
+class CapturedStdout(CapturedStderr):
+    """The same for fd 1, where ORT's Python layer prints a provider failure before it retries on another."""
+
+    fd = 1
+
+    def stream(self):
+        return sys.stdout
 
 
 def tflite_delegate(interpreter, log):
@@ -668,7 +740,8 @@ def tflite_delegate(interpreter, log):
 def open_model(args, module, path, artifact, profile_prefix=None):
     if args.format == "onnx":
         providers = [p.strip() for p in (args.providers or "").split(",") if p.strip()]
-        return OnnxModel(module, path, artifact, args.threads, providers, profile_prefix)
+        return OnnxModel(module, path, artifact, args.threads, providers, profile_prefix, args.engine_cache,
+                         args.trt_workspace_mb)
     return TfliteModel(module, path, artifact, args.threads)
 
 
@@ -867,6 +940,14 @@ def stability_warnings(latency, env_before, env_after):
     return warnings
 
 
+def artifact_record(manifest, artifact, path):
+    """The artifact measured, and whether it is the one the manifest names."""
+    actual = sha256_file(path)
+    return {"variant": manifest.get("variant"), "model": manifest.get("model", {}).get("name"),
+            "file": artifact["file"], "bytes": os.path.getsize(path), "sha256": actual,
+            "manifest_sha256": artifact.get("sha256"), "sha256_ok": actual == artifact.get("sha256")}
+
+
 def measure(args, result):
     """Fill `result` step by step, so a failure still returns what was measured before it."""
     bundle = args.bundle
@@ -878,10 +959,7 @@ def measure(args, result):
         raise AgentError(f"the bundle has no {args.format} artifact")
     artifact = manifest["artifacts"][args.format]
     path = os.path.join(bundle, artifact["file"])
-    actual = sha256_file(path)
-    result["artifact"] = {"variant": manifest.get("variant"), "model": manifest.get("model", {}).get("name"),
-                          "file": artifact["file"], "bytes": os.path.getsize(path), "sha256": actual,
-                          "manifest_sha256": artifact["sha256"], "sha256_ok": actual == artifact["sha256"]}
+    result["artifact"] = artifact_record(manifest, artifact, path)
     module, version = import_runtime(args.runtime)
     import numpy
 
@@ -896,15 +974,17 @@ def measure(args, result):
     result["nvmap_kib"]["after_load"] = nvmap_kib()  # a Jetson's GPU memory: not in the RSS
     result["runtime"].update(model.info)
     feed = model.feed(window(inputs, 0))
-    began = time.perf_counter()
-    model.run(feed)
-    result["first_inference_s"] = time.perf_counter() - began
-    gc.disable()  # as timeit: a collection inside one timing is noise, not the model
-    try:
-        result["warmup"] = warm_up(model.run, feed, args.max_warmup)
-        latencies = timed_iterations(model.run, feed, args.min_time, args.min_iters)
-    finally:
-        gc.enable()
+    with CapturedStdout() as printed:  # where ORT says it fell back inside run()
+        began = time.perf_counter()
+        model.run(feed)
+        result["first_inference_s"] = time.perf_counter() - began
+        gc.disable()  # as timeit: a collection inside one timing is noise, not the model
+        try:
+            result["warmup"] = warm_up(model.run, feed, args.max_warmup)
+            latencies = timed_iterations(model.run, feed, args.min_time, args.min_iters)
+        finally:
+            gc.enable()
+    result["runtime"].update(model.after_timing(printed.text))
     memory["rss_after_timing"] = proc_kib("VmRSS")
     memory["peak_rss"] = proc_kib("VmHWM")  # read before the report's own lists grow the process
     result["nvmap_kib"]["after_timing"] = nvmap_kib()
@@ -937,6 +1017,7 @@ def cmd_measure(args):
     if "latency" in result:
         result["warnings"] = stability_warnings(result["latency"], result["environment_before"],
                                                 result["environment_after"])
+        result["warnings"] += engine_warnings(result.get("runtime", {}))
         if not result["artifact"]["sha256_ok"]:
             result["warnings"].append("artifact sha256 differs from the manifest: run verify and re-copy the bundle")
     try:
@@ -1143,9 +1224,21 @@ def shared_memory_during(argv, timeout):
     return returncode, output, seconds, peak
 
 
+def engine_path(args, sha256, version):
+    """Where the engine of this artifact and precision lives: in the engine cache (the board's workdir, kept
+    between benches) under the artifact's sha256, the precision and the TensorRT version, so a changed model or
+    TensorRT never loads a stale engine; without a cache, beside the bundle for this run's later rounds."""
+    if not args.engine_cache:
+        return os.path.join(args.bundle, f"model.{args.precision}.engine")
+    os.makedirs(args.engine_cache, exist_ok=True)
+    name = f"{sha256}.{args.precision}.trt{version or 'unknown'}.engine"
+    return os.path.join(os.path.abspath(args.engine_cache), name)
+
+
 def measure_tensorrt(args, result):
-    """One round of an ONNX artifact in TensorRT: build the engine once per precision (kept beside the bundle for
-    later rounds), then time it with trtexec on the first sample window; its output there is the correctness."""
+    """One round of an ONNX artifact in TensorRT: build the engine once per artifact, precision and TensorRT
+    version (`engine_path`), its build time reported apart and never timed, then time it with trtexec on the first
+    sample window; its output there is the correctness."""
     import numpy as np
 
     manifest = load_manifest(args.bundle)
@@ -1153,16 +1246,20 @@ def measure_tensorrt(args, result):
     if artifact is None:
         raise AgentError("the bundle has no onnx artifact for TensorRT")
     path = os.path.join(args.bundle, artifact["file"])
+    result["artifact"] = artifact_record(manifest, artifact, path)
     trtexec = trtexec_path()
     if trtexec is None:
         raise AgentError(probe_tensorrt()["error"])
-    result["runtime"] = {"name": "tensorrt", "version": trtexec_version(trtexec), "precision": args.precision,
-                         "trtexec": trtexec, "workspace_mb": TRT_WORKSPACE_MB}
-    engine = os.path.join(args.bundle, f"model.{args.precision}.engine")
-    result["engine"] = {"file": os.path.basename(engine), "built_this_round": not os.path.exists(engine)}
+    version = trtexec_version(trtexec)
+    result["runtime"] = {"name": "tensorrt", "version": version, "precision": args.precision,
+                         "trtexec": trtexec, "workspace_mb": args.trt_workspace_mb}
+    engine = engine_path(args, result["artifact"]["sha256"], version)
+    result["engine"] = {"file": os.path.basename(engine), "built_this_round": not os.path.exists(engine),
+                        "cache": os.path.abspath(args.engine_cache) if args.engine_cache else None}
     if result["engine"]["built_this_round"]:
-        partial = engine + ".part"
-        returncode, output, seconds = run_logged(trtexec_build_argv(trtexec, path, partial, args.precision), 3600)
+        partial = f"{engine}.part{os.getpid()}"  # two benches building the same engine never share a file
+        build = trtexec_build_argv(trtexec, path, partial, args.precision, args.trt_workspace_mb)
+        returncode, output, seconds = run_logged(build, 3600)
         if returncode != 0 or not os.path.isfile(partial):
             if os.path.exists(partial):
                 os.unlink(partial)
@@ -1223,6 +1320,9 @@ def check_item(item):
     require(isinstance(item.get("threads"), int) and item["threads"] >= 1, f"{name}: threads >= 1")
     require(isinstance(item.get("bundle"), str), f"{name}: bundle is a folder")
     require(isinstance(item.get("providers", []), list), f"{name}: providers is a list")
+    require(isinstance(item.get("engine_cache", ""), str), f"{name}: engine_cache is a folder")
+    workspace = item.get("trt_workspace_mb", 1)
+    require(isinstance(workspace, int) and workspace >= 1, f"{name}: trt_workspace_mb is MB >= 1")
     # A board may keep each runtime in its own environment (tflite_runtime needs numpy<2, ai_edge_litert numpy 2).
     require(isinstance(item.get("python", ""), str), f"{name}: python is the interpreter's path")
 
@@ -1335,6 +1435,10 @@ def worker_argv(item, plan, bundle, out, round_no=1, pass_no=1):
         argv += ["--providers", ",".join(item["providers"])]
     if item.get("precision"):
         argv += ["--precision", item["precision"]]
+    if item.get("engine_cache"):
+        argv += ["--engine-cache", item["engine_cache"]]
+    if item.get("trt_workspace_mb"):
+        argv += ["--trt-workspace-mb", str(item["trt_workspace_mb"])]
     first = round_no == 1 and pass_no == 1
     if item.get("profile") and first:
         argv.append("--profile")
@@ -1537,6 +1641,9 @@ def parser():
     mea.add_argument("--min-iters", type=int, default=100, help="timed inferences, at least")
     mea.add_argument("--max-warmup", type=float, default=10.0, help="seconds of warm-up, at most")
     mea.add_argument("--providers", default="", help="ORT providers to use when available, comma-separated")
+    mea.add_argument("--engine-cache", help="folder that keeps TensorRT engines between runs (the board's workdir)")
+    mea.add_argument("--trt-workspace-mb", type=int, default=TRT_WORKSPACE_MB,
+                     help="TensorRT builder workspace cap, MB")
     mea.add_argument("--profile", action="store_true", help="ORT per-op-type time, in a separate session")
     mea.add_argument("--accuracy", action="store_true",
                      help="run the bundle's test split through the artifact: MSE and MAE against the truth")

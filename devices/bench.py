@@ -316,7 +316,7 @@ def make_plan(bundles: dict[str, dict], profile: DeviceProfile, request: BenchRe
                 items.append({"id": f"{name}__{fmt}__t{threads}", "bundle": name, "format": fmt, "runtime": runtime,
                               "python": python, "threads": threads, "providers": list(profile.onnx_providers)
                               if fmt == "onnx" else [], "profile": request.profile,
-                              "accuracy": request.accuracy and not probe, "probe": probe})
+                              "accuracy": request.accuracy and not probe, "probe": probe, **trt_options(profile, fmt)})
     items += tensorrt_items(bundles, profile, request, preflight)
     if missing and not items:
         raise UserError("; ".join(missing))
@@ -324,7 +324,16 @@ def make_plan(bundles: dict[str, dict], profile: DeviceProfile, request: BenchRe
     return {"items": items, "rounds": request.rounds, "first_rounds": request.rounds,
             "max_rounds": request.max_rounds or request.rounds, "min_time": request.min_time,
             "min_iters": request.min_iters, "cooldown": cooldown, "skipped": missing,
-            "thermal_zones": list(profile.thermal_zones)}
+            "thermal_zones": list(profile.thermal_zones),
+            "expected_engines": {k: list(v) for k, v in profile.expected_engines.items()}}
+
+
+def trt_options(profile: DeviceProfile, fmt: str) -> dict:
+    """Where TensorRT (trtexec, or ORT's provider) keeps its engines on the board, and its workspace cap."""
+    if fmt != "tensorrt" and not (fmt == "onnx" and "TensorrtExecutionProvider" in profile.onnx_providers):
+        return {}
+    return {"engine_cache": profile.engine_cache(), "trt_workspace_mb": profile.trt_workspace_mb}
+>>>>>>> agent36
 
 
 def tensorrt_items(bundles: dict[str, dict], profile: DeviceProfile, request: BenchRequest,
@@ -336,7 +345,7 @@ def tensorrt_items(bundles: dict[str, dict], profile: DeviceProfile, request: Be
         return []
     return [{"id": f"{name}__onnx__trt-{precision}", "bundle": name, "format": "onnx", "runtime": TENSORRT,
              "python": profile.python, "threads": 1, "precision": precision, "providers": [], "profile": False,
-             "accuracy": False}
+             "accuracy": False, **trt_options(profile, "tensorrt")}
             for name, bundle in bundles.items() if "onnx" in bundle["manifest"]["artifacts"]
             for precision in profile.tensorrt_precisions]
 

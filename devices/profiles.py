@@ -51,6 +51,14 @@ class DeviceProfile:
     thermal_zones: tuple[str, ...] = ()
     round_to: int = DEFAULT_ROUND_TO  # channel alignment that keeps pruned widths fast on its SIMD (--round-to)
     onnx_providers: tuple[str, ...] = ("CPUExecutionProvider",)  # tried in order where present
+    # The engine each runtime must run on for its timings to be judged: ONNX Runtime's providers, any one of which
+    # ran the graph. A measurement on another (a CPU-only wheel, a provider that fell back) is NOT JUDGED; to
+    # measure the CPU on purpose, name CPUExecutionProvider here in the board's TOML.
+    expected_engines: dict[str, tuple[str, ...]] = field(
+        default_factory=lambda: {"onnxruntime": ("CPUExecutionProvider",)})
+    # TensorRT (ORT's provider and trtexec): the builder's workspace cap; the Nano's 4 GB is shared by CPU and GPU,
+    # and ORT's 1 GB default gets engine builds killed there.
+    trt_workspace_mb: int = 256
     # The newest ONNX its runtimes all read: `export --device NAME` writes this opset and IR version and `bench`
     # refuses a newer bundle before connecting. 20/10 is torch's own export; ONNX Runtime 1.10 (the newest for the
     # Nano's Python 3.6) reads opset <= 15 / IR <= 8 and TensorRT 8.0/8.2 opset <= 13.
@@ -85,6 +93,11 @@ class DeviceProfile:
                             "profile)")
         return host or self.host
 
+    def engine_cache(self) -> str:
+        """Where the board keeps TensorRT engines between benches: beside the run folders, never inside one (a run
+        folder is deleted after its bench)."""
+        return f"{self.workdir.rstrip('/')}/engines"
+
     def export_fields(self) -> dict:
         """The ExportRequest fields this board decides: the ONNX level and encoding its runtimes load."""
         return {"onnx_opset": self.onnx_opset, "onnx_ir": self.onnx_ir, "onnx_sparse": self.onnx_sparse}
@@ -103,6 +116,7 @@ BUILT_IN = {
         runtimes=("onnxruntime",),
         thermal_zones=("CPU-therm", "GPU-therm"),  # not PMIC-Die (a constant 100 C) nor the fan's estimate
         onnx_providers=("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+        expected_engines={"onnxruntime": ("TensorrtExecutionProvider", "CUDAExecutionProvider")},
         onnx_opset=13, onnx_ir=7,  # what ONNX Runtime 1.10 and TensorRT 8.0/8.2 both take
         onnx_sparse=False,  # TensorRT's ONNX parser is not known to read sparse initializers: dense weights
         tensorrt_precisions=("fp32", "fp16"),  # the Maxwell GPU runs fp16; INT8 it does not
@@ -150,7 +164,7 @@ def load_profile(name: str) -> DeviceProfile:
 
 
 # integers where 0 means nothing sensible; others may be 0 (memory_mb: unknown)
-_POSITIVE = ("cores", "round_to", "onnx_opset", "onnx_ir")
+_POSITIVE = ("cores", "round_to", "onnx_opset", "onnx_ir", "trt_workspace_mb")
 
 
 def _from_toml(name: str, values: dict, path: Path) -> DeviceProfile:
@@ -174,6 +188,10 @@ def _from_toml(name: str, values: dict, path: Path) -> DeviceProfile:
     if bad_precisions:
         raise UserError(f"{path}: unknown TensorRT precision {bad_precisions[0]!r}; tensorrt_precisions takes "
                         f"{', '.join(TENSORRT_PRECISIONS)}")
+    engines = merged["expected_engines"]
+    if any(k not in RUNTIMES or not v for k, v in engines.items()):
+        raise UserError(f"{path}: expected_engines maps runtimes ({', '.join(RUNTIMES)}) to the engines they must "
+                        f"run on, e.g. {{onnxruntime = [\"CPUExecutionProvider\"]}}; got {engines!r}")
     bad = [r for r in merged["runtimes"] if r not in RUNTIMES]
     if bad:
         raise UserError(f"{path}: unknown runtime {bad[0]!r}; runtimes are {', '.join(RUNTIMES)}")
@@ -213,6 +231,11 @@ def _typed(key: str, value: object, hint: object, path: Path) -> object:
             return tuple(_typed(key, v, item, path) for v in value)
         return tuple(value)
     elif origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise UserError(f"{path}: {key} must be a table of strings, got {value!r}")
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise UserError(f"{path}: {key} must be a table, got {value!r}")
+        if args[1] is str:
+            if not all(isinstance(v, str) for v in value.values()):
+                raise UserError(f"{path}: {key} must be a table of strings, got {value!r}")
+        else:
+            return {k: _typed(key, v, args[1], path) for k, v in value.items()}
     return value

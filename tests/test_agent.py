@@ -14,28 +14,14 @@ import onnxruntime
 import pytest
 from ai_edge_litert import __version__ as litert_version
 
+from tests.agent_cli import AGENT, FAST, one_json_line, run_output, write_plan
+from tests.agent_cli import agent as run_agent
 from tsprune_edge.export.bundle import ExportRequest, write_bundles
 from tsprune_edge.workflow import train_to_dir
 
-AGENT = Path(__file__).resolve().parents[1] / "devices" / "agent.py"
-FAST = ("--min-time", "0.2", "--min-iters", "20", "--max-warmup", "0.5")
-
 
 def agent(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(AGENT), *args], capture_output=True, text=True, timeout=120)
-
-
-def one_json_line(proc: subprocess.CompletedProcess) -> dict:
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 1, proc.stdout + proc.stderr
-    return json.loads(lines[0])
-
-
-def run_output(proc: subprocess.CompletedProcess) -> tuple[list[dict], dict]:
-    """`run` prints one progress event per measurement started and finished, then its summary last."""
-    lines = [json.loads(line) for line in proc.stdout.strip().splitlines()]
-    assert lines and all("event" in line for line in lines[:-1]) and "event" not in lines[-1], proc.stdout
-    return lines[:-1], lines[-1]
+    return run_agent(sys.executable, *args, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +31,6 @@ def bundle(tmp_path_factory) -> Path:
     train_to_dir(model="dlinear", data="synthetic", pred_len=96, preset="small", epochs=1, out=root / "ckpt")
     write_bundles(root / "export", {"dense": root / "ckpt" / "model.pt"}, ExportRequest())
     return root / "export" / "dense"
-
-
-def write_plan(path: Path, items: list[dict], rounds: int) -> Path:
-    plan = {"items": items, "rounds": rounds, "min_time": 0.2, "min_iters": 20, "max_warmup": 0.5,
-            "cooldown": {"max_seconds": 2.0, "within_c": 5.0}}
-    path.write_text(json.dumps(plan))
-    return path
 
 
 ITEMS = [{"id": "onnx-1t", "bundle": "export/dense", "format": "onnx", "runtime": "onnxruntime", "threads": 1},

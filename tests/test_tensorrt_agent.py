@@ -190,3 +190,90 @@ def test_a_failed_engine_build_is_recorded_in_one_line_and_leaves_no_engine(tmp_
     assert result["error"].startswith("trtexec could not build a fp16 engine from model.onnx: ModelImporter")
     assert "\n" not in result["error"]
     assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model.onnx"]  # no engine, no .part
+
+
+# A stand-in trtexec for the engine cache: the real banner for --help; a build writes an engine file and logs its
+# argv; a timing writes --exportTimes records after the warm-up and, as --exportOutput, the samples' expected
+# forecast of the first window (what a correct engine computes), in trtexec 8.x's layouts.
+FAKE_TRTEXEC = '''#!{python}
+import json, sys
+import numpy as np
+flags = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)
+if "--help" in sys.argv:
+    print("&&&& RUNNING TensorRT.trtexec [TensorRT v8201] # trtexec --help")
+elif "--saveEngine" in flags:
+    open(flags["--saveEngine"], "w").write("engine")
+    open({log!r}, "a").write(json.dumps(sys.argv[1:]) + "\\n")
+else:
+    manifest = json.load(open({bundle!r} + "/manifest.json"))
+    expected = np.load({bundle!r} + "/" + manifest["samples"]["file"])["expected"][:1]
+    json.dump([{{"startComputeMs": 600.0 + i, "latencyMs": 1.0, "computeMs": 0.8}} for i in range(20)],
+              open(flags["--exportTimes"], "w"))
+    json.dump([{{"name": manifest["artifacts"]["onnx"]["outputs"][0]["name"],
+                 "dimensions": "x".join(map(str, expected.shape)), "values": expected.ravel().tolist()}}],
+              open(flags["--exportOutput"], "w"))
+'''
+
+
+def test_trtexec_engines_are_built_once_into_the_workdir_cache(bundles, tmp_path, monkeypatch):
+    """Keyed by the artifact's sha256, the precision and the TensorRT version, in the cache folder (the board's
+    workdir, not the run folder a bench deletes, nor the bundle): the second measurement loads the engine."""
+    import sys
+
+    bundle, bin_dir, cache, log = bundles / "dense", tmp_path / "bin", tmp_path / "work" / "engines", tmp_path / "log"
+    bin_dir.mkdir()
+    (bin_dir / "trtexec").write_text(FAKE_TRTEXEC.format(python=sys.executable, log=str(log), bundle=str(bundle)))
+    (bin_dir / "trtexec").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    results = []
+    for number in (1, 2):
+        out = tmp_path / f"r{number}.json"
+        code = agent.main(["measure", "--bundle", str(bundle), "--format", "onnx", "--runtime", "tensorrt",
+                           "--precision", "fp16", "--threads", "1", "--min-time", "0.1", "--min-iters", "10",
+                           "--max-warmup", "0.5", "--engine-cache", str(cache), "--trt-workspace-mb", "512",
+                           "--out", str(out)])
+        assert code == 0, out.read_text()
+        results.append(json.loads(out.read_text()))
+    sha = json.loads((bundle / "manifest.json").read_text())["artifacts"]["onnx"]["sha256"]
+    name = f"{sha}.fp16.trt8.2.1.engine"
+    assert sorted(p.name for p in cache.iterdir()) == [name]
+    first, second = results[0]["engine"], results[1]["engine"]
+    assert first["file"] == second["file"] == name and first["cache"] == second["cache"] == str(cache)
+    assert first["built_this_round"] and first["build_s"] > 0
+    assert not second["built_this_round"] and "build_s" not in second
+    builds = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(builds) == 1 and "--workspace=512" in builds[0] and "--fp16" in builds[0]
+    assert results[0]["runtime"]["workspace_mb"] == 512
+    assert results[1]["latency"]["n"] == 20 and results[1]["correctness"]["within_tolerance"]
+
+
+def test_ort_tensorrt_provider_gets_the_engine_cache_and_the_workspace_cap(tmp_path):
+    cache = tmp_path / "engines"
+    chosen = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert agent.ort_providers(chosen, str(cache), 256) == [
+        ("TensorrtExecutionProvider", {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache),
+                                       "trt_max_workspace_size": str(256 * 1024 * 1024)}),
+        "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert cache.is_dir()
+    assert agent.ort_providers(["CPUExecutionProvider"], str(cache), 256) == ["CPUExecutionProvider"]
+    assert agent.ort_providers(chosen, None, 256) == chosen
+
+
+def test_the_plan_hands_the_board_its_engine_cache(tmp_path):
+    """The host puts the profile's cache and workspace into the TensorRT items (trtexec and ORT's provider), and
+    the agent passes them to each worker."""
+    from tsprune_edge.devices.bench import trt_options
+    from tsprune_edge.devices.profiles import load_profile
+
+    nano, rpi4 = load_profile("jetson-nano"), load_profile("rpi4")
+    options = {"engine_cache": "/tmp/tsprune-edge/engines", "trt_workspace_mb": 256}
+    assert trt_options(nano, "onnx") == trt_options(nano, "tensorrt") == options
+    assert trt_options(rpi4, "onnx") == trt_options(nano, "tflite") == {}
+    item = {"id": "dense__onnx__trt-fp16", "bundle": "dense", "format": "onnx", "runtime": "tensorrt",
+            "threads": 1, "precision": "fp16", **options}
+    agent.check_item(item)
+    argv = agent.worker_argv(item, {"min_time": 1, "min_iters": 10}, "/w/dense", "/w/out.json")
+    assert argv[argv.index("--engine-cache") + 1] == "/tmp/tsprune-edge/engines"
+    assert argv[argv.index("--trt-workspace-mb") + 1] == "256"
+    with pytest.raises(agent.AgentError, match="trt_workspace_mb is MB >= 1"):
+        agent.check_item({**item, "trt_workspace_mb": 0})

@@ -39,6 +39,7 @@ DEFAULT_MIN_EFFECT = 0.05
 TOO_FEW = f"NOT JUDGED: under {MIN_ROUNDS} paired rounds"  # usable rounds of the variant and of dense together
 PROBE_VERDICT = "per-call cost (probe, not judged)"
 UNDECIDED = (*UNRESOLVED, TOO_FEW)  # more rounds could still decide these
+SPEED_KEYS = ("speedup", "ratio", "efficiency", "beyond_call_efficiency")  # row fields a NOT JUDGED row drops
 
 
 @dataclass
@@ -52,6 +53,8 @@ class ItemRounds:
     warmup: str | None = None
     providers: str | None = None
     delegate: str | None = None
+    ran_on: list[str] = field(default_factory=list)  # ORT: the provider first in line after timing, per measurement
+    fallbacks: list[str] = field(default_factory=list)  # ORT moved to other providers at load or inside run()
     since_boot: list[str] = field(default_factory=list)
     design: Design = FIXED  # when bench looked: the intervals this run's rounds allow
 
@@ -85,7 +88,32 @@ def load_rounds(run_dir: Path, item_id: str) -> ItemRounds:
     found.warmup = _warmup(measured)
     found.providers = _distinct(",".join(r["runtime"].get("providers_used") or []) for _, r in measured)
     found.delegate = _distinct(r["runtime"].get("delegate") for _, r in measured)
+    found.ran_on = list(dict.fromkeys(r["runtime"]["providers_used"][0] for _, r in measured
+                                      if r["runtime"].get("providers_used")))
+    found.fallbacks = [f"{name} at {f['when']}" for name, r in measured if (f := r["runtime"].get("fallback"))]
     return found
+
+
+def unexpected_engine(rounds: ItemRounds, expected: list[str] | None, device: str) -> str | None:
+    """The NOT JUDGED line for a measurement that ran on other providers than the board's profile expects (a
+    CPU-only wheel on a GPU board, a provider that fell back inside run()): what ran and the fix. None when it ran
+    where expected, or the profile expects nothing of this runtime."""
+    if not expected:
+        return None
+    other = [p for p in rounds.ran_on if p not in expected]
+    if not other and not rounds.fallbacks:
+        return None
+    ran = " / ".join(rounds.ran_on) or "unknown providers"
+    fell = f" after a provider fallback ({', '.join(rounds.fallbacks)})" if rounds.fallbacks else ""
+    if "CPUExecutionProvider" in other and "CPUExecutionProvider" not in expected:
+        fix = (f"tsprune-edge devices setup --device {device} --wheel <onnxruntime_gpu wheel>, or measure the CPU "
+               'on purpose: expected_engines = {onnxruntime = ["CPUExecutionProvider"]} in its profile file')
+    elif rounds.fallbacks:
+        fix = ("the provider failed and ORT retried without it (its message: runtime.fallback in the raw results); "
+               f"free GPU memory or re-export with `tsprune-edge export --device {device}`, then bench again")
+    else:
+        fix = f"set expected_engines in the {device} profile file to the providers you mean to measure"
+    return (f"NOT JUDGED: ran on {ran}{fell}; the {device} profile expects {' or '.join(expected)}; fix: {fix}")
 
 
 def _warnings(measured: list[tuple[str, dict]]) -> list[str]:
@@ -162,7 +190,11 @@ def undecided(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[str
         dense_id = same_setting(item, DENSE)
         if item["bundle"] in (DENSE, PROBE_VARIANT) or dense_id not in ids:
             continue
-        verdict, _ = judge(load_rounds(run_dir, item["id"]), load_rounds(run_dir, dense_id), min_effect)
+        mine, dense = load_rounds(run_dir, item["id"]), load_rounds(run_dir, dense_id)
+        expected = (plan.get("expected_engines") or {}).get(item["runtime"])
+        if any(unexpected_engine(r, expected, "") for r in (mine, dense)):
+            continue  # not judged on this engine, however many rounds
+        verdict, _ = judge(mine, dense, min_effect)
         if verdict in UNDECIDED:
             open_ids.append(item["id"])
     return open_ids
@@ -177,6 +209,7 @@ def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT,
     items = {item["id"]: item for item in run["items"]}
     rounds = {item_id: load_rounds(run_dir, item_id) for item_id in items}
     history = list(dict.fromkeys(name for r in rounds.values() for name in r.since_boot))
+    expected = run["device"].get("expected_engines") or {}  # absent in runs benched before profiles declared it
     budget = fit_budget(run_dir)
     rows = []
     for item in run["items"]:
@@ -204,8 +237,17 @@ def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT,
                                       item, items[dense_id], min_effect))
             row.update(_accuracy_against_dense(run_dir, item["id"], dense_id, facts, bundles.get(DENSE, {}),
                                                max_mse_rise))
+            wrong = (unexpected_engine(mine, expected.get(item["runtime"]), row["device"])
+                     or unexpected_engine(rounds[dense_id], expected.get(item["runtime"]), row["device"]))
+            if wrong and engine_difference(mine, rounds[dense_id]) is None:  # no speedup between unasked engines
+                row = {k: v for k, v in row.items() if not k.startswith(SPEED_KEYS)}
+                row["verdict"] = wrong
             row["headline"] = headline(row.get("speedup"), row.get("speedup_low"), row.get("speedup_high"),
                                        row["verdict"], row)
+        elif item["bundle"] == DENSE:
+            wrong = unexpected_engine(mine, expected.get(item["runtime"]), row["device"])
+            if wrong:
+                row["verdict"] = wrong
         rows.append(row)
     _fill_dense_accuracy(rows, bundles)
     attach_profile_diffs(run_dir, [r for r in rows if r["variant"] != PROBE_VARIANT])  # where the time goes (--profile)
