@@ -333,7 +333,6 @@ def trt_options(profile: DeviceProfile, fmt: str) -> dict:
     if fmt != "tensorrt" and not (fmt == "onnx" and "TensorrtExecutionProvider" in profile.onnx_providers):
         return {}
     return {"engine_cache": profile.engine_cache(), "trt_workspace_mb": profile.trt_workspace_mb}
->>>>>>> agent36
 
 
 def tensorrt_items(bundles: dict[str, dict], profile: DeviceProfile, request: BenchRequest,
