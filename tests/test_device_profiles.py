@@ -54,7 +54,7 @@ def test_a_measurement_on_another_engine_than_the_profile_expects_is_not_judged(
                                  threads=(1,), rounds=2, min_time=0.05, min_iters=10))
     run = tmp_path / summary["run_id"]
     line = ("NOT JUDGED: ran on CPUExecutionProvider; the desktop profile expects CUDAExecutionProvider; fix: "
-            "tsprune-edge devices setup --device desktop --wheel <onnxruntime_gpu wheel>, or measure the CPU on "
+            "install NVIDIA's onnxruntime_gpu wheel in the board's venv (docs/boards.md), or measure the CPU on "
             'purpose: expected_engines = {onnxruntime = ["CPUExecutionProvider"]} in its profile file')
     rows = {r["variant"]: r for r in verdict_rows(run)}
     assert rows["dense"]["verdict"] == rows["unstructured-0.5"]["verdict"] == line

@@ -106,7 +106,7 @@ def unexpected_engine(rounds: ItemRounds, expected: list[str] | None, device: st
     ran = " / ".join(rounds.ran_on) or "unknown providers"
     fell = f" after a provider fallback ({', '.join(rounds.fallbacks)})" if rounds.fallbacks else ""
     if "CPUExecutionProvider" in other and "CPUExecutionProvider" not in expected:
-        fix = (f"tsprune-edge devices setup --device {device} --wheel <onnxruntime_gpu wheel>, or measure the CPU "
+        fix = ("install NVIDIA's onnxruntime_gpu wheel in the board's venv (docs/boards.md), or measure the CPU "
                'on purpose: expected_engines = {onnxruntime = ["CPUExecutionProvider"]} in its profile file')
     elif rounds.fallbacks:
         fix = ("the provider failed and ORT retried without it (its message: runtime.fallback in the raw results); "
