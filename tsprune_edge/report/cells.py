@@ -12,7 +12,7 @@ from tsprune_edge.report.verdict import DEFAULT_MIN_EFFECT
 from tsprune_edge.variants import DENSE, PROBE_VARIANT
 
 SHORT_RUNTIMES = {"onnxruntime": "ORT", "ai_edge_litert": "LiteRT", "tflite_runtime": "TFLite",
-                  "tensorrt": "TensorRT"}
+                  "tensorrt": "TRT"}
 PRECISIONS = ("fp32", "fp16")  # TensorRT's engine precisions, last in a row's runtime
 SOURCE_WORDS = {"board": "the board's own outputs (bench --accuracy)", "torch": "torch at export"}
 
@@ -81,7 +81,7 @@ def _accuracy(row: dict) -> str:
 
 
 def _runtime(row: dict) -> str:
-    """'ORT t1', 'TensorRT fp16 t1': the runtime's short name (its version is in the caption), its precision
+    """'ORT t1', 'TRT fp16 t1': the runtime's short name (its version is in the caption), its precision
     where it has one, and the threads; the format follows from the runtime."""
     name, *rest = row["runtime"].split()
     precision = [rest[-1]] if rest and rest[-1] in PRECISIONS else []
