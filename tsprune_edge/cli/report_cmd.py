@@ -13,6 +13,8 @@ from tsprune_edge.errors import UserError
 from tsprune_edge.report.accuracy import DEFAULT_MAX_MSE_RISE, check_max_rise
 from tsprune_edge.report.verdict import DEFAULT_MIN_EFFECT
 
+UNBOUNDED = 10_000  # columns to measure a table's natural width in
+
 
 def min_effect_option():
     """`--min-effect` of `report` and `sweep`."""
@@ -79,7 +81,8 @@ def report_command(
         table = verdict_table([r for r in rows if r["run"] == run.name], wide=wide, tails=tails)
         console = table_console()
         if wide or tails:  # every column at its full width: the terminal wraps lines rather than rich folding cells
-            console = Console(width=max(console.width, console.measure(table).maximum))
+            natural = console.measure(table, options=console.options.update_width(UNBOUNDED)).maximum
+            console = Console(width=max(console.width, natural))
         console.print(table)
     written = write_report(rows, out)
     print(f"report: {', '.join(map(str, written))}")
