@@ -137,8 +137,8 @@ def narrow_notes(rows: list[dict]) -> list[str]:
     for row in rows:
         if row["variant"] == PROBE_VARIANT:
             notes.append(f"Per-call probe ({_runtime(row)}): p50 {_p50(row)} ms.")
-        elif _flags(row):
-            notes.append(f"Flagged {row['variant']} ({_runtime(row)}): {'; '.join(_flags(row))}.")
+        elif row["flags"]:  # dense's own row says its flags; the title says the board is emulated
+            notes.append(f"Flagged {row['variant']} ({_runtime(row)}): {'; '.join(row['flags'])}.")
     return notes
 
 
@@ -147,8 +147,8 @@ def run_notes(rows: list[dict]) -> list[str]:
     since-boot throttling history, once; a fit's models against its budget and on the (latency, MSE) plane."""
     notes = []
     if rows and all(r["rounds"] == 0 for r in rows):
-        notes.append("Every round of this run was left out (failed, incorrect or throttled; see flags): "
-                     "nothing is judged.")
+        notes.append("Every round of this run was left out (failed, incorrect, throttled or clocks changed; see "
+                     "flags): nothing is judged.")
     history = rows[0].get("board_since_boot") if rows else None
     if history:
         notes.append(f"The board reports since boot: {', '.join(history)}. Context only: a round is left out when "
