@@ -592,7 +592,7 @@ def timed_iterations(run, feed, min_time, min_iters, sampler=None):
 
 
 # The clocks while timing, read between timed inferences: the frequencies (one small file per clock domain, a few
-# microseconds each) at most every CLOCK_SAMPLE_S; the governors (one file per CPU) and vcgencmd (a process of
+# microseconds each) at most every CLOCK_SAMPLE_S; the governors (one file per domain too) and vcgencmd (a process of
 # ~10 ms on a Pi) at most every SLOW_SAMPLE_S, as timing starts and as it ends. A throttle that starts and ends
 # inside a measurement shows only in these samples (or in a since-boot bit that changed).
 CLOCK_SAMPLE_S = 0.1
@@ -630,7 +630,7 @@ def clock_domains(paths):
 
 class ClockSampler:
     """Samples what can change a timing while it runs: the CPU frequency (the fastest CPU's, the one the model
-    keeps busy: idle cores of a per-core policy report their own low clocks), every CPU's governor, each devfreq
+    keeps busy: idle cores of a per-core policy report their own low clocks), each policy's governor, each devfreq
     device's frequency and, where the board has vcgencmd, the Pi's throttle bits. `root` is where /sys is
     found ('/' on a board; a fixture folder in tests)."""
 
@@ -638,7 +638,7 @@ class ClockSampler:
         cpus = sorted(glob.glob(os.path.join(root, CPU_FREQ_GLOB)), key=natural_key)
         self.cpus_read = len(cpus)
         self.cpu_files = clock_domains(cpus)
-        self.governor_files = [os.path.join(os.path.dirname(p), "scaling_governor") for p in cpus]
+        self.governor_files = [os.path.join(os.path.dirname(p), "scaling_governor") for p in self.cpu_files]
         self.devfreq_files = sorted(glob.glob(os.path.join(root, DEVFREQ_GLOB)))
         self.vcgencmd = vcgencmd if vcgencmd is not None else shutil.which("vcgencmd")
         self.cpu_mhz, self.devfreq_mhz, self.governors, self.throttled = [], {}, [], []
