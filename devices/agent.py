@@ -783,9 +783,10 @@ def warm_up(run, feed, max_seconds):
             "max_seconds": max_seconds}
 
 
-def timed_iterations(run, feed, min_time, min_iters):
+def timed_iterations(run, feed, min_time, min_iters, sampler=None):
     """One perf_counter pair per inference, until both min_time and min_iters are reached. An array of doubles
-    keeps the harness' own memory at 8 bytes per inference, so peak RSS stays the model's."""
+    keeps the harness' own memory at 8 bytes per inference, so peak RSS stays the model's. `sampler` (a
+    ClockSampler) reads the clocks between two timings when it is due, never inside one."""
     clock, latencies = time.perf_counter, array.array("d")
     start = clock()
     while True:
@@ -795,6 +796,134 @@ def timed_iterations(run, feed, min_time, min_iters):
         latencies.append(ended - began)
         if len(latencies) >= min_iters and ended - start >= min_time:
             return latencies
+        if sampler is not None and ended >= sampler.due:
+            sampler.sample()
+
+
+# The clocks while timing, read between timed inferences: the frequencies (one small file per clock domain, a few
+# microseconds each) at most every CLOCK_SAMPLE_S; the governors (one file per domain too) and vcgencmd (a process of
+# ~10 ms on a Pi) at most every SLOW_SAMPLE_S, as timing starts and as it ends. A throttle that starts and ends
+# inside a measurement shows only in these samples (or in a since-boot bit that changed).
+CLOCK_SAMPLE_S = 0.1
+SLOW_SAMPLE_S = 1.0
+CLOCK_TOLERANCE = 0.03  # samples of one clock spread by more than this share of its highest: the clock changed
+CPU_FREQ_GLOB = "sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq"  # kHz, per online CPU
+DEVFREQ_GLOB = "sys/class/devfreq/*/cur_freq"  # Hz: a Jetson's GPU (57000000.gpu), other boards' GPU or memory
+_THROTTLED = re.compile(r"throttled=(0x[0-9a-fA-F]+|\d+)")
+
+
+def read_number(path):
+    """An integer sysfs file through os.read: a third of the cost of open().read(), as it is read ten times a
+    second; None where it cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            text = os.read(fd, 64).strip()
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def clock_domains(paths):
+    """One file per clock domain: the CPUs of a cpufreq policy share one folder (cpuN/cpufreq links to policyM)."""
+    seen, kept = set(), []
+    for path in paths:
+        domain = os.path.realpath(os.path.dirname(path))
+        if domain not in seen:
+            seen.add(domain)
+            kept.append(path)
+    return kept
+
+
+class ClockSampler:
+    """Samples what can change a timing while it runs: the CPU frequency (the fastest CPU's, the one the model
+    keeps busy: idle cores of a per-core policy report their own low clocks), each policy's governor, each devfreq
+    device's frequency and, where the board has vcgencmd, the Pi's throttle bits. `root` is where /sys is
+    found ('/' on a board; a fixture folder in tests)."""
+
+    def __init__(self, root="/", vcgencmd=None):
+        cpus = sorted(glob.glob(os.path.join(root, CPU_FREQ_GLOB)), key=natural_key)
+        self.cpus_read = len(cpus)
+        self.cpu_files = clock_domains(cpus)
+        self.governor_files = [os.path.join(os.path.dirname(p), "scaling_governor") for p in self.cpu_files]
+        self.devfreq_files = sorted(glob.glob(os.path.join(root, DEVFREQ_GLOB)))
+        self.vcgencmd = vcgencmd if vcgencmd is not None else shutil.which("vcgencmd")
+        self.cpu_mhz, self.devfreq_mhz, self.governors, self.throttled = [], {}, [], []
+        self.samples = self.slow_samples = self.throttle_samples = 0
+        self.spent = 0.0
+        self.due = self.slow_due = 0.0
+
+    def sample(self, full=False):
+        """Read the frequencies; the governors and throttle bits too when `full` or due."""
+        began = time.perf_counter()
+        speeds = [khz for khz in (read_number(p) for p in self.cpu_files) if khz]
+        if speeds:
+            self.cpu_mhz = _spread(self.cpu_mhz, max(speeds) / 1000.0)
+        for path in self.devfreq_files:
+            hz = read_number(path)
+            if hz:
+                name = os.path.basename(os.path.dirname(path))
+                self.devfreq_mhz[name] = _spread(self.devfreq_mhz.get(name, []), hz / 1e6)
+        if full or began >= self.slow_due:
+            self.slow_sample()
+            self.slow_due = began + SLOW_SAMPLE_S
+        self.samples += 1
+        ended = time.perf_counter()
+        self.spent += ended - began
+        self.due = ended + CLOCK_SAMPLE_S
+
+    def slow_sample(self):
+        self.slow_samples += 1
+        governors = [(read_text(p) or "").strip() for p in self.governor_files]
+        seen = ",".join(sorted(set(g for g in governors if g)))
+        if seen and (not self.governors or self.governors[-1] != seen):
+            self.governors.append(seen)
+        if not self.vcgencmd:
+            return
+        try:
+            out = subprocess.run([self.vcgencmd, "get_throttled"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, timeout=5).stdout.decode("utf-8", "replace")
+        except (OSError, subprocess.SubprocessError):
+            return
+        found = _THROTTLED.search(out)
+        if found:
+            mask = int(found.group(1), 0)
+            if mask not in self.throttled:
+                self.throttled.append(mask)
+            self.throttle_samples += 1
+
+    def changes(self, gpu):
+        """What changed while timing, one phrase each: the CPU frequency or a governor; a devfreq device's
+        frequency only where the model ran on a GPU (`gpu`): a CPU runtime does not wait for it."""
+        found = []
+        if _changed(self.cpu_mhz):
+            found.append("CPU frequency {:.0f}-{:.0f} MHz".format(*self.cpu_mhz))
+        if len(self.governors) > 1:
+            found.append("governor " + " -> ".join(self.governors))
+        for name in sorted(self.devfreq_mhz):
+            if gpu and _changed(self.devfreq_mhz[name]):
+                found.append("{} frequency {:.0f}-{:.0f} MHz".format(name, *self.devfreq_mhz[name]))
+        return found
+
+    def record(self, gpu=False):
+        """The samples in the result: each clock's lowest and highest value, the governors and throttle masks in
+        the order seen, the time the sampling took, and `changed` (what flags the measurement)."""
+        return {"interval_s": CLOCK_SAMPLE_S, "slow_interval_s": SLOW_SAMPLE_S, "vcgencmd": bool(self.vcgencmd),
+                "tolerance": CLOCK_TOLERANCE, "samples": self.samples, "slow_samples": self.slow_samples,
+                "throttle_samples": self.throttle_samples, "seconds": self.spent, "cpus_read": self.cpus_read,
+                "clock_domains": len(self.cpu_files), "cpu_mhz": self.cpu_mhz or None,
+                "devfreq_mhz": self.devfreq_mhz, "governors": self.governors, "throttled": self.throttled,
+                "changed": self.changes(gpu)}
+
+
+def _spread(low_high, value):
+    return [min(low_high[0], value), max(low_high[1], value)] if low_high else [value, value]
+
+
+def _changed(low_high):
+    return bool(low_high) and low_high[1] - low_high[0] > CLOCK_TOLERANCE * low_high[1]
 
 
 def summarise(latencies):
@@ -917,7 +1046,7 @@ def ort_profile(args, module, path, artifact, feed, iterations):
             "model_run_us": statistics.median(durations) if durations else None}
 
 
-def stability_warnings(latency, env_before, env_after):
+def stability_warnings(latency, env_before, env_after, clocks=None):
     """Flag what makes a number untrustworthy, each with what to do (pyperf's habit)."""
     warnings = []
     if latency["std"] >= 0.1 * latency["mean"]:
@@ -937,6 +1066,9 @@ def stability_warnings(latency, env_before, env_after):
     throttled = env_after["throttled"] or ""
     if "=" in throttled and throttled.split("=")[-1] not in ("0x0", "0"):
         warnings.append(f"board reports {throttled}: under-voltage or heat throttling; fix power/cooling")
+    if clocks and clocks["changed"]:
+        warnings.append(f"clocks changed while timing: {'; '.join(clocks['changed'])}; fix: set the governor to "
+                        "performance (a Jetson: sudo jetson_clocks), check cooling and power")
     return warnings
 
 
@@ -981,10 +1113,15 @@ def measure(args, result):
         gc.disable()  # as timeit: a collection inside one timing is noise, not the model
         try:
             result["warmup"] = warm_up(model.run, feed, args.max_warmup)
-            latencies = timed_iterations(model.run, feed, args.min_time, args.min_iters)
+            sampler = ClockSampler()
+            sampler.sample(full=True)  # every clock as timing starts; again as it ends
+            latencies = timed_iterations(model.run, feed, args.min_time, args.min_iters, sampler)
+            sampler.sample(full=True)
         finally:
             gc.enable()
     result["runtime"].update(model.after_timing(printed.text))
+    gpu = any(p != "CPUExecutionProvider" for p in result["runtime"].get("providers_used", []))
+    result["clocks"] = sampler.record(gpu)
     memory["rss_after_timing"] = proc_kib("VmRSS")
     memory["peak_rss"] = proc_kib("VmHWM")  # read before the report's own lists grow the process
     result["nvmap_kib"]["after_timing"] = nvmap_kib()
@@ -1016,7 +1153,7 @@ def cmd_measure(args):
     result["environment_after"] = environment()
     if "latency" in result:
         result["warnings"] = stability_warnings(result["latency"], result["environment_before"],
-                                                result["environment_after"])
+                                                result["environment_after"], result.get("clocks"))
         result["warnings"] += engine_warnings(result.get("runtime", {}))
         if not result["artifact"]["sha256_ok"]:
             result["warnings"].append("artifact sha256 differs from the manifest: run verify and re-copy the bundle")

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
 
 from tsprune_edge.cli import guards, paths
 from tsprune_edge.cli.output import table_console
 from tsprune_edge.errors import UserError
 from tsprune_edge.report.accuracy import DEFAULT_MAX_MSE_RISE, check_max_rise
 from tsprune_edge.report.verdict import DEFAULT_MIN_EFFECT
+
+UNBOUNDED = 10_000  # columns to measure a table's natural width in
 
 
 def min_effect_option():
@@ -48,6 +51,11 @@ def report_command(
                                        f"holds accuracy ({DEFAULT_MAX_MSE_RISE:g} = {DEFAULT_MAX_MSE_RISE:.0%}, as "
                                        "MLPerf gates accuracy at 99% of the reference)."),
     force: bool = typer.Option(False, "--force", help="Overwrite the report files an earlier report left in OUT."),
+    wide: bool = typer.Option(False, "--wide", help="Show every column in the terminal table (p50, p90 and p99, "
+                              "MACs, efficiency, memory and file ratios, MSEs, flags), not only the answer that fits "
+                              "100 columns; report.md, .html, .csv and .json always hold them all."),
+    tails: bool = typer.Option(False, "--tails", help="Add the p90 and p99 speedups with their 95% intervals "
+                               "(paired per round, as the median's) to the terminal table."),
 ) -> None:
     """The verdict: each pruned variant against the dense model measured in the same run, paired round by round:
     the speedup as the geometric mean of the per-round latency ratios with a 95% t interval over the rounds, the
@@ -70,6 +78,11 @@ def report_command(
     for line in answer_lines(rows):  # the answer first: speed and accuracy against dense, one line per variant
         print(line)
     for run in runs:
-        table_console().print(verdict_table([r for r in rows if r["run"] == run.name]))
+        table = verdict_table([r for r in rows if r["run"] == run.name], wide=wide, tails=tails)
+        console = table_console()
+        if wide or tails:  # every column at its full width: the terminal wraps lines rather than rich folding cells
+            natural = console.measure(table, options=console.options.update_width(UNBOUNDED)).maximum
+            console = Console(width=max(console.width, natural))
+        console.print(table)
     written = write_report(rows, out)
     print(f"report: {', '.join(map(str, written))}")

@@ -105,6 +105,12 @@ def _log_scale(ax: Axes, axis: str) -> None:
     target.set_minor_locator(NullLocator())
 
 
+def family(row: dict) -> str:
+    """A variant's family, its name without the sparsity (`structured_width-0.5` -> `structured_width`): each family
+    is one line (structured and structured_width share the method `structured` but prune different dimensions)."""
+    return str(row["variant"]).rsplit("-", 1)[0]
+
+
 def _is_dense(row: dict) -> bool:
     return row["variant"] == "dense"
 
@@ -121,7 +127,7 @@ def _device_prefix(rows: list[dict], row: dict) -> str:
 
 
 def latency_figure(rows: list[dict]) -> Figure:
-    """(a) p50 vs sparsity, one line per method starting at the dense model (sparsity 0), one panel per run, model,
+    """(a) p50 vs sparsity, one line per family starting at the dense model (sparsity 0), one panel per run, model,
     format (runtime) and thread count, latency on a log scale; error bars are the ratio's 95% interval applied to
     the variant's p50."""
     panels = _group((r for r in rows if _finite(r.get("p50_ms"))),
@@ -130,8 +136,7 @@ def latency_figure(rows: list[dict]) -> Figure:
     def draw(ax: Axes, key) -> None:
         members = panels[key]
         dense = [r for r in members if _is_dense(r)]
-        methods = _group((r for r in members if not _is_dense(r) and _finite(r.get("sparsity"))),
-                         lambda r: r["method"])
+        methods = _group((r for r in members if not _is_dense(r) and _finite(r.get("sparsity"))), family)
         for method, variants in sorted(methods.items(), key=lambda item: str(item[0])):
             points = [(0.0, dense[0]["p50_ms"], 0.0, 0.0)] if dense else []
             for r in sorted(variants, key=lambda r: r["sparsity"]):
@@ -159,7 +164,7 @@ def latency_figure(rows: list[dict]) -> Figure:
 
 
 def mse_figure(rows: list[dict]) -> Figure:
-    """(b) torch test MSE vs sparsity per method (solid), and the board's MSE per method and format (dashed) where
+    """(b) torch test MSE vs sparsity per family (solid), and the board's MSE per family and format (dashed) where
     the rows carry `board_mse`; one panel per run and model."""
     panels = _group(rows, lambda r: (r["run"], r["model"]))
 
@@ -179,12 +184,12 @@ def mse_figure(rows: list[dict]) -> Figure:
 
 def _mse_lines(ax: Axes, rows: list[dict], field: str, split: Callable[[dict], str], style: str,
                label: str) -> int:
-    """One line per method and `split` value (the format, for the board's MSE), starting at the dense value of the
+    """One line per family and `split` value (the format, for the board's MSE), starting at the dense value of the
     same split at sparsity 0; each variant once, as rows repeat per thread count. Returns how many were drawn."""
     usable = [r for r in rows if _finite(r.get(field))]
     dense = {split(r): r[field] for r in usable if _is_dense(r)}
     lines = _group((r for r in usable if not _is_dense(r) and _finite(r.get("sparsity"))),
-                   lambda r: (str(r["method"]), split(r)))
+                   lambda r: (family(r), split(r)))
     for (method, part), variants in sorted(lines.items()):
         points = {r["sparsity"]: r[field] for r in variants}
         if part in dense:

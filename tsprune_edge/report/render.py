@@ -6,6 +6,7 @@ import csv
 import io
 from pathlib import Path
 
+from rich import box
 from rich.table import Table
 
 from tsprune_edge.atomic import write_atomic, write_json_atomic
@@ -16,8 +17,10 @@ from tsprune_edge.report.cells import (
     measurement_notes,
     method_note,
     min_effect,
+    narrow_notes,
     row_cells,
     run_notes,
+    table_columns,
 )
 from tsprune_edge.variants import PROBE_VARIANT
 
@@ -33,20 +36,25 @@ PAGE = "report.html"  # the page a user opens first: tables, plots and notes in 
 LISTS = ("flags", "warnings", "board_since_boot")  # joined with "; " in the CSV
 
 
-def verdict_table(rows: list[dict]) -> Table:
+def verdict_table(rows: list[dict], wide: bool = False, tails: bool = False) -> Table:
+    """The answer in 100 columns (variant, runtime, speedup, verdict, test MSE against dense; the tails' speedups
+    with `tails`), or every column with `wide`. No cell is ever cut to '…': one too wide wraps (folds)."""
     if not rows:
         return Table(title="no measured items in this run")
     first = rows[0]
     models = ", ".join(dict.fromkeys(str(r["model"]) for r in rows if r["variant"] != PROBE_VARIANT))
-    notes = run_notes(rows)
+    notes = run_notes(rows) + ([] if wide else narrow_notes(rows))
     table = Table(title=f"{models}: verdict on {first['device']} ({first['machine']}"
                         + (", EMULATED: timings say nothing about a board" if first["emulated"] else "")
                         + f"), against dense in the same run; minimum effect {min_effect(rows):.0%}",
-                  caption=" ".join(notes) or None)
-    for header in HEADERS:
-        table.add_column(header, no_wrap=header in ("variant", "speedup [95% CI]", "verdict"))
+                  caption=" ".join(notes) or None, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  padding=(0, 1, 0, 0), caption_justify="left")
+    columns = table_columns(wide, tails)
+    for header, _ in columns:
+        table.add_column(header, overflow="fold")
     for row in rows:
-        table.add_row(*row_cells(row))
+        if wide or row["variant"] != PROBE_VARIANT:  # the narrow table says the probe's p50 in a note
+            table.add_row(*(cell(row) for _, cell in columns))
     return table
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tsprune_edge.devices import runs
-from tsprune_edge.devices.readings import since_boot, throttle_reason
+from tsprune_edge.devices.readings import since_boot, spoil_reason
 from tsprune_edge.formats import checked_version
 from tsprune_edge.report.accuracy import DEFAULT_MAX_MSE_RISE, accuracy_fields, headline
 from tsprune_edge.report.profile_diff import attach_profile_diffs
@@ -39,7 +39,9 @@ DEFAULT_MIN_EFFECT = 0.05
 TOO_FEW = f"NOT JUDGED: under {MIN_ROUNDS} paired rounds"  # usable rounds of the variant and of dense together
 PROBE_VERDICT = "per-call cost (probe, not judged)"
 UNDECIDED = (*UNRESOLVED, TOO_FEW)  # more rounds could still decide these
-SPEED_KEYS = ("speedup", "ratio", "efficiency", "beyond_call_efficiency")  # row fields a NOT JUDGED row drops
+TAILS = ("p90", "p99")  # tail percentiles of each measurement, judged as the median is: paired per round
+SPEED_KEYS = ("speedup", "ratio", "efficiency", "beyond_call_efficiency",
+              *(f"{tail}_speedup" for tail in TAILS))  # row fields a NOT JUDGED row drops
 
 
 @dataclass
@@ -57,6 +59,7 @@ class ItemRounds:
     fallbacks: list[str] = field(default_factory=list)  # ORT moved to other providers at load or inside run()
     since_boot: list[str] = field(default_factory=list)
     design: Design = FIXED  # when bench looked: the intervals this run's rounds allow
+    tails: dict[str, dict[int, float]] = field(default_factory=dict)  # "p90", "p99" -> round values, as `medians`
 
 
 def load_run(run_dir: Path) -> dict:
@@ -65,14 +68,16 @@ def load_run(run_dir: Path) -> dict:
 
 
 def load_rounds(run_dir: Path, item_id: str) -> ItemRounds:
-    """The rounds that count (not failed, correct, not throttled) and why the others were left out."""
+    """The rounds that count (not failed, correct, not throttled, clocks steady) and why the others were left
+    out."""
     found = ItemRounds()
     results = runs.read_rounds(run_dir, item_id)  # in round order
     passes: dict[runs.Measurement, float] = {}
+    tail_passes: dict[str, dict[runs.Measurement, float]] = {tail: {} for tail in TAILS}
     for key, result in results.items():
         name = runs.measurement_name(key)
         found.since_boot += [what for what in since_boot(result) if what not in found.since_boot]
-        reason = throttle_reason(result)
+        reason = spoil_reason(result)
         if "error" in result:
             found.flags.append(f"{name} failed")
         elif not result["correctness"]["within_tolerance"]:
@@ -81,7 +86,10 @@ def load_rounds(run_dir: Path, item_id: str) -> ItemRounds:
             found.flags.append(f"{name} {reason}")
         else:
             passes[key] = float(result["latency"]["p50"])
+            for tail, values in tail_passes.items():
+                values[key] = float(result["latency"][tail])
     found.medians = round_values(passes, runs.passes_per_round(run_dir))
+    found.tails = {tail: round_values(values, runs.passes_per_round(run_dir)) for tail, values in tail_passes.items()}
     found.design = Design.of_plan(runs.read_plan(run_dir))
     measured = [(runs.measurement_name(k), r) for k, r in results.items() if "latency" in r]
     found.warnings = _warnings(measured)
@@ -228,7 +236,8 @@ def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT,
                "board_mse": (item.get("accuracy") or {}).get("mse"),
                "board_mae": (item.get("accuracy") or {}).get("mae"),
                "warnings": mine.warnings, "warmup": mine.warmup, "providers": mine.providers,
-               "delegate": mine.delegate, "board_since_boot": history, "budget_ms": budget}
+               "delegate": mine.delegate, "board_since_boot": history, "budget_ms": budget,
+               **_tail_latency(mine)}
         dense_id, probe_id = same_setting(item, DENSE), same_setting(item, PROBE_VARIANT)
         if item["bundle"] == PROBE_VARIANT:
             row["verdict"] = PROBE_VERDICT
@@ -291,6 +300,7 @@ def _against_dense(mine: ItemRounds, dense: ItemRounds, probe: ItemRounds | None
            "file_ratio": _ratio(facts["artifacts"][fmt]["bytes"], dense_facts["artifacts"][fmt]["bytes"]),
            "zstd_ratio": _ratio(facts["artifacts"][fmt]["zstd_bytes"], dense_facts["artifacts"][fmt]["zstd_bytes"]),
            "dense_flags": dense.flags}
+    row.update(_tail_speedups(mine, dense))
     if speedup is None:
         return row
     ratio = speedup.inverse()
@@ -313,6 +323,26 @@ def _accuracy_against_dense(run_dir: Path, item_id: str, dense_id: str, facts: d
     board = [(runs.read_first_round(run_dir, i) or {}).get("accuracy") for i in (item_id, dense_id)]
     return accuracy_fields(board[0], board[1], facts.get("torch_window_errors"),
                            dense_facts.get("torch_window_errors"), max_mse_rise)
+
+
+def _tail_latency(mine: ItemRounds) -> dict:
+    """p90_ms and p99_ms with their intervals: the geometric mean of each round's percentile, as p50_ms."""
+    fields = {}
+    for tail in TAILS:
+        latency = _latency(mine.tails.get(tail, {}), mine.design)
+        fields.update({f"{tail}{key[3:]}": value for key, value in latency.items()})
+    return fields
+
+
+def _tail_speedups(mine: ItemRounds, dense: ItemRounds) -> dict:
+    """p90_speedup and p99_speedup (dense / variant per round, the median's paired estimator) with their intervals;
+    None where under MIN_ROUNDS rounds pair."""
+    fields = {}
+    for tail in TAILS:
+        interval = speedup_interval(mine.tails.get(tail, {}), dense.tails.get(tail, {}), mine.design)
+        fields.update(_fields(f"{tail}_speedup", interval) if interval else
+                      dict.fromkeys((f"{tail}_speedup", f"{tail}_speedup_low", f"{tail}_speedup_high")))
+    return fields
 
 
 def _fields(name: str, interval: Interval) -> dict:
