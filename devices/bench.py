@@ -27,7 +27,9 @@ from tsprune_edge.devices.readings import throttled
 from tsprune_edge.devices.runs import DEFAULT_MIN_TIME, DEFAULT_ROUNDS
 from tsprune_edge.devices.transport import LocalTransport, SshTransport, Transport
 from tsprune_edge.errors import BoardError, ToolError, UserError
+from tsprune_edge.export.control import refuse_control, with_control
 from tsprune_edge.export.manifest import MANIFEST, load_bench_manifest, torch_window_errors
+from tsprune_edge.variants import CONTROL
 
 AGENT = Path(__file__).with_name("agent.py")
 RoundRule = Callable[[Path], list[str]]  # run folder -> the item ids another round could still decide
@@ -51,6 +53,7 @@ class BenchRequest:
     cooldown_s: float = 0.0  # wait up to this long before each measurement for the start temperature (+2 C)
     profile: bool = False  # ORT per-op times (first round, separate session): where the time goes
     accuracy: bool = False  # the bundle's test split through each artifact on the board (first round)
+    control: bool = False  # add the A/A control: a byte-different copy of dense, judged against it
     results: Path = Path("results")
     resume: bool = False
     keep: bool = False
@@ -84,6 +87,8 @@ def bench(request: BenchRequest, console: Console | None = None, more_rounds: Ro
         try:
             bundles = find_bundles(request.artifacts)
             refuse_unreadable(bundles, profile, request)  # before connecting: a bundle the board cannot read
+            if request.control:
+                refuse_control(bundles)
             run = taken or runs.claim(request.results, profile.name, resume=False)
         except BaseException:
             if taken:
@@ -100,6 +105,8 @@ def _measure(run: runs.RunFolder, transport: Transport, profile: DeviceProfile, 
     remote = remote_folder(profile, run_dir)
     try:
         made = board_folder(transport, remote, run)
+        if request.control:  # made in the run folder, so that a resumed run measures the same copy
+            bundles = with_control(bundles, run_dir)
         if made and not run.fresh:  # the board lost the folder: give it back what was measured, not measure again
             restore_results(transport, run_dir, remote)
         state, preflight, plan = _prepare(transport, profile, request, bundles, run_dir, remote, console)
@@ -480,7 +487,8 @@ def bundle_facts(manifest: dict) -> dict:
     probe = bool(manifest.get("probe"))
     return {
         "model": manifest["model"]["name"], "data": manifest["data"]["name"], "probe": probe,
-        "method": "probe" if probe else pruning["method"] if pruning else "dense",
+        "method": "probe" if probe else pruning["method"] if pruning else (CONTROL if manifest.get("control")
+                                                                           else "dense"),
         "sparsity": None if probe else pruning["requested_sparsity"] if pruning else 0.0,
         "torch_test": test, "torch_test_dense": pruning["test"]["dense"] if pruning else None,
         "quantization": manifest["quantization"]["scheme"] if manifest["quantization"] else None,

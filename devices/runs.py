@@ -8,6 +8,7 @@ that knows its layout. Torch-free.
         raw/<id>__r<N>.json  one measurement, as the agent wrote it (pass 1 of round N; `__r<N>b.json` the round's
                              mirrored pass 2); raw/run.json the agent's record of its run
         bench.json           the summary the report reads, written last
+        control/             bench --control: the A/A control bundle, a byte-different copy of dense (export/control.py)
         .owner               a token written when the folder was made: clean-up removes only a folder it proves ours
         .lock                held (flock) by the one bench working in the folder, for the run's whole life
 

@@ -35,7 +35,7 @@ from tsprune_edge.data.forecast import ForecastData
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.artifacts import DEFAULT_OPSET, check_opset, export_onnx, export_tflite
 from tsprune_edge.export.encodings import Validator
-from tsprune_edge.export.manifest import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST
+from tsprune_edge.export.manifest import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST, ZSTD_LEVEL
 from tsprune_edge.export.onnx_level import read_level, readers_record
 from tsprune_edge.export.onnx_sparse import compress_onnx
 from tsprune_edge.export.probe import (
@@ -74,7 +74,6 @@ FP32_TOLERANCE = 1e-4
 # Forecasts are in scaled units (z-scores). int8 weights (and ORT's int8 activations) moved the small Transformer's
 # forecasts by up to 0.08 here; a broken int8 artifact is off by about 1 or more (FIELD-NOTES: 1.59).
 INT8_TOLERANCE = 0.25
-ZSTD_LEVEL = 19
 TORCH_ERRORS_FILE = "torch_test_errors.npy"
 
 

@@ -15,6 +15,7 @@ from tsprune_edge.errors import UserError
 BUNDLE_FORMAT = "tsprune-edge/bundle"
 BUNDLE_VERSION = 1
 MANIFEST = "manifest.json"
+ZSTD_LEVEL = 19  # artifacts' zstd_bytes: how small each file travels (export and bench --control compress it)
 
 _NUMBER = (int, float)
 _FACT = (int, float, type(None))  # model facts a probe does not have (its density) are null

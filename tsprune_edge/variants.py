@@ -7,6 +7,7 @@ from tsprune_edge.prune.dimensions import DEFAULT_DIMENSIONS
 
 DENSE = "dense"  # the reference variant every export job writes
 PROBE_VARIANT = "percall"  # the per-call probe bundle: the dense signature, next to no compute (export/probe.py)
+CONTROL = "control"  # bench --control: a byte-different copy of dense, judged against it (export/control.py)
 
 
 def variant_name(method: str, sparsity: float, dims: tuple[str, ...] = DEFAULT_DIMENSIONS) -> str:

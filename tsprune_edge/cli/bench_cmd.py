@@ -47,6 +47,9 @@ def bench_command(
                                  "separate session): the report's where-the-time-goes diff."),
     accuracy: bool = typer.Option(False, help="Also run each bundle's test split through the artifact on the "
                                   "board (first round): MSE and MAE beside the torch model's."),
+    control: bool = typer.Option(False, help="Also measure an A/A control: a byte-different copy of dense (the "
+                                 "same model), judged against dense like a variant; the report warns when it is not "
+                                 "EQUIVALENT."),
     results: Path = typer.Option(paths.RESULTS, help="Results go to RESULTS/<device>-<time>/."),
     resume: bool = typer.Option(False, help="Finish this device's latest unfinished run instead of starting anew."),
     keep: bool = typer.Option(False, help="Keep the run folder on the board."),
@@ -61,7 +64,7 @@ def bench_command(
 
     request = BenchRequest(device=device, host=host, artifacts=artifacts, runtimes=parse_list(runtime),
                            threads=parse_threads(threads), rounds=rounds, max_rounds=max_rounds, min_time=min_time,
-                           min_iters=min_iters,
+                           min_iters=min_iters, control=control,
                            cooldown_s=cooldown, profile=profile, accuracy=accuracy, results=results, resume=resume,
                            keep=keep, accept_new_host_key=accept_new_host_key, ssh_config=ssh_config, port=port,
                            identity=identity)

@@ -35,6 +35,8 @@ def pipeline_command(
     finetune_epochs: int = typer.Option(DEFAULT_FINETUNE_EPOCHS, help="Fine-tuning epochs after pruning; dense "
                                         "gets the same, so the accuracy comparison is fair."),
     rounds: int = typer.Option(DEFAULT_ROUNDS, help="Bench rounds on this machine (each variant once per round)."),
+    control: bool = typer.Option(False, help="Also bench an A/A control: a byte-different copy of dense, which "
+                                 "the report warns about unless EQUIVALENT."),
     out: Path = typer.Option(paths.PIPELINE, help="Where every stage writes its files."),
     force: bool = typer.Option(False, "--force", help="Overwrite what an earlier pipeline left in OUT."),
 ) -> None:
@@ -63,7 +65,8 @@ def pipeline_command(
                       force=force, keep_finished=True)  # Ctrl-C keeps the trained model and the measurements
     manifests = run_export_job(job, ExportRequest(), out / "export", out, console=_console)
     measured = bench(BenchRequest(device=DEVICE, artifacts=out / "export", results=out / "results", rounds=rounds,
-                                  accuracy=True), console=_console)  # the board's own test MSE beside torch's
+                                  accuracy=True, control=control),  # the board's own test MSE beside torch's
+                     console=_console)
     metrics = json.loads((out / "dense" / "metrics.json").read_text())
     rows = verdict_rows(out / "results" / measured["run_id"])
     write_report(rows, out / "report")

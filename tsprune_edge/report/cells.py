@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tsprune_edge.report.accuracy import accuracy_phrase
+from tsprune_edge.report.control import control_warnings, setting
 from tsprune_edge.report.pareto import fit_notes
 from tsprune_edge.report.stats import legend
 from tsprune_edge.report.verdict import DEFAULT_MIN_EFFECT
-from tsprune_edge.variants import DENSE, PROBE_VARIANT
+from tsprune_edge.variants import CONTROL, DENSE, PROBE_VARIANT
 
 SHORT_RUNTIMES = {"onnxruntime": "ORT", "ai_edge_litert": "LiteRT", "tflite_runtime": "TFLite",
                   "tensorrt": "TRT"}
@@ -182,5 +183,5 @@ def answer_lines(rows: list[dict]) -> list[str]:
     """The answer first: per pruned variant and setting, one line joining the speed verdict and the accuracy
     verdict against dense (report.accuracy.headline), e.g. "structured-0.5, onnx (onnxruntime 1.32.0), 1 thread:
     1.39x faster [1.37, 1.41] REAL SPEEDUP, torch test MSE +60% [+55%, +65%] ACCURACY LOST"."""
-    return [f"{r['variant']}, {r['format']} ({r['runtime']}), {r['threads']} thread{'s' if r['threads'] != 1 else ''}"
-            f": {r['headline']}" for r in rows if r.get("headline")]
+    return control_warnings(rows) + [f"{r['variant']}, {setting(r)}: {r['headline']}" for r in rows
+                                     if r.get("headline") and r["variant"] != CONTROL]  # the control: not deployable

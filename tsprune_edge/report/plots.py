@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from tsprune_edge.report.profile_diff import SHORTFALL_EFFICIENCY
-from tsprune_edge.variants import PROBE_VARIANT
+from tsprune_edge.variants import CONTROL, PROBE_VARIANT
 
 TITLES = {
     "latency": "Latency (p50) vs sparsity",
@@ -29,9 +29,10 @@ LABEL_GAP_PX = (70, 12)  # a point label is drawn only this far (x, y) from ever
 
 def figures(rows: list[dict]) -> dict[str, bytes]:
     """PNG bytes of every figure in TITLES, in that order; a figure without data says so instead of failing.
-    The per-call probe is no model: it stays out of the plots (the tables show its cost)."""
+    The per-call probe is no model, and the A/A control is dense again: both stay out of the plots (the tables
+    show them)."""
     draw = {"latency": latency_figure, "mse": mse_figure, "pareto": pareto_figure, "speedup": speedup_figure}
-    models = [r for r in rows if r["variant"] != PROBE_VARIANT]
+    models = [r for r in rows if r["variant"] not in (PROBE_VARIANT, CONTROL)]
     return {name: _png(draw[name](models)) for name in TITLES}
 
 

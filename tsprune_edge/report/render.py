@@ -22,6 +22,7 @@ from tsprune_edge.report.cells import (
     run_notes,
     table_columns,
 )
+from tsprune_edge.report.control import control_check
 from tsprune_edge.variants import PROBE_VARIANT
 
 COLUMNS = ("headline", "device", "machine", "emulated", "variant", "model", "method", "sparsity", "format", "runtime",
@@ -87,7 +88,7 @@ def write_report(rows: list[dict], out: Path) -> list[Path]:
     from tsprune_edge.report.profile_diff import profile_markdown
 
     out = Path(out)
-    write_json_atomic(out / "report.json", stamped("report", {"rows": rows}))
+    write_json_atomic(out / "report.json", stamped("report", {"rows": rows, "control": control_check(rows)}))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()
