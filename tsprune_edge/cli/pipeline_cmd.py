@@ -13,7 +13,13 @@ from rich.table import Table
 from tsprune_edge.cli import guards, paths
 from tsprune_edge.cli import pruning_options as options
 from tsprune_edge.cli.output import table_console
-from tsprune_edge.defaults import DEFAULT_DATA, DEFAULT_EPOCHS, DEFAULT_FINETUNE_EPOCHS, DEFAULT_MODEL
+from tsprune_edge.defaults import (
+    DEFAULT_DATA,
+    DEFAULT_DISTILL,
+    DEFAULT_EPOCHS,
+    DEFAULT_FINETUNE_EPOCHS,
+    DEFAULT_MODEL,
+)
 from tsprune_edge.devices.runs import DEFAULT_ROUNDS
 
 _console = Console(stderr=True)
@@ -34,6 +40,9 @@ def pipeline_command(
     round_to: int = options.round_to(default_from=f"the {DEVICE} profile's"),
     finetune_epochs: int = typer.Option(DEFAULT_FINETUNE_EPOCHS, help="Fine-tuning epochs after pruning; dense "
                                         "gets the same, so the accuracy comparison is fair."),
+    distill: float = typer.Option(DEFAULT_DISTILL, help="Weight of dense's forecast in the pruned models' "
+                                  "fine-tuning loss (knowledge distillation; 0: the target alone). Dense is "
+                                  "fine-tuned on the target alone."),
     rounds: int = typer.Option(DEFAULT_ROUNDS, help="Bench rounds on this machine (each variant once per round)."),
     out: Path = typer.Option(paths.PIPELINE, help="Where every stage writes its files."),
     force: bool = typer.Option(False, "--force", help="Overwrite what an earlier pipeline left in OUT."),
@@ -52,10 +61,11 @@ def pipeline_command(
 
     pruning = options.pruning(method, sparsity, dims, width_sparsity, DEVICE, round_to, several=True,
                               dense_allowed=False)
-    job = ExportJob(methods=pruning.methods, finetune_epochs=finetune_epochs, model=model, data=data, epochs=epochs,
-                    strict_dates=strict_dates, **pruning.fields)
+    job = ExportJob(methods=pruning.methods, finetune_epochs=finetune_epochs, distill=distill, model=model, data=data,
+                    epochs=epochs, strict_dates=strict_dates, **pruning.fields)
     guards.number("--epochs", epochs, 1)
     guards.number("--finetune-epochs", finetune_epochs, 0)
+    guards.number("--distill", distill, 0, 1, high_open=True)
     guards.number("--rounds", rounds, 1)
     model_entry(model)
     variants = list(job.variants())
