@@ -24,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 COMMAND = ["tsprune-edge", "pipeline"]  # the README's main job, on the built-in default
-ANSWER = re.compile(r"^\S+, \S+ \(.*\), \d+ threads?: ")  # report.cells.answer_lines: variant, format (runtime), threads
+# a line of report.cells.answer_lines: "variant, format (runtime), N threads: headline"
+ANSWER = re.compile(r"^\S+, \S+ \(.*\), \d+ threads?: ")
 ROW_KEYS = ("format", "runtime", "threads", "rounds", "speedup", "speedup_low", "speedup_high", "verdict",
             "predicted_speedup", "torch_mse", "board_mse", "mse_change", "mse_change_low", "mse_change_high",
             "accuracy_label", "accuracy_source", "headline")
