@@ -60,6 +60,11 @@ def test_readme_quotes_the_main_job_and_the_checked_results():
     assert len(FIGURES) >= 20
 
 
+def test_readme_quotes_the_main_jobs_answer_verbatim():
+    answer = json.loads((ROOT / "benchmarks/results/main_job.json").read_text())["answer"]
+    assert answer and "```\n" + "\n".join(answer) + "\n```" in README
+
+
 @pytest.mark.parametrize(("before", "source", "path", "form"), FIGURES,
                          ids=[f"{s.rsplit('/', 1)[-1]}:{p}" for _, s, p, _ in FIGURES])
 def test_each_quoted_figure_matches_its_result_file(before, source, path, form):

@@ -4,12 +4,13 @@ says otherwise, and the CLI declares its option defaults from here."""
 DEFAULT_MODEL = "transformer"
 DEFAULT_DATA = "synthetic"  # built in: the default job needs no download
 DEFAULT_EPOCHS = 3  # training epochs of the default job (the full published schedule: `train`)
-DEFAULT_FINETUNE_EPOCHS = 2  # after pruning; the dense reference gets the same epochs, lr and data order
-# Knowledge distillation while fine-tuning a pruned model: loss = (1 - d) * MSE(target) + d * MSE(dense's forecast),
-# dense as it was before pruning (the teacher). The dense reference is fine-tuned on the target alone (distilling
-# from itself only holds it back), so the comparison stays the strict one. Why 2 epochs and 0.5: docs/pruning.md
-# "The default fine-tuning" (the main job's structured 0.5 lost 60% test MSE after 1 plain epoch; measured runs in
-# benchmarks/results/main_job.md); the job stays near 5 minutes on a quiet 2-core CPU.
-DEFAULT_DISTILL = 0.5
+DEFAULT_FINETUNE_EPOCHS = 1  # `export`: after pruning; the dense reference gets the same epochs, lr and data order
+DEFAULT_DISTILL = 0.0  # `export`: weight of dense's forecast in the variants' fine-tuning loss (distillation)
+# The main job (`pipeline`) fine-tunes longer and distils: loss = (1 - d) * MSE(target) + d * MSE(dense's forecast),
+# dense as it was before pruning the teacher; its dense reference gets the same epochs on the target alone (dense
+# distilled from itself is only held back), so the comparison stays the strict one. Why: after 1 plain epoch its
+# structured 0.5 lost 60% test MSE against dense; docs/pruning.md "The default job's fine-tuning" has the runs.
+MAIN_JOB_FINETUNE_EPOCHS = 2
+MAIN_JOB_DISTILL = 0.5
 DEFAULT_METHOD = "structured"
 DEFAULT_SPARSITY = 0.5

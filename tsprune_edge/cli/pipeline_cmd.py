@@ -15,10 +15,10 @@ from tsprune_edge.cli import pruning_options as options
 from tsprune_edge.cli.output import table_console
 from tsprune_edge.defaults import (
     DEFAULT_DATA,
-    DEFAULT_DISTILL,
     DEFAULT_EPOCHS,
-    DEFAULT_FINETUNE_EPOCHS,
     DEFAULT_MODEL,
+    MAIN_JOB_DISTILL,
+    MAIN_JOB_FINETUNE_EPOCHS,
 )
 from tsprune_edge.devices.runs import DEFAULT_ROUNDS
 
@@ -38,9 +38,9 @@ def pipeline_command(
     dims: str = options.dims(),
     width_sparsity: float = options.width_sparsity(),
     round_to: int = options.round_to(default_from=f"the {DEVICE} profile's"),
-    finetune_epochs: int = typer.Option(DEFAULT_FINETUNE_EPOCHS, help="Fine-tuning epochs after pruning; dense "
+    finetune_epochs: int = typer.Option(MAIN_JOB_FINETUNE_EPOCHS, help="Fine-tuning epochs after pruning; dense "
                                         "gets the same, so the accuracy comparison is fair."),
-    distill: float = typer.Option(DEFAULT_DISTILL, help="Weight of dense's forecast in the pruned models' "
+    distill: float = typer.Option(MAIN_JOB_DISTILL, help="Weight of dense's forecast in the pruned models' "
                                   "fine-tuning loss (knowledge distillation; 0: the target alone). Dense is "
                                   "fine-tuned on the target alone."),
     rounds: int = typer.Option(DEFAULT_ROUNDS, help="Bench rounds on this machine (each variant once per round)."),
