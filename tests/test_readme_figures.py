@@ -54,15 +54,11 @@ README = (ROOT / "README.md").read_text()
 FIGURES = quoted_figures(README)
 
 
-def test_readme_quotes_the_main_job_and_the_checked_results():
+def test_readme_marks_the_figures_of_each_checked_result_file():
     files = {source for _, source, _, _ in FIGURES}
-    assert "benchmarks/results/main_job.json" in files
-    assert len(FIGURES) >= 20
-
-
-def test_readme_quotes_the_main_jobs_answer_verbatim():
-    answer = json.loads((ROOT / "benchmarks/results/main_job.json").read_text())["answer"]
-    assert answer and "```\n" + "\n".join(answer) + "\n```" in README
+    assert files == {f"benchmarks/results/{name}.json" for name in
+                     ("coverage", "harness_precision", "study", "wide_datasets")}
+    assert len(FIGURES) == 26
 
 
 @pytest.mark.parametrize(("before", "source", "path", "form"), FIGURES,
