@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 def test_help_lists_the_commands(cli):
     result = cli("--help")
@@ -77,3 +79,10 @@ def test_commands_that_prune_take_the_same_pruning_options(cli):
         assert result.code == 0 and all(f"--{p.replace('_', '-')}" in result.out for p in shared), name
     assert inspect.signature(export_cmd.export_command).parameters["device"].default.help.startswith(
         inspect.signature(prune_cmd.prune_command).parameters["device"].default.help)
+
+
+@pytest.mark.parametrize("weight", ["1", "-0.1", "nan"])
+def test_pipeline_refuses_a_distillation_weight_outside_0_1(cli, tmp_path, weight):
+    result = cli("pipeline", "--distill", weight, "--out", str(tmp_path / "pipeline"))
+    assert result.code == 2 and not (tmp_path / "pipeline").exists()
+    assert result.err.strip().splitlines()[-1].startswith("error: --distill must be ")
