@@ -1,5 +1,6 @@
 """The default job's settings, without torch: `export`, `pipeline` and the library's ExportJob run this when no option
-says otherwise, and the CLI declares its option defaults from here."""
+says otherwise (`pipeline`, the main job, fine-tunes as MAIN_JOB_* say), and the CLI declares its option defaults
+from here."""
 
 DEFAULT_MODEL = "transformer"
 DEFAULT_DATA = "synthetic"  # built in: the default job needs no download
