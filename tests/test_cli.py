@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 def test_help_lists_the_commands(cli):
     result = cli("--help")
@@ -19,15 +21,17 @@ def test_models_lists_the_registry(cli):
 
 
 def test_pipeline_runs_on_the_builtin_default(cli, tmp_path):
-    """The README's main-job command, one epoch instead of its default three."""
+    """The README's main-job command, one training and one fine-tuning epoch instead of its default three and two
+    (fine-tuning still distils from dense, as by default)."""
     out = tmp_path / "pipeline"
-    result = cli("pipeline", "--epochs", "1", "--rounds", "1", "--out", str(out))
+    result = cli("pipeline", "--epochs", "1", "--finetune-epochs", "1", "--rounds", "1", "--out", str(out))
     assert result.code == 0, result.err
     metrics = json.loads((out / "dense" / "metrics.json").read_text())
     assert metrics["data"]["name"] == "synthetic" and metrics["model"] == "transformer"
     assert metrics["test"]["mse"] < metrics["naive_test"]["mse"]
     pruning = json.loads((out / "structured-0.5" / "pruning.json").read_text())
     assert pruning["method"] == "structured" and pruning["mac_reduction"] >= 0.4
+    assert pruning["request"]["distill"] == 0.5  # the main job's fine-tuning distils from dense by default
     # dense is tabled after the same training as pruned: the fine-tuned copy, and the table says so
     assert pruning["test"]["source"]["mse"] == metrics["test"]["mse"] != pruning["test"]["dense"]["mse"]
     assert "repeat last value" in result.out and f"{pruning['test']['dense']['mse']:.4f}" in result.out
@@ -75,3 +79,10 @@ def test_commands_that_prune_take_the_same_pruning_options(cli):
         assert result.code == 0 and all(f"--{p.replace('_', '-')}" in result.out for p in shared), name
     assert inspect.signature(export_cmd.export_command).parameters["device"].default.help.startswith(
         inspect.signature(prune_cmd.prune_command).parameters["device"].default.help)
+
+
+@pytest.mark.parametrize("weight", ["1", "-0.1", "nan"])
+def test_pipeline_refuses_a_distillation_weight_outside_0_1(cli, tmp_path, weight):
+    result = cli("pipeline", "--distill", weight, "--out", str(tmp_path / "pipeline"))
+    assert result.code == 2 and not (tmp_path / "pipeline").exists()
+    assert result.err.strip().splitlines()[-1].startswith("error: --distill must be ")

@@ -91,3 +91,45 @@ def test_every_model_trains_and_evaluates_through_the_cli(name, cli, shared_data
     evaluated = cli("evaluate", str(out / "model.pt"))
     assert evaluated.code == 0, evaluated.err
     assert json.loads((out / "evaluation-test.json").read_text())["mse"] == pytest.approx(metrics["test"]["mse"])
+
+
+def _dlinear_on_illness():
+    from tsprune_edge.data.forecast import WindowSpec, load_forecast_data
+    from tsprune_edge.models import create_model
+
+    data = load_forecast_data("illness", WindowSpec(36, 18, 24), "M", None)
+    model = create_model("dlinear", "small", seq_len=36, label_len=18, pred_len=24, enc_in=7, c_out=7,
+                         calendar_features=data.calendar_names)
+    return model, data
+
+
+@pytest.mark.parametrize("distill", [0.25, 0.5])
+def test_distillation_weighs_the_target_and_the_teachers_forecast(shared_data, distill):
+    """Loss = (1 - d) * MSE(target) + d * MSE(teacher). With lr 0 the student never moves: against a teacher that is
+    its own copy the second term is 0, so each epoch's loss is exactly (1 - d) times the plain one; against a
+    teacher that forecasts 0 it is the plain loss plus d * (mean square forecast - plain loss)."""
+    import copy
+
+    from torch import nn
+
+    from tsprune_edge.train import train
+
+    model, data = _dlinear_on_illness()
+    frozen = TrainSchedule(0.0, 32, 1, "halve")
+
+    def epoch_loss(**teaching) -> float:
+        student = copy.deepcopy(model)
+        return train(student, data, frozen, **teaching).history[0]["train_loss"]
+
+    plain = epoch_loss()
+    assert epoch_loss(teacher=copy.deepcopy(model), distill=distill) == pytest.approx((1 - distill) * plain, rel=1e-6)
+    zero = copy.deepcopy(model)
+    for parameter in zero.parameters():
+        nn.init.zeros_(parameter)
+    square = 0.0
+    batches = 0
+    with torch.no_grad():
+        for history, calendar, _ in data.batches("train", 32, shuffle=True, rng=np.random.default_rng(2021)):
+            square, batches = square + float((model(history, calendar) ** 2).mean()), batches + 1
+    assert epoch_loss(teacher=zero, distill=distill) == pytest.approx(
+        (1 - distill) * plain + distill * square / batches, rel=1e-6)

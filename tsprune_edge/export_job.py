@@ -20,6 +20,7 @@ from tsprune_edge.checkpoint import load_checkpoint
 from tsprune_edge.data.forecast import check_dates, same_source
 from tsprune_edge.defaults import (
     DEFAULT_DATA,
+    DEFAULT_DISTILL,
     DEFAULT_EPOCHS,
     DEFAULT_FINETUNE_EPOCHS,
     DEFAULT_METHOD,
@@ -42,6 +43,7 @@ class ExportJob:
     methods: tuple[str, ...] = (DEFAULT_METHOD,)
     sparsity: float = DEFAULT_SPARSITY
     finetune_epochs: int = DEFAULT_FINETUNE_EPOCHS
+    distill: float = DEFAULT_DISTILL  # weight of dense's forecast in the variants' fine-tuning loss
     checkpoint: Path | None = None  # a dense checkpoint to start from; None trains one
     model: str | None = None  # None: the checkpoint's model, else DEFAULT_MODEL
     data: str | None = None  # None: DEFAULT_DATA (only when training)
@@ -58,6 +60,7 @@ class ExportJob:
         if not self.methods:
             raise UserError("--method needs at least one pruning method, for example structured")
         requests = [PruneRequest(method=m, sparsity=self.sparsity, finetune_epochs=self.finetune_epochs,
+                                 distill=self.distill if self.finetune_epochs else 0.0,
                                  round_to=self.round_to, round_to_source=self.round_to_source, dims=self.dims,
                                  width_sparsity=self.width_sparsity)
                     for m in self.methods]

@@ -78,8 +78,13 @@ def evaluate_naive(data: ForecastData, split: str = "test", batch_size: int = 10
 
 def train(model: nn.Module, data: ForecastData, schedule: TrainSchedule, seed: int = 2021,
           console: Console | None = None, *, after_step: Callable[[], None] | None = None,
-          before_epoch: Callable[[int], None] | None = None, keep_best: bool = True) -> TrainResult:
+          before_epoch: Callable[[int], None] | None = None, keep_best: bool = True,
+          teacher: nn.Module | None = None, distill: float = 0.0) -> TrainResult:
     """Adam on MSE; keeps the weights of the best validation epoch and stops after `patience` worse ones.
+
+    Distillation (fine-tuning a pruned model): with a `teacher`, the loss is (1 - distill) * MSE(target) +
+    distill * MSE(teacher's forecast), the teacher frozen in eval mode; validation and early stopping still use
+    the target alone.
 
     Fine-tuning hooks: `after_step` runs after every optimiser step (pruning masks are reapplied there),
     `before_epoch(epoch)` before each epoch (a sparsity schedule steps there). With `keep_best=False` every
@@ -89,6 +94,8 @@ def train(model: nn.Module, data: ForecastData, schedule: TrainSchedule, seed: i
     rng = np.random.default_rng(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=schedule.lr)
     loss_fn = nn.MSELoss()
+    if teacher is not None:
+        teacher.eval()
     best_val, best_state, best_epoch, waited = float("inf"), None, 0, 0
     result = TrainResult(epochs_run=0, best_epoch=0, seconds_per_epoch=0.0)
     steps = -(-data.n_windows("train") // schedule.batch_size)
@@ -108,7 +115,12 @@ def train(model: nn.Module, data: ForecastData, schedule: TrainSchedule, seed: i
             total, batches = 0.0, 0
             for history, calendar, target in data.batches("train", schedule.batch_size, shuffle=True, rng=rng):
                 optimiser.zero_grad(set_to_none=True)
-                loss = loss_fn(model(history, calendar), target)
+                forecast = model(history, calendar)
+                loss = loss_fn(forecast, target)
+                if teacher is not None and distill:
+                    with torch.no_grad():
+                        taught = teacher(history, calendar)
+                    loss = (1 - distill) * loss + distill * loss_fn(forecast, taught)
                 loss.backward()
                 optimiser.step()
                 if after_step is not None:

@@ -11,7 +11,13 @@ from rich.table import Table
 from tsprune_edge.cli import guards, paths
 from tsprune_edge.cli import pruning_options as options
 from tsprune_edge.cli.output import table_console
-from tsprune_edge.defaults import DEFAULT_DATA, DEFAULT_EPOCHS, DEFAULT_FINETUNE_EPOCHS, DEFAULT_MODEL
+from tsprune_edge.defaults import (
+    DEFAULT_DATA,
+    DEFAULT_DISTILL,
+    DEFAULT_EPOCHS,
+    DEFAULT_FINETUNE_EPOCHS,
+    DEFAULT_MODEL,
+)
 
 _console = Console(stderr=True)
 
@@ -30,6 +36,9 @@ def export_command(
     finetune_epochs: int = typer.Option(DEFAULT_FINETUNE_EPOCHS, help="Fine-tuning epochs after pruning; the "
                                         "exported dense reference is a copy of dense fine-tuned the same way, so "
                                         "accuracy is compared fairly."),
+    distill: float = typer.Option(DEFAULT_DISTILL, help="Weight of dense's forecast in the pruned models' "
+                                  "fine-tuning loss (knowledge distillation; 0: the target alone). Dense is "
+                                  "fine-tuned on the target alone."),
     format: str = typer.Option(None, "--format", help="Artifact formats, comma-separated: onnx, tflite (default: "
                                "both, or those the --device's runtimes read)."),
     device: str = options.device(also="The ONNX opset, IR version and sparse weights are what its runtimes read "
@@ -54,12 +63,13 @@ def export_command(
     from tsprune_edge.export_job import ExportJob, run_export_job
 
     pruning = options.pruning(method, sparsity, dims, width_sparsity, device, round_to, several=True)
-    job = ExportJob(methods=pruning.methods, finetune_epochs=finetune_epochs, checkpoint=checkpoint, model=model,
-                    data=data, epochs=epochs, strict_dates=strict_dates, **pruning.fields)
+    job = ExportJob(methods=pruning.methods, finetune_epochs=finetune_epochs, distill=distill, checkpoint=checkpoint,
+                    model=model, data=data, epochs=epochs, strict_dates=strict_dates, **pruning.fields)
     request = ExportRequest(quantize=quantize, sparse_kernels=sparse_kernels,
                             **_device_settings(device, None if format is None else parse_list(format), onnx_opset))
     guards.number("--epochs", epochs, 1)
     guards.number("--finetune-epochs", finetune_epochs, 0)
+    guards.number("--distill", distill, 0, 1, high_open=True)
     variants = list(job.variants())
     request.validate()
     inputs = [checkpoint, Path(data) if data else None]

@@ -13,7 +13,13 @@ from rich.table import Table
 from tsprune_edge.cli import guards, paths
 from tsprune_edge.cli import pruning_options as options
 from tsprune_edge.cli.output import table_console
-from tsprune_edge.defaults import DEFAULT_DATA, DEFAULT_EPOCHS, DEFAULT_FINETUNE_EPOCHS, DEFAULT_MODEL
+from tsprune_edge.defaults import (
+    DEFAULT_DATA,
+    DEFAULT_EPOCHS,
+    DEFAULT_MODEL,
+    MAIN_JOB_DISTILL,
+    MAIN_JOB_FINETUNE_EPOCHS,
+)
 from tsprune_edge.devices.runs import DEFAULT_ROUNDS
 
 _console = Console(stderr=True)
@@ -32,8 +38,11 @@ def pipeline_command(
     dims: str = options.dims(),
     width_sparsity: float = options.width_sparsity(),
     round_to: int = options.round_to(default_from=f"the {DEVICE} profile's"),
-    finetune_epochs: int = typer.Option(DEFAULT_FINETUNE_EPOCHS, help="Fine-tuning epochs after pruning; dense "
+    finetune_epochs: int = typer.Option(MAIN_JOB_FINETUNE_EPOCHS, help="Fine-tuning epochs after pruning; dense "
                                         "gets the same, so the accuracy comparison is fair."),
+    distill: float = typer.Option(MAIN_JOB_DISTILL, help="Weight of dense's forecast in the pruned models' "
+                                  "fine-tuning loss (knowledge distillation; 0: the target alone). Dense is "
+                                  "fine-tuned on the target alone."),
     rounds: int = typer.Option(DEFAULT_ROUNDS, help="Bench rounds on this machine (each variant once per round)."),
     control: bool = typer.Option(False, help="Also bench an A/A control: a byte-different copy of dense, which "
                                  "the report warns about unless EQUIVALENT."),
@@ -54,10 +63,11 @@ def pipeline_command(
 
     pruning = options.pruning(method, sparsity, dims, width_sparsity, DEVICE, round_to, several=True,
                               dense_allowed=False)
-    job = ExportJob(methods=pruning.methods, finetune_epochs=finetune_epochs, model=model, data=data, epochs=epochs,
-                    strict_dates=strict_dates, **pruning.fields)
+    job = ExportJob(methods=pruning.methods, finetune_epochs=finetune_epochs, distill=distill, model=model, data=data,
+                    epochs=epochs, strict_dates=strict_dates, **pruning.fields)
     guards.number("--epochs", epochs, 1)
     guards.number("--finetune-epochs", finetune_epochs, 0)
+    guards.number("--distill", distill, 0, 1, high_open=True)
     guards.number("--rounds", rounds, 1)
     model_entry(model)
     variants = list(job.variants())

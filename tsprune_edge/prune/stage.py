@@ -47,6 +47,7 @@ class PruneRequest:
     sparsity: float
     finetune_epochs: int = 0
     lr: float | None = None  # fine-tuning lr (default: the model's published lr)
+    distill: float = 0.0  # weight of the unpruned model's forecast in the fine-tuning loss (knowledge distillation)
     gradual: bool = False  # mask methods: cubic sparsity ramp over the fine-tuning epochs
     global_ranking: bool = False  # structured: rank heads/neurons across layers instead of a uniform ratio
     steps: int = 1  # structured: reach the ratio in this many steps, fine-tuning spread between them
@@ -72,6 +73,8 @@ class PruneRequest:
             where = ("--round-to" if self.round_to_source in ("option", "default")
                      else f"round_to of {self.round_to_source}")
             raise UserError(f"{where} must be at least 1, got {self.round_to}")
+        if not 0.0 <= self.distill < 1.0:
+            raise UserError(f"--distill must be in [0, 1), got {self.distill:g}")
         if self.lr is not None and self.lr <= 0:
             raise UserError(f"--lr must be positive, got {self.lr:g}")
         if self.method == "nm":
@@ -176,8 +179,11 @@ def finetune_dense(checkpoint_path: Path, request: PruneRequest, out: Path, cons
 
 
 def finetune_like_pruning(model: nn.Module, request: PruneRequest, data: ForecastData, console: Console) -> dict:
-    """Fine-tune a dense model in place exactly as `apply_pruning` fine-tunes a pruned one, minus the pruning."""
-    runs = [_finetune(model, data, request, share, console, keep_best=not request.gradual)
+    """Fine-tune a dense model in place exactly as `apply_pruning` fine-tunes a pruned one, minus the pruning and
+    the distillation: dense would be its own teacher, which only holds it back, so the reference is the best dense
+    model the same epochs, learning rate and data order give (the stricter comparison)."""
+    plain = dataclasses.replace(request, distill=0.0)
+    runs = [_finetune(model, data, plain, share, console, keep_best=not request.gradual)
             for share in finetune_shares(request, request.finetune_epochs) if share]
     model.eval()
     return {"runs": runs, "epochs": sum(r["epochs_run"] for r in runs), "treatment": finetune_treatment(request)}
@@ -240,18 +246,19 @@ def apply_pruning(model: nn.Module, request: PruneRequest, data: ForecastData, e
     """Prune `model` in place, fine-tuning it for `epochs`; returns what was achieved and the fine-tuning record
     (None without fine-tuning)."""
     runs: list[dict] = []
+    teacher = copy.deepcopy(model) if request.distill and epochs else None  # dense, before pruning
     if request.method == "structured":
         pruner = StructuredPruner(model, structured_config(request))
         for share in finetune_shares(request, epochs):
             pruner.step()
             if share:
-                runs.append(_finetune(model, data, request, share, console))
+                runs.append(_finetune(model, data, request, share, console, teacher=teacher))
         achieved = structured_achieved(model)
     elif request.method == "study":
         pruner = StudyPruner(model, request.sparsity, request.step_count)
         pruner.run()
         if epochs:
-            runs.append(_finetune(model, data, request, epochs, console))
+            runs.append(_finetune(model, data, request, epochs, console, teacher=teacher))
         achieved = {**structured_achieved(model), "parameter_sparsity": round(pruner.achieved_sparsity(), 6),
                     "steps": len(pruner.history) - 1}
     else:
@@ -262,12 +269,13 @@ def apply_pruning(model: nn.Module, request: PruneRequest, data: ForecastData, e
                 masks.apply()
 
             runs.append(_finetune(model, data, request, epochs, console, after_step=masks.apply,
-                                  before_epoch=ramp, keep_best=False))
+                                  before_epoch=ramp, keep_best=False, teacher=teacher))
         else:
             masks.compute(request.sparsity)
             masks.apply()
             if epochs:
-                runs.append(_finetune(model, data, request, epochs, console, after_step=masks.apply))
+                runs.append(_finetune(model, data, request, epochs, console, after_step=masks.apply,
+                                      teacher=teacher))
         achieved = masks.achieved(prunable_units(model, request.include_fourier))
     model.eval()
     return achieved, ({"runs": runs, "epochs": sum(r["epochs_run"] for r in runs)} if epochs else None)
@@ -277,7 +285,7 @@ def _finetune(model: nn.Module, data: ForecastData, request: PruneRequest, epoch
               **hooks) -> dict:
     schedule = model_entry(model.name).schedule
     schedule = dataclasses.replace(schedule, max_epochs=epochs, lr=request.lr or schedule.lr)
-    result = train(model, data, schedule, seed=request.seed, console=console, **hooks)
+    result = train(model, data, schedule, seed=request.seed, console=console, distill=request.distill, **hooks)
     return {"schedule": dataclasses.asdict(schedule), **dataclasses.asdict(result)}
 
 
