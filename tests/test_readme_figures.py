@@ -57,8 +57,8 @@ FIGURES = quoted_figures(README)
 def test_readme_marks_the_figures_of_each_checked_result_file():
     files = {source for _, source, _, _ in FIGURES}
     assert files == {f"benchmarks/results/{name}.json" for name in
-                     ("coverage", "harness_precision", "study", "wide_datasets")}
-    assert len(FIGURES) == 31
+                     ("coverage", "harness_precision", "study", "train_baselines", "wide_datasets")}
+    assert len(FIGURES) == 43
 
 
 @pytest.mark.parametrize(("before", "source", "path", "form"), FIGURES,
