@@ -333,7 +333,7 @@ def _round(request: FitRequest, goal: Goal, space: Space, widths: Widths, base: 
 def _write(out: Path, request: FitRequest, state: dict, status: str, budget: float, table: dict, predictor,
            held_out: list[float], space: Space, sensitivity: Sensitivity) -> dict:
     candidates = state["candidates"]
-    whole = [c["predictor_error"] for c in candidates]
+    whole = [c["predictor_error"] for c in candidates if "predictor_error" in c]
     record = {
         "status": status, "request": request.record(), "target": request.goal().record(), "budget_ms": budget,
         "headroom": state.get("headroom"),
