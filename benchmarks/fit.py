@@ -13,7 +13,13 @@ Runtime and LiteRT at 1 thread, batch 1, at budgets of 0.7x, 0.5x and 0.35x of d
    each fitted model is compared (test MSE) with the uniform model of the nearest measured latency not above its
    budget, and placed on the (latency, MSE) Pareto front of that run;
 4. the predictor's error on whole models it was not fitted on: every fitted candidate (measured in its fit) and every
-   uniform model that is not one of the probes (measured in the comparison run), per runtime.
+   uniform model that is not one of the probes (measured in the comparison run), per runtime;
+5. a second look, as a user would take it: every met fit's chosen bundle (beside dense and the per-call probe) is
+   benched again three times, each in a fresh run, and each measurement is within its target or not (a budget: the
+   median within it; a speedup: at least S against dense in that same run); the share within is reported.
+
+`--kind speedup` runs every case as `--speedup 1/share` (the same-run speedup is the target) instead of the first
+case per model and runtime as a speedup and the others as `--budget-ms share x dense`.
 
 `--board emulated`: one more fit (the Transformer, ONNX Runtime, dense / 1.5) against the emulated Raspberry Pi 4 of
 the test suite (qemu-user arm64 behind a loopback sshd, tests/arm64_board.py): correctness of the flow, not its
@@ -73,13 +79,15 @@ def dense_checkpoint(work: Path, model: str, dense_from: Path | None) -> Path:
     return out / "model.pt"
 
 
-def fit_case(work: Path, checkpoint: Path, model: str, runtime: str, share: float) -> dict:
-    """One fit through the CLI; the budget is `share` x dense's p50 in the latency table (measured by the first)."""
-    out = work / "fits" / f"{model}-{runtime}-{share:g}"
+def fit_case(work: Path, checkpoint: Path, model: str, runtime: str, share: float, kind: str = "budget") -> dict:
+    """One fit through the CLI; the budget is `share` x dense's p50 in the latency table (measured by the first),
+    or with `kind` speedup, the target is 1 / share x dense's speed in the same run."""
+    out = work / ("fits" if kind == "budget" else "fits-speedup") / f"{model}-{runtime}-{share:g}"
     if (out / "fit.json").is_file() and json.loads((out / "fit.json").read_text())["status"] != "running":
         return json.loads((out / "fit.json").read_text())
     dense_ms = table_dense_ms(work, model, runtime)
-    budget = ["--speedup", f"{1 / share:.6f}"] if dense_ms is None else ["--budget-ms", f"{dense_ms * share:.6f}"]
+    budget = ["--speedup", f"{1 / share:.6f}"] if dense_ms is None or kind == "speedup" else \
+        ["--budget-ms", f"{dense_ms * share:.6f}"]
     refused = out.parent / f"{out.name}.refused.json"
     if refused.is_file():
         return json.loads(refused.read_text())
@@ -133,13 +141,13 @@ def uniform_models(work: Path, checkpoint: Path, reference: Path) -> dict[str, P
 
 
 def comparison(work: Path, model: str, runtime: str, fits: dict[float, dict], uniform: dict[str, Path],
-               reference: Path) -> dict:
+               reference: Path, kind: str = "budget") -> dict:
     """Dense, the fitted and the uniform models in one interleaved bench; every point with its test MSE."""
     from tsprune_edge.export.bundle import DENSE, write_bundles
     from tsprune_edge.fit.measure import Target, latency_rows, measure
 
     target = Target(device="desktop", runtime=runtime, threads=1, rounds=5, min_time=1.0, min_iters=100)
-    folder = work / "compare" / f"{model}-{runtime}"
+    folder = work / "compare" / (f"{model}-{runtime}" if kind == "budget" else f"{model}-{runtime}-{kind}")
     saved = folder / "comparison.json"
     if saved.is_file():
         return json.loads(saved.read_text())
@@ -171,7 +179,34 @@ def chosen(fit: dict) -> dict:
     return next(c for c in fit["candidates"] if c["round"] == fit["chosen"])
 
 
-def case_row(model: str, runtime: str, share: float, fit: dict, compare: dict) -> dict:
+def rebench(work: Path, case: str, fit: dict, runtime: str, times: int = 3) -> list[dict]:
+    """The chosen bundle of a met fit (beside dense and the per-call probe, as the fit measured it) benched
+    `times` more times, each a fresh run; per run: its p50 and same-run speedup, and whether it is within the
+    target (a budget: the median within it; a speedup: at least S against dense in this run)."""
+    from tsprune_edge.fit.measure import Target, latency_rows, measure
+
+    if not fit.get("candidates") or fit["status"] not in ("met", "met, underused"):
+        return []
+    mine = chosen(fit)
+    target = Target(device="desktop", runtime=runtime, threads=1, rounds=5, min_time=1.0, min_iters=100)
+    goal = fit.get("target") or {"kind": "budget", "budget_ms": fit["budget_ms"], "speedup": None}
+    found = []
+    for number in range(1, times + 1):
+        folder = work / "rebench" / case / f"r{number}"
+        finished = sorted(p.parent for p in folder.glob("*/bench.json"))
+        if finished:  # measured before: never measured twice
+            run_dir, rows = finished[-1], latency_rows(target, finished[-1])
+        else:
+            run_dir, rows = measure(target, Path(mine["bundle"]).parent, folder, console)
+        row = rows[mine["name"]]
+        within = (row["speedup"] is not None and row["speedup"] >= goal["speedup"]) if goal["kind"] == "speedup" \
+            else row["p50_ms"] <= goal["budget_ms"]
+        found.append({"run": str(run_dir), "p50_ms": row["p50_ms"], "speedup": row["speedup"],
+                      "dense_p50_ms": rows["dense"]["p50_ms"], "within": within})
+    return found
+
+
+def case_row(model: str, runtime: str, share: float, fit: dict, compare: dict, again: list[dict]) -> dict:
     from tsprune_edge.report.pareto import fit_verdict, within_budget
 
     budget = fit["budget_ms"]
@@ -186,6 +221,7 @@ def case_row(model: str, runtime: str, share: float, fit: dict, compare: dict) -
                 "uniform_at_or_above_fitted_latency": None,
                 "on_pareto_front": None, "dominated_by": [], "wall_s": fit["wall_s"], "refusal": fit["refusal"]}
     mine = chosen(fit)
+    target = fit.get("target") or {"kind": "budget", "budget_ms": budget, "speedup": None}
     name = f"fit-{share:g}"
     points = [p for p in compare["points"] if p["name"] == name or p["name"].startswith("uniform")]
     judged = fit_verdict(points, name, budget)
@@ -194,8 +230,9 @@ def case_row(model: str, runtime: str, share: float, fit: dict, compare: dict) -
     return {"case": f"{model}-{runtime}-{share:g}", "model": model, "runtime": runtime, "share": share,
             "budget_ms": budget, "dense_p50_ms": fit["dense_p50_ms"], "status": fit["status"],
             "rounds": len(fit["candidates"]), "p50_ms": mine["p50_ms"], "p50_low_ms": mine["p50_low_ms"],
-            "p50_high_ms": mine["p50_high_ms"], "within": within_budget(
-                mine["p50_ms"], mine["p50_high_ms"], budget), "used": mine["p50_ms"] / budget,
+            "p50_high_ms": mine["p50_high_ms"], "target": target, "speedup": mine.get("speedup"),
+            "within": mine["met"] if "judged" in mine else within_budget(mine["p50_ms"], mine["p50_high_ms"], budget),
+            "used": mine["budget_used"], "rebench": again,
             "widths": mine["widths"], "mse": me["mse"], "compare_p50_ms": me["p50_ms"], "nearest_uniform": nearest,
             "win": None if nearest is None else me["mse"] <= nearest["mse"],
             "uniform_at_or_above_fitted_latency": None if nearest is None else nearest["p50_ms"] >= me["p50_ms"],
@@ -278,7 +315,10 @@ def summarise(rows: list[dict], errors: dict[str, list[dict]]) -> dict:
         absolute = [abs(v) for v in values]
         return {"points": len(values), "median_abs": statistics.median(absolute), "worst_abs": max(absolute)}
 
+    again = [m for r in rows for m in r.get("rebench") or []]
     return {"cases": len(rows), "met": sum(r["within"] for r in rows),
+            "rebench": {"measurements": len(again), "within": sum(m["within"] for m in again),
+                        "fits": sum(bool(r.get("rebench")) for r in rows)},
             "met_and_used_85": sum(r["within"] and r["used"] >= 0.85 for r in rows),
             "unreachable": sum(r["status"] == "unreachable" for r in rows),
             "wins": sum(bool(r["win"]) for r in rows), "compared": sum(r["win"] is not None for r in rows),
@@ -297,6 +337,10 @@ def markdown(record: dict) -> str:
         f"- Budget met (median within, upper end of the 95% interval at most 3% over): **{s['met']} of "
         f"{s['cases']}**; met using at least 85% of it: **{s['met_and_used_85']} of {s['cases']}**; "
         f"unreachable: {s['unreachable']}.",
+        f"- Measured again, as a user would: every met fit's model benched three more times, each in a fresh run: "
+        f"**{s['rebench']['within']} of {s['rebench']['measurements']}** measurements within the target (a budget: "
+        f"the median within it; a speedup: at least S against dense in the same run), over {s['rebench']['fits']} "
+        "fits." if s.get("rebench", {}).get("measurements") else "- Not measured again (no re-bench in this record).",
         f"- Test MSE of the fitted model at most the nearest uniform model's (highest measured latency not above the "
         f"budget, same run): **{s['wins']} of {s['compared']}**. On the (latency, MSE) Pareto front of its run: "
         f"{s['on_pareto_front']} of {s['compared']}.",
@@ -304,15 +348,15 @@ def markdown(record: dict) -> str:
         "not probes): " + "; ".join(f"{rt}: median {e['median_abs']:.1%}, worst {e['worst_abs']:.1%} "
                                     f"({e['points']} models)" for rt, e in s["held_out"].items()) + ".", "",
         "| case | budget ms | fitted p50 ms [95% CI] | used | status (rounds) | fitted MSE | nearest uniform "
-        "(p50 ms, MSE) | MSE <= uniform | Pareto | fit wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "(p50 ms, MSE) | MSE <= uniform | Pareto | re-benches within | fit wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in record["cases"]:
         near = r["nearest_uniform"]
         if r["rounds"] == 0:
             lines.append(f"| {r['case']} | {r['budget_ms']:.4f} | unreachable: the smallest prunable model measures "
                          f"{r['p50_ms']:.4f} [{r['p50_low_ms']:.4f}, {r['p50_high_ms']:.4f}] | - | refused | - | - | - "
-                         f"| - | {r['wall_s']:.0f} |")
+                         f"| - | - | {r['wall_s']:.0f} |")
             continue
         lines.append(
             f"| {r['case']} | {r['budget_ms']:.4f} | {r['p50_ms']:.4f} [{r['p50_low_ms']:.4f}, {r['p50_high_ms']:.4f}]"
@@ -320,7 +364,7 @@ def markdown(record: dict) -> str:
             + (f"{near['name']} ({near['p50_ms']:.4f}, {near['mse']:.4f})" if near else "none within budget")
             + f" | {'yes' if r['win'] else 'no' if r['win'] is not None else '-'} | "
             f"{'on' if r['on_pareto_front'] else 'off (' + ', '.join(r['dominated_by']) + ')'} | "
-            f"{r['wall_s']:.0f} |")
+            f"{_rebench_cell(r)} | {r['wall_s']:.0f} |")
     losses = [r for r in record["cases"] if r["win"] is False]
     if losses:
         lines += ["", "Where the fitted model lost (test MSE above the nearest uniform model's): "
@@ -343,6 +387,15 @@ def markdown(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _rebench_cell(row: dict) -> str:
+    again = row.get("rebench") or []
+    if not again:
+        return "-"
+    shown = (", ".join(f"{m['speedup']:.3f}x" for m in again) if row["target"]["kind"] == "speedup"
+             else ", ".join(f"{m['p50_ms']:.4f}" for m in again))
+    return f"{sum(m['within'] for m in again)}/{len(again)} ({shown})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/fit-bench"))
@@ -354,6 +407,10 @@ def main() -> None:
     parser.add_argument("--host", default=None)
     parser.add_argument("--ssh-config", default=None)
     parser.add_argument("--board-only", action="store_true")
+    parser.add_argument("--kind", choices=("budget", "speedup"), default="budget",
+                        help="speedup: every case as --speedup 1/share, judged in the same run")
+    parser.add_argument("--budgets", default=",".join(f"{b:g}" for b in BUDGETS),
+                        help="shares of dense's p50 (a speedup of 1/share)")
     args = parser.parse_args()
     saved = RESULTS / "fit.json"
     record = json.loads(saved.read_text()) if saved.is_file() else {}
@@ -361,14 +418,17 @@ def main() -> None:
         rows, errors = [], {}
         for model in args.models.split(","):
             checkpoint = dense_checkpoint(args.work, model, args.dense_from)
-            fits_by_runtime = {runtime: {share: fit_case(args.work, checkpoint, model, runtime, share)
-                                         for share in BUDGETS} for runtime in args.runtimes.split(",")}
+            shares = [float(b) for b in args.budgets.split(",")]
+            fits_by_runtime = {runtime: {share: fit_case(args.work, checkpoint, model, runtime, share, args.kind)
+                                         for share in shares} for runtime in args.runtimes.split(",")}
             reference = Path(next(f for fits in fits_by_runtime.values() for f in fits.values()
                                   if f["candidates"])["dense_reference"])
             uniform = uniform_models(args.work, checkpoint, reference)
             for runtime, fits in fits_by_runtime.items():
-                compare = comparison(args.work, model, runtime, fits, uniform, reference)
-                rows += [case_row(model, runtime, share, fit, compare) for share, fit in fits.items()]
+                compare = comparison(args.work, model, runtime, fits, uniform, reference, args.kind)
+                rows += [case_row(model, runtime, share, fit, compare,
+                                  rebench(args.work, f"{args.kind}-{model}-{runtime}-{share:g}", fit, runtime))
+                         for share, fit in fits.items()]
                 errors.setdefault(runtime, []).extend(held_out_errors(fits, compare, checkpoint))
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE)
         host = machine()

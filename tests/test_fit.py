@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pytest
 from rich.console import Console
 
@@ -17,6 +19,7 @@ from tests.bench_args import QUICK_FIT as QUICK
 from tests.paths import SHARED_DATA
 from tsprune_edge.checkpoint import load_checkpoint
 from tsprune_edge.fit.choice import pruned_copy
+from tsprune_edge.fit.met import Goal, headroom, needs_second_look, share_text
 from tsprune_edge.fit.predictor import fit_predictor, leave_one_out
 from tsprune_edge.fit.search import search
 from tsprune_edge.fit.sensitivity import Sensitivity, measure_sensitivity, validation_mse, validation_subset
@@ -145,23 +148,45 @@ def test_fit_meets_a_budget_and_a_second_fit_measures_nothing_new(cli, shared_da
     assert record["table"]["reused"] is False
     probes = {p["name"]: p for p in record["table"]["probes"]}
     assert len(probes) == 10 and probes["dense"]["p50_ms"] > probes["probe-smallest"]["p50_ms"] > 0
-    assert record["budget_ms"] == pytest.approx(probes["dense"]["p50_ms"] / 1.25)
+    assert record["budget_ms"] == pytest.approx(probes["dense"]["p50_ms"] / 1.25)  # where the search aims
+    assert record["target"] == {"kind": "speedup", "budget_ms": None, "speedup": 1.25}
     assert record["predictor"]["leave_one_out"]["points"] == 10
+    identity = record["table"]["identity"]
+    assert (identity["runtime"], identity["runtime_version"]) == ("onnxruntime", onnxruntime.__version__)
+    assert identity["cpu"] and Path(record["table"]["path"]).name.startswith("desktop-onnxruntime-t1-transformer-")
+    scatter = record["table"]["scatter"]
+    assert scatter["rounds"] == 2 and scatter["latency"] > 0 and scatter["speedup"] > 0
+    band = record["headroom"]["band"]
+    assert band == pytest.approx(headroom(scatter["speedup"])) and band >= 0.0233
     for candidate in record["candidates"]:
+        first, *again = candidate["runs"]
+        assert candidate["p50_ms"] == first["p50_ms"] and candidate["run"] == first["run"]
         assert candidate["p50_low_ms"] <= candidate["p50_ms"] <= candidate["p50_high_ms"]
         smallest = candidate["widths"] == {"units": {layer["path"]: 8 if layer["kind"] == "neurons" else 1
                                                      for layer in record["layers"]}, "width": 8}
         assert candidate["predicted_ms"] <= candidate["target_ms"] or smallest  # the search's one way past its target
-        assert candidate["met"] == (candidate["p50_ms"] <= record["budget_ms"]
-                                    and candidate["p50_high_ms"] <= 1.03 * record["budget_ms"])
-        assert candidate["budget_used"] == pytest.approx(candidate["p50_ms"] / record["budget_ms"])
+        # judged as a speedup against dense in the same run, a second run where the first was within the scatter
+        assert len(again) == (1 if abs(1.25 / first["speedup"] - 1) < band else 0)
+        speedup = _geomean(r["speedup"] for r in candidate["runs"])
+        low = _geomean(r["speedup_low"] for r in candidate["runs"])
+        assert candidate["met"] == (speedup >= 1.25 and low >= 1.25 / 1.03)
+        assert candidate["budget_used"] == pytest.approx(1.25 / speedup)
+        assert candidate["judged"]["speedup"] == pytest.approx(speedup)
+        assert candidate["predictor_error"] == pytest.approx(
+            candidate["predicted_ms"] / (first["p50_ms"] / first["dense_p50_ms"] * probes["dense"]["p50_ms"]) - 1)
         assert candidate["mse"]["pruned"] > 0 and candidate["mse"]["finetuned"] is None  # --finetune-epochs 0
+    assert record["predictor"]["held_out_whole_models"]["errors"] == [c["predictor_error"]
+                                                                      for c in record["candidates"]]
     chosen = next(c for c in record["candidates"] if c["round"] == record["chosen"])
     met = [c for c in record["candidates"] if c["met"]]
     assert record["status"] == ("unreachable" if not met else "met" if chosen["budget_used"] >= 0.85
                                 else "met, underused")
-    assert chosen == (max(met, key=lambda c: c["p50_ms"]) if met else min(record["candidates"],
-                                                                        key=lambda c: c["p50_ms"]))
+    assert chosen == (max(met, key=lambda c: c["budget_used"]) if met else min(record["candidates"],
+                                                                             key=lambda c: c["budget_used"]))
+    judged = chosen["judged"]
+    assert result.out.startswith(f"{record['status']}: speedup target 1.25x: fitted model {judged['speedup']:.4g}x "
+                                 f"dense in the same run [{judged['speedup_low']:.4g}, {judged['speedup_high']:.4g}]")
+    assert f"; {share_text(chosen['budget_used'])} of the target used;" in result.out
     assert record["sensitivity"]["layers"]["decoder.0.ffn"].keys() == {"32", "64", "96", "128", "160", "192", "224"}
     achieved = structured_achieved(load_checkpoint(out / "model.pt").build_model())
     assert {k.removesuffix(".linear1"): v for k, v in achieved["ffn_widths"].items()} == {
@@ -177,6 +202,12 @@ def test_fit_meets_a_budget_and_a_second_fit_measures_nothing_new(cli, shared_da
                 "--out", str(tmp_path / "again"))
     assert again.code == 0, again.err[-3000:]
     second = json.loads((tmp_path / "again" / "fit.json").read_text())
+    assert second["target"] == {"kind": "budget", "budget_ms": float(f"{record['budget_ms'] * 1.1:.6f}"),
+                                "speedup": None}
+    (only,) = second["candidates"]
+    assert only["met"] == (_geomean(r["p50_ms"] for r in only["runs"]) <= second["budget_ms"]
+                           and _geomean(r["p50_high_ms"] for r in only["runs"]) <= 1.03 * second["budget_ms"])
+    assert again.out.startswith(f"{second['status']}: budget {second['budget_ms']:.4g} ms: fitted model ")
     assert second["table"]["reused"] is True and second["table"]["probes"] == record["table"]["probes"]
     assert "nothing measured" in again.err
     # against uniform pruning: measured in one run with the fitted model and dense, placed on the plane
@@ -205,6 +236,11 @@ def test_fit_meets_a_budget_and_a_second_fit_measures_nothing_new(cli, shared_da
         assert not (tmp_path / "refused").exists() and _tree(cache) == before
 
 
+def _geomean(values) -> float:
+    values = list(values)
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
 def _tree(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")} | {"_": len(os.listdir(root))}
 
@@ -227,3 +263,29 @@ def test_the_fit_notes_place_the_fitted_model_on_the_plane():
     assert "NOT on the Pareto front of this run (dominated by uniform-0.5, uniform-width-0.5)" in note
     assert "(the fit is worse)" in note
     assert fit_notes([{**r, "budget_ms": None} for r in rows]) == []  # not a fit's run: nothing said
+
+
+def test_the_met_rule_reads_a_speedup_as_a_speedup_and_pools_a_second_look():
+    def run(p50, speedup, spread=0.01):
+        return {"p50_ms": p50, "p50_low_ms": p50 * (1 - spread), "p50_high_ms": p50 * (1 + spread),
+                "speedup": speedup, "speedup_low": speedup * (1 - spread), "speedup_high": speedup * (1 + spread)}
+
+    two = Goal(speedup=2.0)
+    # the case: 2.001x in its own run is met, whatever the cached dense says the budget is in ms
+    assert two.met([run(0.507, 2.001)]) and two.used([run(0.507, 2.001)]) == pytest.approx(2 / 2.001)
+    assert not two.met([run(0.49, 1.98)])  # faster in ms than dense's cached p50 / 2, yet 1.98x in its own run
+    assert not two.met([run(0.5, 2.01, spread=0.04)])  # the interval's low end 3.5% under 2x
+    # within the headroom either side: a second look; the pooled runs decide
+    assert needs_second_look(two, run(0.5, 1.99), 0.0233) and needs_second_look(two, run(0.5, 2.04), 0.0233)
+    assert not needs_second_look(two, run(0.5, 2.1), 0.0233)
+    assert two.met([run(0.5, 1.99), run(0.5, 2.03)])  # a narrow miss rescued by a second run
+    assert not two.met([run(0.5, 2.01), run(0.5, 1.97)])  # a narrow pass withdrawn
+    budget = Goal(budget_ms=1.0)
+    assert budget.met([run(0.99, 1.0, spread=0.03)]) and not budget.met([run(0.99, 1.0, spread=0.05)])
+    assert budget.used([run(0.98, 1.0), run(1.02, 1.0)]) == pytest.approx(math.sqrt(0.98 * 1.02))
+    unpaired = {**run(0.5, 1.0), "speedup": None, "speedup_low": None, "speedup_high": None}
+    assert budget.met([{**unpaired, "p50_ms": 0.98}]) and not two.met([unpaired])  # no speedup: not a met speedup
+    assert headroom(0.0) == pytest.approx(0.0233) and headroom(0.03) == pytest.approx(0.0699)
+    # exact shares: never 100% for a model that used 99.97%, nor for one 0.02% over
+    assert [share_text(x) for x in (0.9997, 1.0, 1.0002, 0.85, 0.7)] == ["99.9%", "100.0%", "100.1%", "85.0%",
+                                                                        "70.0%"]

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import onnxruntime
 import pytest
 from rich.console import Console
 
@@ -29,6 +30,7 @@ from tsprune_edge.fit.loop import FitRequest, _dense_reference
 from tsprune_edge.fit.measure import Target
 from tsprune_edge.fit.sensitivity import Sensitivity, cached_sensitivity
 from tsprune_edge.fit.space import pruning_space
+from tsprune_edge.fit.table import table_path
 from tsprune_edge.prune.stage import PruneRequest
 from tsprune_edge.workflow import checkpoint_data
 
@@ -159,7 +161,11 @@ def test_an_interrupted_fit_continues_with_the_same_command_and_measures_nothing
     assert {name: sha for name, sha in _results(run).items() if name in round_done} == round_done
     assert len(_results(run)) == ROUND_ITEMS * ROUNDS
     assert _agent_counts(run) == {"measured": ROUND_ITEMS * ROUNDS - len(round_done), "skipped": len(round_done)}
-    assert sorted(p.name for p in (out / "results").iterdir()) == [run.name]  # one run for the round, resumed
+    # the round's run, resumed, and a second independent one only where the first landed within the scatter
+    second_look = abs(1.25 / candidate["speedup"] - 1) < record["headroom"]["band"]
+    assert [r["run"] for r in candidate["runs"]][0] == str(run) and len(candidate["runs"]) == 1 + second_look
+    assert sorted(p.name for p in (out / "results").iterdir()) == sorted(Path(r["run"]).name
+                                                                         for r in candidate["runs"])
     assert f"-> {out / 'fit.json'}" in interrupted["stdout"]
 
 
@@ -182,6 +188,30 @@ def test_a_truncated_latency_table_is_set_aside_and_measured_again(interrupted, 
     # measured again, then the budget is refused as before: one error line, nothing in OUT
     assert result.code == 2 and result.err.splitlines()[-1].startswith("error: nothing to do")
     assert not (tmp_path / "fit").exists()
+
+
+def test_a_table_measured_under_another_runtime_version_is_measured_again(interrupted, cli, tmp_path,
+                                                                         shared_data):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    source = next(p for p in interrupted["cache"].glob("desktop-*.json"))
+    table = json.loads(source.read_text())
+    assert table["identity"]["runtime_version"] == onnxruntime.__version__
+    older = {**table["identity"], "runtime_version": "1.17.0"}
+    stale = table_path(cache, table["key"], older)
+    stale.write_text(json.dumps({**table, "identity": older}))
+    before = stale.read_bytes()
+    dense_ms = next(p["p50_ms"] for p in table["probes"] if p["name"] == "dense")
+    result = cli("fit", interrupted["args"][0], "--budget-ms", f"{dense_ms * 3:.6f}", "--device", "desktop", *QUICK,
+                 "--cache", str(cache), "--out", str(tmp_path / "fit"))
+    said = [line for line in result.err.splitlines() if "elsewhere" in line]
+    assert said == [f"latency table: {stale.name} was measured elsewhere (runtime_version 1.17.0, now "
+                    f"{onnxruntime.__version__}): not this board's timings, measuring them again"]
+    assert stale.read_bytes() == before  # kept as it was, beside the new one
+    fresh = table_path(cache, table["key"], table["identity"])
+    assert fresh != stale and json.loads(fresh.read_text())["identity"] == table["identity"]
+    assert len(_results(fresh.with_suffix(".run"))) == TABLE_ITEMS * ROUNDS  # every probe measured again
+    assert result.code == 2 and result.err.splitlines()[-1].startswith("error: nothing to do")
 
 
 def test_a_truncated_sensitivity_table_is_set_aside_and_measured_again(interrupted, dense, tmp_path,

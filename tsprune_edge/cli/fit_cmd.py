@@ -19,7 +19,8 @@ _console = Console(stderr=True, soft_wrap=True)  # a line per message, as logs a
 def fit_command(
     checkpoint: Path = typer.Argument(..., help="A dense model.pt written by `tsprune-edge train`."),
     budget_ms: float = typer.Option(None, help="Latency budget per forecast in milliseconds, measured on --device."),
-    speedup: float = typer.Option(None, help="Instead of --budget-ms: dense's measured latency divided by this."),
+    speedup: float = typer.Option(None, help="Instead of --budget-ms: at least this speedup against dense, measured in "
+                                "the same run as each candidate."),
     device: str = typer.Option("desktop", help="Device profile (see `tsprune-edge devices list`)."),
     host: str = ssh_options.host(),
     port: int = ssh_options.port(),
@@ -46,7 +47,7 @@ def fit_command(
 ) -> None:
     """Prune to the per-layer widths that lose the least validation accuracy within a latency budget measured on
     the board; writes the pruned checkpoint, its bundle beside dense's, the bench results and OUT/fit.json."""
-    from tsprune_edge.fit.loop import FitRequest, run_fit
+    from tsprune_edge.fit.loop import FitRequest, final_line, run_fit
     from tsprune_edge.fit.measure import Target
     from tsprune_edge.fit.state import FIT_FILE
     from tsprune_edge.fit.table import DEFAULT_CACHE
@@ -72,13 +73,8 @@ def fit_command(
     guards.writable_dir(request.cache, "--cache")
     guards.not_an_input([request.cache], [checkpoint], "--cache", replaced=False)
     record = run_fit(request, console=_console, force=force)
+    print(final_line(record) + f" -> {out / FIT_FILE}")
     chosen = next(c for c in record["candidates"] if c["round"] == record["chosen"])
-    loo = record["predictor"]["leave_one_out"]
-    print(f"{record['status']}: budget {record['budget_ms']:.4g} ms, fitted model {chosen['p50_ms']:.4g} ms "
-          f"[{chosen['p50_low_ms']:.4g}, {chosen['p50_high_ms']:.4g}] (dense {chosen['dense_p50_ms']:.4g} ms in the "
-          f"same run), test MSE {chosen['mse']['finetuned'] or chosen['mse']['pruned']:.4f} vs dense "
-          f"{chosen['mse']['dense']:.4f}; predictor leave-one-out median error {loo['median_abs']:.1%} "
-          f"-> {out / FIT_FILE}")
     print(json.dumps({"width": chosen["widths"]["width"], "units": chosen["widths"]["units"]}))
     comparison = record["comparison"]
     if comparison:

@@ -16,12 +16,14 @@ measured again.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
 from tsprune_edge.atomic import write_json_atomic
@@ -34,6 +36,7 @@ from tsprune_edge.fit.space import Layer, Space, Widths
 SENSITIVITY_VERSION = 1
 VALIDATION_WINDOWS = 1024  # evenly spaced over the validation split: the whole split costs 3x as long, same ranks
 EIGHTHS = 8
+WIDTH = "d_model"  # the width's levels, measured with the layers' in one progress
 
 
 @dataclass(frozen=True)
@@ -104,16 +107,25 @@ def measure_sensitivity(model: nn.Module, space: Space, data: ForecastData, cons
     subset = validation_subset(data)
     dense = space.dense()
     dense_mse = validation_mse(model, subset)
-    layers: dict[str, dict[int, float]] = {}
-    jobs = sum(len(layer_levels(layer)) for layer in space.layers) + len(width_levels(space))
-    console.print(f"sensitivity: validation MSE of {jobs} one-layer prunings on {len(subset[0])} windows")
-    for layer in space.layers:
-        layers[layer.path] = {kept: validation_mse(pruned_copy(model, space, Widths({**dense.units,
-                                                                                     layer.path: kept}, dense.width)),
-                                                   subset)
-                              for kept in layer_levels(layer)}
-    width = {kept: validation_mse(pruned_copy(model, space, Widths(dense.units, kept)), subset)
-             for kept in width_levels(space)}
+    jobs = [(layer.path, kept, Widths({**dense.units, layer.path: kept}, dense.width))
+            for layer in space.layers for kept in layer_levels(layer)]
+    jobs += [(WIDTH, kept, Widths(dense.units, kept)) for kept in width_levels(space)]
+    console.print(f"sensitivity: validation MSE of {len(jobs)} one-layer prunings on {len(subset[0])} windows")
+    measured: dict[str, dict[int, float]] = {}
+    began = time.monotonic()
+    with Progress(TextColumn("sensitivity {task.fields[layer]}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as progress:
+        task = progress.add_task("sensitivity", total=len(jobs), layer="")
+        for number, (path, kept, widths) in enumerate(jobs, 1):
+            progress.update(task, layer=f"{path} keeping {kept}")
+            measured.setdefault(path, {})[kept] = validation_mse(pruned_copy(model, space, widths), subset)
+            progress.advance(task)
+            last_of_layer = number == len(jobs) or jobs[number][0] != path
+            if last_of_layer and not console.is_terminal:  # a log gets one line per layer instead of the bar
+                console.print(f"sensitivity: [{number}/{len(jobs)}] {path} done, {time.monotonic() - began:.0f} s")
+    width = measured.pop(WIDTH, {})
+    layers = {layer.path: measured.get(layer.path, {}) for layer in space.layers}
     return Sensitivity(dense_mse, layers, width)
 
 
