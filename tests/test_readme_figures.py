@@ -57,8 +57,14 @@ FIGURES = quoted_figures(README)
 def test_readme_marks_the_figures_of_each_checked_result_file():
     files = {source for _, source, _, _ in FIGURES}
     assert files == {f"benchmarks/results/{name}.json" for name in
-                     ("coverage", "harness_precision", "study", "train_baselines", "wide_datasets")}
-    assert len(FIGURES) == 43
+                     ("coverage", "harness_precision", "main_job", "study", "train_baselines", "wide_datasets")}
+    assert len(FIGURES) == 58
+    assert len([f for f in FIGURES if f[1].endswith("main_job.json")]) == 15
+
+
+def test_readme_quotes_the_main_jobs_answer_verbatim():
+    answer = json.loads((ROOT / "benchmarks/results/main_job.json").read_text())["answer"]
+    assert answer and "```\n" + "\n".join(answer) + "\n```" in README
 
 
 @pytest.mark.parametrize(("before", "source", "path", "form"), FIGURES,
