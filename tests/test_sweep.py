@@ -243,3 +243,26 @@ def test_a_sweep_for_a_board_prunes_to_its_round_to_and_exports_what_its_runtime
     desktop = SweepSpec(models=("transformer",), methods=("structured",), sparsities=(0.5,))
     assert _prune_request(desktop, cell, Console(quiet=True)).round_to == 8
     assert desktop.export_request().onnx_opset == 20
+
+
+def test_structured_on_a_model_without_heads_or_neurons_is_refused_before_any_work(cli, tmp_path):
+    from tests.refusals import assert_one_line_error
+
+    out = tmp_path / "sweep"
+    result = cli("sweep", "--models", "dlinear,sparsetsf", "--methods", "structured", "--sparsities", "0.5",
+                 "--data", "synthetic", "--out", str(out))
+    assert_one_line_error(result, "sparsetsf has no heads or ffn that structured pruning can remove",
+                          "drop sparsetsf from --models or structured from --methods")
+    assert not out.exists()
+
+
+def test_all_models_leaves_out_the_ones_a_method_cannot_take():
+    from tsprune_edge.models import available_models
+    from tsprune_edge.sweep.spec import SweepSpec
+
+    spec = SweepSpec(models=tuple(available_models()), methods=("structured", "unstructured"), sparsities=(0.5,),
+                     data="synthetic")
+    refused = {m for m in spec.models if spec.structured_refusal(m)}
+    assert refused == {"sparsetsf", "fits"}
+    assert SweepSpec(models=("fits",), methods=("unstructured",), sparsities=(0.5,),
+                     data="synthetic").structured_refusal("fits") is None

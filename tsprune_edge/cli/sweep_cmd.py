@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -100,6 +101,12 @@ def sweep_command(
     guards.threads(spec.threads)
     for sparsity in spec.sparsities:
         guards.number("--sparsities", sparsity, 0, 1, low_open=True, high_open=True)
+    if models.strip() == "all":  # every model the methods apply to: a tiny forecaster has no heads to prune
+        refused = {name: spec.structured_refusal(name) for name in spec.models}
+        spec = dataclasses.replace(spec, models=tuple(name for name, why in refused.items() if why is None))
+        for name, why in refused.items():
+            if why:
+                _console.print(f"note: {name} left out of --models all: {why}")
     spec.validate()
     load_profile(device).destination(host)  # an unknown device, or a board without a host, fails now
     if ray is not None and workers is not None:

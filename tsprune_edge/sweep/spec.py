@@ -66,6 +66,10 @@ class SweepSpec:
                              **self.prune_rounding()).validate()
                 if sparsity == 0:
                     raise UserError("--sparsities must be above 0: the dense model is always in the sweep")
+        for model in self.models:
+            refusal = self.structured_refusal(model)
+            if refusal:
+                raise UserError(f"{refusal}; drop {model} from --models or structured from --methods")
         if self.width_matched and "structured" not in self.methods:
             raise UserError("--width-matched prunes the width at each structured variant's MACs: add structured "
                             "to --methods")
@@ -89,6 +93,23 @@ class SweepSpec:
 
         round_to, source = resolve_round_to(self.device, self.round_to)
         return {"round_to": round_to, "round_to_source": source}
+
+    def structured_refusal(self, model: str) -> str | None:
+        """Why structured pruning cannot take `model` at this sweep's sparsities and rounding (the check each cell
+        makes after training, made on an untrained model before any work), or None where it can or is not asked."""
+        from tsprune_edge.models import create_model
+        from tsprune_edge.prune.structured import StructuredConfig, check_config
+
+        if "structured" not in self.methods:
+            return None
+        built = create_model(model, self.preset)
+        try:
+            for sparsity in self.sparsities:
+                check_config(built, StructuredConfig(sparsity, round_to=self.prune_rounding()["round_to"],
+                                                     dims=DEFAULT_DIMENSIONS))
+        except UserError as refusal:
+            return str(refusal)
+        return None
 
     def dense_reference(self, model: str) -> Path:
         """The checkpoint the dense bundle is exported from and the variants' accuracy is compared with: with
