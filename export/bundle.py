@@ -96,11 +96,6 @@ class ExportRequest:
             raise UserError(f"unknown quantization {self.quantize!r}; --quantize takes {', '.join(QUANTIZATIONS)}")
 
 
-def parse_list(text: str) -> tuple[str, ...]:
-    """'onnx, tflite' -> ('onnx', 'tflite'), order kept, duplicates dropped."""
-    return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-
-
 def write_bundles(out: Path, checkpoints: dict[str, Path], request: ExportRequest,
                   console: Console | None = None, probe: bool = False) -> dict[str, dict]:
     """One bundle per variant (and an int8 one beside each when asked) under `out`; returns the manifests. With

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tsprune_edge.cli import guards, paths, ssh_options
+from tsprune_edge.cli.lists import comma_list
 from tsprune_edge.cli.output import table_console
 from tsprune_edge.devices.runs import DEFAULT_MAX_ROUNDS, DEFAULT_MIN_TIME, DEFAULT_ROUNDS
 
@@ -59,10 +60,9 @@ def bench_command(
     """Copy the bundles to the device, measure every variant there (latency percentiles, memory, correctness) and
     bring the results back as JSON."""
     from tsprune_edge.devices.bench import BenchRequest, bench
-    from tsprune_edge.export.bundle import parse_list
     from tsprune_edge.report.verdict import undecided
 
-    request = BenchRequest(device=device, host=host, artifacts=artifacts, runtimes=parse_list(runtime),
+    request = BenchRequest(device=device, host=host, artifacts=artifacts, runtimes=comma_list(runtime),
                            threads=parse_threads(threads), rounds=rounds, max_rounds=max_rounds, min_time=min_time,
                            min_iters=min_iters, control=control,
                            cooldown_s=cooldown, profile=profile, accuracy=accuracy, results=results, resume=resume,

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from tsprune_edge.cli import guards, paths
 from tsprune_edge.cli import pruning_options as options
+from tsprune_edge.cli.lists import comma_list
 from tsprune_edge.cli.output import table_console
 from tsprune_edge.defaults import (
     DEFAULT_DATA,
@@ -59,14 +60,14 @@ def export_command(
     """Train (or load), prune, fine-tune and export ONNX and TFLite bundles, validated against torch on real
     windows, with sparsity-aware compression; writes OUT/<variant>/ (model.onnx, model.tflite, manifest.json,
     samples.npz) for the dense model and each pruned variant."""
-    from tsprune_edge.export.bundle import ExportRequest, parse_list
+    from tsprune_edge.export.bundle import ExportRequest
     from tsprune_edge.export_job import ExportJob, run_export_job
 
     pruning = options.pruning(method, sparsity, dims, width_sparsity, device, round_to, several=True)
     job = ExportJob(methods=pruning.methods, finetune_epochs=finetune_epochs, distill=distill, checkpoint=checkpoint,
                     model=model, data=data, epochs=epochs, strict_dates=strict_dates, **pruning.fields)
     request = ExportRequest(quantize=quantize, sparse_kernels=sparse_kernels,
-                            **_device_settings(device, None if format is None else parse_list(format), onnx_opset))
+                            **_device_settings(device, None if format is None else comma_list(format), onnx_opset))
     guards.number("--epochs", epochs, 1)
     guards.number("--finetune-epochs", finetune_epochs, 0)
     guards.number("--distill", distill, 0, 1, high_open=True)

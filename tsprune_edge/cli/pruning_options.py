@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import typer
 
 from tsprune_edge.cli import guards
+from tsprune_edge.cli.lists import comma_list
 from tsprune_edge.defaults import DEFAULT_METHOD, DEFAULT_SPARSITY
 from tsprune_edge.prune.dimensions import DEFAULT_DIMENSIONS, DEFAULT_ROUND_TO, DIMENSIONS
 
@@ -46,11 +47,6 @@ def device(also: str = ""):
 def round_to(default_from: str = "the --device profile's"):
     return typer.Option(None, help=f"structured: kept widths are multiples of this (default: {default_from}, else "
                         f"{DEFAULT_ROUND_TO}).")
-
-
-def comma_list(text: str) -> tuple[str, ...]:
-    """'heads, ffn' -> ('heads', 'ffn'), order kept, duplicates dropped (as export's parse_list, without torch)."""
-    return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from rich.console import Console
 from tsprune_edge.cli import guards, paths, ssh_options
 from tsprune_edge.cli import pruning_options as options
 from tsprune_edge.cli.bench_cmd import parse_threads
+from tsprune_edge.cli.lists import comma_list
 from tsprune_edge.cli.output import table_console
 from tsprune_edge.cli.pruning_options import METHODS_HELP
 from tsprune_edge.cli.report_cmd import check_min_effect, min_effect_option
@@ -77,7 +78,6 @@ def sweep_command(
     after an interruption and only what is missing is done."""
     from tsprune_edge.data.forecast import check_dates
     from tsprune_edge.devices.profiles import load_profile
-    from tsprune_edge.export.bundle import parse_list
     from tsprune_edge.models import available_models
     from tsprune_edge.report.render import verdict_table, write_report
     from tsprune_edge.report.verdict import verdict_rows
@@ -85,10 +85,10 @@ def sweep_command(
     from tsprune_edge.sweep.runner import run_sweep
     from tsprune_edge.sweep.spec import SPEC_FILE
 
-    names = available_models() if models.strip() == "all" else parse_list(models)
-    spec = SweepSpec(models=tuple(names), methods=parse_list(methods), sparsities=_floats(sparsities),
+    names = available_models() if models.strip() == "all" else comma_list(models)
+    spec = SweepSpec(models=tuple(names), methods=comma_list(methods), sparsities=_floats(sparsities),
                      data=_data(data), preset=preset, pred_len=96, epochs=epochs, finetune_epochs=finetune_epochs,
-                     formats=parse_list(format), device=device, host=host, port=port,
+                     formats=comma_list(format), device=device, host=host, port=port,
                      identity=str(identity) if identity else None, threads=parse_threads(threads) or (1,),
                      rounds=rounds, max_rounds=max_rounds, min_time=min_time, min_iters=min_iters, profile=profile,
                      accuracy=accuracy, width_matched=width_matched, round_to=round_to, min_effect=min_effect)
