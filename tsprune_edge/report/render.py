@@ -28,11 +28,11 @@ from tsprune_edge.variants import PROBE_VARIANT
 COLUMNS = ("headline", "device", "machine", "emulated", "variant", "model", "method", "sparsity", "format", "runtime",
            "threads", "rounds", "paired_rounds", "judged_at_round", "p50_ms", "p50_low_ms", "p50_high_ms", "ratio",
            "ratio_low", "ratio_high", "speedup", "speedup_low", "speedup_high", "verdict", "min_effect",
-           "predicted_speedup", "efficiency", "efficiency_low", "efficiency_high", "beyond_call_efficiency", "beyond_call_efficiency_low",
-           "beyond_call_efficiency_high", "memory_ratio", "file_ratio", "zstd_ratio", "mse_change", "mse_change_low",
-           "mse_change_high", "accuracy_label", "accuracy_source", "max_mse_rise", "torch_mse", "board_mse",
-           "board_mae", "max_abs_error", "macs", "flags", "warnings", "warmup", "providers", "delegate",
-           "board_since_boot", "run")
+           "predicted_speedup", "efficiency", "efficiency_low", "efficiency_high", "beyond_call_efficiency",
+           "beyond_call_efficiency_low", "beyond_call_efficiency_high", "memory_ratio", "file_ratio", "zstd_ratio",
+           "mse_change", "mse_change_low", "mse_change_high", "accuracy_label", "accuracy_source", "max_mse_rise",
+           "torch_mse", "board_mse", "board_mae", "max_abs_error", "macs", "flags", "warnings", "warmup", "providers",
+           "delegate", "board_since_boot", "run")
 PAGE = "report.html"  # the page a user opens first: tables, plots and notes in one file
 LISTS = ("flags", "warnings", "board_since_boot")  # joined with "; " in the CSV
 
