@@ -114,9 +114,20 @@ class LocalTransport(Transport):
                 shutil.copy2(source, target / source.name)
 
     def get(self, remote_dir: str, local_dir: Path, timeout: float) -> None:
-        if not Path(remote_dir).is_dir():
+        """Each file copied beside its target and renamed over it, as rsync does: a fetch cut short (Ctrl-C, a
+        kill, a power cut) leaves every fetched file whole or absent, never a truncated measurement."""
+        source = Path(remote_dir)
+        if not source.is_dir():
             raise UserError(f"local: {remote_dir} is not a folder; nothing to fetch")
-        shutil.copytree(remote_dir, local_dir, dirs_exist_ok=True)
+        for path in sorted(source.rglob("*")):
+            target = local_dir / path.relative_to(source)
+            if path.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.part")  # never matches a measurement's name
+            shutil.copy2(path, partial)
+            os.replace(partial, target)
 
     def close(self) -> None:
         """Nothing to release: no connection, no temp files."""

@@ -319,3 +319,18 @@ def test_fit_and_sweep_hand_port_and_identity_to_the_transport(tmp_path: Path) -
         with open_transport(load_profile("rpi4"), request) as board:
             assert board.name == f"ssh pi@192.0.2.1:{port}"
             assert board._settings["identityfile"] == str(key)
+
+
+def test_a_local_fetch_renames_each_file_into_place_and_leaves_no_partial(tmp_path):
+    board, here = tmp_path / "board", tmp_path / "here"
+    (board / "nested").mkdir(parents=True)
+    (board / "a__r1.json").write_text('{"round": 1}')
+    (board / "nested" / "b.json").write_text("b")
+    (here / "nested").mkdir(parents=True)
+    (here / "nested" / ".b.json.part").write_text("")  # what a fetch cut short by a kill leaves
+    LocalTransport().get(str(board), here, timeout=10)
+    (board / "a__r1.json").write_text('{"round": 1, "again": true}')
+    LocalTransport().get(str(board), here, timeout=10)
+    assert (here / "a__r1.json").read_text() == '{"round": 1, "again": true}'
+    assert (here / "nested" / "b.json").read_text() == "b"
+    assert sorted(p.name for p in here.rglob("*") if p.is_file()) == ["a__r1.json", "b.json"]
