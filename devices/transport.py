@@ -126,7 +126,11 @@ class LocalTransport(Transport):
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(f".{target.name}.part")  # never matches a measurement's name
-            shutil.copy2(path, partial)
+            try:
+                shutil.copy2(path, partial)
+            except OSError as exc:  # a full disk: named by the file it was fetching, not by the board's copy
+                partial.unlink(missing_ok=True)
+                raise OSError(exc.errno, exc.strerror, str(target)) from exc
             os.replace(partial, target)
 
     def close(self) -> None:

@@ -168,7 +168,7 @@ def test_report_on_a_disk_that_fills_midway(cli, here, bench_run):
 
 def test_bench_results_on_a_disk_that_fills_midway(cli, here, bench_run):
     """The rounds come back from the board onto a disk that fills: exit 4, the line names the raw file and
-    --results. (Raw files copied in part are still left: the copy back is not atomic yet, see devices/transport.)"""
+    --results; the fetch renames each file into place, so no raw file is left in part."""
     bundles = bench_run.parent.parent / "export"
     around = tree(bundles)
     with small_disk(here / "disk", 12 * PAGE) as disk:
@@ -176,6 +176,7 @@ def test_bench_results_on_a_disk_that_fills_midway(cli, here, bench_run):
                      "--runtime", "onnxruntime", "--rounds", "2", "--min-time", "0.05", "--min-iters", "10")
         line = assert_one_line(result, 4, f"the disk is full writing {disk / 'res'}/", after_progress=True)
         assert "/raw/" in line and line.endswith("free space on that disk or choose another --results"), line
+        assert not [p for p in (disk / "res").rglob("*.part")]
     assert tree(bundles) == around
 
 
