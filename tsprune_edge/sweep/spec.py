@@ -95,18 +95,16 @@ class SweepSpec:
         return {"round_to": round_to, "round_to_source": source}
 
     def structured_refusal(self, model: str) -> str | None:
-        """Why structured pruning cannot take `model` at this sweep's sparsities and rounding (the check each cell
-        makes after training, made on an untrained model before any work), or None where it can or is not asked."""
+        """Why structured pruning cannot take `model` at all (no heads, neurons or lags: the check each cell makes
+        after training, made on an untrained model before any work), or None where it can or is not asked. A
+        sparsity too high for one layer stays the cell's own failure: the rest of the sweep goes on."""
         from tsprune_edge.models import create_model
         from tsprune_edge.prune.structured import StructuredConfig, check_config
 
         if "structured" not in self.methods:
             return None
-        built = create_model(model, self.preset)
         try:
-            for sparsity in self.sparsities:
-                check_config(built, StructuredConfig(sparsity, round_to=self.prune_rounding()["round_to"],
-                                                     dims=DEFAULT_DIMENSIONS))
+            check_config(create_model(model, self.preset), StructuredConfig(0.0, dims=DEFAULT_DIMENSIONS))
         except UserError as refusal:
             return str(refusal)
         return None
