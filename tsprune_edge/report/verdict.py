@@ -88,8 +88,9 @@ def load_rounds(run_dir: Path, item_id: str) -> ItemRounds:
             passes[key] = float(result["latency"]["p50"])
             for tail, values in tail_passes.items():
                 values[key] = float(result["latency"][tail])
-    found.medians = round_values(passes, runs.passes_per_round(run_dir))
-    found.tails = {tail: round_values(values, runs.passes_per_round(run_dir)) for tail, values in tail_passes.items()}
+    per_round = runs.passes_per_round(run_dir)
+    found.medians = round_values(passes, per_round)
+    found.tails = {tail: round_values(values, per_round) for tail, values in tail_passes.items()}
     found.design = Design.of_plan(runs.read_plan(run_dir))
     measured = [(runs.measurement_name(k), r) for k, r in results.items() if "latency" in r]
     found.warnings = _warnings(measured)
@@ -194,11 +195,18 @@ def undecided(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT) -> list[str
     plan = runs.read_plan(run_dir)
     ids = {item["id"] for item in plan["items"]}
     open_ids = []
+    loaded: dict[str, ItemRounds] = {}  # dense is shared by every variant of its setting: read once
+
+    def rounds_of(item_id: str) -> ItemRounds:
+        if item_id not in loaded:
+            loaded[item_id] = load_rounds(run_dir, item_id)
+        return loaded[item_id]
+
     for item in plan["items"]:
         dense_id = same_setting(item, DENSE)
         if item["bundle"] in (DENSE, PROBE_VARIANT) or dense_id not in ids:
             continue
-        mine, dense = load_rounds(run_dir, item["id"]), load_rounds(run_dir, dense_id)
+        mine, dense = rounds_of(item["id"]), rounds_of(dense_id)
         expected = (plan.get("expected_engines") or {}).get(item["runtime"])
         if any(unexpected_engine(r, expected, "") for r in (mine, dense)):
             continue  # not judged on this engine, however many rounds
