@@ -104,6 +104,18 @@ def bundles(tmp_path_factory: pytest.TempPathFactory):
     assert not changed, f"a test changed the shared bundles (copy them first): {changed[:5]}"
 
 
+@pytest.fixture(scope="session")
+def onnx_run(tmp_path_factory: pytest.TempPathFactory, bundles) -> Path:
+    """A real desktop bench of `bundles` in ONNX Runtime (3 rounds), once per session. Read-only: a test that edits
+    its results copies the run first."""
+    from tsprune_edge.devices.bench import BenchRequest, bench
+
+    results = tmp_path_factory.mktemp("onnx-run")
+    summary = bench(BenchRequest(device="desktop", artifacts=bundles, results=results, runtimes=("onnxruntime",),
+                                 rounds=3, min_time=0.1, min_iters=50))
+    return results / summary["run_id"]
+
+
 @pytest.fixture(scope="module")
 def sshd_server(tmp_path_factory: pytest.TempPathFactory):
     """One real loopback sshd per test module (tests/sshd.py); it fails, never skips, without OpenSSH."""

@@ -218,15 +218,6 @@ def test_a_real_measurement_records_this_machines_clocks(bundles, tmp_path):
                                     if clocks["changed"] else None)
 
 
-@pytest.fixture(scope="module")
-def bench_run(tmp_path_factory, bundles) -> Path:
-    from tsprune_edge.devices.bench import BenchRequest, bench
-
-    results = tmp_path_factory.mktemp("results")
-    summary = bench(BenchRequest(device="desktop", artifacts=bundles, results=results, runtimes=("onnxruntime",),
-                                 rounds=3, min_time=0.1, min_iters=20))
-    return results / summary["run_id"]
-
 
 def _edit(run: Path, item_id: str, number: int, change) -> None:
     """Change both passes of round `number`."""
@@ -237,9 +228,9 @@ def _edit(run: Path, item_id: str, number: int, change) -> None:
             path.write_text(json.dumps(result))
 
 
-def test_the_report_leaves_out_exactly_the_flagged_measurements(tmp_path, bench_run):
-    run = tmp_path / bench_run.name
-    shutil.copytree(bench_run, run)
+def test_the_report_leaves_out_exactly_the_flagged_measurements(tmp_path, onnx_run):
+    run = tmp_path / onnx_run.name
+    shutil.copytree(onnx_run, run)
 
     def clocks_changed(result: dict) -> None:
         result["clocks"]["changed"] = ["CPU frequency 1000-1500 MHz"]

@@ -20,16 +20,6 @@ from tsprune_edge.report.verdict import verdict_rows
 from tsprune_edge.variants import PROBE_VARIANT as PROBE
 
 
-@pytest.fixture(scope="module")
-def bench_run(tmp_path_factory, bundles) -> Path:
-    from tsprune_edge.devices.bench import BenchRequest, bench
-
-    results = tmp_path_factory.mktemp("results")
-    summary = bench(BenchRequest(device="desktop", artifacts=bundles, results=results, runtimes=("onnxruntime",),
-                                 rounds=3, min_time=0.1, min_iters=50))
-    return results / summary["run_id"]
-
-
 def _round_values(run: Path, item_id: str, tail: str) -> dict[int, float]:
     """Each round's value of a percentile: the geometric mean of its two passes' (the agent's per-measurement
     percentile of its timed inferences)."""
@@ -46,10 +36,10 @@ def _interval(value: float, low: float, high: float) -> str:
 
 
 @pytest.mark.parametrize("tail", ["p90", "p99"])
-def test_tails_are_paired_per_round_as_the_median(bench_run, tail):
-    rows = {r["variant"]: r for r in verdict_rows(bench_run)}
-    dense = _round_values(bench_run, "dense__onnx__t1", tail)
-    variant = _round_values(bench_run, "unstructured-0.5__onnx__t1", tail)
+def test_tails_are_paired_per_round_as_the_median(onnx_run, tail):
+    rows = {r["variant"]: r for r in verdict_rows(onnx_run)}
+    dense = _round_values(onnx_run, "dense__onnx__t1", tail)
+    variant = _round_values(onnx_run, "unstructured-0.5__onnx__t1", tail)
     for name, values in (("dense", dense), ("unstructured-0.5", variant)):
         row = rows[name]
         assert row[f"{tail}_ms"] == pytest.approx(statistics.geometric_mean(values.values()) * 1e3)
@@ -61,19 +51,19 @@ def test_tails_are_paired_per_round_as_the_median(bench_run, tail):
     assert f"{tail}_speedup" not in rows["dense"]
 
 
-def test_report_tails_and_wide_on_request(cli, tmp_path, bench_run):
-    result = cli("report", str(bench_run), "--out", str(tmp_path / "plain"))
+def test_report_tails_and_wide_on_request(cli, tmp_path, onnx_run):
+    result = cli("report", str(onnx_run), "--out", str(tmp_path / "plain"))
     assert result.code == 0, result.err
     assert "p90 speedup" not in result.out and "torch MSE" not in result.out
     row = next(r for r in json.loads((tmp_path / "plain" / "report.json").read_text())["rows"]
                if r["variant"] == "unstructured-0.5")
-    tails = cli("report", str(bench_run), "--out", str(tmp_path / "tails"), "--tails")
+    tails = cli("report", str(onnx_run), "--out", str(tmp_path / "tails"), "--tails")
     assert tails.code == 0, tails.err
     line = next(line for line in tails.out.splitlines() if line.startswith("unstructured-0.5 "))
     assert re.split(r"\s{2,}", line.strip())[-2:] == [
         _interval(row["p90_speedup"], row["p90_speedup_low"], row["p90_speedup_high"]),
         _interval(row["p99_speedup"], row["p99_speedup_low"], row["p99_speedup_high"])]
-    wide = cli("report", str(bench_run), "--out", str(tmp_path / "wide"), "--wide")
+    wide = cli("report", str(onnx_run), "--out", str(tmp_path / "wide"), "--wide")
     assert wide.code == 0, wide.err
     header = next(line for line in wide.out.splitlines() if line.startswith("variant "))
     assert re.split(r"\s{2,}", header.strip()) == list(HEADERS)
@@ -86,8 +76,8 @@ def _cells(text: str, variant: str) -> list[str]:
     return re.split(r"\s{2,}", line.rstrip())
 
 
-def test_the_real_runs_table_fits_100_columns_whole(bench_run):
-    rows = verdict_rows(bench_run)
+def test_the_real_runs_table_fits_100_columns_whole(onnx_run):
+    rows = verdict_rows(onnx_run)
     console = Console(width=100, record=True)
     console.print(verdict_table(rows))
     text = console.export_text()
