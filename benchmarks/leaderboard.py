@@ -22,8 +22,8 @@ steps before training; a model that does not fit is "n/a" with the estimate).
 
 Resumable: each finished cell is kept as WORK/cells/<cell>.json and a re-run skips it; a cell that was interrupted
 (no cell file) is redone from scratch; a cell that failed is kept as <cell>.error.json and tried again on the next
-run. `--summarize` only rewrites the results from the cells done. `--deadline HH:MM` (UTC): no new cell starts after
-it. Runs under nice 15 unless `--nice 0`.
+run. `--summarize` only rewrites the results from the cells done. `--deadline HH:MM` (UTC, today's): no new cell starts
+after it. Runs under nice 15 unless `--nice 0`.
 
 Cost of the full run, estimated from the smoke run (DLinear and SparseTSF on ETTh1, 2 epochs, 1 seed, on this
 shared 2-core machine): see ESTIMATE below, which the smoke run's cell minutes fill in.
@@ -474,16 +474,17 @@ def markdown(result: dict) -> str:
              f"at {', '.join(result['cell_commits']) or '-'}). Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} "
              f"cores, Python {m.get('python', '?')}, torch {m.get('torch', '?')}; shared with other work, run "
              "under nice.", "",
-             f"Evaluation: {result['evaluation']}. Spread: MSE and MAE are the mean over seeds {s['seeds']} with the "
-             f"[{SPREAD}] in brackets. Horizon {s['pred_len']}, features M; each dataset's standard split and "
-             "scaling fitted on its training part. Training: each model's registry schedule (lr, batch, max epochs, "
-             "patience, decay), early stopping on validation MSE, best epoch kept"
+             f"Evaluation: {result['evaluation']}. MSE and MAE: the mean over seeds "
+             f"{', '.join(map(str, s['seeds']))}, the [{SPREAD}] in brackets where more than one is done. "
+             f"Horizon {s['pred_len']}, features M; each dataset's standard split and scaling fitted "
+             "on its training part. Training: each model's registry schedule (lr, batch, max epochs, patience, "
+             "decay), early stopping on validation MSE, best epoch kept"
              + (f", max epochs capped at {s['max_epochs_cap']} (a smoke run: NOT the published schedules)"
                 if s["max_epochs_cap"] else "")
              + f". Variants: dense; {STRUCTURED} (structured pruning of heads and FFN neurons or input lags at 0.5) "
-             f"and {FIT} (`fit {s['fit']}`), both fine-tuned {s['finetune_epochs']} epoch(s) after pruning, so they "
-             "had that much more training than dense; \"n/a\" where the project refuses the method for the model "
-             "(its reason is listed). Latency: one interleaved bench per dataset of the first seed's bundles "
+             f"and {FIT} (`fit {s['fit']}`), both fine-tuned {s['finetune_epochs']} more epoch(s) after pruning, "
+             "so they had that much more training than dense; \"n/a\" where the project refuses the method for the "
+             "model (its reason is listed). Latency: one interleaved bench per dataset of the first seed's bundles "
              f"(desktop profile, local transport, batch 1, 1 thread, {s['bench']['rounds']} rounds, min "
              f"{s['bench']['min_time_s']:g} s and {s['bench']['min_iters']} iterations per measurement); p50 in ms "
              "is the geometric mean of the round medians as the verdict report computes it. Front: on the (p50, "
@@ -491,7 +492,7 @@ def markdown(result: dict) -> str:
              f"{', '.join(s['tiny_models'])}.", ""]
     if result["cell_minutes"]:
         lines += ["Minutes per cell on this machine: " + ", ".join(
-            f"{kind} median {v['median']:.1f} ({v['cells']} cells, {v['total']:.0f} in all)"
+            f"{kind} median {v['median']:.1f} ({v['cells']} cells, {v['total']:.1f} in all)"
             for kind, v in result["cell_minutes"].items()) + ".", ""]
     for section in result["sections"]:
         title = f"{section['dataset']}, lookback {section['lookback']}"
