@@ -11,11 +11,11 @@ Per dataset (ETTh1, ETTh2, ETTm1, weather; pred_len 96, features M) and seed (20
    the row says "n/a" with it;
 4. test MSE and MAE of every checkpoint by the project's evaluation (`workflow.evaluate_checkpoint`, train.evaluate:
    every test window, stride 1, no `drop_last`, on scaled values);
-5. export (ONNX and TFLite) of the first seed's checkpoints, and ONE interleaved bench per dataset of all of that
-   dataset's bundles (`devices.bench`, desktop profile, local transport, batch 1, 1 thread); p50 read from the
-   report's own verdict rows. Latency is a property of the architecture: only the first seed is benched (dense and
-   structured have the same widths in every seed; a fit may choose other widths per seed: its row's p50 is the
-   first seed's model).
+5. export (ONNX and TFLite) of one seed's checkpoint per model and variant (the first seed whose variant is done),
+   and ONE interleaved bench per dataset of all of that dataset's bundles (`devices.bench`, desktop profile, local
+   transport, batch 1, 1 thread); p50 read from the report's own verdict rows. Latency is a property of the
+   architecture: only one seed is benched (dense and structured have the same widths in every seed; a fit may
+   choose other widths per seed: its row's p50, parameters, MACs and size are the exported seed's model).
 ETTh1 also at lookback 720, its own section: the tiny forecasters at their paper preset (seq_len 720), every other
 model at its small preset with seq_len 720 where its training fits `--max-train-minutes` (estimated from timed
 steps before training; a model that does not fit is "n/a" with the estimate).
@@ -25,8 +25,22 @@ Resumable: each finished cell is kept as WORK/cells/<cell>.json and a re-run ski
 run. `--summarize` only rewrites the results from the cells done. `--deadline HH:MM` (UTC, today's): no new cell starts
 after it. Runs under nice 15 unless `--nice 0`.
 
-Cost of the full run, estimated from the smoke run (DLinear and SparseTSF on ETTh1, 2 epochs, 1 seed, on this
-shared 2-core machine): see ESTIMATE below, which the smoke run's cell minutes fill in.
+Cost of the full run on this 2-core machine (one process), estimated from the smoke run (SparseTSF and DLinear on
+ETTh1, 1 seed, 2 epochs, lookback 96 and 720, machine shared and niced: a cell's fixed cost ~0.7 min (data, test
+evaluation), structured 1.0 min, fit up to its refusal 1.7 min (latency table), export 0.3-0.5 min per bundle, bench
+1.2 min for 3 bundles at 3 rounds x 0.2 s; SparseTSF at 720 2.2 min per epoch) and train_baselines.md's quiet
+seconds per epoch and epochs run (ETTh1, small preset):
+- per seed on ETTh1 or ETTh2: training ~55 min (Crossformer 17, FEDformer 10, Transformer 8, Autoformer 6, Informer
+  5, PatchTST 5, the rest under 3), structured ~15 min (2 fine-tune epochs: pruned and its dense reference), fit
+  ~50 min (~7 per Transformer: a fresh latency table per seed and 2-4 fine-tune epochs), 26 cells' fixed cost
+  ~20 min: ~2.3 h a seed, ~7 h with 3 seeds, plus export (~30 bundles, ~20 min) and the bench (~60 items x 5 rounds
+  x 2 passes x ~1.2 s, ~15 min): ~7.5 h each;
+- ETTm1 (4x the training windows) ~26 h; weather (4.3x the windows, 21 variables) ~30 h;
+- ETTh1 at lookback 720: the tiny models ~1 h for 3 seeds; each Transformer is capped by --max-train-minutes
+  (90) per seed: up to ~31 h more, less where early stopping ends sooner or the estimate refuses it.
+In all ~70 h without the Transformers at 720 and up to ~100 h with them: run it in pieces with --deadline (every
+cell is kept), or as two processes with different --datasets on the same --work (their cells do not overlap; then
+`--summarize` with every dataset writes the joint results, as each process writes only its own datasets').
 
 Usage: python benchmarks/leaderboard.py [--datasets ETTh1,ETTh2,ETTm1,weather] [--models a,b] [--seeds 2021,...]
        [--work runs/leaderboard] [--results benchmarks/results] [--max-epochs N] [--finetune-epochs 1]
@@ -131,7 +145,10 @@ def summary_rows(cells: dict[str, dict], dataset: str, lookback: int, models: li
                 continue
             bundle = bundle_name(model, lookback, variant)
             export = cells.get(cell_id(f"export-{variant}", dataset, model, lookback)) or {}
+            trained = next((c for seed in seeds if (c := cells.get(cell_id("dense", dataset, model, lookback, seed)))
+                            and c.get("preset")), {})
             row = {"dataset": dataset, "lookback": lookback, "model": model, "variant": variant,
+                   "preset": trained.get("preset"), "benched_seed": export.get("seed"),
                    "seeds": [c["seed"] for c in done], "mse": aggregate([c["test"]["mse"] for c in done]),
                    "mae": aggregate([c["test"]["mae"] for c in done]), "bundle": bundle,
                    "parameters": export.get("parameters") or (done[0].get("parameters") if done else None),
@@ -335,7 +352,7 @@ def fit_cell(work: Path, dense: dict, args: argparse.Namespace) -> dict:
 
 
 def export_cell(bundles: Path, cell: dict, variant: str) -> dict:
-    """The first seed's checkpoint of a variant as an ONNX and a TFLite bundle in the dataset's bench folder."""
+    """One seed's checkpoint of a variant as an ONNX and a TFLite bundle in the dataset's bench folder."""
     from tsprune_edge.export.bundle import ExportRequest, write_bundles
 
     name = bundle_name(cell["model"], cell["lookback"], variant)
@@ -381,7 +398,7 @@ def run_dataset(work: Path, dataset: str, models: list[str], seeds: list[int], a
     cells, bundles = work / "cells", work / "bundles" / dataset
     for lookback in lookbacks(dataset, args.lookback720):
         for model in models:
-            for index, seed in enumerate(seeds):
+            for seed in seeds:
                 for variant in VARIANTS:
                     name = cell_id(variant, dataset, model, lookback, seed)
                     if not (cells / f"{name}.json").is_file() and past_deadline():
@@ -394,9 +411,9 @@ def run_dataset(work: Path, dataset: str, models: list[str], seeds: list[int], a
                     else:
                         make = structured_cell if variant == STRUCTURED else fit_cell
                         record = run_cell(cells, name, partial(make, work, dense, args))
-                    if index == 0 and record.get("status") == "ok":
-                        export = cell_id(f"export-{variant}", dataset, model, lookback)
-                        if not (cells / f"{export}.json").is_file() and past_deadline():
+                    export = cell_id(f"export-{variant}", dataset, model, lookback)
+                    if record.get("status") == "ok" and not (cells / f"{export}.json").is_file():
+                        if past_deadline():  # the first seed done is exported: latency is the architecture's
                             return False
                         run_cell(cells, export, partial(export_cell, bundles, record, variant))
     name = cell_id("bench", dataset, "all", LOOKBACK)
@@ -484,7 +501,7 @@ def markdown(result: dict) -> str:
              + f". Variants: dense; {STRUCTURED} (structured pruning of heads and FFN neurons or input lags at 0.5) "
              f"and {FIT} (`fit {s['fit']}`), both fine-tuned {s['finetune_epochs']} more epoch(s) after pruning, "
              "so they had that much more training than dense; \"n/a\" where the project refuses the method for the "
-             "model (its reason is listed). Latency: one interleaved bench per dataset of the first seed's bundles "
+             "model (its reason is listed). Latency: one interleaved bench per dataset of one seed's bundles "
              f"(desktop profile, local transport, batch 1, 1 thread, {s['bench']['rounds']} rounds, min "
              f"{s['bench']['min_time_s']:g} s and {s['bench']['min_iters']} iterations per measurement); p50 in ms "
              "is the geometric mean of the round medians as the verdict report computes it. Front: on the (p50, "
@@ -500,6 +517,10 @@ def markdown(result: dict) -> str:
         if not section["rows"]:
             lines += ["Nothing done yet.", ""]
             continue
+        if section["lookback"] != LOOKBACK:
+            presets = dict.fromkeys(f"{r['model']} {r['preset']}" for r in section["rows"] if r["preset"])
+            lines += [f"Presets at seq_len {section['lookback']}: {', '.join(presets)} (small: the small preset's "
+                      "widths with this lookback; paper: the authors' settings).", ""]
         lines += [section["sentence"], "",
                   "| model | variant | params | MACs | file KB (ONNX / TFLite) | test MSE | test MAE | p50 ms ORT "
                   "| p50 ms LiteRT | front |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -546,7 +567,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-epochs", type=int, default=None,
                         help="cap every schedule's max epochs (a cheap smoke run; the results say so)")
     parser.add_argument("--finetune-epochs", type=int, default=1)
-    parser.add_argument("--max-train-minutes", type=float, default=240.0,
+    parser.add_argument("--max-train-minutes", type=float, default=90.0,
                         help="lookback 720: a model whose training is estimated longer is n/a")
     parser.add_argument("--no-lookback720", dest="lookback720", action="store_false")
     parser.add_argument("--rounds", type=int, default=5)

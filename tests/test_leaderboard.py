@@ -17,7 +17,8 @@ leaderboard = importlib.import_module("leaderboard")  # benchmarks/leaderboard.p
 
 def trained(model: str, seed: int, mse: float, mae: float, variant: str = "dense") -> tuple[str, dict]:
     name = leaderboard.cell_id(variant, "ETTh1", model, 96, seed)
-    return name, {"status": "ok", "seed": seed, "parameters": 100, "test": {"mse": mse, "mae": mae, "windows": 9}}
+    record = {"status": "ok", "seed": seed, "parameters": 100, "test": {"mse": mse, "mae": mae, "windows": 9}}
+    return name, record | ({"preset": "small"} if variant == "dense" else {})
 
 
 def refused(model: str, seed: int, variant: str, reason: str) -> tuple[str, dict]:
@@ -33,7 +34,7 @@ def table() -> dict[str, dict]:
                   trained("transformer", 1, 0.45, 0.47, leaderboard.STRUCTURED),
                   trained("transformer", 2, 0.47, 0.49, leaderboard.STRUCTURED)])
     cells[leaderboard.cell_id(f"export-{leaderboard.STRUCTURED}", "ETTh1", "transformer", 96)] = {
-        "status": "ok", "parameters": 50, "macs": 1000, "bytes": {"onnx": 2048, "tflite": 1024}}
+        "status": "ok", "seed": 2, "parameters": 50, "macs": 1000, "bytes": {"onnx": 2048, "tflite": 1024}}
     return cells
 
 
@@ -69,6 +70,7 @@ def test_summary_rows_aggregate_seeds_and_keep_refusals():
                                                                                          "tflite": 1024}
     assert dense["parameters"] == 100  # no export cell yet: the trained model's count
     assert pruned["p50_ms"] == {"onnx": 0.5, "tflite": 1.0}
+    assert (pruned["benched_seed"], pruned["preset"], dense["benched_seed"]) == (2, "small", None)
 
 
 def test_a_seed_not_done_is_left_out_of_the_mean():
