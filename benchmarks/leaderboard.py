@@ -288,7 +288,7 @@ def train_cell(work: Path, dataset: str, model: str, lookback: int, seed: int, a
     shutil.rmtree(out, ignore_errors=True)  # an interrupted cell is redone from scratch
     preset, seq_len = preset_for(model, lookback)
     base = {"dataset": dataset, "model": model, "lookback": lookback, "seed": seed, "preset": preset,
-            "commit": commit(), "machine": machine()}
+            "max_epochs_cap": args.max_epochs, "commit": commit(), "machine": machine()}
     if lookback != LOOKBACK:
         try:
             minutes = estimated_minutes(model, dataset, lookback, args.max_epochs)
@@ -314,7 +314,8 @@ def structured_cell(work: Path, dense: dict, args: argparse.Namespace) -> dict:
 
     out = Path(dense["checkpoint"]).parent.parent / STRUCTURED
     shutil.rmtree(out, ignore_errors=True)
-    base = {k: dense[k] for k in ("dataset", "model", "lookback", "seed")} | {"commit": commit()}
+    base = {k: dense[k] for k in ("dataset", "model", "lookback", "seed")} | {
+        "commit": commit(), "finetune_epochs": args.finetune_epochs}
     request = PruneRequest(method="structured", sparsity=0.5, finetune_epochs=args.finetune_epochs,
                            seed=dense["seed"])
     try:
@@ -334,7 +335,8 @@ def fit_cell(work: Path, dense: dict, args: argparse.Namespace) -> dict:
 
     out = Path(dense["checkpoint"]).parent.parent / FIT
     shutil.rmtree(out, ignore_errors=True)
-    base = {k: dense[k] for k in ("dataset", "model", "lookback", "seed")} | {"commit": commit()}
+    base = {k: dense[k] for k in ("dataset", "model", "lookback", "seed")} | {
+        "commit": commit(), "finetune_epochs": args.finetune_epochs}
     target = Target(device="desktop", runtime=FIT_RUNTIME, threads=1, rounds=args.rounds, min_time=args.min_time,
                     min_iters=args.min_iters)
     request = FitRequest(checkpoint=Path(dense["checkpoint"]), target=target, out=out, speedup=FIT_SPEEDUP,
@@ -459,13 +461,19 @@ def summarize(cells: dict[str, dict], datasets: list[str], models: list[str], se
             kind = name.split("--")[0]
             minutes.setdefault(kind, []).append(record["seconds"] / 60)
     any_cell = next((c for c in cells.values() if c.get("machine")), {})
+
+    def recorded(key: str) -> list:
+        """The values of a setting the cells were computed with (a summary may run with other flags)."""
+        return sorted({c[key] for c in cells.values() if c.get(key) is not None})
+
     return {"benchmark": "leaderboard", "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "commit": commit(), "cell_commits": sorted({c["commit"] for c in cells.values() if c.get("commit")}),
             "machine": any_cell.get("machine"), "evaluation": EVALUATION, "spread": SPREAD,
             "settings": {"datasets": datasets, "models": models, "seeds": seeds, "pred_len": PRED_LEN,
                          "lookback": LOOKBACK, "paper_lookback": {PAPER_LOOKBACK_DATA: PAPER_LOOKBACK}
-                         if args.lookback720 else None, "max_epochs_cap": args.max_epochs,
-                         "max_train_minutes_720": args.max_train_minutes, "finetune_epochs": args.finetune_epochs,
+                         if args.lookback720 else None, "max_epochs_cap": recorded("max_epochs_cap"),
+                         "max_train_minutes_720": args.max_train_minutes,
+                         "finetune_epochs": recorded("finetune_epochs"),
                          "fit": f"--speedup {FIT_SPEEDUP:g} in {RUNTIMES['onnx']}, 1 thread",
                          "bench": {"rounds": args.rounds, "min_time_s": args.min_time, "min_iters": args.min_iters,
                                    "threads": 1, "batch": 1}, "tiny_models": list(TINY_MODELS)},
@@ -496,11 +504,12 @@ def markdown(result: dict) -> str:
              f"Horizon {s['pred_len']}, features M; each dataset's standard split and scaling fitted "
              "on its training part. Training: each model's registry schedule (lr, batch, max epochs, patience, "
              "decay), early stopping on validation MSE, best epoch kept"
-             + (f", max epochs capped at {s['max_epochs_cap']} (a smoke run: NOT the published schedules)"
-                if s["max_epochs_cap"] else "")
+             + (f", max epochs capped at {', '.join(map(str, s['max_epochs_cap']))} (a smoke run: NOT the "
+                "published schedules)" if s["max_epochs_cap"] else "")
              + f". Variants: dense; {STRUCTURED} (structured pruning of heads and FFN neurons or input lags at 0.5) "
-             f"and {FIT} (`fit {s['fit']}`), both fine-tuned {s['finetune_epochs']} more epoch(s) after pruning, "
-             "so they had that much more training than dense; \"n/a\" where the project refuses the method for the "
+             f"and {FIT} (`fit {s['fit']}`), both fine-tuned "
+             f"{', '.join(map(str, s['finetune_epochs'])) or '-'} more epoch(s) after pruning, so they had "
+             "that much more training than dense; \"n/a\" where the project refuses the method for the "
              "model (its reason is listed). Latency: one interleaved bench per dataset of one seed's bundles "
              f"(desktop profile, local transport, batch 1, 1 thread, {s['bench']['rounds']} rounds, min "
              f"{s['bench']['min_time_s']:g} s and {s['bench']['min_iters']} iterations per measurement); p50 in ms "
