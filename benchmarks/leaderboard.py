@@ -540,13 +540,16 @@ def markdown(result: dict) -> str:
                              else f"| {r['model']} | {r['variant']} | failed | | | | | | | |")
                 notes.append(f"- {r['model']} {r['variant']}: {r['reason']}")
                 continue
+            if r["variant"] == FIT and r["fit_status"] != ["met"]:
+                notes.append(f"- {r['model']} {r['variant']}: the fits ended {', '.join(r['fit_status'])} (the "
+                             "row is each seed's chosen model)")
             size = " / ".join(_num(r["bytes"].get(fmt) and r["bytes"][fmt] / 1024, ".1f") for fmt in RUNTIMES)
             front = ", ".join({"onnx": "O", "tflite": "L"}[fmt] for fmt in r["on_front"]) or "-"
             lines.append(f"| {r['model']} | {r['variant']} | {_num(r['parameters'], ',')} | {_num(r['macs'], ',')} "
                          f"| {size} | {_metric(r['mse'])} | {_metric(r['mae'])} | {_num(r['p50_ms']['onnx'], '.4g')} "
                          f"| {_num(r['p50_ms']['tflite'], '.4g')} | {front} |")
         if notes:
-            lines += ["", "Not applicable or failed:", "", *notes]
+            lines += ["", "Notes (not applicable, failed, fits short of the target):", "", *notes]
         lines.append("")
     return "\n".join(lines)
 

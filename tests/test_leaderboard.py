@@ -143,3 +143,22 @@ def test_seeds_take_a_count_or_a_list():
     assert leaderboard.parse(["--seeds", "1"]).seeds == [2021]
     assert leaderboard.parse(["--seeds", "3"]).seeds == [2021, 2022, 2023]
     assert leaderboard.parse(["--seeds", "7,8"]).seeds == [7, 8]
+
+
+def test_markdown_gives_refusals_their_reason_and_marks_the_front():
+    rows = leaderboard.summary_rows(table(), "ETTh1", 96, ["sparsetsf", "transformer"], [1, 2], LATENCY)
+    front = leaderboard.fronts(rows)
+    for row in rows:
+        row["on_front"] = [fmt for fmt in leaderboard.RUNTIMES if row["bundle"] in front[fmt]]
+    result = {"machine": {"cpu": "test cpu", "cores": 2}, "date": "d", "commit": "c", "cell_commits": ["c"],
+              "evaluation": leaderboard.EVALUATION, "cell_minutes": {},
+              "settings": {"seeds": [1, 2], "pred_len": 96, "max_epochs_cap": [], "finetune_epochs": [1],
+                           "fit": "--speedup 2", "bench": {"rounds": 5, "min_time_s": 1.0, "min_iters": 100},
+                           "tiny_models": ["sparsetsf"]},
+              "sections": [{"dataset": "ETTh1", "lookback": 96, "rows": rows, "front": front, "sentence": "S."}]}
+    text = leaderboard.markdown(result)
+    assert "| sparsetsf | structured-0.5 | n/a | | | | | | | |" in text
+    assert "- sparsetsf structured-0.5: sparsetsf has no heads or ffn" in text
+    assert ("| transformer | dense | 100 | - | - / - | 0.3700 [0.3600, 0.3800] | 0.4100 [0.4000, 0.4200] | 1 | 2 "
+            "| O, L |") in text
+    assert "| transformer | structured-0.5 | 50 | 1,000 | 2.0 / 1.0 | 0.4600 [0.4500, 0.4700]" in text
