@@ -38,7 +38,9 @@ seconds per epoch and epochs run (ETTh1, small preset):
 - ETTm1 (4x the training windows) ~26 h; weather (4.3x the windows, 21 variables) ~30 h;
 - ETTh1 at lookback 720: the tiny models ~1 h for 3 seeds; each Transformer is capped by --max-train-minutes
   (90) per seed: up to ~31 h more, less where early stopping ends sooner or the estimate refuses it.
-In all ~70 h without the Transformers at 720 and up to ~100 h with them: run it in pieces with --deadline (every
+In all ~70 h on a quiet machine without the Transformers at 720 and up to ~100 h with them; far more while the
+machine is shared (the smoke's iTransformer dense cell, 1 epoch, took 6.3 min at load average 14, against 4 s per
+epoch quiet): run it in pieces with --deadline (every
 cell is kept), or as two processes with different --datasets on the same --work (their cells do not overlap; then
 `--summarize` with every dataset writes the joint results, as each process writes only its own datasets').
 
