@@ -22,8 +22,8 @@ steps before training; a model that does not fit is "n/a" with the estimate).
 
 Resumable: each finished cell is kept as WORK/cells/<cell>.json and a re-run skips it; a cell that was interrupted
 (no cell file) is redone from scratch; a cell that failed is kept as <cell>.error.json and tried again on the next
-run. `--summarize` only rewrites the results from the cells done. `--deadline HH:MM` (UTC, today's): no new cell starts
-after it. Runs under nice 15 unless `--nice 0`.
+run. `--summarize` only rewrites the results from the cells done. `--deadline HH:MM` (UTC, today's): no new cell
+starts after it. Runs under nice 15 unless `--nice 0`.
 
 Cost of the full run on this 2-core machine (one process), estimated from the smoke run (SparseTSF and DLinear on
 ETTh1, 1 seed, 2 epochs, lookback 96 and 720, machine shared and niced: a cell's fixed cost ~0.7 min (data, test
@@ -40,9 +40,9 @@ seconds per epoch and epochs run (ETTh1, small preset):
   (90) per seed: up to ~31 h more, less where early stopping ends sooner or the estimate refuses it.
 In all ~70 h on a quiet machine without the Transformers at 720 and up to ~100 h with them; far more while the
 machine is shared (the smoke's iTransformer dense cell, 1 epoch, took 6.3 min at load average 14, against 4 s per
-epoch quiet): run it in pieces with --deadline (every
-cell is kept), or as two processes with different --datasets on the same --work (their cells do not overlap; then
-`--summarize` with every dataset writes the joint results, as each process writes only its own datasets').
+epoch quiet). Run it in pieces with --deadline (every cell is kept), or as two processes with different --datasets
+on the same --work (their cells do not overlap; then `--summarize` with every dataset writes the joint results, as
+each process writes only its own datasets').
 
 Usage: python benchmarks/leaderboard.py [--datasets ETTh1,ETTh2,ETTm1,weather] [--models a,b] [--seeds 2021,...]
        [--work runs/leaderboard] [--results benchmarks/results] [--max-epochs N] [--finetune-epochs 1]
