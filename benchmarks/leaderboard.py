@@ -40,9 +40,8 @@ seconds per epoch and epochs run (ETTh1, small preset):
   (90) per seed: up to ~31 h more, less where early stopping ends sooner or the estimate refuses it.
 In all ~70 h on a quiet machine without the Transformers at 720 and up to ~100 h with them; far more while the
 machine is shared (the smoke's iTransformer dense cell, 1 epoch, took 6.3 min at load average 14, against 4 s per
-epoch quiet). Run it in pieces with --deadline (every cell is kept), or as two processes with different --datasets
-on the same --work (their cells do not overlap; then `--summarize` with every dataset writes the joint results, as
-each process writes only its own datasets').
+epoch quiet). Run it in pieces with --deadline (every cell is kept), one process at a time: a bench beside another
+process's training would measure that load (the benches themselves wait for each other on the board's lock).
 
 Usage: python benchmarks/leaderboard.py [--datasets ETTh1,ETTh2,ETTm1,weather] [--models a,b] [--seeds 2021,...]
        [--work runs/leaderboard] [--results benchmarks/results] [--max-epochs N] [--finetune-epochs 1]
