@@ -1,0 +1,164 @@
+"""benchmarks/leaderboard.py's pure parts: the Pareto front, the aggregation over seeds, the generated sentence and
+resumability (a finished cell is never computed again, a failed one is). No training, no bench."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+leaderboard = importlib.import_module("leaderboard")  # benchmarks/leaderboard.py
+
+
+def trained(model: str, seed: int, mse: float, mae: float, variant: str = "dense") -> tuple[str, dict]:
+    name = leaderboard.cell_id(variant, "ETTh1", model, 96, seed)
+    record = {"status": "ok", "seed": seed, "parameters": 100, "test": {"mse": mse, "mae": mae, "windows": 9}}
+    return name, record | ({"preset": "small"} if variant == "dense" else {})
+
+
+def refused(model: str, seed: int, variant: str, reason: str) -> tuple[str, dict]:
+    return leaderboard.cell_id(variant, "ETTh1", model, 96, seed), {"status": "n/a", "seed": seed, "reason": reason}
+
+
+def table() -> dict[str, dict]:
+    """Two seeds: a tiny model (refused by structured pruning), a Transformer dense and pruned."""
+    cells = dict([trained("sparsetsf", 1, 0.40, 0.41), trained("sparsetsf", 2, 0.42, 0.43),
+                  refused("sparsetsf", 1, leaderboard.STRUCTURED, "sparsetsf has no heads or ffn"),
+                  refused("sparsetsf", 2, leaderboard.STRUCTURED, "sparsetsf has no heads or ffn"),
+                  trained("transformer", 1, 0.36, 0.40), trained("transformer", 2, 0.38, 0.42),
+                  trained("transformer", 1, 0.45, 0.47, leaderboard.STRUCTURED),
+                  trained("transformer", 2, 0.47, 0.49, leaderboard.STRUCTURED)])
+    cells[leaderboard.cell_id(f"export-{leaderboard.STRUCTURED}", "ETTh1", "transformer", 96)] = {
+        "status": "ok", "seed": 2, "parameters": 50, "macs": 1000, "bytes": {"onnx": 2048, "tflite": 1024}}
+    return cells
+
+
+LATENCY = {"sparsetsf-L96-dense": {"onnx": 0.01, "tflite": 0.02},
+           "transformer-L96-dense": {"onnx": 1.0, "tflite": 2.0},
+           "transformer-L96-structured-0.5": {"onnx": 0.5, "tflite": 1.0}}
+
+
+def test_pareto_front_keeps_the_undominated_points_in_order():
+    points = [{"name": "a", "p50_ms": 1.0, "mse": 0.5}, {"name": "b", "p50_ms": 2.0, "mse": 0.4},
+              {"name": "c", "p50_ms": 2.0, "mse": 0.6}, {"name": "d", "p50_ms": 0.5, "mse": 0.9},
+              {"name": "e", "p50_ms": 1.0, "mse": 0.5}]
+    # c is dominated by a and b; a and e tie (neither is better in one), so both stay
+    assert leaderboard.pareto_front(points) == ["a", "b", "d", "e"]
+
+
+def test_aggregate_is_the_mean_and_min_max_over_seeds():
+    assert leaderboard.aggregate([0.25, 0.5, 0.75]) == {"mean": 0.5, "min": 0.25, "max": 0.75, "n": 3}
+    assert leaderboard.aggregate([]) is None
+
+
+def test_summary_rows_aggregate_seeds_and_keep_refusals():
+    rows = leaderboard.summary_rows(table(), "ETTh1", 96, ["sparsetsf", "transformer"], [1, 2], LATENCY)
+    assert [(r["model"], r["variant"], r["status"]) for r in rows] == [
+        ("sparsetsf", "dense", "ok"), ("sparsetsf", "structured-0.5", "n/a"), ("transformer", "dense", "ok"),
+        ("transformer", "structured-0.5", "ok")]
+    tiny, refusal, dense, pruned = rows
+    assert tiny["seeds"] == [1, 2]
+    assert tiny["mse"] == {"mean": pytest.approx(0.41), "min": 0.40, "max": 0.42, "n": 2}
+    assert tiny["mae"]["mean"] == pytest.approx(0.42)
+    assert refusal["reason"] == "sparsetsf has no heads or ffn"
+    assert pruned["parameters"] == 50 and pruned["macs"] == 1000 and pruned["bytes"] == {"onnx": 2048,
+                                                                                         "tflite": 1024}
+    assert dense["parameters"] == 100  # no export cell yet: the trained model's count
+    assert pruned["p50_ms"] == {"onnx": 0.5, "tflite": 1.0}
+    assert (pruned["benched_seed"], pruned["preset"], dense["benched_seed"]) == (2, "small", None)
+
+
+def test_a_seed_not_done_is_left_out_of_the_mean():
+    rows = leaderboard.summary_rows(table(), "ETTh1", 96, ["transformer"], [1, 2, 3], LATENCY)
+    assert rows[0]["seeds"] == [1, 2] and rows[0]["mse"]["n"] == 2
+
+
+def test_fronts_and_the_sentence_come_from_the_table():
+    rows = leaderboard.summary_rows(table(), "ETTh1", 96, ["sparsetsf", "transformer"], [1, 2], LATENCY)
+    front = leaderboard.fronts(rows)
+    # structured (0.46 at 0.5 ms) is slower and worse than sparsetsf (0.41 at 0.01 ms); dense is the most accurate
+    assert front == {"onnx": ["sparsetsf-L96-dense", "transformer-L96-dense"],
+                     "tflite": ["sparsetsf-L96-dense", "transformer-L96-dense"]}
+    sentence = leaderboard.verdict_sentence("ETTh1", rows, front)
+    assert sentence == (
+        "ETTh1: in ONNX Runtime no pruned variant is on the front, a tiny model dominates 1 of 1 pruned variants "
+        "(transformer structured-0.5), and the fastest model within 5% of the best test MSE (0.3700) is "
+        "transformer (1 ms, MSE 0.3700); in LiteRT no pruned variant is on the front, a tiny model dominates 1 "
+        "of 1 pruned variants (transformer structured-0.5), and the fastest model within 5% of the best test MSE "
+        "(0.3700) is transformer (2 ms, MSE 0.3700).")
+
+
+def test_a_pruned_variant_on_the_front_is_named_as_a_win():
+    cells = table()
+    cells.update(dict([trained("transformer", 1, 0.38, 0.40, leaderboard.STRUCTURED),
+                       trained("transformer", 2, 0.38, 0.40, leaderboard.STRUCTURED)]))
+    rows = leaderboard.summary_rows(cells, "ETTh1", 96, ["sparsetsf", "transformer"], [1, 2], LATENCY)
+    front = leaderboard.fronts(rows)
+    assert front["onnx"] == ["sparsetsf-L96-dense", "transformer-L96-dense", "transformer-L96-structured-0.5"]
+    sentence = leaderboard.verdict_sentence("ETTh1", rows, front)
+    assert sentence.startswith("ETTh1: in ONNX Runtime pruning wins on the front with transformer structured-0.5, "
+                               "no tiny model dominates any of the 1 pruned variants, and the fastest model within "
+                               "5% of the best test MSE (0.3700) is transformer structured-0.5 (0.5 ms, MSE 0.3800)")
+
+
+def test_a_finished_cell_is_read_not_computed(tmp_path):
+    (tmp_path / "train--x.json").write_text(json.dumps({"status": "ok", "seconds": 3.0}))
+
+    def never() -> dict:
+        raise AssertionError("a finished cell was computed again")
+
+    assert leaderboard.run_cell(tmp_path, "train--x", never) == {"status": "ok", "seconds": 3.0}
+
+
+def test_a_failed_cell_is_kept_and_tried_again(tmp_path):
+    def broken() -> dict:
+        raise ValueError("disk on fire\nsecond line")
+
+    lines = []
+    failed = leaderboard.run_cell(tmp_path, "train--y", broken, lines.append)
+    assert failed["status"] == "failed" and failed["error"] == "ValueError: disk on fire"
+    assert json.loads((tmp_path / "train--y.error.json").read_text())["error"] == "ValueError: disk on fire"
+    assert lines == ["cell train--y failed: ValueError: disk on fire"]
+    assert leaderboard.read_cells(tmp_path)["train--y"]["status"] == "failed"
+    done = leaderboard.run_cell(tmp_path, "train--y", lambda: {"status": "ok"})
+    assert done["status"] == "ok" and done["cell"] == "train--y"
+    assert not (tmp_path / "train--y.error.json").exists()
+    assert json.loads((tmp_path / "train--y.json").read_text())["status"] == "ok"
+
+
+def test_bad_deadline_is_one_line_and_exit_2(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        leaderboard.parse(["--deadline", "7pm"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == ("error: --deadline takes HH:MM in UTC, got '7pm'; for example "
+                                       "--deadline 23:30\n")
+
+
+def test_seeds_take_a_count_or_a_list():
+    assert leaderboard.parse(["--seeds", "1"]).seeds == [2021]
+    assert leaderboard.parse(["--seeds", "3"]).seeds == [2021, 2022, 2023]
+    assert leaderboard.parse(["--seeds", "7,8"]).seeds == [7, 8]
+
+
+def test_markdown_gives_refusals_their_reason_and_marks_the_front():
+    rows = leaderboard.summary_rows(table(), "ETTh1", 96, ["sparsetsf", "transformer"], [1, 2], LATENCY)
+    front = leaderboard.fronts(rows)
+    for row in rows:
+        row["on_front"] = [fmt for fmt in leaderboard.RUNTIMES if row["bundle"] in front[fmt]]
+    result = {"machine": {"cpu": "test cpu", "cores": 2}, "date": "d", "commit": "c", "cell_commits": ["c"],
+              "evaluation": leaderboard.EVALUATION, "cell_minutes": {},
+              "settings": {"seeds": [1, 2], "pred_len": 96, "max_epochs_cap": [], "finetune_epochs": [1],
+                           "fit": "--speedup 2", "bench": {"rounds": 5, "min_time_s": 1.0, "min_iters": 100},
+                           "tiny_models": ["sparsetsf"]},
+              "sections": [{"dataset": "ETTh1", "lookback": 96, "rows": rows, "front": front, "sentence": "S."}]}
+    text = leaderboard.markdown(result)
+    assert "| sparsetsf | structured-0.5 | n/a | | | | | | | |" in text
+    assert "- sparsetsf structured-0.5: sparsetsf has no heads or ffn" in text
+    assert ("| transformer | dense | 100 | - | - / - | 0.3700 [0.3600, 0.3800] | 0.4100 [0.4000, 0.4200] | 1 | 2 "
+            "| O, L |") in text
+    assert "| transformer | structured-0.5 | 50 | 1,000 | 2.0 / 1.0 | 0.4600 [0.4500, 0.4700]" in text
