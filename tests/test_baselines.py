@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 
-from tests.refusals import assert_one_line_error
 from tsprune_edge.baselines import Baseline, parse_baselines
 from tsprune_edge.errors import UserError
 from tsprune_edge.report.cells import answer_lines
@@ -121,12 +120,27 @@ def test_baseline_names_are_checked_against_the_registry():
         parse_baselines(("fits:huge",))
 
 
+def _hourly_csv(path, rows: int) -> None:
+    """Daily and weekly cycles with noise, 3 variables: a CSV short enough that each baseline's full published
+    schedule trains in seconds."""
+    rng = np.random.default_rng(0)
+    hours = np.arange(rows)
+    daily, weekly = np.sin(2 * np.pi * hours / 24), np.sin(2 * np.pi * hours / 168)
+    values = np.stack([daily + 0.1 * rng.standard_normal(rows), weekly + 0.1 * rng.standard_normal(rows),
+                       0.6 * np.roll(daily, 3) + 0.4 * weekly + 0.1 * rng.standard_normal(rows)], axis=1)
+    stamps = np.datetime64("2020-01-01T00:00") + hours * np.timedelta64(1, "h")
+    path.write_text("date,a,b,OT\n" + "".join(f"{str(t).replace('T', ' ')}:00,{v[0]:.4f},{v[1]:.4f},{v[2]:.4f}\n"
+                                               for t, v in zip(stamps, values, strict=True)))
+
+
 def test_pipeline_with_baselines_tables_plots_and_caches_them(cli, tmp_path):
-    """The acceptance command, at the settings of test_cli.py's main-job test; then an export from the same dense
-    checkpoint reuses the trained baseline from the cache."""
-    out, cache = tmp_path / "pipeline", tmp_path / "cache"
-    result = cli("pipeline", "--epochs", "1", "--finetune-epochs", "1", "--rounds", "1", "--baselines",
-                 "sparsetsf,dlinear", "--baseline-cache", str(cache), "--out", str(out))
+    """The acceptance command, at the settings of test_cli.py's main-job test on a CSV of 2,500 hourly rows (the
+    baselines train their full published schedules); then an export from the same dense checkpoint reuses the
+    trained baseline from the cache."""
+    out, cache, csv = tmp_path / "pipeline", tmp_path / "cache", tmp_path / "hourly.csv"
+    _hourly_csv(csv, 2500)
+    result = cli("pipeline", "--data", str(csv), "--epochs", "1", "--finetune-epochs", "1", "--rounds", "1",
+                 "--baselines", "sparsetsf,dlinear", "--baseline-cache", str(cache), "--out", str(out))
     assert result.code == 0, result.err
     assert "baseline sparsetsf: training at seq_len 96, pred_len 96 with its published schedule (lr 0.02, batch " \
            "256, at most 30 epochs, patience 5)" in result.err
@@ -167,17 +181,22 @@ def test_pipeline_with_baselines_tables_plots_and_caches_them(cli, tmp_path):
     assert manifest["model"]["name"] == "sparsetsf" and manifest["pruning"] is None
 
 
-def test_a_baseline_the_data_cannot_take_is_refused_before_any_training(cli, tmp_path):
-    """1000 hourly rows give the main model's 96 + 96 windows but not the authors' lookback 720 (train split: 700
-    rows)."""
-    hours = np.datetime64("2020-01-01T00:00") + np.arange(1000) * np.timedelta64(1, "h")
-    csv = tmp_path / "short.csv"
-    csv.write_text("date,a,OT\n" + "".join(f"{str(t).replace('T', ' ')}:00,{i % 17},{(i * 7) % 23}\n"
-                                           for i, t in enumerate(hours)))
-    result = cli("pipeline", "--data", str(csv), "--baselines", "sparsetsf:paper", "--baseline-cache",
-                 str(tmp_path / "cache"), "--out", str(tmp_path / "p"))
-    assert_one_line_error(result, "baseline sparsetsf:paper cannot take short.csv: short.csv has too few rows for "
-                                  "seq_len 720 + pred_len 96: its train split holds 700 rows, needs at least 816; "
-                                  "drop sparsetsf:paper from --baselines, or sparsetsf at the run's seq_len, or give "
-                                  "more rows")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["short.csv"]
+def test_a_sweep_spec_adds_one_cell_per_baseline_for_each_model(tmp_path):
+    from tsprune_edge.sweep.spec import SweepSpec, expand
+
+    spec = SweepSpec(models=("dlinear", "transformer"), methods=("unstructured",), sparsities=(0.5,),
+                     data="synthetic", baselines=("sparsetsf", "fits:paper"))
+    spec.validate()
+    cells = {c.id: c for c in expand(spec)}
+    for model in ("dlinear", "transformer"):
+        assert cells[f"variant--{model}--baseline-sparsetsf"].method == "baseline"
+        assert cells[f"variant--{model}--baseline-fits-paper"].method == "baseline"
+    assert SweepSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+    with pytest.raises(UserError, match="unknown baseline 'gpt9' in --baselines"):
+        SweepSpec(models=("dlinear",), methods=("unstructured",), baselines=("gpt9",)).validate()
+    short = tmp_path / "hourly.csv"
+    _hourly_csv(short, 1000)
+    with pytest.raises(UserError, match="baseline fits:paper cannot take hourly.csv: hourly.csv has too few rows "
+                                        "for seq_len 720 [+] pred_len 96"):
+        SweepSpec(models=("dlinear",), methods=("unstructured",), data=str(short),
+                  baselines=("fits:paper",)).validate()

@@ -167,9 +167,13 @@ def trained_baseline(baseline: Baseline, run: RunWindows, data_sha256: str, cach
         if metrics["data"]["sha256"] != data_sha256:
             raise UserError(f"{run.data} changed while the run trained; run it again")
         (work / KEY_FILE).write_text(json.dumps(key, indent=1, sort_keys=True))
-        if folder.exists():  # an entry that did not read back: replaced, as the tool's own file
+        if folder.exists() and not _readable(folder, key, load_checkpoint):  # the tool's own file, replaced
             shutil.rmtree(folder)
-        os.replace(work, folder)
+        try:
+            os.replace(work, folder)
+        except OSError:  # another worker of a sweep put the same entry there meanwhile: keep that one
+            if not _readable(folder, key, load_checkpoint):
+                raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     console.print(f"baseline {baseline.text}: test MSE {metrics['test']['mse']:.4f}, cached in {folder}")
