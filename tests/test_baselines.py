@@ -142,8 +142,9 @@ def test_pipeline_with_baselines_tables_plots_and_caches_them(cli, tmp_path):
     result = cli("pipeline", "--data", str(csv), "--epochs", "1", "--finetune-epochs", "1", "--rounds", "1",
                  "--baselines", "sparsetsf,dlinear", "--baseline-cache", str(cache), "--out", str(out))
     assert result.code == 0, result.err
+    said = " ".join(result.err.split())  # the console wraps its lines
     assert "baseline sparsetsf: training at seq_len 96, pred_len 96 with its published schedule (lr 0.02, batch " \
-           "256, at most 30 epochs, patience 5)" in result.err
+           "256, at most 30 epochs, patience 5)" in said
     report = json.loads((out / "report" / "report.json").read_text())
     rows = {(r["variant"], r["format"]): r for r in report["rows"]}
     for name in ("baseline-sparsetsf", "baseline-dlinear"):
@@ -155,8 +156,9 @@ def test_pipeline_with_baselines_tables_plots_and_caches_them(cli, tmp_path):
             assert row["method"] == "baseline" and row["sparsity"] is None and "speedup" in row
             assert row["torch_mse"] == pytest.approx(metrics["test"]["mse"], rel=1e-5)
             assert row["mse_change"] is not None and row["verdict"] in result.out  # a verdict-table row
-    answers = [line for line in result.out.splitlines() if line.startswith(("structured-0.5, ", "baseline-"))]
-    assert answers and all(line.startswith("structured-0.5, ") for line in answers)  # the answer: pruning only
+    lines = result.out.splitlines()  # the answer lines come first and answer the pruning question only
+    assert lines[0].startswith("structured-0.5, onnx (") and lines[1].startswith("structured-0.5, tflite (")
+    assert not [line for line in lines if line.startswith(("baseline-sparsetsf, ", "baseline-dlinear, "))]
     for plane in report["pareto"]:
         assert {p["name"] for p in plane["points"]} == {"dense", "structured-0.5", "baseline-sparsetsf",
                                                         "baseline-dlinear"}
@@ -176,7 +178,7 @@ def test_pipeline_with_baselines_tables_plots_and_caches_them(cli, tmp_path):
                 "--finetune-epochs", "0", "--format", "onnx", "--baselines", "sparsetsf", "--baseline-cache",
                 str(cache), "--out", str(tmp_path / "b"), "--runs", str(tmp_path / "r"))
     assert again.code == 0, again.err
-    assert "baseline sparsetsf: reused" in again.err and "training at" not in again.err
+    assert "baseline sparsetsf: reused" in again.err and "training at" not in " ".join(again.err.split())
     manifest = json.loads((tmp_path / "b" / "baseline-sparsetsf" / "manifest.json").read_text())
     assert manifest["model"]["name"] == "sparsetsf" and manifest["pruning"] is None
 
