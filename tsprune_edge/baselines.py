@@ -67,7 +67,9 @@ class RunWindows:
 
 def parse_baselines(names: tuple[str, ...]) -> tuple[Baseline, ...]:
     """('sparsetsf', 'fits:paper') (the CLI's comma_list of --baselines) -> Baselines, each name registered and
-    each preset one the model has."""
+    each preset one the model has. No names: no import of the registry (and torch), as a sweep spec is read."""
+    if not names:
+        return ()
     from tsprune_edge.models import available_models, model_entry
 
     found = []
