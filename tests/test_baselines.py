@@ -135,8 +135,8 @@ def _hourly_csv(path, rows: int) -> None:
 
 def test_pipeline_with_baselines_tables_plots_and_caches_them(cli, tmp_path):
     """The acceptance command at small settings (the hostile workspace's DLinear for the main model, one epoch,
-    two bench rounds: a speedup needs two) on a CSV of 2,500 hourly rows, where the baselines train their full published schedules;
-    then an export from the same dense checkpoint reuses the trained baseline from the cache."""
+    two bench rounds: a speedup needs two) on a CSV of 2,500 hourly rows, where the baselines train their full
+    published schedules; then an export from the same dense checkpoint reuses the trained baseline from the cache."""
     out, cache, csv = tmp_path / "pipeline", tmp_path / "cache", tmp_path / "hourly.csv"
     _hourly_csv(csv, 2500)
     result = cli("pipeline", "--data", str(csv), "--model", "dlinear", "--method", "unstructured", "--epochs", "1",
