@@ -88,6 +88,7 @@ def _csvs(root: Path) -> None:
     for name, cell in _CELLS.items():  # line 5 (after the header and 3 rows) lacks its target value
         (root / f"cell-{name}.csv").write_text("date,a,OT\n" + _rows(3) + f"2020-01-01 03:00:00,1,{cell}\n")
     (root / "short.csv").write_text("date,a,OT\n" + _rows(200))  # the train split cannot hold one window
+    (root / "rows1000.csv").write_text("date,a,OT\n" + _rows(1000))  # 96 + 96 windows, not lookback 720 + 96
 
 
 _CELLS = {"empty": "", "nan": "nan", "NaN": "NaN", "inf": "inf"}
@@ -390,6 +391,11 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("prune", CK, "--round-to", "nan"), "Invalid value for '--round-to'"),
     ],
     "export": [
+        (T("export", "--baselines", "sparsetsf,gpt9", "--out", "b"),
+         "unknown baseline 'gpt9' in --baselines; registered models: autoformer, crossformer, dlinear"),
+        (T("export", "--baselines", "fits:huge", "--out", "b"), "baseline fits has no preset 'huge'; write fits"),
+        (T("export", "--checkpoint", CK, "--baselines", "dlinear", "--baseline-cache", "data.csv", "--out", "b"),
+         "cannot write to data.csv: it is a file, not a folder; choose another --baseline-cache"),
         (T("export", "--checkpoint", CK, "--out", "old", "--format", "onnx"), "old/dense exists and is not an export"),
         (T("export", "--checkpoint", CK, "--out", "old", "--format", "onnx", "--force"), "is not an export"),
         (T("export", "--checkpoint", CK, "--format", "onnx"), "holds a bundle already"),
@@ -535,6 +541,7 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("sweep", "--device", "toaster", "--data", "synthetic"), "unknown device 'toaster'"),
         (T("sweep", "--device", "zero-cores", "--data", "synthetic"), "cores must be a positive integer"),
         (T("sweep", "--rounds", "0"), "--rounds must be at least 1"),
+        (T("sweep", "--data", "synthetic", "--baselines", "dlinear,gpt9"), "unknown baseline 'gpt9' in --baselines"),
         (T("sweep", "--round-to", "0", "--data", "synthetic"), "--round-to must be at least 1"),
         (T("sweep", "--epochs", "0"), "--epochs must be at least 1"),
         (T("sweep", "--finetune-epochs", "-1"), "--finetune-epochs must be at least 0"),
@@ -568,6 +575,11 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
           for name, (cell, _) in _MARKERS.items()],
     ],
     "pipeline": [
+        (T("pipeline", "--baselines", "gpt9", "--out", "pl"), "unknown baseline 'gpt9' in --baselines"),
+        (T("pipeline", "--data", "rows1000.csv", "--baselines", "sparsetsf:paper", "--out", "pl"),
+         "baseline sparsetsf:paper cannot take rows1000.csv: rows1000.csv has too few rows for seq_len 720 + pred_len "
+         "96: its train split holds 700 rows, needs at least 816; drop sparsetsf:paper from --baselines, or "
+         "sparsetsf at the run's seq_len, or give more rows"),
         (T("pipeline", "--rounds", "0"), "--rounds must be at least 1"),
         (T("pipeline", "--epochs", "0"), "--epochs must be at least 1"),
         (T("pipeline", "--sparsity", "0"), "--sparsity must be in (0, 1)"),

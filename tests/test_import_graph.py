@@ -43,7 +43,7 @@ LAYERS = (
     ("training", (f"{ROOT}.train", f"{ROOT}.checkpoint", f"{ROOT}.workflow")),
     ("prune", (f"{ROOT}.prune",)),
     ("variants", (f"{ROOT}.variants",)),
-    ("export", (f"{ROOT}.export", f"{ROOT}.export_job")),
+    ("export", (f"{ROOT}.export", f"{ROOT}.export_job", f"{ROOT}.baselines")),
     ("devices", (f"{ROOT}.devices",)),
     ("report", (f"{ROOT}.report",)),
     ("fit and sweep", (f"{ROOT}.fit", f"{ROOT}.sweep")),

@@ -16,8 +16,9 @@ from pathlib import Path
 from rich.console import Console
 from torch import nn
 
+from tsprune_edge.baselines import DEFAULT_CACHE, Baseline, RunWindows, check_baselines, test_metrics, trained_baseline
 from tsprune_edge.checkpoint import load_checkpoint
-from tsprune_edge.data.forecast import check_dates, same_source
+from tsprune_edge.data.forecast import WindowSpec, check_dates, check_length, same_source
 from tsprune_edge.defaults import (
     DEFAULT_DATA,
     DEFAULT_DISTILL,
@@ -30,11 +31,11 @@ from tsprune_edge.defaults import (
 from tsprune_edge.errors import UserError
 from tsprune_edge.export.bundle import ExportRequest, write_bundles
 from tsprune_edge.export.runtimes import installed_tflite_runtimes
-from tsprune_edge.models import create_model, model_entry
+from tsprune_edge.models import create_model, model_entry, resolve_config
 from tsprune_edge.prune.dimensions import DEFAULT_DIMENSIONS, DEFAULT_ROUND_TO
 from tsprune_edge.prune.stage import PruneRequest, finetune_dense, prune_to_dir, structured_config
 from tsprune_edge.prune.structured import check_config
-from tsprune_edge.variants import variant_name
+from tsprune_edge.variants import is_baseline, variant_name
 from tsprune_edge.workflow import train_to_dir
 
 
@@ -53,6 +54,8 @@ class ExportJob:
     round_to_source: str = "default"  # "default", "option" or "profile NAME"
     dims: tuple[str, ...] = DEFAULT_DIMENSIONS  # structured: the dimensions pruned (width too: d_model narrows)
     width_sparsity: float | None = None  # structured: fraction of d_model removed (default: sparsity)
+    baselines: tuple[Baseline, ...] = ()  # tiny forecasters trained beside, exported as baseline-<model>
+    baseline_cache: Path = DEFAULT_CACHE  # where trained baselines are kept for the next run
 
     def variants(self) -> dict[str, PruneRequest]:
         """Each pruned variant's request by its bundle name (`structured-0.5`, `structured_width-0.5` with width
@@ -81,12 +84,14 @@ def run_export_job(job: ExportJob, request: ExportRequest, out: Path, runs: Path
         check_not_written(job.checkpoint, [runs / "dense-finetuned", *(runs / name for name in variants)])
         dense = check_dense_checkpoint(job.checkpoint, job.model, job.data)
         check_structured(load_checkpoint(dense).build_model(), variants.values())
+        check_job_baselines(job)
     else:
         model = job.model or DEFAULT_MODEL
         model_entry(model)  # an unknown name fails here, not after training
         check_structured(create_model(model, "small", pred_len=96), variants.values())
         if job.strict_dates:  # a refused file is one line, before the training line
             check_dates(job.data or DEFAULT_DATA, strict=True)
+        check_job_baselines(job)
         console.print(f"training {model} (small preset) on {job.data or DEFAULT_DATA} for {job.epochs} epochs")
         train_to_dir(model=model, data=job.data or DEFAULT_DATA, pred_len=96, preset="small", epochs=job.epochs,
                      strict_dates=job.strict_dates, out=runs / "dense", console=console)
@@ -99,7 +104,26 @@ def run_export_job(job: ExportJob, request: ExportRequest, out: Path, runs: Path
     for name, prune_request in variants.items():
         prune_to_dir(dense, prune_request, runs / name, console=console, reference=reference)
         checkpoints[name] = runs / name / "model.pt"
+    trained = load_checkpoint(dense)
+    run = RunWindows.of_checkpoint(trained, job.strict_dates)  # the data as the main model read it, and its seed
+    for baseline in job.baselines:
+        checkpoints[baseline.variant] = trained_baseline(baseline, run, trained.data["sha256"], job.baseline_cache,
+                                                         console)
     return write_bundles(out, checkpoints, request, console, probe=True)  # the per-call probe beside dense
+
+
+def check_job_baselines(job: ExportJob) -> None:
+    """Refuse, before any training or writing, a baseline the run's data cannot give windows for (the main
+    model's windows are checked first: a file too short for both is refused as the main model's)."""
+    if not job.baselines:
+        return
+    if job.checkpoint is not None:
+        check_baselines(job.baselines, RunWindows.of_checkpoint(load_checkpoint(job.checkpoint), job.strict_dates))
+        return
+    config = resolve_config(job.model or DEFAULT_MODEL, "small", pred_len=96)
+    run = RunWindows(job.data or DEFAULT_DATA, config.seq_len, config.label_len, 96, strict_dates=job.strict_dates)
+    check_length(run.data, WindowSpec(run.seq_len, run.label_len, run.pred_len), job.strict_dates)
+    check_baselines(job.baselines, run)
 
 
 def check_structured(model: nn.Module, requests: Iterable[PruneRequest]) -> None:
@@ -119,7 +143,11 @@ def compared_accuracy(manifests: dict[str, dict]) -> tuple[dict[str, dict], str 
         pruning = manifest["pruning"]
         if manifest.get("probe"):  # the per-call probe claims no accuracy
             continue
-        if pruning is not None:
+        if is_baseline(name):  # its own training: the metrics cached beside its checkpoint
+            found = test_metrics(Path(manifest["model"]["checkpoint"]))
+            if found:
+                tests[name] = found
+        elif pruning is not None:
             tests[name] = pruning["test"]["finetuned"] or pruning["test"]["pruned"]
         elif records:
             tests[name] = records[0]["test"]["dense"]

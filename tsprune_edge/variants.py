@@ -15,3 +15,13 @@ def variant_name(method: str, sparsity: float, dims: tuple[str, ...] = DEFAULT_D
     nominal sparsity whose MACs it matches: `structured_width-0.5`."""
     extra = [d for d in dims if d not in DEFAULT_DIMENSIONS]
     return f"{method}{''.join('_' + d for d in extra)}-{sparsity:g}"
+BASELINE_PREFIX = "baseline-"  # --baselines: a tiny forecaster trained beside the run, e.g. `baseline-sparsetsf`
+
+
+def baseline_variant(model: str, preset: str | None = None) -> str:
+    """`baseline-sparsetsf`; at a preset other than the run's windows: `baseline-sparsetsf-paper`."""
+    return f"{BASELINE_PREFIX}{model}" + (f"-{preset}" if preset else "")
+
+
+def is_baseline(variant: str) -> bool:
+    return str(variant).startswith(BASELINE_PREFIX)

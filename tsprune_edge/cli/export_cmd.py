@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tsprune_edge.cli import guards, paths
+from tsprune_edge.cli import baseline_options, guards, paths
 from tsprune_edge.cli import pruning_options as options
 from tsprune_edge.cli.lists import comma_list
 from tsprune_edge.cli.output import table_console
@@ -53,6 +53,8 @@ def export_command(
                                         "they leave XNNPACK, so measure whether that pays on your board."),
     out: Path = typer.Option(paths.BUNDLES, help="Bundles go to OUT/<variant>/ (what `bench --artifacts` reads by "
                              "default)."),
+    baselines: str = baseline_options.baselines(),
+    baseline_cache: Path = baseline_options.baseline_cache(),
     runs: Path = typer.Option(paths.EXPORT_CHECKPOINTS, help="Where the trained and pruned checkpoints go."),
     force: bool = typer.Option(False, "--force", help="Replace bundles and checkpoints an earlier export left in "
                                "OUT and RUNS."),
@@ -61,20 +63,25 @@ def export_command(
     windows, with sparsity-aware compression; writes OUT/<variant>/ (model.onnx, model.tflite, manifest.json,
     samples.npz) for the dense model and each pruned variant."""
     from tsprune_edge.export.bundle import ExportRequest
-    from tsprune_edge.export_job import ExportJob, run_export_job
+    from tsprune_edge.export_job import ExportJob, check_job_baselines, run_export_job
 
     pruning = options.pruning(method, sparsity, dims, width_sparsity, device, round_to, several=True)
     job = ExportJob(methods=pruning.methods, finetune_epochs=finetune_epochs, distill=distill, checkpoint=checkpoint,
-                    model=model, data=data, epochs=epochs, strict_dates=strict_dates, **pruning.fields)
+                    model=model, data=data, epochs=epochs, strict_dates=strict_dates, **pruning.fields,
+                    **baseline_options.resolve(baselines, baseline_cache))
     request = ExportRequest(quantize=quantize, sparse_kernels=sparse_kernels,
                             **_device_settings(device, None if format is None else comma_list(format), onnx_opset))
     guards.number("--epochs", epochs, 1)
     guards.number("--finetune-epochs", finetune_epochs, 0)
     guards.number("--distill", distill, 0, 1, high_open=True)
+    if job.baselines:
+        guards.writable_dir(job.baseline_cache, "--baseline-cache")
+        check_job_baselines(job)  # before any folder is made: a baseline the data cannot take is one line
     variants = list(job.variants())
     request.validate()
     inputs = [checkpoint, Path(data) if data else None]
-    names = [n + suffix for n in ["dense", *variants] for suffix in ("", "-int8" if quantize else "")]
+    written = ["dense", *variants, *(b.variant for b in job.baselines)]
+    names = [n + suffix for n in written for suffix in ("", "-int8" if quantize else "")]
     guards.output_dir(out, inputs=inputs)
     guards.bundle_folders(out, dict.fromkeys(names), force)
     trained = variants if checkpoint else ["dense", *variants]

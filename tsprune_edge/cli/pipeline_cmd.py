@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tsprune_edge.cli import guards, paths
+from tsprune_edge.cli import baseline_options, guards, paths
 from tsprune_edge.cli import pruning_options as options
 from tsprune_edge.cli.output import table_console
 from tsprune_edge.defaults import (
@@ -46,6 +46,8 @@ def pipeline_command(
     rounds: int = typer.Option(DEFAULT_ROUNDS, help="Bench rounds on this machine (each variant once per round)."),
     control: bool = typer.Option(False, help="Also bench an A/A control: a byte-different copy of dense, which "
                                  "the report warns about unless EQUIVALENT."),
+    baselines: str = baseline_options.baselines(),
+    baseline_cache: Path = baseline_options.baseline_cache(),
     out: Path = typer.Option(paths.PIPELINE, help="Where every stage writes its files."),
     force: bool = typer.Option(False, "--force", help="Overwrite what an earlier pipeline left in OUT."),
 ) -> None:
@@ -55,7 +57,7 @@ def pipeline_command(
     naive forecast, and end with the verdict: real speedup or not, with confidence intervals."""
     from tsprune_edge.devices.bench import BenchRequest, bench
     from tsprune_edge.export.bundle import ExportRequest
-    from tsprune_edge.export_job import ExportJob, run_export_job
+    from tsprune_edge.export_job import ExportJob, check_job_baselines, run_export_job
     from tsprune_edge.models import model_entry
     from tsprune_edge.report.cells import answer_lines
     from tsprune_edge.report.render import PAGE, verdict_table, write_report
@@ -64,10 +66,14 @@ def pipeline_command(
     pruning = options.pruning(method, sparsity, dims, width_sparsity, DEVICE, round_to, several=True,
                               dense_allowed=False)
     job = ExportJob(methods=pruning.methods, finetune_epochs=finetune_epochs, distill=distill, model=model, data=data,
-                    epochs=epochs, strict_dates=strict_dates, **pruning.fields)
+                    epochs=epochs, strict_dates=strict_dates, **pruning.fields,
+                    **baseline_options.resolve(baselines, baseline_cache))
     guards.number("--epochs", epochs, 1)
     guards.number("--finetune-epochs", finetune_epochs, 0)
     guards.number("--distill", distill, 0, 1, high_open=True)
+    if job.baselines:
+        guards.writable_dir(job.baseline_cache, "--baseline-cache")
+        check_job_baselines(job)  # before any folder is made: a baseline the data cannot take is one line
     guards.number("--rounds", rounds, 1)
     model_entry(model)
     variants = list(job.variants())

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from tsprune_edge.cli import guards, paths, ssh_options
+from tsprune_edge.cli import baseline_options, guards, paths, ssh_options
 from tsprune_edge.cli import pruning_options as options
 from tsprune_edge.cli.bench_cmd import parse_threads
 from tsprune_edge.cli.lists import comma_list
@@ -71,6 +71,8 @@ def sweep_command(
     ray: str = typer.Option(None, "--ray", help="Run the compute cells as tasks on this existing Ray cluster "
                             "(address, e.g. 10.0.0.5:6379) instead of local processes."),
     min_effect: float = min_effect_option(),
+    baselines: str = baseline_options.baselines(),
+    baseline_cache: Path = baseline_options.baseline_cache(),
     out: Path = typer.Option(paths.SWEEP, help="The sweep folder; re-run with the same options to resume."),
 ) -> None:
     """Train each model once, prune it at every method x sparsity, fine-tune, export, measure every variant against
@@ -91,7 +93,8 @@ def sweep_command(
                      formats=comma_list(format), device=device, host=host, port=port,
                      identity=str(identity) if identity else None, threads=parse_threads(threads) or (1,),
                      rounds=rounds, max_rounds=max_rounds, min_time=min_time, min_iters=min_iters, profile=profile,
-                     accuracy=accuracy, width_matched=width_matched, round_to=round_to, min_effect=min_effect)
+                     accuracy=accuracy, width_matched=width_matched, round_to=round_to, min_effect=min_effect,
+                     baselines=comma_list(baselines), baseline_cache=str(baseline_cache) if baseline_cache else None)
     for option, value, low in (("--epochs", epochs, 1), ("--finetune-epochs", finetune_epochs, 0),
                                ("--rounds", rounds, 1), ("--max-rounds", max_rounds, 1), ("--min-iters", min_iters, 1),
                                ("--workers", workers, 1)):
@@ -108,6 +111,8 @@ def sweep_command(
             if why:
                 _console.print(f"note: {name} left out of --models all: {why}")
     spec.validate()
+    if spec.baselines:
+        guards.writable_dir(baseline_options.resolve(baselines, baseline_cache)["baseline_cache"], "--baseline-cache")
     load_profile(device).destination(host)  # an unknown device, or a board without a host, fails now
     if ray is not None and workers is not None:
         raise UserError("--workers sets local processes; a Ray cluster decides its own: pass one of them")

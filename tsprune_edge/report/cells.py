@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 from tsprune_edge.report.accuracy import accuracy_phrase
 from tsprune_edge.report.control import control_warnings, setting
-from tsprune_edge.report.pareto import fit_notes
+from tsprune_edge.report.pareto import fit_notes, pareto_notes
 from tsprune_edge.report.stats import legend
 from tsprune_edge.report.verdict import DEFAULT_MIN_EFFECT
-from tsprune_edge.variants import CONTROL, DENSE, PROBE_VARIANT
+from tsprune_edge.variants import CONTROL, DENSE, PROBE_VARIANT, is_baseline
 
 SHORT_RUNTIMES = {"onnxruntime": "ORT", "ai_edge_litert": "LiteRT", "tflite_runtime": "TFLite",
                   "tensorrt": "TRT"}
@@ -145,7 +145,8 @@ def narrow_notes(rows: list[dict]) -> list[str]:
 
 def run_notes(rows: list[dict]) -> list[str]:
     """What a reader must know before the table: nothing judged because every round was left out; the board's
-    since-boot throttling history, once; a fit's models against its budget and on the (latency, MSE) plane."""
+    since-boot throttling history, once; a fit's models against its budget and on the (latency, MSE) plane; with
+    baselines, the Pareto front per setting and what each pruned variant could have been instead."""
     notes = []
     if rows and all(r["rounds"] == 0 for r in rows):
         notes.append("Every round of this run was left out (failed, incorrect, throttled or clocks changed; see "
@@ -154,7 +155,7 @@ def run_notes(rows: list[dict]) -> list[str]:
     if history:
         notes.append(f"The board reports since boot: {', '.join(history)}. Context only: a round is left out when "
                      "throttling or under-voltage holds while it runs, or begins during it.")
-    return notes + fit_notes(rows)
+    return notes + fit_notes(rows) + pareto_notes(rows)
 
 
 def measurement_notes(rows: list[dict]) -> list[str]:
@@ -184,4 +185,5 @@ def answer_lines(rows: list[dict]) -> list[str]:
     verdict against dense (report.accuracy.headline), e.g. "structured-0.5, onnx (onnxruntime 1.32.0), 1 thread:
     1.39x faster [1.37, 1.41] REAL SPEEDUP, torch test MSE +60% [+55%, +65%] ACCURACY LOST"."""
     return control_warnings(rows) + [f"{r['variant']}, {setting(r)}: {r['headline']}" for r in rows
-                                     if r.get("headline") and r["variant"] != CONTROL]  # the control: not deployable
+                                     if r.get("headline") and r["variant"] != CONTROL  # the control: not deployable
+                                     and not is_baseline(r["variant"])]  # the pruning answer: the table has them

@@ -4,6 +4,8 @@ the report and `fit` both judge with it."""
 
 from __future__ import annotations
 
+import math
+
 FIT_PREFIX = "fit-"  # the fitted candidates' variant names
 UNIFORM_PREFIX = "uniform"  # the uniform structured models a fit measures beside them
 OVER_ALLOWED = 1.03  # within a budget: median within it and the upper end of its 95% interval at most 3% over
@@ -60,4 +62,109 @@ def fit_notes(rows: list[dict]) -> list[str]:
                          f"({'not worse' if judged['mse_not_worse_than_nearest_uniform'] else 'the fit is worse'})"
                          if nearest else "; no uniform model measured within the budget")
             notes.append(text + ".")
+    return notes
+
+
+# Every model of a run on the (latency, test MSE) plane, per measured setting: the front, what each model is
+# dominated by, and the most accurate model within each pruned variant's latency. Judged on point estimates (the
+# p50 and the test MSE), not on their intervals: two models whose intervals overlap can still be ordered here, and
+# the notes say so.
+ESTIMATES = "point estimates: p50 and test MSE, their intervals not used"
+
+
+def front(points: list[dict]) -> list[str]:
+    """Names of the points no other point dominates, fastest first. Equal points dominate neither: both stay."""
+    kept = [p for p in points if not dominated_by(points, p["name"])]
+    return [p["name"] for p in sorted(kept, key=lambda p: (p["p50_ms"], p["mse"], str(p["name"])))]
+
+
+def most_accurate_within(points: list[dict], p50_ms: float) -> dict | None:
+    """The point of the lowest MSE among those at most `p50_ms` slow (ties: the faster, then by name)."""
+    within = [p for p in points if p["p50_ms"] <= p50_ms]
+    return min(within, key=lambda p: (p["mse"], p["p50_ms"], str(p["name"]))) if within else None
+
+
+def _setting(row: dict) -> tuple:
+    return row["run"], row["device"], row["format"], row["runtime"], row["threads"]
+
+
+def _on_plane(row: dict) -> bool:
+    from tsprune_edge.variants import CONTROL, PROBE_VARIANT
+
+    return row["variant"] not in (PROBE_VARIANT, CONTROL) and _number(row.get("p50_ms"))
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def mse_field(rows: list[dict]) -> str:
+    """The board's test MSE where every model of the setting has one (bench --accuracy), else torch's."""
+    return "board_mse" if rows and all(_number(r.get("board_mse")) for r in rows) else "torch_mse"
+
+
+def planes(rows: list[dict]) -> list[dict]:
+    """Per run, device, format, runtime and threads: the models with a p50 and a test MSE, and the front.
+    report.json's `pareto`."""
+    settings: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if _on_plane(row):
+            settings.setdefault(_setting(row), []).append(row)
+    found = []
+    for (run, device, fmt, runtime, threads), members in settings.items():
+        field = mse_field(members)
+        points = [{"name": r["variant"], "p50_ms": r["p50_ms"], "mse": r[field]} for r in members
+                  if _number(r.get(field))]
+        found.append({"run": run, "device": device, "format": fmt, "runtime": runtime, "threads": threads,
+                      "mse": field, "judged_on": ESTIMATES, "points": points, "front": front(points)})
+    return found
+
+
+def attach_dominated(rows: list[dict]) -> None:
+    """Each row's `dominated_by`: the models of its setting at most as slow and at most as wrong, better in one
+    (point estimates); None for a row not on the plane (the probe, the control, no p50 or no test MSE)."""
+    for plane in planes(rows):
+        names = {p["name"] for p in plane["points"]}
+        for row in rows:
+            if _setting(row) == (plane["run"], plane["device"], plane["format"], plane["runtime"], plane["threads"]):
+                row["dominated_by"] = dominated_by(plane["points"], row["variant"]) if row["variant"] in names \
+                    else None
+    for row in rows:
+        row.setdefault("dominated_by", None)
+
+
+def is_pruned(row: dict) -> bool:
+    """A pruned model: not dense, the control, the probe or a baseline."""
+    from tsprune_edge.variants import CONTROL, DENSE, PROBE_VARIANT, is_baseline
+
+    return row["variant"] not in (DENSE, CONTROL, PROBE_VARIANT) and not is_baseline(row["variant"])
+
+
+def pareto_notes(rows: list[dict]) -> list[str]:
+    """Where a run measured baselines: per setting the models on the front, every pruned variant a baseline
+    dominates, and per pruned variant the most accurate model within its measured latency."""
+    from tsprune_edge.report.control import setting
+    from tsprune_edge.variants import is_baseline
+
+    if not any(is_baseline(r["variant"]) for r in rows):
+        return []
+    notes = []
+    for plane in planes(rows):
+        members = [r for r in rows if _on_plane(r) and _setting(r) == (plane["run"], plane["device"],
+                                                                       plane["format"], plane["runtime"],
+                                                                       plane["threads"])]
+        where = setting(members[0])
+        source = plane["mse"].split("_")[0]
+        notes.append(f"Pareto front (p50 latency, {source} test MSE; {ESTIMATES}), {where}: "
+                     f"{', '.join(plane['front']) or 'no model with both'}.")
+        points = {p["name"]: p for p in plane["points"]}
+        for row in members:
+            if not is_pruned(row) or row["variant"] not in points:
+                continue
+            beaten = [name for name in dominated_by(plane["points"], row["variant"]) if is_baseline(name)]
+            if beaten:
+                notes.append(f"{row['variant']} ({where}): dominated by {', '.join(beaten)}.")
+            best = most_accurate_within(plane["points"], row["p50_ms"])
+            notes.append(f"most accurate model within {row['variant']}'s measured latency ({row['p50_ms']:.4g} ms, "
+                         f"{where}): {best['name']} (test MSE {best['mse']:.4g})")
     return notes

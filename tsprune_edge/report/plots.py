@@ -14,8 +14,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
+from tsprune_edge.report.pareto import front, mse_field
 from tsprune_edge.report.profile_diff import SHORTFALL_EFFICIENCY
-from tsprune_edge.variants import CONTROL, PROBE_VARIANT
+from tsprune_edge.variants import CONTROL, PROBE_VARIANT, is_baseline
 
 TITLES = {
     "latency": "Latency (p50) vs sparsity",
@@ -30,10 +31,11 @@ LABEL_GAP_PX = (70, 12)  # a point label is drawn only this far (x, y) from ever
 def figures(rows: list[dict]) -> dict[str, bytes]:
     """PNG bytes of every figure in TITLES, in that order; a figure without data says so instead of failing.
     The per-call probe is no model, and the A/A control is dense again: both stay out of the plots (the tables
-    show them)."""
+    show them). Baselines are no pruned variant: only the Pareto plot, where every model competes, shows them."""
     draw = {"latency": latency_figure, "mse": mse_figure, "pareto": pareto_figure, "speedup": speedup_figure}
     models = [r for r in rows if r["variant"] not in (PROBE_VARIANT, CONTROL)]
-    return {name: _png(draw[name](models)) for name in TITLES}
+    pruned = [r for r in models if not is_baseline(r["variant"])]
+    return {name: _png(draw[name](models if name == "pareto" else pruned)) for name in TITLES}
 
 
 def _png(figure: Figure) -> bytes:
@@ -206,23 +208,23 @@ def _mse_lines(ax: Axes, rows: list[dict], field: str, split: Callable[[dict], s
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point dominates (lower or equal in both, lower in one), lower left best."""
-    def dominated(i: int) -> bool:
-        x, y = points[i]
-        return any(a <= x and b <= y and (a < x or b < y) for j, (a, b) in enumerate(points) if j != i)
+    kept = set(front([{"name": i, "p50_ms": x, "mse": y} for i, (x, y) in enumerate(points)]))
+    return [i for i in range(len(points)) if i in kept]
 
-    return [i for i in range(len(points)) if not dominated(i)]
+
+BASELINE_MARKERS = ("D", "^", "s", "v", "P", "X", "*")  # one per baseline, drawn over the grey pruned models
 
 
 def pareto_figure(rows: list[dict]) -> Figure:
     """(c) MSE vs p50 per device, format (runtime) and thread count, every model together, latency on a log scale;
-    the front is drawn in red; points are labelled where the labels do not collide, the front's first. The MSE is the
-    board's where every point has one, else torch's."""
+    the front is drawn in red; each baseline has its own marker (its name in the legend); points are labelled where
+    the labels do not collide, the front's first. The MSE is the board's where every point has one, else torch's."""
     panels = _group((r for r in rows if _finite(r.get("p50_ms"))),
                     lambda r: (r["device"], r["format"], r["runtime"], r["threads"]))
 
     def draw(ax: Axes, key) -> None:
         members = panels[key]
-        field = "board_mse" if all(_finite(r.get("board_mse")) for r in members) else "torch_mse"
+        field = mse_field(members)
         points = [r for r in members if _finite(r.get(field))]
         first = members[0]
         ax.set_title(f"{first['device']}, {first['format']} ({first['runtime']}), t{first['threads']}", fontsize=9)
@@ -231,7 +233,12 @@ def pareto_figure(rows: list[dict]) -> Figure:
             return
         xy = [(r["p50_ms"], r[field]) for r in points]
         front = pareto_front(xy)
-        ax.scatter(*zip(*xy, strict=True), color="0.55", label="measured")
+        others = [xy[i] for i, r in enumerate(points) if not is_baseline(r["variant"])]
+        if others:
+            ax.scatter(*zip(*others, strict=True), color="0.55", label="measured")
+        baselines = [(r["variant"], xy[i]) for i, r in enumerate(points) if is_baseline(r["variant"])]
+        for n, (name, (x, y)) in enumerate(sorted(baselines)):
+            ax.scatter([x], [y], marker=BASELINE_MARKERS[n % len(BASELINE_MARKERS)], s=60, zorder=3, label=name)
         line = sorted(xy[i] for i in front)
         ax.plot(*zip(*line, strict=True), "r-o", drawstyle="steps-post", label="Pareto front")
         budgets = {r["budget_ms"] for r in points if _finite(r.get("budget_ms"))}

@@ -23,6 +23,7 @@ from tsprune_edge.report.cells import (
     table_columns,
 )
 from tsprune_edge.report.control import control_check
+from tsprune_edge.report.pareto import planes
 from tsprune_edge.variants import PROBE_VARIANT
 
 COLUMNS = ("headline", "device", "machine", "emulated", "variant", "model", "method", "sparsity", "format", "runtime",
@@ -32,9 +33,9 @@ COLUMNS = ("headline", "device", "machine", "emulated", "variant", "model", "met
            "beyond_call_efficiency_low", "beyond_call_efficiency_high", "memory_ratio", "file_ratio", "zstd_ratio",
            "mse_change", "mse_change_low", "mse_change_high", "accuracy_label", "accuracy_source", "max_mse_rise",
            "torch_mse", "board_mse", "board_mae", "max_abs_error", "macs", "flags", "warnings", "warmup", "providers",
-           "delegate", "board_since_boot", "run")
+           "delegate", "board_since_boot", "dominated_by", "run")
 PAGE = "report.html"  # the page a user opens first: tables, plots and notes in one file
-LISTS = ("flags", "warnings", "board_since_boot")  # joined with "; " in the CSV
+LISTS = ("flags", "warnings", "board_since_boot", "dominated_by")  # joined with "; " in the CSV
 
 
 def verdict_table(rows: list[dict], wide: bool = False, tails: bool = False) -> Table:
@@ -88,7 +89,8 @@ def write_report(rows: list[dict], out: Path) -> list[Path]:
     from tsprune_edge.report.profile_diff import profile_markdown
 
     out = Path(out)
-    write_json_atomic(out / "report.json", stamped("report", {"rows": rows, "control": control_check(rows)}))
+    write_json_atomic(out / "report.json", stamped("report", {"rows": rows, "control": control_check(rows),
+                                                              "pareto": planes(rows)}))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()

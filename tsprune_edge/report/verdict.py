@@ -17,6 +17,7 @@ from tsprune_edge.devices import runs
 from tsprune_edge.devices.readings import since_boot, spoil_reason
 from tsprune_edge.formats import checked_version
 from tsprune_edge.report.accuracy import DEFAULT_MAX_MSE_RISE, accuracy_fields, headline
+from tsprune_edge.report.pareto import attach_dominated
 from tsprune_edge.report.profile_diff import attach_profile_diffs
 from tsprune_edge.report.stats import (
     FIXED,
@@ -33,7 +34,7 @@ from tsprune_edge.report.stats import (
     round_values,
     speedup_interval,
 )
-from tsprune_edge.variants import DENSE, PROBE_VARIANT
+from tsprune_edge.variants import DENSE, PROBE_VARIANT, is_baseline
 
 DEFAULT_MIN_EFFECT = 0.05
 TOO_FEW = f"NOT JUDGED: under {MIN_ROUNDS} paired rounds"  # usable rounds of the variant and of dense together
@@ -265,8 +266,13 @@ def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT,
             wrong = unexpected_engine(mine, expected.get(item["runtime"]), row["device"])
             if wrong:
                 row["verdict"] = wrong
+        if is_baseline(item["bundle"]):  # its own model, not a pruned one: no sparsity; torch MSE from its windows
+            errors = (facts.get("torch_window_errors") or {}).get("per_window_mse")
+            row.update(method="baseline", sparsity=None,
+                       torch_mse=statistics.fmean(errors) if errors else row["torch_mse"])
         rows.append(row)
     _fill_dense_accuracy(rows, bundles)
+    attach_dominated(rows)  # every model of each setting on the (latency, test MSE) plane
     attach_profile_diffs(run_dir, [r for r in rows if r["variant"] != PROBE_VARIANT])  # where the time goes (--profile)
     return rows
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from tsprune_edge.sweep.spec import Cell, SweepSpec, dense_checkpoint, export_dir, model_dir
+from tsprune_edge.sweep.spec import BASELINE_METHOD, Cell, SweepSpec, dense_checkpoint, export_dir, model_dir
 from tsprune_edge.variants import DENSE, PROBE_VARIANT
 
 if TYPE_CHECKING:
@@ -77,10 +77,28 @@ def _work(spec: SweepSpec, cell: Cell, console: Console) -> list[Path]:
         return [*_moved(staging / DENSE, export_dir(cell.model) / DENSE),
                 *_moved(staging / PROBE_VARIANT, export_dir(cell.model) / PROBE_VARIANT)]
     out = model_dir(cell.model, cell.variant)
+    if cell.method == BASELINE_METHOD:  # trained (or reused from the cache) on the dense model's data and seed
+        _baseline_to_dir(spec, cell, out, console)
+        write_bundles(staging, {cell.variant: out / "model.pt"}, request, console)
+        return [out, *_moved(staging / cell.variant, export_dir(cell.model) / cell.variant)]
     prune_to_dir(dense_checkpoint(cell.model), _prune_request(spec, cell, console), out, console,
                  reference=spec.dense_reference(cell.model) if spec.finetune_epochs else None)
     write_bundles(staging, {cell.variant: out / "model.pt"}, request, console)
     return [out, *_moved(staging / cell.variant, export_dir(cell.model) / cell.variant)]
+
+
+def _baseline_to_dir(spec: SweepSpec, cell: Cell, out: Path, console: Console) -> None:
+    """The baseline's checkpoint and metrics in `out`, copied from the checkpoint cache (trained there if new)."""
+    import shutil
+
+    from tsprune_edge.baselines import DEFAULT_CACHE, RunWindows, trained_baseline
+    from tsprune_edge.checkpoint import load_checkpoint
+
+    (baseline,) = [b for b in spec.baseline_specs() if b.variant == cell.variant]
+    dense = load_checkpoint(dense_checkpoint(cell.model))
+    path = trained_baseline(baseline, RunWindows.of_checkpoint(dense), dense.data["sha256"],
+                            Path(spec.baseline_cache) if spec.baseline_cache else DEFAULT_CACHE, console)
+    shutil.copytree(path.parent, out)
 
 
 def _prune_request(spec: SweepSpec, cell: Cell, console: Console) -> PruneRequest:

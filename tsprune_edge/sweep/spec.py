@@ -22,6 +22,7 @@ SPEC_FILE = "sweep.json"
 SPEC_FORMAT = "tsprune-edge/sweep"
 SPEC_VERSION = 2  # 2: the dense reference is fine-tuned as the variants are (models/<model>/dense-finetuned)
 DENSE_FINETUNED = "dense-finetuned"
+BASELINE_METHOD = "baseline"  # a variant cell that trains a --baselines model on the dense model's data
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class SweepSpec:
     accuracy: bool = False  # the test split through every artifact on the device
     width_matched: bool = False  # also prune heads, FFN and width at the MACs each structured variant reached
     round_to: int | None = None  # structured widths are multiples of this; None: the device profile's
+    baselines: tuple[str, ...] = ()  # --baselines: tiny forecasters trained beside each model (`NAME[:PRESET]`)
+    baseline_cache: str | None = None  # where trained baselines are kept; None: baselines.DEFAULT_CACHE
 
     def validate(self) -> None:
         """Every option checked before any work starts, each failure one line."""
@@ -73,10 +76,27 @@ class SweepSpec:
         if self.width_matched and "structured" not in self.methods:
             raise UserError("--width-matched prunes the width at each structured variant's MACs: add structured "
                             "to --methods")
+        self.check_baselines()
         if self.epochs is not None and self.epochs < 1:
             raise UserError(f"--epochs must be 1 or more, got {self.epochs}")
         self.export_request().validate()
         self.bench_request(Path("."), Path(".")).validate()
+
+    def baseline_specs(self):
+        """The --baselines, parsed (an unknown name or preset refused in one line)."""
+        from tsprune_edge.baselines import parse_baselines
+
+        return parse_baselines(self.baselines)
+
+    def check_baselines(self) -> None:
+        """Every baseline at every model's windows fits the data: refused before any cell runs."""
+        from tsprune_edge.baselines import RunWindows, check_baselines
+        from tsprune_edge.models import resolve_config
+
+        baselines = self.baseline_specs()
+        for model in self.models if baselines else ():
+            config = resolve_config(model, self.preset, pred_len=self.pred_len)
+            check_baselines(baselines, RunWindows(self.data, config.seq_len, config.label_len, self.pred_len))
 
     def export_request(self):
         """What every cell exports: the sweep's formats at the ONNX level and encoding the device's runtimes load
@@ -119,12 +139,12 @@ class SweepSpec:
 
     def variant_cells(self, model: str) -> list[Cell]:
         """Every pruned variant of `model`; with `width_matched`, each structured variant gets a twin that prunes
-        the width too, at the ratio that removes the same MACs (`prune.matched`)."""
+        the width too, at the ratio that removes the same MACs (`prune.matched`); then one cell per baseline."""
         cells = [Cell("variant", model, variant_name(m, s), m, s) for m, s in self.variants()]
         if self.width_matched:
             cells += [Cell("variant", model, variant_name(m, s, DIMENSIONS), m, s, DIMENSIONS)
                       for m, s in self.variants() if m == "structured"]
-        return cells
+        return cells + [Cell("variant", model, b.variant, BASELINE_METHOD) for b in self.baseline_specs()]
 
     def bench_request(self, artifacts: Path, results: Path, resume: bool = False):
         from tsprune_edge.devices.bench import BenchRequest
