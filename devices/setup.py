@@ -71,7 +71,7 @@ def host_cache() -> Path:
 
 def setup(request: SetupRequest, transport: Transport, console: Console | None = None) -> dict:
     """Set the board up (or find it set up); returns the record now on the board."""
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     profile = load_profile(request.device)
     wheel = _local_wheel(request.wheel)
     board = f"{profile.name} ({transport.name})"
@@ -83,13 +83,18 @@ def setup(request: SetupRequest, transport: Transport, console: Console | None =
         versions = ", ".join(f"{r} {facts.record['runtimes'][r]}" for r in plan.runtimes)
         print(f"already set up: {profile.name} runs {venv_python(profile)} ({versions}); nothing changed")
         return facts.record
-    console.print(f"setting up {board}: {facts.os_name or facts.machine}, Python {facts.python_text}, "
+    _say(console, f"setting up {board}: {facts.os_name or facts.machine}, Python {facts.python_text}, "
                   f"pip {'.'.join(map(str, facts.pip)) if facts.pip else 'none'} -> a venv at "
                   f"{profile.workdir.rstrip('/')}/{VENV}")
     files = _download(plan, facts, console) if request.offline else []
     if wheel:
         files.append(wheel)
     return _install(transport, profile, facts, plan, files, request, wheel_sha, console)
+
+
+def _say(console: Console, text: str) -> None:
+    """A progress line on stderr, as written: requirement specs and paths are not rich markup."""
+    console.print(text, markup=False, highlight=False)
 
 
 def _local_wheel(wheel: Path | None) -> Path | None:
@@ -134,7 +139,7 @@ def _download(plan: Plan, facts: BoardFacts, console: Console) -> list[Path]:
             *(a for abi in abis for a in ("--abi", abi)), *(a for p in platforms for a in ("--platform", p)),
             "--find-links", str(cache)]
     with tempfile.TemporaryDirectory(prefix="tsp-wheels-") as scratch:
-        console.print(f"downloading wheels for {pythons[0]} on {platforms[-1]} into {cache}")
+        _say(console, f"downloading wheels for {pythons[0]} on {platforms[-1]} into {cache}")
         groups = [([plan.pins.pip, *plan.requirements], []),
                   ([r for r in plan.no_deps if not r.startswith(f"{WHEELS}/")], ["--no-deps"])]
         for requirements, extra in groups:
@@ -168,7 +173,7 @@ def _install(transport: Transport, profile: DeviceProfile, facts: BoardFacts, pl
     made = not facts.venv_exists
     try:
         if made:
-            console.print(f"making the venv: {profile.python} -m venv {workdir}/{VENV}")
+            _say(console, f"making the venv: {profile.python} -m venv {workdir}/{VENV}")
             _board(transport, [profile.python, "-m", "venv", f"{workdir}/{VENV}"], "make the venv")
         index: list[str] = []
         if files:
@@ -176,14 +181,14 @@ def _install(transport: Transport, profile: DeviceProfile, facts: BoardFacts, pl
         if request.offline:
             index = ["--no-index", "--find-links", wheels]
         pip = [python, "-m", "pip", "install", "--disable-pip-version-check", *index]
-        console.print(f"upgrading pip in the venv: {plan.pins.pip}")
+        _say(console, f"upgrading pip in the venv: {plan.pins.pip}")
         _board(transport, [*pip, "--upgrade", plan.pins.pip], "upgrade pip", INSTALL_TIMEOUT)
         if plan.requirements:
-            console.print(f"installing {' '.join(plan.requirements)}")
+            _say(console, f"installing {' '.join(plan.requirements)}")
             _board(transport, [*pip, *plan.requirements], "install the runtimes", INSTALL_TIMEOUT)
         if plan.no_deps:
             targets = [f"{workdir}/{r}" if r.startswith(f"{WHEELS}/") else r for r in plan.no_deps]
-            console.print(f"installing without declared dependencies: {' '.join(targets)}")
+            _say(console, f"installing without declared dependencies: {' '.join(targets)}")
             _board(transport, [*pip, "--no-deps", *targets], "install the runtimes", INSTALL_TIMEOUT)
         env = ["env", *(f"{k}={v}" for k, v in plan.env.items())] if plan.env else []
         imports = "; ".join(f"import {IMPORTS[r]}" for r in plan.runtimes)

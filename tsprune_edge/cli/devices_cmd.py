@@ -131,6 +131,8 @@ def setup_command(
     """Take a board from its stock OS to ready: a venv under the profile's workdir, pip upgraded in it, the
     profile's runtimes at versions that run there, recorded in <workdir>/setup.json for bench, fit, sweep and
     devices check. A board already set up is left as it is."""
+    from rich.console import Console
+
     from tsprune_edge.devices.bench import BenchRequest, open_transport
     from tsprune_edge.devices.profiles import load_profile
     from tsprune_edge.devices.setup import SetupRequest, setup
@@ -140,7 +142,8 @@ def setup_command(
     request = BenchRequest(device=device, host=host, accept_new_host_key=accept_new_host_key, ssh_config=ssh_config,
                            port=port, identity=identity)
     with open_transport(profile, request) as transport:
-        setup(SetupRequest(device=device, wheel=wheel, offline=offline), transport)
+        setup(SetupRequest(device=device, wheel=wheel, offline=offline), transport,
+              Console(stderr=True, soft_wrap=True))
 
 
 def _make_own_folder(transport, remote: str) -> bool:
