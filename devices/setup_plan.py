@@ -49,6 +49,12 @@ PINS: dict[tuple[int, int], Pins] = {
                  no_deps=("onnxruntime==1.10.0",), env=NUMPY_WORKAROUND,
                  missing={"tflite_runtime": "no TFLite wheel exists for Python 3.6",
                           "ai_edge_litert": "no ai-edge-litert wheel exists for Python 3.6"}),
+    # Debian bullseye (the emulated Nano-class board): the Nano's recipe, whose wheels exist for cp39 aarch64 too.
+    (3, 9): Pins(board="Debian bullseye (Python 3.9)", pip="pip>=19.3", free_mb=600,
+                 runtimes={"onnxruntime": ("numpy==1.19.4", "protobuf<3.20", "flatbuffers", "onnxruntime==1.10.0")},
+                 no_deps=("onnxruntime==1.10.0",), env=NUMPY_WORKAROUND,
+                 missing={"tflite_runtime": "not installed by setup on Python 3.9",
+                          "ai_edge_litert": "not installed by setup on Python 3.9"}),
     (3, 11): Pins(board="Raspberry Pi OS bookworm (Python 3.11)", **_MODERN),
     (3, 12): Pins(board="Python 3.12", **_MODERN),
     (3, 13): Pins(board="Raspberry Pi OS trixie (Python 3.13)", **_MODERN),
@@ -197,7 +203,7 @@ def make_plan(profile: DeviceProfile, facts: BoardFacts, board: str, wheel: Path
         raise UserError(problem)
     pins = PINS.get(facts.python[:2])
     if pins is None:
-        known = ", ".join(f"{major}.{minor} ({p.board})" for (major, minor), p in PINS.items())
+        known = ", ".join(f"{major}.{minor}" for major, minor in PINS)
         age = "too old" if facts.python[:2] < max(PINS) else "not one"
         raise UserError(f"{board}'s Python {facts.python_text} is {age} for the runtimes setup installs (it knows "
                         f"Python {known}); fix: flash the board's stock 64-bit OS (Raspberry Pi OS bookworm 64-bit, "
