@@ -47,6 +47,7 @@ FACTS_TIMEOUT = 120.0
 INSTALL_TIMEOUT = 3600.0  # pip building nothing, but a Pi on a slow SD card and network takes minutes
 HOST_CACHE = Path.home() / ".cache" / "tsprune-edge" / "wheels"
 # Imports each runtime the way the agent does: the module that must load under the agent's environment.
+ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu")  # PyPI's and NVIDIA's builds both install `onnxruntime`
 IMPORTS = {"onnxruntime": "onnxruntime", "ai_edge_litert": "ai_edge_litert.interpreter",
            "tflite_runtime": "tflite_runtime.interpreter"}
 _SHA256 = ("import hashlib, sys\n"
@@ -183,6 +184,11 @@ def _install(transport: Transport, profile: DeviceProfile, facts: BoardFacts, pl
         pip = [python, "-m", "pip", "install", "--disable-pip-version-check", *index]
         _say(console, f"upgrading pip in the venv: {plan.pins.pip}")
         _board(transport, [*pip, "--upgrade", plan.pins.pip], "upgrade pip", INSTALL_TIMEOUT)
+        stale = [n for n in ORT_DISTRIBUTIONS if n in facts.installed] if "onnxruntime" in plan.runtimes else []
+        if stale:  # onnxruntime and onnxruntime_gpu are one module: the new one replaces, never joins, the old
+            _say(console, f"removing {' '.join(stale)} from the venv before installing ONNX Runtime again")
+            _board(transport, [python, "-m", "pip", "uninstall", "--disable-pip-version-check", "-y", *stale],
+                   "uninstall the old ONNX Runtime", INSTALL_TIMEOUT)
         if plan.requirements:
             _say(console, f"installing {' '.join(plan.requirements)}")
             _board(transport, [*pip, *plan.requirements], "install the runtimes", INSTALL_TIMEOUT)

@@ -8,6 +8,7 @@ with nothing left on the board. The emulated arm64 boards run the same command i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -149,6 +150,21 @@ def test_offline_setup_of_the_nano_plan_on_python_3_6_with_the_network_cut(cli, 
     result = cli("devices", "setup", "--device", "nano", "--offline", *ssh)
     assert result.out == f"already set up: nano runs {venv} (onnxruntime 1.10.0); nothing changed\n"
     assert tree(board) == before
+
+    # an ONNX Runtime wheel file named by the user (NVIDIA's GPU build on a real Nano; PyPI's x86_64 cp36 one here):
+    # the record no longer matches, so setup copies it, checks its sha256 there and installs it
+    wheel = next(p for p in (tmp_path / "wheel-cache" / "linux_x86_64-glibc2.36-cp36").iterdir()
+                 if p.name.startswith("onnxruntime-"))
+    result = cli("devices", "setup", "--device", "nano", "--offline", "--wheel", str(wheel), *ssh)
+    assert result.code == 0, result.err
+    assert result.out == (f"set up: nano runs {venv} (onnxruntime 1.10.0; env OPENBLAS_CORETYPE=ARMV8); recorded in "
+                          f"{board}/setup.json\n")  # no CPU-only note: the wheel is the user's choice
+    record = json.loads((board / "setup.json").read_text())
+    assert record["wheel"] == {"name": wheel.name, "sha256": hashlib.sha256(wheel.read_bytes()).hexdigest()}
+    assert record["requirements"][-1] == f"setup-wheels/{wheel.name}"
+    (installed,) = board.glob("venv/lib/python3.6/site-packages/onnxruntime-1.10.0.dist-info")
+    assert json.loads((installed / "direct_url.json").read_text())["url"].endswith(f"/setup-wheels/{wheel.name}")
+    assert sorted(p.name for p in board.iterdir()) == ["setup.json", "venv"]
 
 
 def test_the_nano_plan_downloads_for_aarch64_and_python_3_6(tmp_path, profiles):
