@@ -117,14 +117,17 @@ def _sha256(path: Path) -> str:
 def _unchanged(facts: BoardFacts, plan: Plan, profile: DeviceProfile, wheel_sha: str | None) -> bool:
     """The record on the board is for this plan and every package it names is installed at its version."""
     record = facts.record
-    if not record or record.get("format") != SETUP_FORMAT or record.get("python") != venv_python(profile):
+    try:
+        if not record or record.get("format") != SETUP_FORMAT or record.get("python") != venv_python(profile):
+            return False
+        if (record.get("requirements") != list(plan.all_requirements) or record.get("env") != plan.env
+                or (record.get("wheel") or {}).get("sha256") != wheel_sha
+                or any(r not in (record.get("runtimes") or {}) for r in plan.runtimes)):
+            return False
+        packages = record.get("packages") or {}
+        return bool(packages) and all(facts.installed.get(name) == version for name, version in packages.items())
+    except (AttributeError, TypeError):  # a record edited by hand into other types: set the board up again
         return False
-    if (record.get("requirements") != list(plan.all_requirements) or record.get("env") != plan.env
-            or (record.get("wheel") or {}).get("sha256") != wheel_sha
-            or any(r not in (record.get("runtimes") or {}) for r in plan.runtimes)):
-        return False
-    packages = record.get("packages") or {}
-    return bool(packages) and all(facts.installed.get(name) == version for name, version in packages.items())
 
 
 def _download(plan: Plan, facts: BoardFacts, console: Console) -> list[Path]:
@@ -184,8 +187,11 @@ def _install(transport: Transport, profile: DeviceProfile, facts: BoardFacts, pl
         pip = [python, "-m", "pip", "install", "--disable-pip-version-check", *index]
         _say(console, f"upgrading pip in the venv: {plan.pins.pip}")
         _board(transport, [*pip, "--upgrade", plan.pins.pip], "upgrade pip", INSTALL_TIMEOUT)
-        stale = [n for n in ORT_DISTRIBUTIONS if n in facts.installed] if "onnxruntime" in plan.runtimes else []
-        if stale:  # onnxruntime and onnxruntime_gpu are one module: the new one replaces, never joins, the old
+        # onnxruntime and onnxruntime_gpu are one module: a wheel file (or PyPI's build after one) replaces, never
+        # joins, the installed one; pip would also keep an install of the same version as the file
+        switch = "onnxruntime" in plan.runtimes and (plan.wheel is not None or "onnxruntime-gpu" in facts.installed)
+        stale = [n for n in ORT_DISTRIBUTIONS if n in facts.installed] if switch else []
+        if stale:
             _say(console, f"removing {' '.join(stale)} from the venv before installing ONNX Runtime again")
             _board(transport, [python, "-m", "pip", "uninstall", "--disable-pip-version-check", "-y", *stale],
                    "uninstall the old ONNX Runtime", INSTALL_TIMEOUT)
