@@ -204,7 +204,7 @@ def make_plan(profile: DeviceProfile, facts: BoardFacts, board: str, wheel: Path
     pins = PINS.get(facts.python[:2])
     if pins is None:
         known = ", ".join(f"{major}.{minor}" for major, minor in PINS)
-        age = "too old" if facts.python[:2] < max(PINS) else "not one"
+        age = "too old" if facts.python[:2] < min(PINS) else "too new" if facts.python[:2] > max(PINS) else "not one"
         raise UserError(f"{board}'s Python {facts.python_text} is {age} for the runtimes setup installs (it knows "
                         f"Python {known}); fix: flash the board's stock 64-bit OS (Raspberry Pi OS bookworm 64-bit, "
                         "JetPack 4.6), or set python in the device profile to one of those")

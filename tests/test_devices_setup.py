@@ -199,6 +199,13 @@ STOCK_64 = "machine=aarch64\nlong_bit=64\npython_found=1\npython=3.11.2\npointer
      "this board runs a 32-bit userland on a kernel (armv7l): no ONNX Runtime or ai-edge-litert wheel exists for "
      "it; fix: install Raspberry Pi OS (64-bit), bookworm (Raspberry Pi Imager: Raspberry Pi OS (64-bit) or "
      "Raspberry Pi OS Lite (64-bit))"),
+    (STOCK_64.replace("python=3.11.2", "python=3.8.10"),
+     "rpi4 (ssh pi@pi)'s Python 3.8.10 is not one for the runtimes setup installs (it knows Python 3.6, 3.9, 3.11, "
+     "3.12, 3.13); fix: flash the board's stock 64-bit OS (Raspberry Pi OS bookworm 64-bit, JetPack 4.6), or set "
+     "python in the device profile to one of those"),
+    (STOCK_64.replace("python=3.11.2", "python=3.14.0"), "rpi4 (ssh pi@pi)'s Python 3.14.0 is too new for the "
+     "runtimes setup installs (it knows Python 3.6, 3.9, 3.11, 3.12, 3.13); fix: flash the board's stock 64-bit OS "
+     "(Raspberry Pi OS bookworm 64-bit, JetPack 4.6), or set python in the device profile to one of those"),
     (STOCK_64.replace("venv_works=1", "venv_works=0"),
      "rpi4 (ssh pi@pi)'s python3 cannot make a virtual environment (no ensurepip/venv module); fix: sudo apt "
      "install python3-venv (or python3.11-venv), then run setup again"),
