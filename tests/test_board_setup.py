@@ -135,7 +135,7 @@ def test_bench_after_setup_runs_in_the_venv_and_gives_a_verdict(set_up, host_env
     results = tmp_path / "results"
     bench = _tsprune(host_env, "bench", "--device", "rpi4", "--host", "board", "--ssh-config", str(server.ssh_config),
                      "--artifacts", str(bundles), "--results", str(results), "--rounds", "2", "--max-rounds", "2",
-                     "--min-time", "0.1", "--min-iters", "5")
+                     "--threads", "1", "--min-time", "0.1", "--min-iters", "5")
     assert bench.returncode == 0, bench.stderr
     (run,) = results.iterdir()
     summary = json.loads((run / "bench.json").read_text())
@@ -151,11 +151,11 @@ def test_bench_after_setup_runs_in_the_venv_and_gives_a_verdict(set_up, host_env
     assert report.returncode == 0, report.stderr
     rows = json.loads((tmp_path / "report" / "report.json").read_text())["rows"]
     judged = [row for row in rows if row["variant"] == "unstructured-0.5"]
-    assert sorted(row["format"] for row in judged) == ["onnx", "tflite"]
+    assert sorted((row["format"], row["threads"]) for row in judged) == [("onnx", 1), ("tflite", 1)]
     for row in judged:
         assert row["verdict"] in LABELS and row["verdict"] in report.stdout, row
         assert 0 < row["speedup_low"] < row["speedup"] < row["speedup_high"] and row["paired_rounds"] == 2, row
-        assert row["p50_ms"] > 0 and "emulated timings" in row["flags"], row
+        assert row["p50_ms"] > 0 and row["emulated"] is True, row
 
 
 def test_a_second_setup_changes_nothing(set_up, host_env):
