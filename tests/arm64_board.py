@@ -164,7 +164,8 @@ class Board:
     def env(self) -> dict[str, str]:
         """The clean environment of every board command (nothing of the host's, pip settings included)."""
         return {"PATH": BOARD_PATH, "HOME": "/root", "LANG": "C.UTF-8", "QEMU_CPU": self.cpu,
-                "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_DEFAULT_TIMEOUT": "120"}
+                "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_DEFAULT_TIMEOUT": "120",
+                "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt"}  # as scripts/board-lib.sh's board_env
 
     def run(self, argv: Sequence[str], *, cwd: str = "/root", env: Mapping[str, str] | None = None,
             input: str | None = None, timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess:
