@@ -36,6 +36,7 @@ PY = tuple(sys.version_info[:2])
 RUNTIMES = {"onnxruntime": "onnxruntime", "tflite_runtime": "tflite_runtime.interpreter",
             "ai_edge_litert": "ai_edge_litert.interpreter"}
 FORMAT_RUNTIMES = {"onnx": ("onnxruntime", "tensorrt"), "tflite": ("ai_edge_litert", "tflite_runtime")}
+SETUP_COMMAND = "tsprune-edge devices setup --device NAME --host HOST"  # where plain pip cannot install
 INSTALL = {"onnxruntime": "pip install onnxruntime", "tflite_runtime": "pip install tflite-runtime",
            "ai_edge_litert": "pip install ai-edge-litert"}
 SAMPLE_INPUTS = ("history", "calendar")  # samples.npz arrays, in the artifacts' input order
@@ -335,8 +336,8 @@ def install_hint(name):
     no pip), the same in a virtual environment under the board's workdir with pip upgraded first."""
     command = INSTALL.get(name, f"pip install {name}")
     venv = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "venv")
-    in_venv = (f"python3 -m venv {venv} && {venv}/bin/pip install --upgrade pip && {venv}/bin/{command}, then "
-               f"set python = \"{venv}/bin/python\" in the device profile")
+    in_venv = (f"run `{SETUP_COMMAND}` on the host: it makes a venv at {venv} with the runtimes that run on this "
+               "board, and bench uses it")
     pip = pip_version()
     if pip is None:
         return f"this Python has no pip: {in_venv}"

@@ -25,6 +25,7 @@ from tsprune_edge.devices.profiles import FORMAT_RUNTIMES, DeviceProfile, load_p
 from tsprune_edge.devices.progress import BenchProgress
 from tsprune_edge.devices.readings import throttled
 from tsprune_edge.devices.runs import DEFAULT_MIN_TIME, DEFAULT_ROUNDS
+from tsprune_edge.devices.setup_record import board_profile
 from tsprune_edge.devices.transport import LocalTransport, SshTransport, Transport
 from tsprune_edge.errors import BoardError, ToolError, UserError
 from tsprune_edge.export.control import refuse_control, with_control
@@ -105,6 +106,7 @@ def _measure(run: runs.RunFolder, transport: Transport, profile: DeviceProfile, 
     remote = remote_folder(profile, run_dir)
     try:
         made = board_folder(transport, remote, run)
+        profile = board_profile(transport, profile)  # the venv `devices setup` made, where it did
         if request.control:  # made in the run folder, so that a resumed run measures the same copy
             bundles = with_control(bundles, run_dir)
         if made and not run.fresh:  # the board lost the folder: give it back what was measured, not measure again
@@ -282,8 +284,9 @@ def run_preflight(transport: Transport, profile: DeviceProfile, remote: str, req
         by_python.setdefault(profile.interpreter(runtime), []).append(runtime)
     reports = {}
     for python, runtimes in by_python.items():
-        done = transport.run([python, f"{remote}/agent.py", "preflight", "--runtime", ",".join(runtimes),
-                              "--thermal-zones", ",".join(profile.thermal_zones)], timeout=STEP_TIMEOUT)
+        done = transport.run([*profile.command(python), f"{remote}/agent.py", "preflight", "--runtime",
+                              ",".join(runtimes), "--thermal-zones", ",".join(profile.thermal_zones)],
+                             timeout=STEP_TIMEOUT)
         report = _json_line(done.stdout)
         if not report or "runtimes" not in report:
             raise UserError(f"the board's {python} cannot run the agent: {_first_line(done.stderr) or 'no output'} "
@@ -379,8 +382,8 @@ def _missing_runtime(fmt: str, profile: DeviceProfile, preflight: dict) -> str:
 
 
 def verify_on_board(transport: Transport, profile: DeviceProfile, remote: str, bundle: str) -> None:
-    done = transport.run([profile.python, f"{remote}/agent.py", "verify", "--bundle", f"{remote}/{bundle}"],
-                         timeout=STEP_TIMEOUT)
+    done = transport.run([*profile.command(profile.python), f"{remote}/agent.py", "verify", "--bundle",
+                          f"{remote}/{bundle}"], timeout=STEP_TIMEOUT)
     report = _json_line(done.stdout)
     if done.returncode != 0 or not report.get("ok"):
         bad = [f["file"] for f in report.get("files", []) if not f.get("ok")]
@@ -391,7 +394,7 @@ def verify_on_board(transport: Transport, profile: DeviceProfile, remote: str, b
 def run_plan(transport: Transport, profile: DeviceProfile, remote: str, budget: float, console: Console) -> dict:
     """The agent's `run` on the board. If the board is still busy with this run's earlier agent (the connection
     dropped but the agent kept measuring), wait for it: the next `run` then only measures what is missing."""
-    argv = [profile.python, f"{remote}/agent.py", "run", "--plan", f"{remote}/plan.json", "--results",
+    argv = [*profile.command(profile.python), f"{remote}/agent.py", "run", "--plan", f"{remote}/plan.json", "--results",
             f"{remote}/results", "--lock-dir", profile.workdir]
     deadline = time.monotonic() + budget
     while True:

@@ -42,6 +42,9 @@ class DeviceProfile:
     # Per-runtime interpreters where a board keeps runtimes apart (tflite_runtime needs numpy<2), e.g.
     # {"tflite_runtime": "/home/pi/tfl/bin/python"}; runtimes not named use `python`.
     interpreters: dict[str, str] = field(default_factory=dict)
+    # Variables every agent process on the board gets, e.g. {OPENBLAS_CORETYPE = "ARMV8"} (numpy 1.19.5 on a Nano);
+    # `devices setup` records its own in the board's setup.json.
+    environment: dict[str, str] = field(default_factory=dict)
     host: str | None = None  # default SSH destination (user@host or a ~/.ssh/config alias)
     workdir: str = "/tmp/tsprune-edge"  # per-run folders are made under it
     runtimes: tuple[str, ...] = RUNTIMES  # tried in this order; the first importable one per format is used
@@ -76,6 +79,10 @@ class DeviceProfile:
 
     def interpreter(self, runtime: str) -> str:
         return self.interpreters.get(runtime, self.python)
+
+    def command(self, python: str) -> list[str]:
+        """The argv that starts `python` on the board with the profile's environment (workers inherit it)."""
+        return ["env", *(f"{k}={v}" for k, v in self.environment.items()), python] if self.environment else [python]
 
     def readable_formats(self) -> tuple[str, ...]:
         """The artifact formats this board has a runtime for."""

@@ -2,6 +2,9 @@
 # An emulated Raspberry-Pi-4-like arm64 board for tests and CI: a Debian bookworm arm64 root filesystem run under
 # qemu-user (binfmt) in a chroot. For correctness only: emulated timings mean nothing (FIELD-NOTES).
 # Needs root on Linux x86_64 (apt, debootstrap, mount, chroot). tests/arm64_board.py drives it from Python.
+# Two variants share one debootstrap: this script's board has the runtimes in /opt venvs; scripts/pi-os-board.sh
+# derives the stock one from it (a fresh Raspberry Pi OS bookworm: EXTERNALLY-MANAGED, no runtime anywhere) by
+# unpacking its cached tarball without the venvs, in about a minute and with nothing emulated.
 #
 #   arm64-board.sh deps               apt-install the host packages that are missing (HOST_PACKAGES)
 #   arm64-board.sh key                print the recipe hash that keys the cache
@@ -14,13 +17,15 @@
 #   arm64-board.sh wrapper ROOT FILE  write an sshd ForceCommand wrapper that runs $SSH_ORIGINAL_COMMAND inside
 #   arm64-board.sh binfmt-enable|binfmt-disable   the kernel's qemu-aarch64 entry (disable: only if we enabled it)
 #
-# Inside the board: Python 3.11 and numpy 1.24 (system, as Raspberry Pi OS bookworm), rsync, sftp-server, and
+# Inside both: Python 3.11 with /usr/lib/python3.11/EXTERNALLY-MANAGED, python3-venv, pip and numpy 1.24 (system,
+#   as Raspberry Pi OS bookworm), rsync, sftp-server. This board adds
 #   /opt/ort     onnxruntime     (venv over the system site-packages: numpy 1.24)
 #   /opt/tflite  tflite-runtime  (venv over the system site-packages: tflite-runtime 2.14 needs numpy<2)
 #   /opt/litert  ai-edge-litert  (isolated venv: it pulls numpy 2)
 #
-# Cache: ${TSPRUNE_EDGE_BOARD_CACHE:-$HOME/.cache/tsprune-edge/arm64-board}/arm64-board-<key>.tar.zst (+ .json with
-# the versions inside), <key> = hash of the recipe below (variables and build_rootfs). Older keys are deleted.
+# Cache: ${TSPRUNE_EDGE_BOARD_CACHE:-$HOME/.cache/tsprune-edge/<board>}/<board>-<key>.tar.zst (+ .json with the
+# versions inside), <board> = arm64-board or pi-os-board, <key> = hash of the recipe below (variables and
+# build_rootfs; pi-os-board's hashes that and its own build_rootfs). Older keys are deleted.
 # The Debian mirror comes from TSPRUNE_EDGE_BOARD_MIRROR, else from the host's apt sources; it is not in the key.
 set -euo pipefail
 
@@ -74,6 +79,25 @@ print(json.dumps({"ai_edge_litert": {"numpy": numpy.__version__, "version": m.__
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
     "$root"/root/.cache
 }
+
+# ---------------------------------------------------------------- the stock variant (scripts/pi-os-board.sh)
+if [ "${BOARD_VARIANT:-}" = stock ]; then
+  RUNTIMES_RECIPE="$(declare -p "${RECIPE_VARS[@]}"; declare -f build_rootfs)"  # its key follows the recipe above
+  RECIPE_VARS=(RUNTIMES_RECIPE)
+  BOARD_NAME=pi-os-board
+  BOARD_PYTHONS=()
+  build_rootfs() {  # build_rootfs ROOT MIRROR: the runtimes board less its pip installs, without running anything
+    local root=$1 runtimes
+    runtimes=$(env -u BOARD_VARIANT bash "$(dirname "${BASH_SOURCE[0]}")/arm64-board.sh" build)
+    zstd -q -d -c "$runtimes" | tar --numeric-owner -xpf - -C "$root"
+    # the pip installs went only into the /opt venvs (--no-cache-dir); their freeze lists and the build record
+    # live in BOARD_SHARE: what is left is debootstrap's system, as a fresh Pi OS bookworm (64-bit) has it
+    rm -rf "$root"/opt/* "$root$BOARD_SHARE"/*
+    # Debian's python3.11 ships PEP 668's marker, as Pi OS's does: a board without it is not a stock bookworm
+    [ -s "$root/usr/lib/python3.11/EXTERNALLY-MANAGED" ] || die "no EXTERNALLY-MANAGED marker in python3.11"
+    log "stock rootfs derived from $runtimes at ${SECONDS}s"
+  }
+fi
 
 # shellcheck source=scripts/board-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/board-lib.sh"

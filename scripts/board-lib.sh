@@ -153,9 +153,11 @@ board_mount() {
   fi
 }
 
-board_env() {  # the clean environment every board command gets (host pip settings must not leak in)
+board_env() {  # the clean environment every board command gets (host pip settings must not leak in); PIP_CERT:
+  # the CA bundle board_mount copies in (a venv's upgraded pip on Python < 3.10 trusts only its own certifi, which
+  # fails behind a TLS-inspecting proxy)
   echo PATH=$BOARD_PATH HOME=/root LANG=C.UTF-8 QEMU_CPU="$QEMU_CPU_MODEL" PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_DEFAULT_TIMEOUT=120
+    PIP_DEFAULT_TIMEOUT=120 PIP_CERT=/etc/ssl/certs/ca-certificates.crt
 }
 
 in_board() {  # in_board ROOT CMD...: run CMD inside at /root with a clean environment

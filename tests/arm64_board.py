@@ -1,5 +1,7 @@
-"""Emulated arm64 boards for tests: Debian arm64 under qemu-user, in a chroot; Raspberry-Pi-4-like (bookworm) by
-default, Jetson-Nano-like (bullseye, ONNX Runtime 1.10.0) with JETSON_SCRIPT.
+"""Emulated arm64 boards for tests: Debian arm64 under qemu-user, in a chroot; Raspberry-Pi-4-like (bookworm, the
+runtimes in /opt venvs) by default, a stock Raspberry Pi OS bookworm (EXTERNALLY-MANAGED, no runtime) with
+PI_OS_SCRIPT, a stock Jetson-Nano-like one (bullseye, no runtime) with JETSON_SCRIPT; `tsprune-edge devices setup`
+takes the stock ones to ready. `Board.offline_wrapper` is a ForceCommand whose sessions have no network at all.
 
 For correctness only (does the agent run, do the runtimes load and compute on aarch64); emulated timings mean
 nothing. Needs root on Linux x86_64. `scripts/arm64-board.sh` (or `scripts/jetson-board.sh`) builds the root
@@ -26,6 +28,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -38,9 +41,10 @@ SCRIPT = REPO / "scripts" / "arm64-board.sh"
 # runtime name (as agent.py spells it) -> interpreter inside the board that has it
 PYTHONS = {"onnxruntime": "/opt/ort/bin/python", "tflite_runtime": "/opt/tflite/bin/python",
            "ai_edge_litert": "/opt/litert/bin/python"}
-# The Jetson-Nano-class board: Debian bullseye (Python 3.9, numpy 1.19.5), ONNX Runtime 1.10.0, Cortex-A57.
+# The stock Pi 4 board (what a fresh Pi OS bookworm 64-bit has): system Python 3.11 only, no runtime anywhere.
+PI_OS_SCRIPT = REPO / "scripts" / "pi-os-board.sh"
+# The stock Jetson-Nano-class board: Debian bullseye (Python 3.9, numpy 1.19.5), no runtime, Cortex-A57.
 JETSON_SCRIPT = REPO / "scripts" / "jetson-board.sh"
-JETSON_PYTHONS = {"onnxruntime": "/opt/ort/bin/python"}
 BOARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUILD_RECORD = "/usr/share/tsprune-edge-board/build.json"  # inside the board: versions, build time, cache key
 STATE_DIR = Path("/run/tsprune-edge-arm64-board")  # binfmt bookkeeping, shared with scripts/arm64-board.sh
@@ -150,6 +154,7 @@ class Board:
 
     root: Path  # the root filesystem, on the host
     wrapper: Path  # executable for sshd's ForceCommand: runs $SSH_ORIGINAL_COMMAND inside the board
+    offline_wrapper: Path  # the same in a network namespace of its own: no interface up, no route (--offline)
     cpu: str = "cortex-a72"  # QEMU_CPU and the cpuinfo's CPU part: one of CPUS
     pythons: dict[str, str] = field(default_factory=lambda: dict(PYTHONS))
     record: dict = field(default_factory=dict)  # the build record: versions inside, build time, cache key
@@ -159,7 +164,8 @@ class Board:
     def env(self) -> dict[str, str]:
         """The clean environment of every board command (nothing of the host's, pip settings included)."""
         return {"PATH": BOARD_PATH, "HOME": "/root", "LANG": "C.UTF-8", "QEMU_CPU": self.cpu,
-                "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_DEFAULT_TIMEOUT": "120"}
+                "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_DEFAULT_TIMEOUT": "120",
+                "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt"}  # as scripts/board-lib.sh's board_env
 
     def run(self, argv: Sequence[str], *, cwd: str = "/root", env: Mapping[str, str] | None = None,
             input: str | None = None, timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess:
@@ -194,12 +200,31 @@ class Board:
         return board_path
 
 
+def _write_offline_wrapper(path: Path, wrapper: Path) -> None:
+    """A ForceCommand that runs `wrapper` under `unshare --net`: the session's commands get a network namespace
+    with only a loopback that is down, so the board reaches no index (pip fails at once) while sshd, outside it,
+    still carries the session, scp and rsync over its pipes."""
+    unshare = shutil.which("unshare") or "/usr/bin/unshare"
+    path.write_text(f"#!/bin/sh\n# the board without a network: see tests/arm64_board.py\n"
+                    f"exec {unshare} --net {shlex.quote(str(wrapper))}\n")
+    path.chmod(0o755)
+
+
+def logging_wrapper(path: Path, wrapper: Path, log: Path) -> Path:
+    """A ForceCommand that appends each session's command line to `log`, then runs it through `wrapper`: what
+    the host started on the board, exactly (the agent's interpreter and environment included)."""
+    path.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$SSH_ORIGINAL_COMMAND\" >>{shlex.quote(str(log))}\n"
+                    f"exec {shlex.quote(str(wrapper))}\n")
+    path.chmod(0o755)
+    return path
+
+
 @contextlib.contextmanager
 def emulated_board(workdir: str | os.PathLike, *, cpu: str = "cortex-a72", keep: bool = False,
                    script: Path = SCRIPT, pythons: Mapping[str, str] = PYTHONS) -> Iterator[Board]:
-    """Restore (or first build) the board that `script` makes (the Pi-4-class bookworm one by default; JETSON_SCRIPT
-    with cpu="cortex-a57" and JETSON_PYTHONS for the Nano-class one) into workdir/rootfs, mount it, yield a Board;
-    unmount at exit.
+    """Restore (or first build) the board that `script` makes (the Pi-4-class bookworm one by default; PI_OS_SCRIPT
+    with pythons={} for the stock Pi OS one; JETSON_SCRIPT with cpu="cortex-a57" and pythons={} for the stock
+    Nano-class one) into workdir/rootfs, mount it, yield a Board; unmount at exit.
 
     Mounts: proc (with the host's binfmt_misc, read-only, so the agent knows it is emulated), an ARM cpuinfo over
     proc/cpuinfo (without it onnxruntime and ai-edge-litert crash under qemu), sysfs read-only and a minimal /dev.
@@ -214,12 +239,14 @@ def emulated_board(workdir: str | os.PathLike, *, cpu: str = "cortex-a72", keep:
     workdir = Path(workdir).resolve()
     root = workdir / "rootfs"
     wrapper = workdir / "board-ssh-wrapper"
-    board = Board(root=root, wrapper=wrapper, cpu=cpu, pythons=dict(pythons))
+    board = Board(root=root, wrapper=wrapper, offline_wrapper=workdir / "board-ssh-wrapper-offline", cpu=cpu,
+                  pythons=dict(pythons))
     try:  # a cold build shows its progress
         _script("restore", str(root), timeout=BUILD_TIMEOUT_S, stream=True, script=script)
         board.binfmt.acquire()
         _script("mount", str(root), cpu=cpu, script=script)
         _script("wrapper", str(root), str(wrapper), cpu=cpu, script=script)
+        _write_offline_wrapper(board.offline_wrapper, wrapper)
         record = board.host_path(BUILD_RECORD)
         board.record = json.loads(record.read_text()) if record.is_file() else {}
         yield board

@@ -216,8 +216,8 @@ def test_devices_check_refuses_a_32_bit_userland_in_one_line(cli, tmp_path, monk
 
 def test_install_hints_where_plain_pip_fails(monkeypatch):
     venv = str(AGENT_PATH.parents[1] / "venv")  # beside the agent's run folder: the board's workdir
-    in_venv = (f"python3 -m venv {venv} && {venv}/bin/pip install --upgrade pip && {venv}/bin/pip install "
-               f"onnxruntime, then set python = \"{venv}/bin/python\" in the device profile")
+    in_venv = (f"run `tsprune-edge devices setup --device NAME --host HOST` on the host: it makes a venv at {venv} "
+               "with the runtimes that run on this board, and bench uses it")
     monkeypatch.setattr(agent, "externally_managed", lambda: False)
     monkeypatch.setattr(agent, "pip_version", lambda: (9, 0, 1))  # JetPack 4.6's apt pip
     assert agent.install_hint("onnxruntime") == f"pip 9.0.1 cannot install manylinux2014 wheels: {in_venv}"

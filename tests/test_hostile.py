@@ -488,6 +488,10 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
         (T("devices", "check", "--device", "rpi4"), "is a remote board: pass --host"),
         (T("devices", "check", "--device", "desktop", "--host", "x"), "drop --host"),
         (T("devices", "check", "--device", "round-zero"), "round_to must be a positive integer"),
+        (T("devices", "setup", "--device", "toaster"), "unknown device 'toaster'"),
+        (T("devices", "setup", "--device", "rpi4"), "is a remote board: pass --host"),
+        (T("devices", "setup", "--device", "rpi4", "--host", "pi@x", "--port", "0"), "--port must be in [1, 65535]"),
+        (T("devices", "setup", "--device", "desktop", "--wheel", "absent.whl"), "--wheel absent.whl is not a file"),
     ],
     "report": [
         (T("report", "absent"), "no finished bench run in absent"),

@@ -20,6 +20,7 @@ VERSIONS = {  # the version this code writes, and the newest it reads
     "preflight": 1,
     "report": 1,
     "fit": 1,
+    "setup": 1,
 }
 
 

@@ -60,6 +60,7 @@ def check_command(
         usable_runtime,
     )
     from tsprune_edge.devices.profiles import load_profile
+    from tsprune_edge.devices.setup_record import board_profile
 
     ssh_options.check(port)
     profile = load_profile(device)
@@ -69,6 +70,8 @@ def check_command(
     remote = f"{profile.workdir.rstrip('/')}/check-{secrets.token_hex(6)}"
     made = False
     try:
+        stock = profile
+        profile = board_profile(transport, profile)
         made = _make_own_folder(transport, remote)
         transport.put([AGENT], remote, 60)
         report = run_preflight(transport, profile, remote, request)
@@ -92,6 +95,55 @@ def check_command(
         print(f"warning: {warning}")
     for note in board_notes(report):
         print(f"note: {note}")
+    missing = [fmt for fmt in profile.readable_formats() if usable_runtime(fmt, profile, report) is None]
+    if missing:
+        state = "its setup no longer runs" if profile is not stock else "it is not set up"
+        print(f"missing: a runtime for {', '.join(missing)} ({state}); set it up with: "
+              + setup_command_line(device, host, port, identity, ssh_config))
+
+
+def setup_command_line(device: str, host: str | None, port: int | None, identity: Path | None,
+                       ssh_config: Path | None) -> str:
+    """The exact `devices setup` command for this board, with the SSH options the user gave."""
+    import shlex
+
+    argv = ["tsprune-edge", "devices", "setup", "--device", device]
+    for option, value in (("--host", host), ("--port", port), ("--identity", identity),
+                          ("--ssh-config", ssh_config)):
+        if value is not None:
+            argv += [option, str(value)]
+    return shlex.join(argv)
+
+
+@app.command("setup")
+def setup_command(
+    device: str = typer.Option(..., help="Device profile."),
+    host: str = ssh_options.host(),
+    port: int = ssh_options.port(),
+    identity: Path = ssh_options.identity(),
+    accept_new_host_key: bool = ssh_options.accept_new_host_key(),
+    ssh_config: Path = ssh_options.ssh_config(),
+    wheel: Path = typer.Option(None, help="An ONNX Runtime wheel file to install on the board (NVIDIA's "
+                               "onnxruntime_gpu for a Jetson), copied over and checked by sha256."),
+    offline: bool = typer.Option(False, help="The board has no internet: this machine downloads the wheels for "
+                                 "the board's platform and Python and copies them over."),
+) -> None:
+    """Take a board from its stock OS to ready: a venv under the profile's workdir, pip upgraded in it, the
+    profile's runtimes at versions that run there, recorded in <workdir>/setup.json for bench, fit, sweep and
+    devices check. A board already set up is left as it is."""
+    from rich.console import Console
+
+    from tsprune_edge.devices.bench import BenchRequest, open_transport
+    from tsprune_edge.devices.profiles import load_profile
+    from tsprune_edge.devices.setup import SetupRequest, setup
+
+    ssh_options.check(port)
+    profile = load_profile(device)
+    request = BenchRequest(device=device, host=host, accept_new_host_key=accept_new_host_key, ssh_config=ssh_config,
+                           port=port, identity=identity)
+    with open_transport(profile, request) as transport:
+        setup(SetupRequest(device=device, wheel=wheel, offline=offline), transport,
+              Console(stderr=True, soft_wrap=True))
 
 
 def _make_own_folder(transport, remote: str) -> bool:

@@ -24,6 +24,7 @@ from tsprune_edge.devices.bench import (
 )
 from tsprune_edge.devices.profiles import DeviceProfile, load_profile
 from tsprune_edge.devices.runs import DEFAULT_MIN_TIME, DEFAULT_ROUNDS, unfinished_run
+from tsprune_edge.devices.setup_record import board_profile
 from tsprune_edge.errors import BoardError, UserError
 from tsprune_edge.export.bundle import DENSE, PROBE_VARIANT, ExportRequest
 from tsprune_edge.report.verdict import load_rounds, load_run, undecided, verdict_rows
@@ -137,6 +138,7 @@ def board_identity(target: Target) -> dict:
     request = target.bench_request(Path("."), Path("."), False)
     remote = f"{profile.workdir.rstrip('/')}/fit-identity-{secrets.token_hex(6)}"
     with open_transport(profile, request) as transport:
+        profile = board_profile(transport, profile)  # the venv `devices setup` made, where it did
         transport.run(["mkdir", "-p", "--", profile.workdir], timeout=STEP_TIMEOUT)
         if transport.run(["mkdir", "--", remote], timeout=STEP_TIMEOUT).returncode != 0:
             raise BoardError(f"{transport.name}: cannot create {remote}; check the profile's workdir and the "
