@@ -53,6 +53,8 @@ from pathlib import Path
 from rich.console import Console
 from train_baselines import machine
 
+from tsprune_edge.devices import runs
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 TOOL = [sys.executable, "-m", "tsprune_edge"]
@@ -187,7 +189,7 @@ def comparison(work: Path, model: str, runtime: str, fits: dict[float, dict], un
                                          fits.items() if fit["candidates"]}, **uniform}
     if not (folder / "bundles").is_dir():
         write_bundles(folder / "bundles", checkpoints, target.export_request(), console, probe=True)
-    finished = sorted(p.parent for p in (folder / "results").glob("*/bench.json"))
+    finished = runs.finished_runs(folder / "results")
     if finished:  # measured before the comparison record was written: never measured twice
         run_dir, rows = finished[-1], latency_rows(target, finished[-1])
     else:
@@ -225,7 +227,7 @@ def rebench(work: Path, case: str, fit: dict, runtime: str, times: int = 3) -> l
     found = []
     for number in range(1, times + 1):
         folder = work / "rebench" / case / f"r{number}"
-        finished = sorted(p.parent for p in folder.glob("*/bench.json"))
+        finished = runs.finished_runs(folder)
         if finished:  # measured before: never measured twice
             run_dir, rows = finished[-1], latency_rows(target, finished[-1])
         else:
@@ -310,7 +312,7 @@ def board_fit(work: Path, checkpoint: Path, board: str, host: str, ssh_config: s
         record["wall_s"] = time.monotonic() - start
         (out / "fit.json").write_text(json.dumps(record, indent=2))
     fit = json.loads((out / "fit.json").read_text())
-    bench = json.loads((Path(chosen(fit)["run"]) / "bench.json").read_text())
+    bench = runs.read_bench(Path(chosen(fit)["run"]))
     return {"device": board, "status": fit["status"], "budget_ms": fit["budget_ms"], "rounds": len(fit["candidates"]),
             "chosen": {k: chosen(fit)[k] for k in ("p50_ms", "p50_low_ms", "p50_high_ms", "widths")},
             "machine": bench.get("machine"), "timing_label": bench.get("timing_label"), "wall_s": fit.get("wall_s"),
