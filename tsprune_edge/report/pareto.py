@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+from tsprune_edge.variants import DENSE
+
 FIT_PREFIX = "fit-"  # the fitted candidates' variant names
 UNIFORM_PREFIX = "uniform"  # the uniform structured models a fit measures beside them
 OVER_ALLOWED = 1.03  # within a budget: median within it and the upper end of its 95% interval at most 3% over
@@ -38,7 +40,7 @@ def target_latency(rows: list[dict]) -> float | None:
         return None
     if first.get("budget_ms"):
         return first["budget_ms"]
-    dense = next((r["p50_ms"] for r in rows if r["variant"] == "dense" and r.get("p50_ms")), None)
+    dense = next((r["p50_ms"] for r in rows if r["variant"] == DENSE and r.get("p50_ms")), None)
     return dense / first["target_speedup"] if dense else None
 
 
