@@ -334,13 +334,19 @@ def test_the_met_rule_reads_a_speedup_as_a_speedup_and_pools_a_second_look():
                                                                         "70.0%"]
 
 
-def test_the_table_is_the_boards_own_by_its_ssh_host_key(dense, shared_data, tmp_path, monkeypatch):
+def test_the_table_is_the_boards_own_by_its_ssh_host_key(shared_data, tmp_path, monkeypatch):
     """Over a real loopback sshd, reached with --port and --identity as a user passes them: the same host key
     reuses the table, measuring nothing; a board with another host key behind the same name (a reinstalled one)
-    is measured again, one line naming the fingerprints, and its table kept beside the first."""
+    is measured again, one line naming the fingerprints, and its table kept beside the first. A DLinear (seconds to
+    train, five probes) keeps the two measured tables cheap."""
     from tests.sshd import running_sshd
     from tsprune_edge.fit.measure import Target
     from tsprune_edge.fit.table import latency_table
+    from tsprune_edge.workflow import train_to_dir
+
+    train_to_dir(model="dlinear", data="illness", pred_len=24, seq_len=36, label_len=18, preset="small", epochs=1,
+                 out=tmp_path / "dlinear", console=Console(quiet=True))
+    dense = tmp_path / "dlinear" / "model.pt"
 
     profiles = tmp_path / "profiles"
     profiles.mkdir()
