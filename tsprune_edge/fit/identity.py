@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -67,7 +68,10 @@ def _machine_id(transport: Transport) -> str | None:
 def host_key_fingerprints(settings: dict[str, str]) -> str | None:
     """The SHA256 fingerprints (sorted, space-separated) of the known_hosts entries ssh matches for this
     destination, as `ssh -G` resolved it: its HostKeyAlias, else `host` or `[host]:port`, in the user's then the
-    global known-hosts files. None where no file has an entry (a key ssh accepts through a CA, say)."""
+    global known-hosts files. None where no file has an entry (a key ssh accepts through a CA, say) or ssh-keygen,
+    which comes with the ssh client, is missing."""
+    if shutil.which("ssh-keygen") is None:
+        return None
     host, port = settings.get("hostname", ""), settings.get("port", "22")
     name = settings.get("hostkeyalias") or (host if port == "22" else f"[{host}]:{port}")
     found = set()
