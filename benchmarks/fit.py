@@ -367,6 +367,8 @@ def summarise(rows: list[dict], errors: dict[str, list[dict]]) -> dict:
 
 
 def markdown(record: dict) -> str:
+    from tsprune_edge.report.pareto import share_text
+
     s = record["summary"]
     lines = [
         "# Latency-budget pruning (`tsprune-edge fit`) on this desktop", "",
@@ -400,7 +402,7 @@ def markdown(record: dict) -> str:
             continue
         lines.append(
             f"| {r['case']} | {_target_cell(r)} | {r['p50_ms']:.4f} [{r['p50_low_ms']:.4f}, {r['p50_high_ms']:.4f}]"
-            f" | {r['used']:.0%} | {r['status']} ({r['rounds']}) | {_number(r['mse'])} | "
+            f" | {share_text(r['used'])} | {r['status']} ({r['rounds']}) | {_number(r['mse'])} | "
             + (f"{near['name']} ({near['p50_ms']:.4f}, {near['mse']:.4f})" if near else "none within budget")
             + f" | {'yes' if r['win'] else 'no' if r['win'] is not None else '-'} | "
             f"{_pareto_cell(r)} | "
