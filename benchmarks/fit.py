@@ -19,15 +19,21 @@ Runtime and LiteRT at 1 thread, batch 1, at budgets of 0.7x, 0.5x and 0.35x of d
    median within it; a speedup: at least S against dense in that same run); the share within is reported.
 
 `--kind speedup` runs every case as `--speedup 1/share` (the same-run speedup is the target) instead of the first
-case per model and runtime as a speedup and the others as `--budget-ms share x dense`.
+case per model and runtime as a speedup and the others as `--budget-ms share x dense`. `--cases` names cases instead,
+`<model>-<runtime>-speedup<S>` or `<model>-<runtime>-budget<share>`; `--cases issue29` is issue 29's set (Informer
+and iTransformer, ONNX Runtime and LiteRT, `--speedup 1.5` and `--speedup 2`); its acceptance case is
+`informer-onnxruntime-speedup2`: a model whose same-run speedup is at least 2 in each of its three re-benches.
+`--no-compare` skips the uniform models and the comparison run (steps 2 and 3); `--quick` (a smoke test of the
+flow, not a measurement) benches 2 rounds of 0.2 s and fine-tunes nothing.
 
 `--board emulated`: one more fit (the Transformer, ONNX Runtime, dense / 1.5) against the emulated Raspberry Pi 4 of
 the test suite (qemu-user arm64 behind a loopback sshd, tests/arm64_board.py): correctness of the flow, not its
 timings. `--board NAME --host H [--ssh-config F]`: the same against a real board.
 
 Needs a quiet machine. Resumable: every stage skips what its output file says is done.
-Writes benchmarks/results/fit.{json,md}.
+Writes benchmarks/results/fit.{json,md} (or `--results DIR`).
 Usage: python benchmarks/fit.py [--work /tmp/fit-bench] [--dense-from DIR] [--models ...] [--runtimes ...]
+       [--cases issue29|informer-onnxruntime-speedup2,...] [--no-compare] [--quick] [--results DIR]
 """
 
 from __future__ import annotations
@@ -47,13 +53,19 @@ from pathlib import Path
 from rich.console import Console
 from train_baselines import machine
 
+from tsprune_edge.devices import runs
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 TOOL = [sys.executable, "-m", "tsprune_edge"]
 BUDGETS = (0.7, 0.5, 0.35)
 UNIFORM_RATIOS = (0.2, 0.35, 0.5, 0.65, 0.8)
-TIMING = ["--rounds", "5", "--min-time", "1.0", "--min-iters", "100"]
+TIMING = {"rounds": 5, "min_time": 1.0, "min_iters": 100}
+QUICK_TIMING = {"rounds": 2, "min_time": 0.2, "min_iters": 20}  # --quick: the flow, not a measurement
 FINETUNE_EPOCHS = 1
+TRAIN_EPOCHS = 3  # --quick: 1
+ISSUE29_CASES = tuple(f"{model}-{runtime}-speedup{speedup:g}" for model in ("informer", "itransformer")
+                      for runtime in ("onnxruntime", "tflite") for speedup in (1.5, 2))
 console = Console(stderr=True)
 
 
@@ -67,6 +79,28 @@ def run(args: list[str], refusal_ok: bool = False) -> subprocess.CompletedProces
     return done
 
 
+def timing_args() -> list[str]:
+    return ["--rounds", str(TIMING["rounds"]), "--min-time", str(TIMING["min_time"]), "--min-iters",
+            str(TIMING["min_iters"])]
+
+
+def bench_target(runtime: str):
+    """The desktop target every bench of this benchmark uses (the fits' own timing)."""
+    from tsprune_edge.fit.measure import Target
+
+    return Target(device="desktop", runtime=runtime, threads=1, **TIMING)
+
+
+def parse_case(name: str) -> tuple[str, str, str, float]:
+    """`<model>-<runtime>-speedup<S>` or `<model>-<runtime>-budget<share>` -> (model, runtime, kind, share)."""
+    model, runtime, goal = name.rsplit("-", 2)
+    for kind in ("speedup", "budget"):
+        if goal.startswith(kind):
+            value = float(goal.removeprefix(kind))
+            return model, runtime, kind, 1 / value if kind == "speedup" else value
+    raise SystemExit(f"bad case {name!r}: <model>-<runtime>-speedup<S> or <model>-<runtime>-budget<share>")
+
+
 def dense_checkpoint(work: Path, model: str, dense_from: Path | None) -> Path:
     out = work / "dense" / model
     if not (out / "model.pt").is_file():
@@ -75,7 +109,7 @@ def dense_checkpoint(work: Path, model: str, dense_from: Path | None) -> Path:
             (out / "model.pt").write_bytes((dense_from / model / "dense" / "model.pt").read_bytes())
         else:
             run(["train", "--model", model, "--data", "ETTh1", "--pred-len", "96", "--preset", "small",
-                 "--epochs", "3", "--out", str(out)])
+                 "--epochs", str(TRAIN_EPOCHS), "--out", str(out)])
     return out / "model.pt"
 
 
@@ -93,7 +127,7 @@ def fit_case(work: Path, checkpoint: Path, model: str, runtime: str, share: floa
         return json.loads(refused.read_text())
     start = time.monotonic()
     done = run(["fit", str(checkpoint), *budget, "--device", "desktop", "--runtime", runtime, "--threads", "1",
-                "--finetune-epochs", str(FINETUNE_EPOCHS), *TIMING, "--cache", str(work / "cache"), "--out",
+                "--finetune-epochs", str(FINETUNE_EPOCHS), *timing_args(), "--cache", str(work / "cache"), "--out",
                 str(out)], refusal_ok=True)
     if done.returncode == 2:  # a budget below the smallest prunable model: refused in one line, the fastest point named
         table = table_record(work, model, runtime)
@@ -144,9 +178,9 @@ def comparison(work: Path, model: str, runtime: str, fits: dict[float, dict], un
                reference: Path, kind: str = "budget") -> dict:
     """Dense, the fitted and the uniform models in one interleaved bench; every point with its test MSE."""
     from tsprune_edge.export.bundle import DENSE, write_bundles
-    from tsprune_edge.fit.measure import Target, latency_rows, measure
+    from tsprune_edge.fit.measure import latency_rows, measure
 
-    target = Target(device="desktop", runtime=runtime, threads=1, rounds=5, min_time=1.0, min_iters=100)
+    target = bench_target(runtime)
     folder = work / "compare" / (f"{model}-{runtime}" if kind == "budget" else f"{model}-{runtime}-{kind}")
     saved = folder / "comparison.json"
     if saved.is_file():
@@ -155,7 +189,7 @@ def comparison(work: Path, model: str, runtime: str, fits: dict[float, dict], un
                                          fits.items() if fit["candidates"]}, **uniform}
     if not (folder / "bundles").is_dir():
         write_bundles(folder / "bundles", checkpoints, target.export_request(), console, probe=True)
-    finished = sorted(p.parent for p in (folder / "results").glob("*/bench.json"))
+    finished = runs.finished_runs(folder / "results")
     if finished:  # measured before the comparison record was written: never measured twice
         run_dir, rows = finished[-1], latency_rows(target, finished[-1])
     else:
@@ -183,17 +217,17 @@ def rebench(work: Path, case: str, fit: dict, runtime: str, times: int = 3) -> l
     """The chosen bundle of a met fit (beside dense and the per-call probe, as the fit measured it) benched
     `times` more times, each a fresh run; per run: its p50 and same-run speedup, and whether it is within the
     target (a budget: the median within it; a speedup: at least S against dense in this run)."""
-    from tsprune_edge.fit.measure import Target, latency_rows, measure
+    from tsprune_edge.fit.measure import latency_rows, measure
 
     if not fit.get("candidates") or fit["status"] not in ("met", "met, underused"):
         return []
     mine = chosen(fit)
-    target = Target(device="desktop", runtime=runtime, threads=1, rounds=5, min_time=1.0, min_iters=100)
+    target = bench_target(runtime)
     goal = fit.get("target") or {"kind": "budget", "budget_ms": fit["budget_ms"], "speedup": None}
     found = []
     for number in range(1, times + 1):
         folder = work / "rebench" / case / f"r{number}"
-        finished = sorted(p.parent for p in folder.glob("*/bench.json"))
+        finished = runs.finished_runs(folder)
         if finished:  # measured before: never measured twice
             run_dir, rows = finished[-1], latency_rows(target, finished[-1])
         else:
@@ -223,18 +257,24 @@ def case_row(model: str, runtime: str, share: float, fit: dict, compare: dict, a
     mine = chosen(fit)
     target = fit.get("target") or {"kind": "budget", "budget_ms": budget, "speedup": None}
     name = f"fit-{share:g}"
-    points = [p for p in compare["points"] if p["name"] == name or p["name"].startswith("uniform")]
-    judged = fit_verdict(points, name, budget)
-    me = next(p for p in points if p["name"] == name)
+    points = [p for p in (compare or {"points": []})["points"] if p["name"] == name or p["name"].startswith("uniform")]
+    if compare:  # within the target in the comparison run: its budget, or dense there / S, as the report draws it
+        line = budget if target["kind"] == "budget" else \
+            next(p["p50_ms"] for p in compare["points"] if p["name"] == "dense") / target["speedup"]
+        judged = fit_verdict(points, name, line)
+    else:
+        judged = {"on_pareto_front": None, "dominated_by": [], "nearest_uniform": None}
+    me = next((p for p in points if p["name"] == name), {"mse": None, "p50_ms": None})
     nearest = next((p for p in points if p["name"] == judged["nearest_uniform"]), None)
     return {"case": f"{model}-{runtime}-{share:g}", "model": model, "runtime": runtime, "share": share,
             "budget_ms": budget, "dense_p50_ms": fit["dense_p50_ms"], "status": fit["status"],
             "rounds": len(fit["candidates"]), "p50_ms": mine["p50_ms"], "p50_low_ms": mine["p50_low_ms"],
-            "p50_high_ms": mine["p50_high_ms"], "target": target, "speedup": mine.get("speedup"),
+            "p50_high_ms": mine["p50_high_ms"], "target": target,
+            "speedup": (mine.get("judged") or mine).get("speedup"),
             "within": mine["met"] if "judged" in mine else within_budget(mine["p50_ms"], mine["p50_high_ms"], budget),
             "used": mine["budget_used"], "rebench": again,
             "widths": mine["widths"], "mse": me["mse"], "compare_p50_ms": me["p50_ms"], "nearest_uniform": nearest,
-            "win": None if nearest is None else me["mse"] <= nearest["mse"],
+            "win": None if nearest is None else me["mse"] <= nearest["mse"], "speedup_low": mine.get("speedup_low"),
             "uniform_at_or_above_fitted_latency": None if nearest is None else nearest["p50_ms"] >= me["p50_ms"],
             "on_pareto_front": judged["on_pareto_front"], "dominated_by": judged["dominated_by"],
             "wall_s": fit.get("wall_s")}
@@ -253,7 +293,7 @@ def held_out_errors(fits: dict[float, dict], compare: dict, checkpoint: Path) ->
     errors = [{"model": f"{model} {c['name']}@{share:g}", "predicted_ms": c["predicted_ms"], "measured_ms": c["p50_ms"],
                "error": c["predicted_ms"] / c["p50_ms"] - 1} for share, f in fits.items() for c in f["candidates"]]
     space = pruning_space(load_checkpoint(checkpoint).build_model(), 8)
-    for point in compare["points"]:
+    for point in (compare or {"points": []})["points"]:
         if not point["name"].startswith("uniform"):
             continue
         ratio = float(point["name"].rsplit("-", 1)[1])
@@ -277,7 +317,7 @@ def board_fit(work: Path, checkpoint: Path, board: str, host: str, ssh_config: s
         record["wall_s"] = time.monotonic() - start
         (out / "fit.json").write_text(json.dumps(record, indent=2))
     fit = json.loads((out / "fit.json").read_text())
-    bench = json.loads((Path(chosen(fit)["run"]) / "bench.json").read_text())
+    bench = runs.read_bench(Path(chosen(fit)["run"]))
     return {"device": board, "status": fit["status"], "budget_ms": fit["budget_ms"], "rounds": len(fit["candidates"]),
             "chosen": {k: chosen(fit)[k] for k in ("p50_ms", "p50_low_ms", "p50_high_ms", "widths")},
             "machine": bench.get("machine"), "timing_label": bench.get("timing_label"), "wall_s": fit.get("wall_s"),
@@ -327,6 +367,8 @@ def summarise(rows: list[dict], errors: dict[str, list[dict]]) -> dict:
 
 
 def markdown(record: dict) -> str:
+    from tsprune_edge.report.pareto import share_text
+
     s = record["summary"]
     lines = [
         "# Latency-budget pruning (`tsprune-edge fit`) on this desktop", "",
@@ -347,7 +389,7 @@ def markdown(record: dict) -> str:
         "- Predictor error on whole models it was not fitted on (every fitted candidate; uniform models that are "
         "not probes): " + "; ".join(f"{rt}: median {e['median_abs']:.1%}, worst {e['worst_abs']:.1%} "
                                     f"({e['points']} models)" for rt, e in s["held_out"].items()) + ".", "",
-        "| case | budget ms | fitted p50 ms [95% CI] | used | status (rounds) | fitted MSE | nearest uniform "
+        "| case | target | fitted p50 ms [95% CI] | used | status (rounds) | fitted MSE | nearest uniform "
         "(p50 ms, MSE) | MSE <= uniform | Pareto | re-benches within | fit wall s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -359,11 +401,11 @@ def markdown(record: dict) -> str:
                          f"| - | - | {r['wall_s']:.0f} |")
             continue
         lines.append(
-            f"| {r['case']} | {r['budget_ms']:.4f} | {r['p50_ms']:.4f} [{r['p50_low_ms']:.4f}, {r['p50_high_ms']:.4f}]"
-            f" | {r['used']:.0%} | {r['status']} ({r['rounds']}) | {r['mse']:.4f} | "
+            f"| {r['case']} | {_target_cell(r)} | {r['p50_ms']:.4f} [{r['p50_low_ms']:.4f}, {r['p50_high_ms']:.4f}]"
+            f" | {share_text(r['used'])} | {r['status']} ({r['rounds']}) | {_number(r['mse'])} | "
             + (f"{near['name']} ({near['p50_ms']:.4f}, {near['mse']:.4f})" if near else "none within budget")
             + f" | {'yes' if r['win'] else 'no' if r['win'] is not None else '-'} | "
-            f"{'on' if r['on_pareto_front'] else 'off (' + ', '.join(r['dominated_by']) + ')'} | "
+            f"{_pareto_cell(r)} | "
             f"{_rebench_cell(r)} | {r['wall_s']:.0f} |")
     losses = [r for r in record["cases"] if r["win"] is False]
     if losses:
@@ -387,6 +429,23 @@ def markdown(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _target_cell(row: dict) -> str:
+    """A budget in ms, or a speedup target with the speedup achieved against dense in the fit's own runs."""
+    if row["target"]["kind"] == "budget":
+        return f"{row['budget_ms']:.4f} ms"
+    return f"{row['target']['speedup']:g}x dense (got {row['speedup']:.3f}x)"
+
+
+def _pareto_cell(row: dict) -> str:
+    if row["on_pareto_front"] is None:
+        return "-"
+    return "on" if row["on_pareto_front"] else f"off ({', '.join(row['dominated_by'])})"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def _rebench_cell(row: dict) -> str:
     again = row.get("rebench") or []
     if not again:
@@ -394,6 +453,20 @@ def _rebench_cell(row: dict) -> str:
     shown = (", ".join(f"{m['speedup']:.3f}x" for m in again) if row["target"]["kind"] == "speedup"
              else ", ".join(f"{m['p50_ms']:.4f}" for m in again))
     return f"{sum(m['within'] for m in again)}/{len(again)} ({shown})"
+
+
+def grouped_cases(args: argparse.Namespace) -> dict[tuple[str, str], dict[str, list[float]]]:
+    """(model, kind) -> runtime -> shares: from --cases, or every --models x --runtimes x --budgets of --kind."""
+    if args.cases:
+        names = ISSUE29_CASES if args.cases == "issue29" else tuple(args.cases.split(","))
+        cases = [parse_case(name) for name in names]
+    else:
+        cases = [(model, runtime, args.kind, float(share)) for model in args.models.split(",")
+                 for runtime in args.runtimes.split(",") for share in args.budgets.split(",")]
+    grouped: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for model, runtime, kind, share in cases:
+        grouped.setdefault((model, kind), {}).setdefault(runtime, []).append(share)
+    return grouped
 
 
 def main() -> None:
@@ -411,29 +484,42 @@ def main() -> None:
                         help="speedup: every case as --speedup 1/share, judged in the same run")
     parser.add_argument("--budgets", default=",".join(f"{b:g}" for b in BUDGETS),
                         help="shares of dense's p50 (a speedup of 1/share)")
+    parser.add_argument("--cases", default="", help="instead of --models x --runtimes x --budgets: issue29, or "
+                        "names such as informer-onnxruntime-speedup2,transformer-tflite-budget0.5")
+    parser.add_argument("--no-compare", action="store_true", help="skip the uniform models and the comparison run")
+    parser.add_argument("--quick", action="store_true", help="a smoke test of the flow: 2 short rounds per bench, "
+                        "no fine-tuning, dense trained 1 epoch; not a measurement")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where fit.json and fit.md are written")
     args = parser.parse_args()
-    saved = RESULTS / "fit.json"
+    if args.quick:
+        global FINETUNE_EPOCHS, TRAIN_EPOCHS
+        TIMING.update(QUICK_TIMING)
+        FINETUNE_EPOCHS, TRAIN_EPOCHS = 0, 1
+    saved = args.results / "fit.json"
     record = json.loads(saved.read_text()) if saved.is_file() else {}
     if not args.board_only:
         rows, errors = [], {}
-        for model in args.models.split(","):
+        for (model, kind), cases in grouped_cases(args).items():
             checkpoint = dense_checkpoint(args.work, model, args.dense_from)
-            shares = [float(b) for b in args.budgets.split(",")]
-            fits_by_runtime = {runtime: {share: fit_case(args.work, checkpoint, model, runtime, share, args.kind)
-                                         for share in shares} for runtime in args.runtimes.split(",")}
-            reference = Path(next(f for fits in fits_by_runtime.values() for f in fits.values()
-                                  if f["candidates"])["dense_reference"])
-            uniform = uniform_models(args.work, checkpoint, reference)
+            fits_by_runtime = {runtime: {share: fit_case(args.work, checkpoint, model, runtime, share, kind)
+                                         for share in shares} for runtime, shares in cases.items()}
+            compares = {runtime: None for runtime in fits_by_runtime}
+            if not args.no_compare:
+                reference = Path(next(f for fits in fits_by_runtime.values() for f in fits.values()
+                                      if f["candidates"])["dense_reference"])
+                uniform = uniform_models(args.work, checkpoint, reference)
+                compares = {runtime: comparison(args.work, model, runtime, fits, uniform, reference, kind)
+                            for runtime, fits in fits_by_runtime.items()}
             for runtime, fits in fits_by_runtime.items():
-                compare = comparison(args.work, model, runtime, fits, uniform, reference, args.kind)
+                compare = compares[runtime]
                 rows += [case_row(model, runtime, share, fit, compare,
-                                  rebench(args.work, f"{args.kind}-{model}-{runtime}-{share:g}", fit, runtime))
+                                  rebench(args.work, f"{kind}-{model}-{runtime}-{share:g}", fit, runtime))
                          for share, fit in fits.items()]
                 errors.setdefault(runtime, []).extend(held_out_errors(fits, compare, checkpoint))
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE)
         host = machine()
         record = {"machine": f"{host['cpu']}, {host['cores']} cores, Python {host['python']}, torch {host['torch']}, "
-                  f"{runtime_versions()}", "date": record.get("date") or time.strftime("%Y-%m-%d"),
+                  f"{runtime_versions()}", "quick": args.quick, "date": record.get("date") or time.strftime("%Y-%m-%d"),
                   "commit": record.get("commit") or commit.stdout.strip(), "cases": rows, "held_out": errors,
                   "summary": summarise(rows, errors), "board": record.get("board")}
     if args.board:
@@ -443,9 +529,9 @@ def main() -> None:
                 record["board"] = board_fit(args.work, checkpoint, "rpi4", host, ssh_config)
         else:
             record["board"] = board_fit(args.work, checkpoint, args.board, args.host, args.ssh_config)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.results.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(record, indent=2) + "\n")
-    (RESULTS / "fit.md").write_text(markdown(record))
+    (args.results / "fit.md").write_text(markdown(record))
     print(markdown(record))
 
 

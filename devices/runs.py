@@ -184,6 +184,27 @@ def device_runs(results: Path, device: str) -> list[Path]:
     return [path for _, path in sorted(keyed)]
 
 
+def _time_key(path: Path) -> tuple[str, int, str]:
+    """(time, n, name) of a run folder of any device, `<device>-<YYYYmmdd-HHMMSS>[-n]`; a folder named otherwise
+    sorts before every run, by its name."""
+    match = re.fullmatch(r".+-([0-9]{8}-[0-9]{6})(?:-([0-9]+))?", path.name)
+    return (match[1], int(match[2] or 1), path.name) if match else ("", 0, path.name)
+
+
+def finished_runs(results: Path) -> list[Path]:
+    """The runs under `results` whose bench.json is written, any device, oldest first by the time in their names
+    (a `-10` suffix after `-9`, which sorting names alone gets wrong)."""
+    return sorted((p.parent for p in Path(results).glob(f"*/{BENCH}")), key=_time_key)
+
+
+def latest_run(folder: Path) -> Path | None:
+    """`folder` itself when it is a finished run, else the latest finished run under it; None where there is none."""
+    if (Path(folder) / BENCH).is_file():
+        return Path(folder)
+    found = finished_runs(folder)
+    return found[-1] if found else None
+
+
 def finished(run_dir: Path) -> bool:
     """A run whose measurement ended: its state is done, or its bench.json is written. Never resumed."""
     return (Path(run_dir) / BENCH).is_file() or read_state(run_dir).get("status") == DONE

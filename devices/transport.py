@@ -211,6 +211,11 @@ class SshTransport(Transport):
         shutil.rmtree(self.control_dir, ignore_errors=True)
 
     @property
+    def settings(self) -> dict[str, str]:
+        """What ssh resolved for this destination (`ssh -G`: hostname, port, known-hosts files, HostKeyAlias...)."""
+        return dict(self._settings)
+
+    @property
     def copy_tool(self) -> str:
         """"rsync" or "scp", decided once: rsync needs to be installed on both ends."""
         if self._copy_tool is None:

@@ -222,12 +222,12 @@ def test_reading_results_needs_neither_torch_nor_a_tflite_runtime(tmp_path):
             f"for name in {READERS!r}:\n"
             f"    importlib.import_module(name)\n"
             f"from tsprune_edge.report.render import write_report\n"
-            f"from tsprune_edge.report.verdict import fit_budget\n"
+            f"from tsprune_edge.report.verdict import fit_target\n"
             f"rows = json.loads(Path({str(REPO / 'benchmarks/results/study/report.json')!r}).read_text())['rows']\n"
             f"written = write_report(rows[:12], Path({str(tmp_path / 'report')!r}))\n"
-            f"budget = fit_budget(Path({str(tmp_path / 'fit' / 'results' / 'run')!r}))\n"
+            f"budget = fit_target(Path({str(tmp_path / 'fit' / 'results' / 'run')!r}))\n"
             f"print(json.dumps([len(written), budget, sorted(m for m in {HEAVY!r} if m in sys.modules)]))")
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
     written, budget, heavy = json.loads(ran.stdout)
-    assert budget == 1.5 and written > 4 and heavy == []
+    assert budget == {"budget_ms": 1.5, "speedup": None} and written > 4 and heavy == []

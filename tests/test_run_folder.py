@@ -243,3 +243,20 @@ def test_a_manifest_of_the_wrong_shape_is_one_line(cli, tmp_path, bundles, chang
                  *FAST)
     assert_one_line_error(result, fragment)
     assert not (tmp_path / "r").exists()
+
+
+def test_the_latest_finished_run_is_found_by_the_time_in_its_name(tmp_path):
+    """What `report` and the benchmarks read: runs of any device ordered by their time (a `-10` suffix after `-9`),
+    unfinished runs and foreign folders never the latest; a run folder given is itself."""
+    for name in ("desktop-20260101-000000-9", "desktop-20260101-000000-10", "jetson-nano-20251231-235959",
+                 "notes", "rpi4-20260101-000001"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / runs.BENCH).write_text("{}")
+    (tmp_path / "desktop-20260102-000000").mkdir()  # unfinished: a state, no bench.json
+    (tmp_path / "desktop-20260102-000000" / runs.STATE).write_text("{}")
+    assert [p.name for p in runs.finished_runs(tmp_path)] == [
+        "notes", "jetson-nano-20251231-235959", "desktop-20260101-000000-9", "desktop-20260101-000000-10",
+        "rpi4-20260101-000001"]
+    assert runs.latest_run(tmp_path) == tmp_path / "rpi4-20260101-000001"
+    assert runs.latest_run(tmp_path / "notes") == tmp_path / "notes"
+    assert runs.latest_run(tmp_path / "desktop-20260102-000000") is None

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from tsprune_edge.cli import guards, paths
 from tsprune_edge.cli.output import table_console
+from tsprune_edge.devices.runs import latest_run
 from tsprune_edge.errors import UserError
 from tsprune_edge.report.accuracy import DEFAULT_MAX_MSE_RISE, check_max_rise
 from tsprune_edge.report.verdict import DEFAULT_MIN_EFFECT
@@ -28,17 +29,15 @@ def check_min_effect(min_effect: float) -> None:
 
 
 def find_runs(folders: list[Path]) -> list[Path]:
-    """Each folder is a bench run folder, or a results folder whose latest run is taken."""
-    runs = []
+    """Each folder is a bench run folder, or a results folder whose latest run is taken (devices/runs.py knows
+    the run folder)."""
+    found = []
     for path in folders:
-        if (path / "bench.json").is_file():
-            runs.append(path)
-            continue
-        found = sorted(p.parent for p in path.glob("*/bench.json"))
-        if not found:
+        run = latest_run(path)
+        if run is None:
             raise UserError(f"no finished bench run in {path}; run `tsprune-edge bench` first")
-        runs.append(found[-1])
-    return runs
+        found.append(run)
+    return found
 
 
 def report_command(

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from tsprune_edge.export.bundle import DENSE
 from tsprune_edge.fit.measure import Target
+from tsprune_edge.fit.met import Goal
 from tsprune_edge.fit.resume import exported, measured, pruned
 from tsprune_edge.prune.dimensions import DEFAULT_DIMENSIONS
 from tsprune_edge.prune.stage import PruneRequest
@@ -21,10 +22,12 @@ UNIFORM_DIMS = {UNIFORM_PREFIX: DEFAULT_DIMENSIONS, f"{UNIFORM_PREFIX}-width": (
 
 
 def compare_uniform(checkpoint: Path, target: Target, base: PruneRequest, reference: Path | None, fitted: dict,
-                    ratios: tuple[float, ...], budget_ms: float, out: Path, before: list[str],
+                    ratios: tuple[float, ...], goal: Goal, out: Path, before: list[str],
                     console: Console) -> dict:
     """Prune, fine-tune, export and bench the uniform models with the fitted one (what an interrupted comparison
-    finished is reused; `before`: the bench runs OUT held before it started); returns the comparison record."""
+    finished is reused; `before`: the bench runs OUT held before it started); returns the comparison record. The
+    uniform models within the target are those within its latency in this run (a speedup: dense here / S), as the
+    report draws it."""
     reused = True
     checkpoints = {DENSE: reference or checkpoint, fitted["name"]: Path(fitted["checkpoint"])}
     mse = {fitted["name"]: fitted["mse"]["finetuned"] or fitted["mse"]["pruned"]}
@@ -43,4 +46,5 @@ def compare_uniform(checkpoint: Path, target: Target, base: PruneRequest, refere
     run_dir, rows = measured(target, export, out / "results", before, console)
     points = [{"name": name, "p50_ms": rows[name]["p50_ms"], "p50_low_ms": rows[name]["p50_low_ms"],
                "p50_high_ms": rows[name]["p50_high_ms"], "mse": mse[name]} for name in checkpoints]
-    return {"run": str(run_dir), "points": points, **fit_verdict(points, fitted["name"], budget_ms)}
+    return {"run": str(run_dir), "points": points,
+            **fit_verdict(points, fitted["name"], goal.budget_of(rows[DENSE]["p50_ms"]))}

@@ -187,8 +187,7 @@ def run_fit(request: FitRequest, console: Console | None = None, force: bool = F
                       "fine-tuned the same, measured in one run with the fitted model and dense")
         before = _step(state, "compare", chosen["widths"], out, write)
         state["comparison"] = compare_uniform(request.checkpoint, request.target, base, reference, chosen,
-                                              request.uniform, goal.budget_of(chosen["dense_p50_ms"]), out, before,
-                                              console)
+                                              request.uniform, goal, out, before, console)
         state["current"] = None
     if not met:
         console.print(f"the target was not met in {len(candidates)} rounds; the fastest measured point is round "

@@ -5,26 +5,15 @@ from __future__ import annotations
 
 import functools
 import math
-import secrets
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
-from tsprune_edge.devices.bench import (
-    AGENT,
-    RUNTIME_CHOICES,
-    STEP_TIMEOUT,
-    BenchRequest,
-    bench,
-    open_transport,
-    run_preflight,
-    usable_runtime,
-)
+from tsprune_edge.devices.bench import RUNTIME_CHOICES, BenchRequest, bench, open_transport
 from tsprune_edge.devices.profiles import DeviceProfile, load_profile
 from tsprune_edge.devices.runs import DEFAULT_MIN_TIME, DEFAULT_ROUNDS, unfinished_run
-from tsprune_edge.devices.setup_record import board_profile
 from tsprune_edge.errors import BoardError, UserError
 from tsprune_edge.export.bundle import DENSE, PROBE_VARIANT, ExportRequest
 from tsprune_edge.report.verdict import load_rounds, load_run, undecided, verdict_rows
@@ -127,34 +116,3 @@ def run_scatter(target: Target, run_dir: Path) -> dict:
     return {"latency": statistics.stdev(math.log(v) for v in dense.values()) if len(dense) > 1 else None,
             "speedup": math.sqrt(statistics.fmean(spreads)) if spreads else None,
             "rounds": len(dense)}
-
-
-def board_identity(target: Target) -> dict:
-    """What the agent's preflight says decides the board's timings beyond the profile: the runtime that runs the
-    target's format and its version, the CPU model, the board's model, machine, OS and Python, and emulation. Run
-    in a folder of its own on the board (a fresh name, removed after); a latency table measured under another
-    identity is not this board's."""
-    profile = target.profile
-    request = target.bench_request(Path("."), Path("."), False)
-    remote = f"{profile.workdir.rstrip('/')}/fit-identity-{secrets.token_hex(6)}"
-    with open_transport(profile, request) as transport:
-        profile = board_profile(transport, profile)  # the venv `devices setup` made, where it did
-        transport.run(["mkdir", "-p", "--", profile.workdir], timeout=STEP_TIMEOUT)
-        if transport.run(["mkdir", "--", remote], timeout=STEP_TIMEOUT).returncode != 0:
-            raise BoardError(f"{transport.name}: cannot create {remote}; check the profile's workdir and the "
-                             "board's disk")
-        try:
-            transport.put([AGENT], remote, STEP_TIMEOUT)
-            report = run_preflight(transport, profile, remote, request)
-        finally:
-            transport.run(["rm", "-rf", "--", remote], timeout=STEP_TIMEOUT)
-    chosen = usable_runtime(target.format, profile, report)
-    if chosen is None:
-        raise UserError(f"no runtime on {profile.name} runs {target.format} artifacts; run `tsprune-edge devices "
-                        f"check {profile.name}` for the fix")
-    runtime, python = chosen
-    found = report["interpreters"][python]
-    return {"runtime": runtime, "runtime_version": found["runtimes"][runtime].get("version"),
-            "cpu": (found.get("cpu") or {}).get("model"), "board": found.get("board"),
-            "machine": found.get("machine"), "os": found.get("os"), "python": found.get("python"),
-            "emulated": bool(found.get("emulated"))}

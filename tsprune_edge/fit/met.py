@@ -17,7 +17,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from tsprune_edge.report.pareto import OVER_ALLOWED
+from tsprune_edge.report.pareto import meets_speedup, share_text, within_budget
+
+__all__ = ["Goal", "headroom", "margin", "needs_second_look", "run_fields", "share_text"]
 
 # 1.645 x sqrt(2): a one-sided 95% bound on one run's result against another run's, each scattered by `scatter`
 HEADROOM_Z = 2.33
@@ -51,10 +53,8 @@ class Goal:
     def met(self, runs: list[dict]) -> bool:
         """The met rule on the runs pooled: centre within the target, the interval's far end at most 3% beyond."""
         if self.speedup is not None:
-            return _pooled(runs, "speedup") >= self.speedup \
-                and _pooled(runs, "speedup_low") >= self.speedup / OVER_ALLOWED
-        return _pooled(runs, "p50_ms") <= self.budget_ms \
-            and _pooled(runs, "p50_high_ms") <= self.budget_ms * OVER_ALLOWED
+            return meets_speedup(_pooled(runs, "speedup"), _pooled(runs, "speedup_low"), self.speedup)
+        return within_budget(_pooled(runs, "p50_ms"), _pooled(runs, "p50_high_ms"), self.budget_ms)
 
     def judged(self, runs: list[dict]) -> dict:
         """What fit.json keeps of a candidate's runs pooled: the verdict, the share used, the achieved speedup."""
@@ -93,11 +93,3 @@ def _pooled(runs: list[dict], key: str) -> float:
     if any(v is None or not v > 0 for v in values):
         return math.nan
     return math.exp(sum(math.log(v) for v in values) / len(values))
-
-
-def share_text(used: float) -> str:
-    """A share of the target to one decimal, rounded away from 100% so that the text never says a met candidate
-    used more than it did, nor an over one less: 99.97% reads 99.9%, 100.02% reads 100.1%."""
-    tenths = used * 1000
-    shown = math.floor(tenths + 1e-9) if used <= 1 else math.ceil(tenths - 1e-9)
-    return f"{shown / 10:.1f}%"

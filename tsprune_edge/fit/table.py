@@ -9,10 +9,10 @@ and the per-call probe are benched in ONE interleaved run.
 Cache: `<cache>/<device>-<runtime>-t<threads>-<model>-<key hash>-<identity hash>.json`, default
 `~/.cache/tsprune-edge/latency`. The key holds what decides time: the board (profile and host), runtime, threads,
 model and its config (widths, layers, seq_len, pred_len, variables), the export level, round_to and the probe design;
-the identity is what the agent's preflight reports of the board (runtime and its version, CPU model, board model,
-machine, OS, Python, emulation), asked before the cache is read. A table of the same key under another identity is
-kept, not used: one line names what differs and the table is measured again. The table also records the run-to-run
-scatter of its run (fit/met.py's headroom).
+the identity is the board's as fit/identity.py asks it before the cache is read (runtime and its version, CPU model,
+board model, machine, OS, Python, emulation, machine id, SSH host key). A table of the same key under another
+identity is kept, not used: one line names what differs and the table is measured again. The table also records
+the run-to-run scatter of its run (fit/met.py's headroom).
 Weights are not in the key, nor the bench's rounds (the table records them). While a table is being measured
 its work folder `<stem>.work/` keeps the bundles and the bench run, so an interrupted measurement resumes where
 it stopped (finished probes are not measured again; a run that finished is read back); once done, the bench run is
@@ -34,7 +34,8 @@ from tsprune_edge.checkpoint import load_checkpoint, make_checkpoint, save_check
 from tsprune_edge.export.bundle import DENSE, MANIFEST, write_bundles
 from tsprune_edge.fit.cache_files import read_entry, set_aside
 from tsprune_edge.fit.choice import pruned_copy, pruner_fields
-from tsprune_edge.fit.measure import Target, board_identity, run_scatter
+from tsprune_edge.fit.identity import board_identity
+from tsprune_edge.fit.measure import Target, run_scatter
 from tsprune_edge.fit.resume import measured
 from tsprune_edge.fit.space import FEATURES, Space, Widths
 from tsprune_edge.prune.analysis import count_macs
@@ -78,8 +79,8 @@ def elsewhere(cache: Path, key: dict, identity: dict) -> str | None:
     for other in reversed(others):
         try:
             was = json.loads(other.read_text())["identity"]
-            differ = [f"{name} {was.get(name)}, now {value}" for name, value in identity.items()
-                      if was.get(name) != value]
+            differ = [f"{name} {was[name] if name in was else 'not recorded'}, now {value}"
+                      for name, value in identity.items() if was.get(name) != value]
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
         return f"{other.name} was measured elsewhere ({'; '.join(differ)})"

@@ -1,10 +1,13 @@
 """A fit's run on the (latency, test MSE) plane: is the fitted model on the Pareto front of the models measured with
 it, and how does it compare with the uniform model of the nearest measured latency not above the budget? Torch-free:
-the report and `fit` both judge with it."""
+the report and `fit` both judge with it. A `--speedup S` fit is judged by its speedup against dense in the same run;
+its latency line is dense's p50 in that run / S, never the table's budget that only aimed the search."""
 
 from __future__ import annotations
 
 import math
+
+from tsprune_edge.variants import DENSE
 
 FIT_PREFIX = "fit-"  # the fitted candidates' variant names
 UNIFORM_PREFIX = "uniform"  # the uniform structured models a fit measures beside them
@@ -14,6 +17,31 @@ OVER_ALLOWED = 1.03  # within a budget: median within it and the upper end of it
 def within_budget(p50_ms: float, p50_high_ms: float | None, budget_ms: float) -> bool:
     """The fit's rule for meeting a budget, as `fit` decides it and the report says it."""
     return p50_ms <= budget_ms and (p50_high_ms or p50_ms) <= budget_ms * OVER_ALLOWED
+
+
+def meets_speedup(speedup: float, speedup_low: float | None, target: float) -> bool:
+    """The same rule read as a ratio: the same-run speedup at least S, its interval's low end at most 3% under."""
+    return speedup >= target and (speedup_low or speedup) >= target / OVER_ALLOWED
+
+
+def share_text(used: float) -> str:
+    """A share of the target to one decimal, rounded away from 100% so that the text never says a met candidate
+    used more than it did, nor an over one less: 99.97% reads 99.9%, 100.02% reads 100.1%."""
+    tenths = used * 1000
+    shown = math.floor(tenths + 1e-9) if used <= 1 else math.ceil(tenths - 1e-9)
+    return f"{shown / 10:.1f}%"
+
+
+def target_latency(rows: list[dict]) -> float | None:
+    """The latency a fit's target means in these rows (one run, one setting): its budget, or for a speedup target
+    dense's p50 in the same run / S; None where the rows carry no target (or a speedup and no dense)."""
+    first = next((r for r in rows if r.get("budget_ms") or r.get("target_speedup")), None)
+    if first is None:
+        return None
+    if first.get("budget_ms"):
+        return first["budget_ms"]
+    dense = next((r["p50_ms"] for r in rows if r["variant"] == DENSE and r.get("p50_ms")), None)
+    return dense / first["target_speedup"] if dense else None
 
 
 def dominated_by(points: list[dict], name: str) -> list[str]:
@@ -38,29 +66,31 @@ def fit_notes(rows: list[dict]) -> list[str]:
     """One line per fitted model in a run that carries a budget: its latency against the budget and its place on
     the plane beside the other models of the same format, runtime and threads."""
     notes = []
-    settings = dict.fromkeys((r["format"], r["runtime"], r["threads"]) for r in rows if r.get("budget_ms"))
+    settings = dict.fromkeys((r["run"], r["format"], r["runtime"], r["threads"]) for r in rows
+                             if r.get("budget_ms") or r.get("target_speedup"))
     for setting in settings:
-        same = [r for r in rows if (r["format"], r["runtime"], r["threads"]) == setting
-                and r.get("p50_ms") is not None and r.get("torch_mse") is not None and r.get("method") != "probe"]
-        points = [{"name": r["variant"], "p50_ms": r["p50_ms"], "mse": r["torch_mse"]} for r in same]
+        same = [r for r in rows if (r["run"], r["format"], r["runtime"], r["threads"]) == setting
+                and r.get("p50_ms") is not None and r.get("method") != "probe"]
+        line = target_latency(same)
+        points = [{"name": r["variant"], "p50_ms": r["p50_ms"], "mse": r["torch_mse"]} for r in same
+                  if r.get("torch_mse") is not None]
         for row in same:
-            if not row["variant"].startswith(FIT_PREFIX):
+            if not row["variant"].startswith(FIT_PREFIX) or row.get("torch_mse") is None:
                 continue
-            budget = row["budget_ms"]
-            judged = fit_verdict(points, row["variant"], budget)
-            within = within_budget(row["p50_ms"], row.get("p50_high_ms"), budget)
-            text = (f"Fit {row['variant']} ({setting[1]}, t{setting[2]}): p50 {row['p50_ms']:.4g} ms "
-                    f"[{row.get('p50_low_ms') or row['p50_ms']:.4g}, {row.get('p50_high_ms') or row['p50_ms']:.4g}]"
-                    f" against the budget {budget:.4g} ms: {'within' if within else 'OVER'} "
-                    f"({row['p50_ms'] / budget:.0%} of it), test MSE {row['torch_mse']:.4g}; ")
-            text += ("on the (latency, MSE) Pareto front of this run" if judged["on_pareto_front"] else
-                     f"NOT on the Pareto front of this run (dominated by {', '.join(judged['dominated_by'])})")
+            text = f"Fit {row['variant']} ({setting[2]}, t{setting[3]}): {_against_target(row)}, test MSE " \
+                   f"{row['torch_mse']:.4g}"
+            if line is None:  # a speedup and no dense measured beside it: no plane to place it on
+                notes.append(text + ".")
+                continue
+            judged = fit_verdict(points, row["variant"], line)
+            text += "; " + ("on the (latency, MSE) Pareto front of this run" if judged["on_pareto_front"] else
+                            f"NOT on the Pareto front of this run (dominated by {', '.join(judged['dominated_by'])})")
             if len(points) > 2 and any(p["name"].startswith(UNIFORM_PREFIX) for p in points):
-                nearest = judged["nearest_uniform"]
-                text += (f"; nearest uniform model within the budget: {nearest}, MSE "
+                nearest, within = judged["nearest_uniform"], "the budget" if row.get("budget_ms") else "the target"
+                text += (f"; nearest uniform model within {within}: {nearest}, MSE "
                          f"{next(p['mse'] for p in points if p['name'] == nearest):.4g} "
                          f"({'not worse' if judged['mse_not_worse_than_nearest_uniform'] else 'the fit is worse'})"
-                         if nearest else "; no uniform model measured within the budget")
+                         if nearest else f"; no uniform model measured within {within}")
             notes.append(text + ".")
     return notes
 
@@ -168,3 +198,18 @@ def pareto_notes(rows: list[dict]) -> list[str]:
             notes.append(f"most accurate model within {row['variant']}'s measured latency ({row['p50_ms']:.4g} ms, "
                          f"{where}): {best['name']} (test MSE {best['mse']:.4g})")
     return notes
+def _against_target(row: dict) -> str:
+    """The fitted model against its target: p50 against a budget in ms, or its same-run speedup against S."""
+    if row.get("budget_ms"):
+        budget = row["budget_ms"]
+        within = within_budget(row["p50_ms"], row.get("p50_high_ms"), budget)
+        return (f"p50 {row['p50_ms']:.4g} ms [{row.get('p50_low_ms') or row['p50_ms']:.4g}, "
+                f"{row.get('p50_high_ms') or row['p50_ms']:.4g}] against the budget {budget:.4g} ms: "
+                f"{'within' if within else 'OVER'} ({share_text(row['p50_ms'] / budget)} of it)")
+    target, speedup = row["target_speedup"], row.get("speedup")
+    if speedup is None:
+        return f"no speedup against dense in this run to judge against the speedup target {target:g}x"
+    met = meets_speedup(speedup, row.get("speedup_low"), target)
+    return (f"{speedup:.4g}x dense in this run [{row.get('speedup_low') or speedup:.4g}, "
+            f"{row.get('speedup_high') or speedup:.4g}] against the speedup target {target:g}x: "
+            f"{'met' if met else 'NOT met'} ({share_text(target / speedup)} of it)")

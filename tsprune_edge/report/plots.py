@@ -14,7 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from tsprune_edge.report.pareto import front, mse_field
+from tsprune_edge.report.pareto import front, mse_field, target_latency
 from tsprune_edge.report.profile_diff import SHORTFALL_EFFICIENCY
 from tsprune_edge.variants import CONTROL, PROBE_VARIANT, is_baseline
 
@@ -153,8 +153,9 @@ def latency_figure(rows: list[dict]) -> Figure:
         if dense and not methods:
             ax.plot([0.0], [dense[0]["p50_ms"]], "ko", label="dense")
         first = members[0]
-        if _finite(first.get("budget_ms")):  # a fit's run: its latency budget
-            ax.axhline(first["budget_ms"], color="r", linestyle="--", label=f"budget {first['budget_ms']:.3g} ms")
+        target = fit_target_line(members)
+        if target:  # a fit's run: its budget, or its speedup target as dense's p50 in this run / S
+            ax.axhline(target[0], color="r", linestyle="--", label=target[1])
         ax.set_title(f"{_device_prefix(rows, first)}{first['model']}, {first['format']} ({first['runtime']}), "
                      f"t{first['threads']}", fontsize=9)
         if not dense and not methods:
@@ -241,9 +242,9 @@ def pareto_figure(rows: list[dict]) -> Figure:
             ax.scatter([x], [y], marker=BASELINE_MARKERS[n % len(BASELINE_MARKERS)], s=60, zorder=3, label=name)
         line = sorted(xy[i] for i in front)
         ax.plot(*zip(*line, strict=True), "r-o", drawstyle="steps-post", label="Pareto front")
-        budgets = {r["budget_ms"] for r in points if _finite(r.get("budget_ms"))}
-        for budget in sorted(budgets):  # a fit's run: its latency budget
-            ax.axvline(budget, color="r", linestyle="--", label=f"budget {budget:.3g} ms")
+        targets = {fit_target_line([r for r in members if r["run"] == run]) for run in {r["run"] for r in points}}
+        for target in sorted(t for t in targets if t):  # a fit's run: its budget, or its speedup target in this run
+            ax.axvline(target[0], color="r", linestyle="--", label=target[1])
         _log_scale(ax, "x")
         models = len({r["model"] for r in points}) > 1
         order = sorted(front, key=lambda i: xy[i]) + [i for i in range(len(xy)) if i not in front]  # front first
@@ -255,8 +256,21 @@ def pareto_figure(rows: list[dict]) -> Figure:
     return _panels(TITLES["pareto"], sorted(panels, key=str), draw, "no latency measured")
 
 
+def fit_target_line(rows: list[dict]) -> tuple[float, str] | None:
+    """Where a fit's target sits on a latency axis, and its legend, for the rows of one run: `--budget-ms` is its
+    budget; `--speedup S` is dense's p50 in the same run / S (the table's budget only aimed the search)."""
+    at = target_latency(rows)
+    if at is None:
+        return None
+    first = next(r for r in rows if r.get("budget_ms") or r.get("target_speedup"))
+    if first.get("budget_ms"):
+        return at, f"budget {at:.3g} ms"
+    return at, f"speedup target {first['target_speedup']:g}x: dense in this run / {first['target_speedup']:g}"
+
+
 def speedup_figure(rows: list[dict]) -> Figure:
-    """(d) achieved speedup with its 95% interval against the MAC prediction, with y = x and y = 0.85x."""
+    """(d) achieved speedup with its 95% interval against the MAC prediction, with y = x and y = 0.85x, and a
+    `--speedup S` fit's target as the line y = S."""
     points = [r for r in rows if _finite(r.get("predicted_speedup"), r.get("speedup"), r.get("speedup_low"),
                                          r.get("speedup_high"))]
     figure = Figure(figsize=(6.4, 4.8), layout="constrained")
@@ -275,6 +289,8 @@ def speedup_figure(rows: list[dict]) -> Figure:
     ax.plot(span, span, "k-", linewidth=1, label="achieved = predicted")
     ax.plot(span, [SHORTFALL_EFFICIENCY * v for v in span], "k--", linewidth=1,
             label=f"{SHORTFALL_EFFICIENCY:g} x predicted")
+    for target in sorted({r["target_speedup"] for r in points if _finite(r.get("target_speedup"))}):
+        ax.axhline(target, color="r", linestyle="--", label=f"speedup target {target:g}x")
     _label_points(ax, [(r["predicted_speedup"], r["speedup"]) for r in points],
                   [f"{r['model']} {r['variant']}" for r in points], offset=(4, -8))
     _label(ax, "predicted speedup (dense MACs / variant MACs)", "achieved speedup (95% CI)")

@@ -227,7 +227,7 @@ def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT,
     rounds = {item_id: load_rounds(run_dir, item_id) for item_id in items}
     history = list(dict.fromkeys(name for r in rounds.values() for name in r.since_boot))
     expected = run["device"].get("expected_engines") or {}  # absent in runs benched before profiles declared it
-    budget = fit_budget(run_dir)
+    target = fit_target(run_dir) or {"budget_ms": None, "speedup": None}
     rows = []
     for item in run["items"]:
         facts = bundles.get(item["bundle"], {})
@@ -245,7 +245,8 @@ def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT,
                "board_mse": (item.get("accuracy") or {}).get("mse"),
                "board_mae": (item.get("accuracy") or {}).get("mae"),
                "warnings": mine.warnings, "warmup": mine.warmup, "providers": mine.providers,
-               "delegate": mine.delegate, "board_since_boot": history, "budget_ms": budget,
+               "delegate": mine.delegate, "board_since_boot": history,
+               "budget_ms": target["budget_ms"], "target_speedup": target["speedup"],
                **_tail_latency(mine)}
         dense_id, probe_id = same_setting(item, DENSE), same_setting(item, PROBE_VARIANT)
         if item["bundle"] == PROBE_VARIANT:
@@ -277,8 +278,10 @@ def verdict_rows(run_dir: Path, min_effect: float = DEFAULT_MIN_EFFECT,
     return rows
 
 
-def fit_budget(run_dir: Path) -> float | None:
-    """The latency budget of the `tsprune-edge fit` whose run this is (OUT/results/<run> beside OUT/fit.json)."""
+def fit_target(run_dir: Path) -> dict | None:
+    """The target of the `tsprune-edge fit` whose run this is (OUT/results/<run> beside OUT/fit.json): a latency
+    budget (`budget_ms`) or a speedup against dense in the same run (`speedup`; its budget_ms in fit.json only aims
+    the search, so it is no line to judge by); None for a run that is no fit's."""
     path = runs.beside_results(run_dir, "fit.json")
     try:
         record = json.loads(path.read_text()) if path.is_file() else None
@@ -287,8 +290,12 @@ def fit_budget(run_dir: Path) -> float | None:
     if not isinstance(record, dict):
         return None
     checked_version("fit", record, path)
+    target = record.get("target") if isinstance(record.get("target"), dict) else {"kind": "budget"}
+    if target.get("kind") == "speedup":
+        speedup = target.get("speedup")
+        return {"budget_ms": None, "speedup": float(speedup)} if isinstance(speedup, (int, float)) else None
     budget = record.get("budget_ms")
-    return float(budget) if isinstance(budget, (int, float)) else None
+    return {"budget_ms": float(budget), "speedup": None} if isinstance(budget, (int, float)) else None
 
 
 def _latency(medians: dict[int, float], design: Design) -> dict:
