@@ -4,19 +4,24 @@
    (heads and FFN neurons) pruning at 0.5 and 0.8; structured_width (heads, FFN and the model width d_model) at the
    ratio that removes the MACs the structured variant of the same nominal sparsity removes; and the study's own
    method (`--method study`: global magnitude ranking, width and norms included, 50 steps) at 0.5 and 0.8. Every
-   variant and the dense reference are fine-tuned the same 1 epoch, so the MSE column compares models with the
-   same training. ONNX and TFLite, batch 1, one thread, interleaved rounds (5, more while a verdict is
-   inconclusive) with ONNX Runtime's per-op profile: the verdict report (Markdown, HTML, plots, JSON, CSV).
+   variant and the dense reference are fine-tuned the same 1 epoch, so accuracy compares models with the same
+   training. ONNX and TFLite, batch 1, one thread, interleaved rounds (5, more while a verdict is inconclusive)
+   with ONNX Runtime's per-op profile: the verdict report (Markdown, HTML, plots, JSON, CSV). Every verdict row
+   sets the accuracy verdict beside the speed verdict: the test-MSE change against dense with its 95% interval
+   and ACCURACY HELD / LOST / UNRESOLVED at the report's default tolerance, from the sweep's own verdict rows
+   (torch's per-window test errors at export, or the board's outputs had the bench run with --accuracy; the
+   settings say which).
 2. Narrow twins: each model's structured-0.5 checkpoint with every weight re-initialised (the same modules at the
    same widths, never trained or pruned), exported the same way and measured in one interleaved run beside the
-   pruned bundle. Pruning must leave no overhead: the pruned model should be within +-5% of its twin.
+   pruned bundle. Pruning must leave no overhead: the pruned model should be within +-5% of its twin. Latency
+   only: a twin's weights are random, so its accuracy is not a result.
 3. Targets at 0.5: achieved / predicted speedup >= 0.85 in both runtimes (heads+ffn, and heads+ffn+width at the
    same MACs); pruned within 5% of the twin.
 4. The Transformer at the paper preset's widths, structured and structured_width at 0.5 against dense: what the
    same pruning achieves where the matrices are large enough to amortise the per-node cost (latency only; trained
    one epoch, not fine-tuned).
 
-Usage: python benchmarks/study.py --work runs/study-v3 [--epochs 3] [--data-dir ../shared/data]
+Usage: python benchmarks/study.py --work runs/study-v4 [--epochs 3] [--data-dir ../shared/data]
 Resumable (re-run the same command). Writes benchmarks/results/study.{md,json} and benchmarks/results/study/.
 `--rejudge-twins` only re-applies the twin judgement to the committed study.json and rewrites study.md from it.
 """
@@ -36,7 +41,8 @@ from rich.console import Console
 from train_baselines import machine
 
 from tsprune_edge.devices.runs import DEFAULT_ROUNDS
-from tsprune_edge.report.cells import interval_text
+from tsprune_edge.report.accuracy import DEFAULT_MAX_MSE_RISE, accuracy_phrase
+from tsprune_edge.report.cells import SOURCE_WORDS, interval_text
 from tsprune_edge.report.stats import legend
 from tsprune_edge.report.verdict import DEFAULT_MIN_EFFECT
 
@@ -44,7 +50,6 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 TARGET_EFFICIENCY = 0.85
 TWIN_TOLERANCE = 0.05
-FAIR_BUDGET = "dense and pruned: {epochs} epochs + 1 fine-tune epoch each"  # the settings of a fair run say so
 
 
 def run_study(spec, sweep: Path, console: Console) -> list[dict]:
@@ -163,6 +168,46 @@ def _interval(row: dict, name: str, suffix: str = "") -> str:
     return interval_text(row.get(name), row.get(f"{name}_low"), row.get(f"{name}_high"), ".2f", suffix)
 
 
+def accuracy_cells(row: dict) -> tuple[str, str]:
+    """(change [95% CI], label) of a verdict row's accuracy against dense, as the report's headline words them
+    (report.accuracy.accuracy_phrase, without the source: the settings say it); ("-", "-") where none was
+    measured."""
+    if row.get("mse_change") is None:
+        return "-", "-"
+    label = row["accuracy_label"]
+    phrase = accuracy_phrase(row).split(" test MSE ", 1)[1]
+    return phrase.removesuffix(f" {label}"), label
+
+
+def _accuracy(row: dict) -> str:
+    """The accuracy cells in one: '+0.40% [-0.30%, +0.90%] ACCURACY HELD', or '-'."""
+    change, label = accuracy_cells(row)
+    return "-" if label == "-" else f"{change} {label}"
+
+
+def accuracy_settings(rows: list[dict]) -> str:
+    """Where the rows' test-MSE changes come from and the tolerance they are judged at: for the settings line."""
+    sources = sorted({r["accuracy_source"] for r in rows if r.get("accuracy_source")})
+    where = " or ".join(SOURCE_WORDS[s] for s in sources) if sources else "nowhere (no per-window test errors)"
+    return (f"accuracy: test-MSE change against dense over the test windows, from {where}, tolerance "
+            f"{tolerance(rows)}")
+
+
+def tolerance(rows: list[dict]) -> str:
+    """The tolerated test-MSE rise the rows were judged at ('+1%'), the report's default where none says."""
+    rise = next((r["max_mse_rise"] for r in rows if r.get("max_mse_rise") is not None), DEFAULT_MAX_MSE_RISE)
+    return f"+{rise * 100:g}%"
+
+
+def accuracy_legend(rows: list[dict]) -> str:
+    """What the accuracy columns mean, beside the speed labels' legend."""
+    return (f"Accuracy, beside every speed verdict: test MSE vs dense = the variant's test MSE / dense's - 1 on the "
+            "same test windows, with its 95% interval (overlapping batch means over the dependent windows; "
+            "coverage checked in [accuracy_interval.md](accuracy_interval.md)); ACCURACY HELD when the whole "
+            f"interval is at or below {tolerance(rows)} (`report --max-mse-rise`), ACCURACY LOST when it is wholly "
+            "above, UNRESOLVED when it crosses.")
+
+
 def markdown(study: dict) -> str:
     m = study["machine"]
     lines = [f"# Study: structured vs unstructured pruning on this desktop CPU ({study['date']})", "",
@@ -178,21 +223,23 @@ def markdown(study: dict) -> str:
              "its coverage is checked by simulation in [coverage.md](coverage.md)); p50 ms is the same estimator "
              "over the round values. Predicted = dense MACs / variant MACs; achieved / predicted carries the "
              f"speedup's interval. Verdicts, with a {DEFAULT_MIN_EFFECT:.0%} smallest effect that counts: "
-             f"{legend(DEFAULT_MIN_EFFECT)} "
+             f"{legend(DEFAULT_MIN_EFFECT)} {accuracy_legend(study['rows'])} "
              "Full report with plots: [study/report.html](study/report.html) and "
-             "[study/report.md](study/report.md).", "", *accuracy_caveat(study["settings"]),
+             "[study/report.md](study/report.md).", "",
              "Variants: `structured` prunes attention heads and FFN neurons; `structured_width` also prunes the "
              "model width d_model, at the ratio that removes the MACs `structured` removes at the same nominal "
              "sparsity; `study` is the study's method (global magnitude ranking over every group, width and norms "
              "included, 50 steps).", "",
              "## Verdict, every model and variant (batch 1, one thread)", "",
-             "| model | variant | runtime | p50 ms | speedup [95% CI] | verdict | predicted | "
-             "achieved / predicted [95% CI] | file ratio | torch MSE |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | variant | runtime | p50 ms | speedup [95% CI] | verdict | test MSE vs dense [95% CI] | "
+             "accuracy | predicted | achieved / predicted [95% CI] | file ratio | torch MSE |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in study["rows"]:
         if r["variant"] in ("dense", "percall"):
             continue
+        change, accuracy = accuracy_cells(r)
         lines.append(f"| {r['model']} | {r['variant']} | {r['runtime']} | {_num(r.get('p50_ms'), '.3f')} | "
-                     f"{_interval(r, 'speedup', 'x')} | {r.get('verdict', '-')} | "
+                     f"{_interval(r, 'speedup', 'x')} | {r.get('verdict', '-')} | {change} | {accuracy} | "
                      f"{_num(r.get('predicted_speedup'), '.2f')} | {_interval(r, 'efficiency')} | "
                      f"{_num(r.get('file_ratio'), '.2f')} | {_num(r.get('torch_mse'), '.4f')} |")
     dense_mse = {r["model"]: r.get("torch_mse") for r in study["rows"] if r["variant"] == "dense"}
@@ -204,7 +251,8 @@ def markdown(study: dict) -> str:
               f"Met: 'yes' when the efficiency's whole 95% interval is at or above {TARGET_EFFICIENCY}, 'NO' when "
               "it is wholly below, 'unresolved' when it crosses. Twin: 'yes' when the whole 95% interval of "
               f"pruned / twin lies within 1 +- {TWIN_TOLERANCE:g}, 'NO' when it lies wholly beyond either end, "
-              "'unresolved' when it crosses a line.", "",
+              "'unresolved' when it crosses a line. The twin is timed only: its weights are drawn afresh, never "
+              "trained, so its accuracy is not a result (the pruned model's is in the verdict table).", "",
               "| model | variant | runtime | achieved / predicted [95% CI] | met | pruned ms | twin ms | "
               "pruned / twin [95% CI] | met |", "|---|---|---|---|---|---|---|---|---|"]
     for t in study["targets"]:
@@ -228,8 +276,8 @@ def width_rows(study: dict) -> list[str]:
              "The width variant is pruned at the ratio (all three dimensions alike) whose MACs are closest to the "
              "structured variant's; both fine-tuned the same epoch.", "",
              "| model | sparsity | runtime | MACs removed (heads+ffn / +width) | width ratio | "
-             "speedup heads+ffn | speedup +width | achieved / predicted heads+ffn | +width | MSE heads+ffn | "
-             "+width |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "speedup heads+ffn | speedup +width | achieved / predicted heads+ffn | +width | "
+             "test MSE vs dense heads+ffn | +width |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (model, variant, fmt), r in sorted(by_key.items()):
         if "_width-" not in variant:
             continue
@@ -241,18 +289,8 @@ def width_rows(study: dict) -> list[str]:
         lines.append(f"| {model} | {variant.rsplit('-', 1)[1]} | {r['runtime']} | {removed} | "
                      f"{_num(match.get('ratio'), 'g')} | {_interval(base, 'speedup', 'x')} | "
                      f"{_interval(r, 'speedup', 'x')} | {_interval(base, 'efficiency')} | "
-                     f"{_interval(r, 'efficiency')} | {_num(base.get('torch_mse'), '.4f')} | "
-                     f"{_num(r.get('torch_mse'), '.4f')} |")
+                     f"{_interval(r, 'efficiency')} | {_accuracy(base)} | {_accuracy(r)} |")
     return lines
-
-
-def accuracy_caveat(settings: str) -> list[str]:
-    """A run from before the fair comparison: its dense reference had no fine-tuning epoch, the pruned models one."""
-    if "each" in settings:
-        return []
-    return ["**Accuracy caveat.** In this run the dense reference had no fine-tuning epoch and each pruned model "
-            "one more epoch of training, so the torch MSE column favours pruning; `study.py` now fine-tunes dense "
-            "the same epoch, and its next run compares after the same training.", ""]
 
 
 def paper_widths(rows: list[dict]) -> list[str]:
@@ -260,8 +298,9 @@ def paper_widths(rows: list[dict]) -> list[str]:
     preset's shortfall is per-node cost that larger matrices amortise. Latency only: trained one epoch and pruned
     without fine-tuning, as weights do not change the time."""
     lines = ["", "## The Transformer at the paper's widths (d_model 512, 8 heads, d_ff 2048)", "",
-             "Trained one epoch and pruned without fine-tuning (the weights do not change the time, so the MSE here "
-             "is not a result); measured the same way, in its own interleaved run.", "",
+             "Trained one epoch and pruned without fine-tuning (the weights do not change the time, so accuracy here "
+             "is not a result: the test-MSE change and accuracy label that study.json's `paper_widths` rows carry "
+             "judge an untuned prune, not the method); measured the same way, in its own interleaved run.", "",
              "| variant | runtime | dense ms | p50 ms | speedup [95% CI] | verdict | predicted "
              "| achieved / predicted [95% CI] |",
              "|---|---|---|---|---|---|---|---|"]
@@ -392,9 +431,10 @@ def main() -> None:
         if run is not None:
             twins[model] = twin_rows(run)
     study = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit(),
-             "settings": f"ETTh1, small preset, pred_len 96, {FAIR_BUDGET.format(epochs=args.epochs)}, "
-                         f"{args.rounds} rounds (up to {args.max_rounds} while a verdict is inconclusive), "
-                         f"min-time {args.min_time:g} s, min-iters 100, 1 thread, batch 1",
+             "settings": f"ETTh1, small preset, pred_len 96, dense and pruned: {args.epochs} epochs + 1 fine-tune "
+                         f"epoch each, {args.rounds} rounds (up to {args.max_rounds} while a verdict is "
+                         f"inconclusive), min-time {args.min_time:g} s, min-iters 100, 1 thread, batch 1, "
+                         f"{accuracy_settings(rows)}",
              "cell_minutes": cell_minutes(args.work / "sweep"), "rows": rows,
              "refused": refused_cells(args.work / "sweep"), "matched": matched_ratios(args.work / "sweep"),
              "targets": targets(rows, twins), "twins": twins, "paper_widths": paper}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tsprune_edge.report.accuracy import accuracy_label
 from tsprune_edge.report.verdict import TOO_FEW
 
 CLI = [sys.executable, "-m", "tsprune_edge"]
@@ -60,6 +61,12 @@ def test_sweep_trains_prunes_exports_benches_and_reports_every_cell(local_sweep)
         assert row["run"] == bench["run_id"]
         if row["variant"] not in ("dense", "percall"):  # one round (FAST) gives no interval: nothing is judged
             assert row["verdict"] == TOO_FEW and "speedup" not in row and row["paired_rounds"] == 1
+            # accuracy beside speed, from torch's per-window errors: their mean ratio is the test MSEs' ratio
+            dense = next(r for r in rows if r["variant"] == "dense" and r["format"] == row["format"])
+            assert row["accuracy_source"] == "torch" and row["max_mse_rise"] == 0.01
+            assert row["mse_change"] == pytest.approx(row["torch_mse"] / dense["torch_mse"] - 1, abs=1e-6)
+            assert row["mse_change_low"] < row["mse_change"] < row["mse_change_high"]
+            assert row["accuracy_label"] == accuracy_label(row["mse_change_low"], row["mse_change_high"])
     structured = json.loads((out / "models/dlinear/structured-0.5/pruning.json").read_text())
     assert structured["mac_reduction"] > 0.4  # really pruned, and measured from the pruned bundle
     # the dense bundle is dense fine-tuned as the variants were: the same training budget, said in the record
