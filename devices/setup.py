@@ -273,6 +273,10 @@ def _board(transport: Transport, argv: list[str], what: str, timeout: float = FA
 
 
 def _fix(reason: str) -> str:
+    if "CERTIFICATE_VERIFY_FAILED" in reason:  # pip then also says "No matching distribution": this comes first
+        return ("the board's pip does not trust the network's TLS certificate (a proxy that inspects TLS?): name the "
+                "proxy's CA bundle in the board's ~/.config/pip/pip.conf ([global] cert = FILE), or run setup with "
+                "--offline")
     if any(t in reason for t in ("No matching distribution", "Could not find a version", "NewConnection",
                                  "Temporary failure in name resolution", "Network is unreachable")):
         return "check the board's internet, or run setup with --offline (this machine downloads the wheels)"

@@ -276,3 +276,16 @@ def test_a_wheel_for_another_python_or_not_onnxruntime_is_refused():
         with pytest.raises(UserError) as refused:
             make_plan(nano, facts, "nano", Path(name))
         assert words in str(refused.value)
+
+
+def test_a_tls_certificate_failure_names_pip_cert_or_offline():
+    """pip behind a TLS-inspecting proxy prints both CERTIFICATE_VERIFY_FAILED and 'No matching distribution'; the
+    fix must name the certificate, not the board's internet."""
+    from tsprune_edge.devices.setup import _fix
+
+    reason = ("Could not fetch URL https://pypi.org/simple/numpy/: ... [SSL: CERTIFICATE_VERIFY_FAILED] ... "
+              "No matching distribution found for numpy==1.19.4")
+    assert _fix(reason) == ("the board's pip does not trust the network's TLS certificate (a proxy that inspects "
+                            "TLS?): name the proxy's CA bundle in the board's ~/.config/pip/pip.conf ([global] cert = "
+                            "FILE), or run setup with --offline")
+    assert _fix("No matching distribution found for numpy==1.19.4").startswith("check the board's internet")
