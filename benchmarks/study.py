@@ -92,7 +92,7 @@ def twin_checkpoint(pruned: Path, target: Path) -> None:
 def bench_twin(spec, work: Path, model: str, console: Console) -> Path | None:
     """structured-0.5 and its narrow twin in one interleaved run; returns the run folder."""
     from tsprune_edge.devices.bench import bench
-    from tsprune_edge.devices.runs import unfinished_run
+    from tsprune_edge.devices.runs import latest_run, unfinished_run
     from tsprune_edge.export.bundle import ExportRequest, write_bundles
     from tsprune_edge.report.verdict import undecided
 
@@ -102,9 +102,9 @@ def bench_twin(spec, work: Path, model: str, console: Console) -> Path | None:
         return None
     root = work / "twins" / model
     results = root / "results"
-    done = sorted(p.parent for p in results.glob("*/bench.json"))
+    done = latest_run(results) if results.is_dir() else None
     if done:
-        return done[-1]
+        return done
     artifacts = root / "export"
     if not (artifacts / "narrow-twin" / "manifest.json").is_file():
         twin_checkpoint(sweep / "models" / model / "structured-0.5" / "model.pt", root / "twin.pt")

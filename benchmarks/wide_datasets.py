@@ -173,8 +173,10 @@ def cli_outcome(run: Path, export: Path, results: Path) -> dict:
                        "inputs": {i["name"]: i["shape"] for i in a.get("inputs", [])},
                        "outputs": {o["name"]: o["shape"] for o in a.get("outputs", [])}}
                  for fmt, a in manifest["artifacts"].items()}
-    (bench_run,) = results.iterdir()
-    items = json.loads((bench_run / "bench.json").read_text())["items"]
+    from tsprune_edge.devices.runs import finished_runs, read_bench
+
+    (bench_run,) = finished_runs(results)
+    items = read_bench(bench_run)["items"]
     board = [{"bundle": i["bundle"], "format": i["format"], "correct": i["correct"], **i.get("accuracy", {})}
              for i in items if not i["probe"]]
     return {"parameters": metrics["parameters"], "train_batch_size": metrics["training"]["schedule"]["batch_size"],
