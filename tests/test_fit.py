@@ -201,8 +201,8 @@ def test_fit_meets_a_budget_and_a_second_fit_measures_nothing_new(cli, shared_da
 
     before = _tree(cache)
     again = cli("fit", str(dense), "--budget-ms", f"{record['budget_ms'] * 1.1:.6f}", "--device", "desktop",
-                "--max-rounds", "1", "--uniform", "0.5", *QUICK, "--cache", str(cache),
-                "--out", str(tmp_path / "again"))
+                "--max-rounds", "1", "--uniform", "0.5", "--baselines", "dlinear", *QUICK, "--cache", str(cache),
+                "--baseline-cache", str(tmp_path / "baselines"), "--out", str(tmp_path / "again"))
     assert again.code == 0, again.err[-3000:]
     second = json.loads((tmp_path / "again" / "fit.json").read_text())
     assert second["target"] == {"kind": "budget", "budget_ms": float(f"{record['budget_ms'] * 1.1:.6f}"),
@@ -216,9 +216,15 @@ def test_fit_meets_a_budget_and_a_second_fit_measures_nothing_new(cli, shared_da
     # against uniform pruning: measured in one run with the fitted model and dense, placed on the plane
     comparison = second["comparison"]
     points = {p["name"]: p for p in comparison["points"]}
-    assert set(points) == {"dense", "fit-1", "uniform-0.5", "uniform-width-0.5"}
+    assert set(points) == {"dense", "fit-1", "uniform-0.5", "uniform-width-0.5", "baseline-dlinear"}
     assert all(p["p50_ms"] > 0 and p["mse"] > 0 for p in points.values())
+    # the baseline: trained on the dense model's data and windows with its own schedule, its test MSE as trained
+    (entry,) = (tmp_path / "baselines").glob("baseline-dlinear-*")
+    assert points["baseline-dlinear"]["mse"] == json.loads((entry / "metrics.json").read_text())["test"]["mse"]
+    assert second["request"]["baselines"] == ["dlinear"]
     assert comparison["on_pareto_front"] == (not comparison["dominated_by"])
+    beaten = f" (dominated by {', '.join(comparison['dominated_by'])})" if comparison["dominated_by"] else ""
+    assert f"the (latency, MSE) Pareto front{beaten}; nearest uniform within budget" in again.out
     assert "Pareto front" in again.out
     # the report says the same of the comparison run, from the rows alone
     report = cli("report", comparison["run"], "--out", str(tmp_path / "report"))

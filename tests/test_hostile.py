@@ -515,6 +515,10 @@ CASES: dict[str, list[tuple[tuple[str, ...], str]]] = {
     ],
     "fit": [
         (T("fit", CK, "--out", "f"), "give exactly one of --budget-ms"),
+        (T("fit", CK, "--speedup", "2", "--baselines", "sparsetsf,gpt9", "--out", "f"),
+         "unknown baseline 'gpt9' in --baselines; registered models: autoformer, crossformer, dlinear"),
+        (T("fit", CK, "--speedup", "2", "--baselines", "dlinear", "--baseline-cache", "data.csv", "--out", "f"),
+         "cannot write to data.csv: it is a file, not a folder; choose another --baseline-cache"),
         (T("fit", CK, "--budget-ms", "1", "--speedup", "2", "--out", "f"), "give exactly one of --budget-ms"),
         (T("fit", CK, "--budget-ms", "0", "--out", "f"), "--budget-ms must be above 0"),
         (T("fit", CK, "--budget-ms", "-0.5", "--out", "f"), "--budget-ms must be above 0"),

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from tsprune_edge.cli import guards, ssh_options
+from tsprune_edge.cli import baseline_options, guards, ssh_options
 from tsprune_edge.devices.runs import DEFAULT_MIN_TIME, DEFAULT_ROUNDS
 from tsprune_edge.errors import UserError
 from tsprune_edge.fit import DEFAULT_FIT_ROUNDS
@@ -40,6 +40,8 @@ def fit_command(
     uniform: str = typer.Option("", help="Also measure uniform structured models at these ratios (heads+ffn, and "
                                 "with width), fine-tuned the same, in one run with the fitted model: is it on the "
                                 "(latency, MSE) Pareto front? e.g. 0.25,0.5,0.75"),
+    baselines: str = baseline_options.baselines(),
+    baseline_cache: Path = baseline_options.baseline_cache(),
     accept_new_host_key: bool = ssh_options.accept_new_host_key(),
     ssh_config: Path = ssh_options.ssh_config(),
     out: Path = typer.Option(..., help="Output folder: model.pt, candidates/, export/, results/, fit.json."),
@@ -67,19 +69,23 @@ def fit_command(
                     identity=identity)
     request = FitRequest(checkpoint=checkpoint, target=target, out=out, budget_ms=budget_ms, speedup=speedup,
                          finetune_epochs=finetune_epochs, max_rounds=max_rounds, cache=cache or DEFAULT_CACHE,
-                         seed=seed, uniform=_ratios(uniform))
+                         seed=seed, uniform=_ratios(uniform), **baseline_options.resolve(baselines, baseline_cache))
     request.validate()  # the board as asked (--host), before anything is loaded, exported or measured
     guards.output_dir(out, writes=("model.pt",), inputs=[checkpoint], force=True, keep_finished=True)  # rounds stay
     guards.writable_dir(request.cache, "--cache")
     guards.not_an_input([request.cache], [checkpoint], "--cache", replaced=False)
+    if request.baselines:
+        guards.writable_dir(request.baseline_cache, "--baseline-cache")
     record = run_fit(request, console=_console, force=force)
     print(final_line(record) + f" -> {out / FIT_FILE}")
     chosen = next(c for c in record["candidates"] if c["round"] == record["chosen"])
     print(json.dumps({"width": chosen["widths"]["width"], "units": chosen["widths"]["units"]}))
     comparison = record["comparison"]
     if comparison:
-        print(f"against uniform pruning (one run): {'on' if comparison['on_pareto_front'] else 'NOT on'} the "
-              f"(latency, MSE) Pareto front; nearest uniform within budget: {comparison['nearest_uniform']}, "
+        beaten = f" (dominated by {', '.join(comparison['dominated_by'])})" if comparison["dominated_by"] else ""
+        print(f"against {'uniform pruning' if request.uniform else 'the baselines'} (one run): "
+              f"{'on' if comparison['on_pareto_front'] else 'NOT on'} the (latency, MSE) Pareto front{beaten}; "
+              f"nearest uniform within budget: {comparison['nearest_uniform']}, "
               f"fitted MSE not worse: {comparison['mse_not_worse_than_nearest_uniform']}")
 
 

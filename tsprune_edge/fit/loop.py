@@ -28,6 +28,8 @@ from rich.console import Console
 from torch import nn
 
 from tsprune_edge.atomic import write_atomic
+from tsprune_edge.baselines import DEFAULT_CACHE as BASELINE_CACHE
+from tsprune_edge.baselines import Baseline, RunWindows, check_baselines
 from tsprune_edge.checkpoint import Checkpoint, load_checkpoint
 from tsprune_edge.data.fetch import sha256_of
 from tsprune_edge.data.forecast import ForecastData
@@ -64,6 +66,8 @@ class FitRequest:
     cache: Path = DEFAULT_CACHE
     seed: int = 2021
     uniform: tuple[float, ...] = ()  # uniform structured ratios measured beside the fitted model (compare.py)
+    baselines: tuple[Baseline, ...] = ()  # tiny forecasters trained (or reused) and measured in that same run
+    baseline_cache: Path = BASELINE_CACHE
 
     def validate(self) -> None:
         if (self.budget_ms is None) == (self.speedup is None):
@@ -87,7 +91,8 @@ class FitRequest:
     def record(self) -> dict:
         return {"checkpoint": str(self.checkpoint), "target": self.target.record(), "budget_ms": self.budget_ms,
                 "speedup": self.speedup, "finetune_epochs": self.finetune_epochs, "max_rounds": self.max_rounds,
-                "seed": self.seed, "uniform": list(self.uniform)}
+                "seed": self.seed, "uniform": list(self.uniform),
+                **({"baselines": [b.text for b in self.baselines]} if self.baselines else {})}
 
 
 def prepare(request: FitRequest) -> tuple[Space, Checkpoint, nn.Module, ForecastData]:
@@ -98,6 +103,7 @@ def prepare(request: FitRequest) -> tuple[Space, Checkpoint, nn.Module, Forecast
     if checkpoint.pruning is not None:
         raise UserError(f"{request.checkpoint} is already pruned ({checkpoint.pruning['method']}); fit the dense "
                         "checkpoint that `tsprune-edge train` wrote")
+    check_baselines(request.baselines, RunWindows.of_checkpoint(checkpoint))  # before anything is measured
     model = checkpoint.build_model()
     space = pruning_space(model, request.target.profile.round_to)
     if not space.layers and space.d_model is None:
@@ -182,12 +188,19 @@ def run_fit(request: FitRequest, console: Console | None = None, force: bool = F
     write_atomic(out / "model.pt", lambda handle: handle.write(chosen_bytes))  # never half a model.pt
     state["chosen"] = chosen["round"]
     status = ("met" if chosen["budget_used"] >= USE_AT_LEAST else "met, underused") if met else "unreachable"
-    if request.uniform:
-        console.print(f"against uniform pruning at {', '.join(f'{r:g}' for r in request.uniform)}: pruned and "
-                      "fine-tuned the same, measured in one run with the fitted model and dense")
+    if request.uniform or request.baselines:
+        beside = []
+        if request.uniform:
+            beside.append(f"uniform pruning at {', '.join(f'{r:g}' for r in request.uniform)} (pruned and "
+                          "fine-tuned the same)")
+        if request.baselines:
+            beside.append(f"the baselines {', '.join(b.text for b in request.baselines)} (their published "
+                          "schedules)")
+        console.print(f"against {' and '.join(beside)}: measured in one run with the fitted model and dense")
         before = _step(state, "compare", chosen["widths"], out, write)
         state["comparison"] = compare_uniform(request.checkpoint, request.target, base, reference, chosen,
-                                              request.uniform, goal, out, before, console)
+                                              request.uniform, goal, out, before, console,
+                                              baselines=request.baselines, baseline_cache=request.baseline_cache)
         state["current"] = None
     if not met:
         console.print(f"the target was not met in {len(candidates)} rounds; the fastest measured point is round "
