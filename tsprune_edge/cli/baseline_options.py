@@ -1,5 +1,6 @@
 """`--baselines` and `--baseline-cache`, declared once for every command that trains tiny forecasters beside its
-run (`export`, `pipeline`, `sweep`, `fit`), and read once: names checked against the registry before anything is written."""
+run (`export`, `pipeline`, `sweep`, `fit`), and read once: names checked against the registry before anything is
+written."""
 
 from __future__ import annotations
 
