@@ -472,6 +472,8 @@ def grouped_cases(args: argparse.Namespace) -> dict[tuple[str, str], dict[str, l
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/fit-bench"))
+    parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"),
+                        help="where ETTh1.csv is (default ../shared/data beside the project)")
     parser.add_argument("--dense-from", type=Path, default=None,
                         help="a sweep's models/ folder holding <model>/dense/model.pt (same recipe), else trained")
     parser.add_argument("--models", default="transformer,patchtst,fedformer")
@@ -491,6 +493,7 @@ def main() -> None:
                         "no fine-tuning, dense trained 1 epoch; not a measurement")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where fit.json and fit.md are written")
     args = parser.parse_args()
+    os.environ["TSPRUNE_EDGE_DATA_DIR"] = args.data_dir  # the train runs read ETTh1 there, never download it
     if args.quick:
         global FINETUNE_EPOCHS, TRAIN_EPOCHS
         TIMING.update(QUICK_TIMING)
