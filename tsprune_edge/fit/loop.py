@@ -103,7 +103,8 @@ def prepare(request: FitRequest) -> tuple[Space, Checkpoint, nn.Module, Forecast
     if checkpoint.pruning is not None:
         raise UserError(f"{request.checkpoint} is already pruned ({checkpoint.pruning['method']}); fit the dense "
                         "checkpoint that `tsprune-edge train` wrote")
-    check_baselines(request.baselines, RunWindows.of_checkpoint(checkpoint))  # before anything is measured
+    if request.baselines:  # before anything is measured
+        check_baselines(request.baselines, RunWindows.of_checkpoint(checkpoint))
     model = checkpoint.build_model()
     space = pruning_space(model, request.target.profile.round_to)
     if not space.layers and space.d_model is None:
