@@ -116,14 +116,6 @@ def run_cell(cells: Path, name: str, work: Callable[[], dict], log: Callable[[st
     return record
 
 
-def pareto_front(points: list[dict]) -> list[str]:
-    """Names of the points no other point dominates on (p50_ms, mse) (report.pareto.dominated_by's rule), in the
-    order given. To be replaced by the report's Pareto-front function where helper "baselines" adds one."""
-    from tsprune_edge.report.pareto import dominated_by
-
-    return [p["name"] for p in points if not dominated_by(points, p["name"])]
-
-
 def aggregate(values: list[float]) -> dict | None:
     """Mean and the min-max spread over seeds."""
     if not values:
@@ -168,11 +160,13 @@ def summary_rows(cells: dict[str, dict], dataset: str, lookback: int, models: li
 
 def fronts(rows: list[dict]) -> dict[str, list[str]]:
     """Per runtime: the rows (by bundle) on the (p50, mean test MSE) front of this table."""
+    from tsprune_edge.report.pareto import front
+
     found = {}
     for fmt in RUNTIMES:
         points = [{"name": r["bundle"], "p50_ms": r["p50_ms"][fmt], "mse": r["mse"]["mean"]} for r in rows
                   if r["status"] == "ok" and r["p50_ms"].get(fmt) is not None]
-        found[fmt] = pareto_front(points)
+        found[fmt] = front(points)  # the report's own rule, fastest first
     return found
 
 

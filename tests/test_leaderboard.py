@@ -43,12 +43,14 @@ LATENCY = {"sparsetsf-L96-dense": {"onnx": 0.01, "tflite": 0.02},
            "transformer-L96-structured-0.5": {"onnx": 0.5, "tflite": 1.0}}
 
 
-def test_pareto_front_keeps_the_undominated_points_in_order():
+def test_pareto_front_keeps_the_undominated_points_fastest_first():
     points = [{"name": "a", "p50_ms": 1.0, "mse": 0.5}, {"name": "b", "p50_ms": 2.0, "mse": 0.4},
               {"name": "c", "p50_ms": 2.0, "mse": 0.6}, {"name": "d", "p50_ms": 0.5, "mse": 0.9},
               {"name": "e", "p50_ms": 1.0, "mse": 0.5}]
+    rows = [{"bundle": p["name"], "status": "ok", "p50_ms": {"onnx": p["p50_ms"]}, "mse": {"mean": p["mse"]}}
+            for p in points]
     # c is dominated by a and b; a and e tie (neither is better in one), so both stay
-    assert leaderboard.pareto_front(points) == ["a", "b", "d", "e"]
+    assert leaderboard.fronts(rows) == {"onnx": ["d", "a", "e", "b"], "tflite": []}
 
 
 def test_aggregate_is_the_mean_and_min_max_over_seeds():
@@ -99,7 +101,7 @@ def test_a_pruned_variant_on_the_front_is_named_as_a_win():
                        trained("transformer", 2, 0.38, 0.40, leaderboard.STRUCTURED)]))
     rows = leaderboard.summary_rows(cells, "ETTh1", 96, ["sparsetsf", "transformer"], [1, 2], LATENCY)
     front = leaderboard.fronts(rows)
-    assert front["onnx"] == ["sparsetsf-L96-dense", "transformer-L96-dense", "transformer-L96-structured-0.5"]
+    assert front["onnx"] == ["sparsetsf-L96-dense", "transformer-L96-structured-0.5", "transformer-L96-dense"]
     sentence = leaderboard.verdict_sentence("ETTh1", rows, front)
     assert sentence.startswith("ETTh1: in ONNX Runtime pruning wins on the front with transformer structured-0.5, "
                                "no tiny model dominates any of the 1 pruned variants, and the fastest model within "
