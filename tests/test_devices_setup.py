@@ -14,6 +14,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import dataclasses
 import pytest
 
 from tests.bench_args import FAST
@@ -289,3 +290,25 @@ def test_a_tls_certificate_failure_names_pip_cert_or_offline():
                             "TLS?): name the proxy's CA bundle in the board's ~/.config/pip/pip.conf ([global] cert = "
                             "FILE), or run setup with --offline")
     assert _fix("No matching distribution found for numpy==1.19.4").startswith("check the board's internet")
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("{not json", "is not a readable setup record; fix: run `tsprune-edge devices setup --device desktop` again"),
+    ('{"format": "tsprune-edge/setup", "version": 1, "env": {}}',
+     "lacks the venv's python; fix: run `tsprune-edge devices setup --device desktop` again"),
+    ('{"format": "tsprune-edge/setup", "version": 99, "python": "/x/venv/bin/python"}', "setup.json"),
+])
+def test_a_damaged_setup_record_is_one_line_naming_it(tmp_path, text, fragment):
+    """A setup.json edited by hand, cut short or written by a newer tool: refused naming the board's file and the
+    fix, never read as a python to run."""
+    from tsprune_edge.devices.setup_record import board_profile
+    from tsprune_edge.devices.transport import LocalTransport
+    from tsprune_edge.errors import UserError
+
+    profile = dataclasses.replace(load_profile("desktop"), workdir=str(tmp_path))
+    (tmp_path / "setup.json").write_text(text)
+    with pytest.raises(UserError) as refused:
+        board_profile(LocalTransport(), profile)
+    message = str(refused.value)
+    assert f"desktop:{tmp_path}/setup.json" in message and fragment in message
+    assert "\n" not in message
