@@ -8,13 +8,13 @@ with nothing left on the board. The emulated arm64 boards run the same command i
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import subprocess
 from pathlib import Path
 
-import dataclasses
 import pytest
 
 from tests.bench_args import FAST
