@@ -262,6 +262,11 @@ def markdown(study: dict) -> str:
                      f"{_num(twin.get('twin_ms'), '.3f')} | "
                      + (f"{twin['ratio']:.3f} [{twin['low']:.3f}, {twin['high']:.3f}] | "
                         f"{twin['within']} |" if twin else "- | - |"))
+    if study.get("left_out"):
+        lines += ["", "## Models not in the study", "",
+                  "Registered models that structured pruning cannot take: the tiny forecasters, which `--baselines` "
+                  "measures dense beside the pruned variants.", "",
+                  *[f"- `{model}`: {reason}" for model, reason in study["left_out"].items()]]
     if study.get("refused"):
         lines += ["", "## Cells that refused", "",
                   *[f"- `{cell}`: {reason}" for cell, reason in study["refused"].items()]]
@@ -357,6 +362,12 @@ def targets(rows: list[dict], twins: dict[str, list[dict]]) -> list[dict]:
     return result
 
 
+def study_left_out(spec) -> dict[str, str]:
+    """The registered models structured pruning cannot take at all (the tiny baselines: no heads, neurons or lags),
+    each with the refusal: the study asks what structured pruning gives, so they are named, not swept."""
+    return {model: reason for model in spec.models if (reason := spec.structured_refusal(model))}
+
+
 def refused_cells(sweep: Path) -> dict[str, str]:
     """Variant cells that failed, by id, with their one-line reason (a model whose width cannot be pruned)."""
     return {p.name[:-len(".error.json")]: json.loads(p.read_text())["error"]
@@ -415,11 +426,14 @@ def main() -> None:
     from tsprune_edge.sweep.spec import SweepSpec
 
     console = Console(stderr=True, soft_wrap=True)
-    models = tuple(available_models()) if args.models == "all" else tuple(args.models.split(","))
-    spec = SweepSpec(models=models, methods=("unstructured", "structured", "study"), sparsities=(0.5, 0.8),
+    spec = SweepSpec(models=tuple(available_models()) if args.models == "all" else tuple(args.models.split(",")),
+                     methods=("unstructured", "structured", "study"), sparsities=(0.5, 0.8),
                      data="ETTh1", epochs=args.epochs, finetune_epochs=1, threads=(1,), rounds=args.rounds,
                      max_rounds=args.max_rounds, min_time=args.min_time, min_iters=100, profile=True,
                      width_matched=True)
+    left_out = study_left_out(spec) if args.models == "all" else {}
+    models = tuple(model for model in spec.models if model not in left_out)
+    spec = dataclasses.replace(spec, models=models)
     rows = run_study(spec, args.work / "sweep", console)
     paper_spec = dataclasses.replace(spec, models=("transformer",), methods=("structured",), sparsities=(0.5,),
                                      preset="paper", epochs=1, finetune_epochs=0)
@@ -436,7 +450,7 @@ def main() -> None:
                          f"inconclusive), min-time {args.min_time:g} s, min-iters 100, 1 thread, batch 1, "
                          f"{accuracy_settings(rows)}",
              "cell_minutes": cell_minutes(args.work / "sweep"), "rows": rows,
-             "refused": refused_cells(args.work / "sweep"), "matched": matched_ratios(args.work / "sweep"),
+             "left_out": left_out, "refused": refused_cells(args.work / "sweep"), "matched": matched_ratios(args.work / "sweep"),
              "targets": targets(rows, twins), "twins": twins, "paper_widths": paper}
     write_json_atomic(args.results / "study.json", study)
     text = markdown(study)
