@@ -78,8 +78,6 @@ VARIANTS = ("dense", STRUCTURED, FIT)
 FIT_SPEEDUP = 2.0
 FIT_RUNTIME = "onnxruntime"
 RUNTIMES = {"onnx": "ONNX Runtime", "tflite": "LiteRT"}
-# The tiny forecasters a user would deploy instead of a pruned Transformer, as issue 26 names them.
-TINY_MODELS = ("sparsetsf", "fits", "dlinear", "segrnn")
 SPREAD = "min-max over seeds"
 EVALUATION = ("test MSE and MAE on scaled values over every test window (stride 1, no drop_last), by the "
               "project's evaluation (train.evaluate through workflow.evaluate_checkpoint)")
@@ -170,10 +168,10 @@ def fronts(rows: list[dict]) -> dict[str, list[str]]:
     return found
 
 
-def verdict_sentence(dataset: str, rows: list[dict], front: dict[str, list[str]]) -> str:
+def verdict_sentence(dataset: str, rows: list[dict], front: dict[str, list[str]], tiny: list[str]) -> str:
     """Where pruning wins and where a tiny model wins, from the table alone: per runtime, the pruned variants on
-    the front and those a tiny model dominates (at most as slow and as wrong), and the fastest model within 5% of
-    the best MSE."""
+    the front and those a tiny model (one of `tiny`, the registry's) dominates (at most as slow and as wrong), and
+    the fastest model within 5% of the best MSE."""
     from tsprune_edge.report.pareto import dominated_by
 
     parts = []
@@ -185,7 +183,7 @@ def verdict_sentence(dataset: str, rows: list[dict], front: dict[str, list[str]]
         by_name = {r["bundle"]: r for r in measured}
         pruned = [r for r in measured if r["variant"] != "dense"]
         pruned_front = [label(r) for r in pruned if r["bundle"] in front[fmt]]
-        beaten = [label(r) for r in pruned if any(by_name[n]["model"] in TINY_MODELS
+        beaten = [label(r) for r in pruned if any(by_name[n]["model"] in tiny
                                                   for n in dominated_by(points, r["bundle"]))]
         best = min(r["mse"]["mean"] for r in measured)
         near = min((r for r in measured if r["mse"]["mean"] <= best * 1.05), key=lambda r: r["p50_ms"][fmt])
@@ -437,7 +435,7 @@ def read_cells(cells: Path) -> dict[str, dict]:
 
 
 def summarize(cells: dict[str, dict], datasets: list[str], models: list[str], seeds: list[int],
-              args: argparse.Namespace) -> dict:
+              args: argparse.Namespace, tiny: list[str]) -> dict:
     sections = []
     for dataset in datasets:
         bench = cells.get(cell_id("bench", dataset, "all", LOOKBACK)) or {}
@@ -449,7 +447,7 @@ def summarize(cells: dict[str, dict], datasets: list[str], models: list[str], se
                 row["on_front"] = [fmt for fmt in RUNTIMES if row["bundle"] in front[fmt]]
             sections.append({"dataset": dataset, "lookback": lookback, "rows": rows, "front": front,
                              "bench_run": bench.get("run"), "bench_settings": bench.get("settings"),
-                             "sentence": verdict_sentence(f"{dataset}, lookback {lookback}", rows, front)})
+                             "sentence": verdict_sentence(f"{dataset}, lookback {lookback}", rows, front, tiny)})
     minutes = {}
     for name, record in cells.items():
         if "seconds" in record:
@@ -471,7 +469,7 @@ def summarize(cells: dict[str, dict], datasets: list[str], models: list[str], se
                          "finetune_epochs": recorded("finetune_epochs"),
                          "fit": f"--speedup {FIT_SPEEDUP:g} in {RUNTIMES['onnx']}, 1 thread",
                          "bench": {"rounds": args.rounds, "min_time_s": args.min_time, "min_iters": args.min_iters,
-                                   "threads": 1, "batch": 1}, "tiny_models": list(TINY_MODELS)},
+                                   "threads": 1, "batch": 1}, "tiny_models": tiny},
             "cell_minutes": {kind: {"cells": len(v), "median": statistics.median(v), "total": sum(v)}
                              for kind, v in sorted(minutes.items())},
             "cells_done": sum("seconds" in c for c in cells.values()), "sections": sections}
@@ -605,7 +603,7 @@ def main() -> None:
         os.nice(args.nice)
     from tsprune_edge.atomic import write_atomic, write_json_atomic
     from tsprune_edge.data.registry import DATASETS as KNOWN
-    from tsprune_edge.models import available_models
+    from tsprune_edge.models import available_models, tiny_models
 
     models = args.models.split(",") if args.models else available_models()
     unknown = [m for m in models if m not in available_models()]
@@ -621,7 +619,7 @@ def main() -> None:
             if not run_dataset(args.work, dataset, models, args.seeds, args, past):
                 print(f"deadline {args.deadline} UTC reached: no new cell started", file=sys.stderr)
                 break
-    result = summarize(read_cells(args.work / "cells"), args.datasets, models, args.seeds, args)
+    result = summarize(read_cells(args.work / "cells"), args.datasets, models, args.seeds, args, tiny_models())
     args.results.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.results / "leaderboard.json", result)
     text = markdown(result)

@@ -8,13 +8,18 @@ from torch import nn
 
 from tests.inputs import SMALL, inputs
 from tsprune_edge.errors import UserError
-from tsprune_edge.models import available_models, create_model, resolve_config
+from tsprune_edge.models import available_models, create_model, resolve_config, tiny_models
 from tsprune_edge.models.layers import TokenEmbedding
 from tsprune_edge.models.patchtst import PatchTST
 
 
 def test_registry_holds_the_foundation_models():
     assert {"transformer", "patchtst"} <= set(available_models())
+
+
+def test_the_tiny_forecasters_are_marked_in_the_registry():
+    # the one list the leaderboard and the baselines' docs read: a few thousand MACs, no attention
+    assert tiny_models() == ["dlinear", "fits", "sparsetsf"]
 
 
 @pytest.mark.parametrize("name", available_models())

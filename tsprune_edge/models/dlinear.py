@@ -61,7 +61,7 @@ _PRESET = dict(seq_len=96, label_len=48, moving_avg=25, individual=False)
 
 @register_model("dlinear", DLinearConfig, {"paper": dict(_PRESET), "small": dict(_PRESET)},
                 TrainSchedule(lr=0.005, batch_size=32, max_epochs=10, lr_decay="halve"),
-                "DLinear (Zeng et al. 2023): trend/seasonal decomposition + one linear layer each")
+                "DLinear (Zeng et al. 2023): trend/seasonal decomposition + one linear layer each", tiny=True)
 class DLinear(nn.Module):
     def __init__(self, cfg: DLinearConfig) -> None:
         super().__init__()

@@ -77,7 +77,7 @@ _PAPER = dict(seq_len=720, h_order=6)
 
 @register_model("fits", FITSConfig, {"paper": _PAPER, "small": _SMALL},
                 TrainSchedule(lr=0.0005, batch_size=128, max_epochs=50, lr_decay="hold3", patience=20),
-                "FITS (Xu et al. 2024): a complex linear layer interpolating the low-passed spectrum")
+                "FITS (Xu et al. 2024): a complex linear layer interpolating the low-passed spectrum", tiny=True)
 class FITS(nn.Module):
     def __init__(self, cfg: FITSConfig) -> None:
         super().__init__()

@@ -54,15 +54,16 @@ class ModelEntry:
     presets: dict[str, dict] = field(default_factory=dict)
     schedule: TrainSchedule = TrainSchedule(1e-4, 32, 10, "halve")
     summary: str = ""
+    tiny: bool = False  # a forecaster of a few thousand MACs a user would deploy instead of a pruned Transformer
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(name: str, config_cls: type[ForecastConfig], presets: dict[str, dict],
-                   schedule: TrainSchedule, summary: str) -> Callable:
+                   schedule: TrainSchedule, summary: str, tiny: bool = False) -> Callable:
     def decorate(cls: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _REGISTRY[name] = ModelEntry(name, cls, config_cls, presets, schedule, summary)
+        _REGISTRY[name] = ModelEntry(name, cls, config_cls, presets, schedule, summary, tiny)
         return cls
 
     return decorate
@@ -70,6 +71,12 @@ def register_model(name: str, config_cls: type[ForecastConfig], presets: dict[st
 
 def available_models() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def tiny_models() -> list[str]:
+    """The registered tiny forecasters (SparseTSF, FITS, DLinear): the alternatives the leaderboard and
+    `--baselines` place pruning against."""
+    return sorted(name for name, entry in _REGISTRY.items() if entry.tiny)
 
 
 def model_entry(name: str) -> ModelEntry:

@@ -43,7 +43,7 @@ _PAPER = dict(seq_len=720, period_len=24)
 
 @register_model("sparsetsf", SparseTSFConfig, {"paper": _PAPER, "small": _SMALL},
                 TrainSchedule(lr=0.02, batch_size=256, max_epochs=30, lr_decay="hold3", patience=5),
-                "SparseTSF (Lin et al. 2024): one linear map per phase of the period, under 1k weights")
+                "SparseTSF (Lin et al. 2024): one linear map per phase of the period, under 1k weights", tiny=True)
 class SparseTSF(nn.Module):
     def __init__(self, cfg: SparseTSFConfig) -> None:
         super().__init__()
