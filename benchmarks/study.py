@@ -450,7 +450,8 @@ def main() -> None:
                          f"inconclusive), min-time {args.min_time:g} s, min-iters 100, 1 thread, batch 1, "
                          f"{accuracy_settings(rows)}",
              "cell_minutes": cell_minutes(args.work / "sweep"), "rows": rows,
-             "left_out": left_out, "refused": refused_cells(args.work / "sweep"), "matched": matched_ratios(args.work / "sweep"),
+             "left_out": left_out, "refused": refused_cells(args.work / "sweep"),
+             "matched": matched_ratios(args.work / "sweep"),
              "targets": targets(rows, twins), "twins": twins, "paper_widths": paper}
     write_json_atomic(args.results / "study.json", study)
     text = markdown(study)

@@ -19,4 +19,5 @@ for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _INFRASTRUCTURE:
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["ForecastConfig", "TrainSchedule", "available_models", "create_model", "model_entry", "resolve_config", "tiny_models"]
+__all__ = ["ForecastConfig", "TrainSchedule", "available_models", "create_model", "model_entry", "resolve_config",
+           "tiny_models"]
