@@ -33,4 +33,5 @@ def test_the_committed_study_is_judged_two_sided():
     assert all(row["within"] == study.twin_judgement(row["low"], row["high"]) for row in rows)
     targets = [t["twin"] for t in committed["targets"] if t.get("twin")]
     assert all(t["within"] == study.twin_judgement(t["low"], t["high"]) for t in targets)
-    assert sum(row["within"] == "yes" for row in rows) == 16  # the 2026-12-01 run: every interval within +-5%
+    # the 2026-12-07 run (a noisy machine): 7 wholly within +-5%, 9 unresolved, none wholly outside
+    assert [sum(row["within"] == label for row in rows) for label in ("yes", "unresolved", "NO")] == [7, 9, 0]
