@@ -57,9 +57,9 @@ FIGURES = quoted_figures(README)
 def test_readme_marks_the_figures_of_each_checked_result_file():
     files = {source for _, source, _, _ in FIGURES}
     assert files == {f"benchmarks/results/{name}.json" for name in
-                     ("aa_control", "coverage", "harness_precision", "main_job", "study", "train_baselines",
-                      "wide_datasets")}
-    assert len(FIGURES) == 93
+                     ("aa_control", "coverage", "fit-issue29/fit", "harness_precision", "main_job", "study",
+                      "train_baselines", "wide_datasets")}
+    assert len(FIGURES) == 101
     assert len([f for f in FIGURES if f[1].endswith("main_job.json")]) == 15
 
 
