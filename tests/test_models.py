@@ -18,7 +18,7 @@ def test_registry_holds_the_foundation_models():
 
 
 def test_the_tiny_forecasters_are_marked_in_the_registry():
-    # the one list the leaderboard and the baselines' docs read: a few thousand MACs, no attention
+    # the one list the leaderboard reads: a few thousand MACs, no attention
     assert tiny_models() == ["dlinear", "fits", "sparsetsf"]
 
 

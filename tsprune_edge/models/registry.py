@@ -74,8 +74,8 @@ def available_models() -> list[str]:
 
 
 def tiny_models() -> list[str]:
-    """The registered tiny forecasters (SparseTSF, FITS, DLinear): the alternatives the leaderboard and
-    `--baselines` place pruning against."""
+    """The registered tiny forecasters (SparseTSF, FITS, DLinear): the alternatives the leaderboard places pruning
+    against."""
     return sorted(name for name, entry in _REGISTRY.items() if entry.tiny)
 
 
