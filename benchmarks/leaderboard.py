@@ -20,6 +20,10 @@ ETTh1 also at lookback 720, its own section: the tiny forecasters at their paper
 model at its small preset with seq_len 720 where its training fits `--max-train-minutes` (estimated from timed
 steps before training; a model that does not fit is "n/a" with the estimate).
 
+Order: every dataset at lookback 96, each followed by its bench, then ETTh1 at lookback 720 and ETTh1's bench
+again (with every ETTh1 bundle, in one interleaved run; the earlier bench is kept as superseded), so the
+3-seed, 4-dataset table is done before the long lookback-720 training starts.
+
 Resumable: each finished cell is kept as WORK/cells/<cell>.json and a re-run skips it; a cell that was interrupted
 (no cell file) is redone from scratch; a cell that failed is kept as <cell>.error.json and tried again on the next
 run. `--summarize` only rewrites the results from the cells done. `--deadline HH:MM` (UTC, today's): no new cell
@@ -387,30 +391,37 @@ def lookbacks(dataset: str, lookback720: bool) -> list[int]:
     return [LOOKBACK, PAPER_LOOKBACK] if lookback720 and dataset == PAPER_LOOKBACK_DATA else [LOOKBACK]
 
 
-def run_dataset(work: Path, dataset: str, models: list[str], seeds: list[int], args: argparse.Namespace,
-                past_deadline: Callable[[], bool]) -> bool:
-    """Every cell of one dataset, then its bench; False when the deadline stopped it."""
+def phases(datasets: list[str], lookback720: bool) -> list[tuple[str, int]]:
+    """The run's order: every dataset at lookback 96 (each with its bench), then ETTh1 at 720 (its bench again, with
+    every ETTh1 bundle), so the 3-seed, 4-dataset table is complete before the long lookback-720 training starts."""
+    order = [(dataset, LOOKBACK) for dataset in datasets]
+    return order + [(PAPER_LOOKBACK_DATA, PAPER_LOOKBACK)] if lookback720 and PAPER_LOOKBACK_DATA in datasets \
+        else order
+
+
+def run_dataset(work: Path, dataset: str, lookback: int, models: list[str], seeds: list[int],
+                args: argparse.Namespace, past_deadline: Callable[[], bool]) -> bool:
+    """Every cell of one dataset at one lookback, then the dataset's bench; False when the deadline stopped it."""
     cells, bundles = work / "cells", work / "bundles" / dataset
-    for lookback in lookbacks(dataset, args.lookback720):
-        for model in models:
-            for seed in seeds:
-                for variant in VARIANTS:
-                    name = cell_id(variant, dataset, model, lookback, seed)
-                    if not (cells / f"{name}.json").is_file() and past_deadline():
+    for model in models:
+        for seed in seeds:
+            for variant in VARIANTS:
+                name = cell_id(variant, dataset, model, lookback, seed)
+                if not (cells / f"{name}.json").is_file() and past_deadline():
+                    return False
+                if variant == "dense":
+                    record = dense = run_cell(cells, name, partial(train_cell, work, dataset, model, lookback,
+                                                                   seed, args))
+                elif dense.get("status") != "ok":
+                    break
+                else:
+                    make = structured_cell if variant == STRUCTURED else fit_cell
+                    record = run_cell(cells, name, partial(make, work, dense, args))
+                export = cell_id(f"export-{variant}", dataset, model, lookback)
+                if record.get("status") == "ok" and not (cells / f"{export}.json").is_file():
+                    if past_deadline():  # the first seed done is exported: latency is the architecture's
                         return False
-                    if variant == "dense":
-                        record = dense = run_cell(cells, name, partial(train_cell, work, dataset, model, lookback,
-                                                                           seed, args))
-                    elif dense.get("status") != "ok":
-                        break
-                    else:
-                        make = structured_cell if variant == STRUCTURED else fit_cell
-                        record = run_cell(cells, name, partial(make, work, dense, args))
-                    export = cell_id(f"export-{variant}", dataset, model, lookback)
-                    if record.get("status") == "ok" and not (cells / f"{export}.json").is_file():
-                        if past_deadline():  # the first seed done is exported: latency is the architecture's
-                            return False
-                        run_cell(cells, export, partial(export_cell, bundles, record, variant))
+                    run_cell(cells, export, partial(export_cell, bundles, record, variant))
     name = cell_id("bench", dataset, "all", LOOKBACK)
     present = sorted(p.parent.name for p in bundles.glob("*/manifest.json"))
     done = cells / f"{name}.json"
@@ -615,8 +626,8 @@ def main() -> None:
     (args.work / "cells").mkdir(parents=True, exist_ok=True)
     if not args.summarize:
         past = deadline_check(args.deadline)
-        for dataset in args.datasets:
-            if not run_dataset(args.work, dataset, models, args.seeds, args, past):
+        for dataset, lookback in phases(args.datasets, args.lookback720):
+            if not run_dataset(args.work, dataset, lookback, models, args.seeds, args, past):
                 print(f"deadline {args.deadline} UTC reached: no new cell started", file=sys.stderr)
                 break
     result = summarize(read_cells(args.work / "cells"), args.datasets, models, args.seeds, args, tiny_models())

@@ -141,6 +141,13 @@ def test_bad_deadline_is_one_line_and_exit_2(capsys):
                                        "--deadline 23:30\n")
 
 
+def test_every_dataset_at_lookback_96_comes_before_the_lookback_720_phase():
+    assert leaderboard.phases(["ETTh1", "ETTh2", "ETTm1", "weather"], True) == [
+        ("ETTh1", 96), ("ETTh2", 96), ("ETTm1", 96), ("weather", 96), ("ETTh1", 720)]
+    assert leaderboard.phases(["ETTh1", "ETTh2"], False) == [("ETTh1", 96), ("ETTh2", 96)]
+    assert leaderboard.phases(["weather"], True) == [("weather", 96)]  # 720 is run on ETTh1 only
+
+
 def test_seeds_take_a_count_or_a_list():
     assert leaderboard.parse(["--seeds", "1"]).seeds == [2021]
     assert leaderboard.parse(["--seeds", "3"]).seeds == [2021, 2022, 2023]
