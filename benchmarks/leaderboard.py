@@ -388,7 +388,8 @@ def bench_cell(work: Path, dataset: str, args: argparse.Namespace) -> dict:
 # ---- the run and the results ----
 
 def lookbacks(dataset: str, lookback720: bool) -> list[int]:
-    return [LOOKBACK, PAPER_LOOKBACK] if lookback720 and dataset == PAPER_LOOKBACK_DATA else [LOOKBACK]
+    """The dataset's lookbacks, from the run's own order (one rule for which dataset takes 720)."""
+    return [lookback for _, lookback in phases([dataset], lookback720)]
 
 
 def phases(datasets: list[str], lookback720: bool) -> list[tuple[str, int]]:
