@@ -164,10 +164,55 @@ def test_markdown_gives_refusals_their_reason_and_marks_the_front():
               "settings": {"seeds": [1, 2], "pred_len": 96, "max_epochs_cap": [], "finetune_epochs": [1],
                            "fit": "--speedup 2", "bench": {"rounds": 5, "min_time_s": 1.0, "min_iters": 100},
                            "tiny_models": ["sparsetsf"]},
-              "sections": [{"dataset": "ETTh1", "lookback": 96, "rows": rows, "front": front, "sentence": "S."}]}
+              "sections": [{"dataset": "ETTh1", "lookback": 96, "rows": rows, "front": front, "sentence": "S.",
+                            "progress": leaderboard.section_progress(table(), "ETTh1", 96,
+                                                                     ["sparsetsf", "transformer"], [1, 2], LATENCY)}]}
     text = leaderboard.markdown(result)
     assert "| sparsetsf | structured-0.5 | n/a | | | | | | | |" in text
     assert "- sparsetsf structured-0.5: sparsetsf has no heads or ffn" in text
     assert ("| transformer | dense | 100 | - | - / - | 0.3700 [0.3600, 0.3800] | 0.4100 [0.4000, 0.4200] | 1 | 2 "
             "| O, L |") in text
     assert "| transformer | structured-0.5 | 50 | 1,000 | 2.0 / 1.0 | 0.4600 [0.4500, 0.4700]" in text
+
+
+def test_progress_counts_settled_cells_and_unbenched_bundles():
+    models, seeds = ["sparsetsf", "transformer"], [1, 2]
+    progress = leaderboard.section_progress(table(), "ETTh1", 96, models, seeds, LATENCY)
+    # 2 models x 2 seeds x 3 variants; the fit cells are not done: 8 settled (the refusals count)
+    assert progress == {"cells": 12, "settled": 8, "unbenched": [], "complete": False}
+    cells = table() | dict(refused(m, seed, leaderboard.FIT, "below the smallest") for m in models for seed in seeds)
+    cells[leaderboard.cell_id("export-dense", "ETTh1", "informer", 96)] = {"status": "ok", "seed": 1}
+    cells |= dict([refused("informer", 1, "dense", "too few rows"), trained("informer", 2, 0.5, 0.5)])
+    progress = leaderboard.section_progress(cells, "ETTh1", 96, models + ["informer"], seeds, LATENCY)
+    # informer seed 1's dense refusal settles its pruned cells too; seed 2 has only its dense cell
+    assert progress == {"cells": 18, "settled": 16, "unbenched": ["informer-L96-dense"], "complete": False}
+    cells.pop(leaderboard.cell_id("export-dense", "ETTh1", "informer", 96))
+    assert leaderboard.section_progress(cells, "ETTh1", 96, models, seeds, LATENCY)["complete"] is True
+    cells[leaderboard.cell_id(leaderboard.FIT, "ETTh1", "transformer", 96, 1)] = {"status": "failed", "error": "x"}
+    assert leaderboard.section_progress(cells, "ETTh1", 96, models, seeds, LATENCY)["settled"] == 11
+
+
+def test_a_table_committed_mid_run_says_what_is_not_done():
+    cells = table()
+    cells.pop(leaderboard.cell_id(leaderboard.STRUCTURED, "ETTh1", "transformer", 96, 2))
+    models, seeds = ["sparsetsf", "transformer"], [1, 2]
+    latency = {name: p50 for name, p50 in LATENCY.items() if "structured" not in name}  # its bench not run yet
+    rows = leaderboard.summary_rows(cells, "ETTh1", 96, models, seeds, latency)
+    for row in rows:
+        row["on_front"] = []
+    done = {"dataset": "ETTh1", "lookback": 96, "rows": rows, "front": {}, "sentence": "S.",
+            "progress": leaderboard.section_progress(cells, "ETTh1", 96, models, seeds, latency)}
+    empty = {"dataset": "ETTh2", "lookback": 96, "rows": [], "front": {}, "sentence": "S.",
+             "progress": leaderboard.section_progress({}, "ETTh2", 96, models, seeds, {})}
+    result = {"machine": {}, "date": "d", "commit": "c", "cell_commits": [], "evaluation": "e", "cell_minutes": {},
+              "settings": {"seeds": seeds, "pred_len": 96, "max_epochs_cap": [], "finetune_epochs": [1],
+                           "fit": "f", "bench": {"rounds": 5, "min_time_s": 1.0, "min_iters": 100},
+                           "tiny_models": ["sparsetsf"]},
+              "sections": [done, empty]}
+    text = leaderboard.markdown(result)
+    assert ("Status: in progress: ETTh1 L96 (7 of 12 cells, 1 bundle not benched yet); not started: ETTh2 L96."
+            in text)
+    assert "**In progress**: 7 of 12 cells (model x seed x variant) settled; 1 exported bundle not benched" in text
+    assert "| transformer | structured-0.5 | 50 | 1,000 | 2.0 / 1.0 | 0.4500 (1 of 2 seeds) | 0.4700 (1 of 2 seeds) " \
+           "| - | - |" in text
+    assert "| transformer | dense | 100 | - | - / - | 0.3700 [0.3600, 0.3800] | 0.4100 [0.4000, 0.4200] |" in text
