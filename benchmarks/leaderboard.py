@@ -534,9 +534,8 @@ def status_line(sections: list[dict]) -> str:
         if p["complete"]:
             parts["complete"].append(title)
         elif p["settled"] or section["rows"]:
-            parts["in progress"].append(f"{title} ({p['settled']} of {p['cells']} cells"
-                                        + (f", {_count(len(p['unbenched']), 'bundle')} not benched yet" if p["unbenched"]
-                                           else "") + ")")
+            unbenched = f", {_count(len(p['unbenched']), 'bundle')} not benched yet" if p["unbenched"] else ""
+            parts["in progress"].append(f"{title} ({p['settled']} of {p['cells']} cells{unbenched})")
         else:
             parts["not started"].append(title)
     return "Status: " + "; ".join(f"{kind}: {', '.join(titles)}" for kind, titles in parts.items() if titles) + "."
@@ -583,10 +582,10 @@ def markdown(result: dict) -> str:
                       "widths with this lookback; paper: the authors' settings).", ""]
         p = section["progress"]
         if not p["complete"]:
+            unbenched = (f"; {_count(len(p['unbenched']), 'exported bundle')} not benched yet (p50 \"-\"; the "
+                         "bench runs once the section's cells are done)" if p["unbenched"] else "")
             lines += [f"**In progress**: {p['settled']} of {p['cells']} cells (model x seed x variant) settled"
-                      + (f"; {_count(len(p['unbenched']), 'exported bundle')} not benched yet (p50 \"-\"; the bench runs "
-                         "once the section's cells are done)" if p["unbenched"] else "")
-                      + ". The sentence, the front and the means cover only what is done.", ""]
+                      f"{unbenched}. The sentence, the front and the means cover only what is done.", ""]
         lines += [section["sentence"], "",
                   "| model | variant | params | MACs | file KB (ONNX / TFLite) | test MSE | test MAE | p50 ms ORT "
                   "| p50 ms LiteRT | front |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
