@@ -148,7 +148,8 @@ def summary_rows(cells: dict[str, dict], dataset: str, lookback: int, models: li
                    "mae": aggregate([c["test"]["mae"] for c in done]), "bundle": bundle,
                    "parameters": export.get("parameters") or (done[0].get("parameters") if done else None),
                    "macs": export.get("macs"), "bytes": export.get("bytes") or {},
-                   "p50_ms": {fmt: (latency.get(bundle) or {}).get(fmt) for fmt in RUNTIMES}}
+                   "p50_ms": {fmt: (latency.get(bundle) or {}).get(fmt) for fmt in RUNTIMES},
+                   "p50_interval_ms": {fmt: (latency.get(bundle) or {}).get(f"{fmt}_interval") for fmt in RUNTIMES}}
             if not done:
                 row["status"] = "n/a" if refused else "failed"
                 row["reason"] = (refused or failed).get("reason") or (refused or failed).get("error")
@@ -518,6 +519,12 @@ def _num(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _p50(row: dict, fmt: str) -> str:
+    """The p50 with its interval over the bench's rounds, as the verdict report gives it."""
+    interval = row.get("p50_interval_ms", {}).get(fmt)
+    return _num(row["p50_ms"][fmt], ".4g") + (f" [{interval[0]:.4g}, {interval[1]:.4g}]" if interval else "")
+
+
 def _metric(found: dict | None, seeds: int) -> str:
     """Mean [min, max] over the seeds done; a row short of its seeds says how many it has."""
     if not found:
@@ -528,7 +535,7 @@ def _metric(found: dict | None, seeds: int) -> str:
 
 def status_line(sections: list[dict]) -> str:
     """Which sections are complete, which in progress (cells settled, bundles not benched) and which not started."""
-    parts = {"complete": [], "in progress": [], "not started": []}
+    parts = {"complete": [], "in progress": [], "no cell done yet": []}
     for section in sections:
         title, p = f"{section['dataset']} L{section['lookback']}", section["progress"]
         if p["complete"]:
@@ -537,7 +544,7 @@ def status_line(sections: list[dict]) -> str:
             unbenched = f", {_count(len(p['unbenched']), 'bundle')} not benched yet" if p["unbenched"] else ""
             parts["in progress"].append(f"{title} ({p['settled']} of {p['cells']} cells{unbenched})")
         else:
-            parts["not started"].append(title)
+            parts["no cell done yet"].append(title)
     return "Status: " + "; ".join(f"{kind}: {', '.join(titles)}" for kind, titles in parts.items() if titles) + "."
 
 
@@ -563,8 +570,10 @@ def markdown(result: dict) -> str:
              "model (its reason is listed). Latency: one interleaved bench per dataset of one seed's bundles "
              f"(desktop profile, local transport, batch 1, 1 thread, {s['bench']['rounds']} rounds, min "
              f"{s['bench']['min_time_s']:g} s and {s['bench']['min_iters']} iterations per measurement); p50 in ms "
-             "is the geometric mean of the round medians as the verdict report computes it. Front: on the (p50, "
-             "mean test MSE) Pareto front of the table's runtime (O ONNX Runtime, L LiteRT). Tiny models: "
+             "is the geometric mean of the round medians as the verdict report computes it, with its 95% interval "
+             "over the rounds in brackets. Front: on the (p50, mean test MSE) Pareto front of the table's runtime "
+             "(O ONNX Runtime, L LiteRT), drawn from the point values: where two rows' intervals overlap, their "
+             "order is within the noise of this bench. Tiny models: "
              f"{', '.join(s['tiny_models'])}.", "", status_line(result["sections"]), ""]
     if result["cell_minutes"]:
         lines += ["Minutes per cell on this machine: " + ", ".join(
@@ -603,8 +612,7 @@ def markdown(result: dict) -> str:
             front = ", ".join({"onnx": "O", "tflite": "L"}[fmt] for fmt in r["on_front"]) or "-"
             lines.append(f"| {r['model']} | {r['variant']} | {_num(r['parameters'], ',')} | {_num(r['macs'], ',')} "
                          f"| {size} | {_metric(r['mse'], seeds)} | {_metric(r['mae'], seeds)} "
-                         f"| {_num(r['p50_ms']['onnx'], '.4g')} "
-                         f"| {_num(r['p50_ms']['tflite'], '.4g')} | {front} |")
+                         f"| {_p50(r, 'onnx')} | {_p50(r, 'tflite')} | {front} |")
         if notes:
             lines += ["", "Notes (not applicable, failed, fits short of the target):", "", *notes]
         lines.append("")

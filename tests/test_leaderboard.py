@@ -197,6 +197,7 @@ def test_a_table_committed_mid_run_says_what_is_not_done():
     cells.pop(leaderboard.cell_id(leaderboard.STRUCTURED, "ETTh1", "transformer", 96, 2))
     models, seeds = ["sparsetsf", "transformer"], [1, 2]
     latency = {name: p50 for name, p50 in LATENCY.items() if "structured" not in name}  # its bench not run yet
+    latency["transformer-L96-dense"] = {"onnx": 1.0, "onnx_interval": [0.9, 1.15], "tflite": 2.0}
     rows = leaderboard.summary_rows(cells, "ETTh1", 96, models, seeds, latency)
     for row in rows:
         row["on_front"] = []
@@ -210,9 +211,10 @@ def test_a_table_committed_mid_run_says_what_is_not_done():
                            "tiny_models": ["sparsetsf"]},
               "sections": [done, empty]}
     text = leaderboard.markdown(result)
-    assert ("Status: in progress: ETTh1 L96 (7 of 12 cells, 1 bundle not benched yet); not started: ETTh2 L96."
+    assert ("Status: in progress: ETTh1 L96 (7 of 12 cells, 1 bundle not benched yet); no cell done yet: ETTh2 L96."
             in text)
     assert "**In progress**: 7 of 12 cells (model x seed x variant) settled; 1 exported bundle not benched" in text
     assert "| transformer | structured-0.5 | 50 | 1,000 | 2.0 / 1.0 | 0.4500 (1 of 2 seeds) | 0.4700 (1 of 2 seeds) " \
            "| - | - |" in text
-    assert "| transformer | dense | 100 | - | - / - | 0.3700 [0.3600, 0.3800] | 0.4100 [0.4000, 0.4200] |" in text
+    assert ("| transformer | dense | 100 | - | - / - | 0.3700 [0.3600, 0.3800] | 0.4100 [0.4000, 0.4200] "
+            "| 1 [0.9, 1.15] | 2 |") in text
