@@ -195,32 +195,43 @@ def fronts(rows: list[dict]) -> dict[str, list[str]]:
     return found
 
 
-def verdict_sentence(dataset: str, rows: list[dict], front: dict[str, list[str]], tiny: list[str]) -> str:
-    """Where pruning wins and where a tiny model wins, from the table alone: per runtime, the pruned variants on
-    the front and those a tiny model (one of `tiny`, the registry's) dominates (at most as slow and as wrong), and
-    the fastest model within 5% of the best MSE."""
+def findings(rows: list[dict], front: dict[str, list[str]], tiny: list[str]) -> dict[str, dict]:
+    """Per runtime, from the table alone: the pruned variants on the front, those a tiny model (one of `tiny`, the
+    registry's) dominates (at most as slow and as wrong), and the fastest model within 5% of the best mean MSE."""
     from tsprune_edge.report.pareto import dominated_by
 
-    parts = []
-    for fmt, runtime in RUNTIMES.items():
+    found = {}
+    for fmt in RUNTIMES:
         measured = [r for r in rows if r["status"] == "ok" and r["p50_ms"].get(fmt) is not None]
         if not measured:
             continue
         points = [{"name": r["bundle"], "p50_ms": r["p50_ms"][fmt], "mse": r["mse"]["mean"]} for r in measured]
         by_name = {r["bundle"]: r for r in measured}
         pruned = [r for r in measured if r["variant"] != "dense"]
-        pruned_front = [label(r) for r in pruned if r["bundle"] in front[fmt]]
-        beaten = [label(r) for r in pruned if any(by_name[n]["model"] in tiny
-                                                  for n in dominated_by(points, r["bundle"]))]
         best = min(r["mse"]["mean"] for r in measured)
         near = min((r for r in measured if r["mse"]["mean"] <= best * 1.05), key=lambda r: r["p50_ms"][fmt])
-        text = (f"in {runtime} pruning wins on the front with {', '.join(pruned_front)}" if pruned_front
-                else f"in {runtime} no pruned variant is on the front")
-        text += (f", a tiny model dominates {len(beaten)} of {len(pruned)} pruned variants ({', '.join(beaten)})"
-                 if pruned and beaten else f", no tiny model dominates any of the {len(pruned)} pruned variants"
-                 if pruned else "")
-        text += (f", and the fastest model within 5% of the best test MSE ({best:.4f}) is {label(near)} "
-                 f"({near['p50_ms'][fmt]:.4g} ms, MSE {near['mse']['mean']:.4f})")
+        found[fmt] = {"pruned": len(pruned),
+                      "pruned_on_front": [label(r) for r in pruned if r["bundle"] in front[fmt]],
+                      "dominated_by_tiny": [label(r) for r in pruned if any(
+                          by_name[n]["model"] in tiny for n in dominated_by(points, r["bundle"]))],
+                      "best_mse": best,
+                      "fastest_near_best": {"model": label(near), "p50_ms": near["p50_ms"][fmt],
+                                            "mse": near["mse"]["mean"]}}
+    return found
+
+
+def verdict_sentence(dataset: str, found: dict[str, dict]) -> str:
+    """Where pruning wins and where a tiny model wins, in one sentence from `findings`."""
+    parts = []
+    for fmt, f in found.items():
+        near, beaten = f["fastest_near_best"], f["dominated_by_tiny"]
+        text = (f"in {RUNTIMES[fmt]} pruning wins on the front with {', '.join(f['pruned_on_front'])}"
+                if f["pruned_on_front"] else f"in {RUNTIMES[fmt]} no pruned variant is on the front")
+        text += (f", a tiny model dominates {len(beaten)} of {f['pruned']} pruned variants ({', '.join(beaten)})"
+                 if beaten else f", no tiny model dominates any of the {f['pruned']} pruned variants"
+                 if f["pruned"] else "")
+        text += (f", and the fastest model within 5% of the best test MSE ({f['best_mse']:.4f}) is {near['model']} "
+                 f"({near['p50_ms']:.4g} ms, MSE {near['mse']:.4f})")
         parts.append(text)
     return f"{dataset}: " + "; ".join(parts) + "." if parts else f"{dataset}: nothing measured yet."
 
@@ -483,7 +494,8 @@ def summarize(cells: dict[str, dict], datasets: list[str], models: list[str], se
             sections.append({"dataset": dataset, "lookback": lookback, "rows": rows, "front": front,
                              "progress": section_progress(cells, dataset, lookback, models, seeds, latency),
                              "bench_run": bench.get("run"), "bench_settings": bench.get("settings"),
-                             "sentence": verdict_sentence(f"{dataset}, lookback {lookback}", rows, front, tiny)})
+                             "findings": (found := findings(rows, front, tiny)),
+                             "sentence": verdict_sentence(f"{dataset}, lookback {lookback}", found)})
     minutes = {}
     for name, record in cells.items():
         if "seconds" in record:

@@ -86,7 +86,11 @@ def test_fronts_and_the_sentence_come_from_the_table():
     # structured (0.46 at 0.5 ms) is slower and worse than sparsetsf (0.41 at 0.01 ms); dense is the most accurate
     assert front == {"onnx": ["sparsetsf-L96-dense", "transformer-L96-dense"],
                      "tflite": ["sparsetsf-L96-dense", "transformer-L96-dense"]}
-    sentence = leaderboard.verdict_sentence("ETTh1", rows, front, ["sparsetsf"])
+    found = leaderboard.findings(rows, front, ["sparsetsf"])
+    assert found["onnx"] == {"pruned": 1, "pruned_on_front": [], "dominated_by_tiny": ["transformer structured-0.5"],
+                             "best_mse": pytest.approx(0.37),
+                             "fastest_near_best": {"model": "transformer", "p50_ms": 1.0, "mse": pytest.approx(0.37)}}
+    sentence = leaderboard.verdict_sentence("ETTh1", found)
     assert sentence == (
         "ETTh1: in ONNX Runtime no pruned variant is on the front, a tiny model dominates 1 of 1 pruned variants "
         "(transformer structured-0.5), and the fastest model within 5% of the best test MSE (0.3700) is "
@@ -102,7 +106,7 @@ def test_a_pruned_variant_on_the_front_is_named_as_a_win():
     rows = leaderboard.summary_rows(cells, "ETTh1", 96, ["sparsetsf", "transformer"], [1, 2], LATENCY)
     front = leaderboard.fronts(rows)
     assert front["onnx"] == ["sparsetsf-L96-dense", "transformer-L96-structured-0.5", "transformer-L96-dense"]
-    sentence = leaderboard.verdict_sentence("ETTh1", rows, front, ["sparsetsf"])
+    sentence = leaderboard.verdict_sentence("ETTh1", leaderboard.findings(rows, front, ["sparsetsf"]))
     assert sentence.startswith("ETTh1: in ONNX Runtime pruning wins on the front with transformer structured-0.5, "
                                "no tiny model dominates any of the 1 pruned variants, and the fastest model within "
                                "5% of the best test MSE (0.3700) is transformer structured-0.5 (0.5 ms, MSE 0.3800)")
