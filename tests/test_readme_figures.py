@@ -3,8 +3,8 @@
 A quoted figure is followed by a marker naming its source: `1.39x<!-- figure benchmarks/results/main_job.json
 variants/structured-0.5/onnx/speedup {:.2f}x -->`. The path walks the JSON, segments split by `/` (keys such as
 `structured-0.5` hold dots): `key` goes into a dict (a number into a list), `*` takes every value, `[k=v,...]`
-keeps the dicts of a list that have those values (`%20` for a space); after `|`, `min`, `max`, `/N` and `*N` reduce
-or scale what was found. The README text just before the marker must end with the format
+keeps the dicts of a list that have those values (`%20` for a space); after `|`, `min`, `max`, `count`, `/N` and
+`*N` reduce, count or scale what was found. The README text just before the marker must end with the format
 applied to the value. When a result file changes (a re-run, another helper's new coverage), this test names every
 figure to re-point or re-quote."""
 
@@ -36,6 +36,8 @@ def resolve(document: object, path: str) -> object:
     for operation in filter(None, operations.split("|")):
         if operation in ("min", "max"):
             found = [(min if operation == "min" else max)(found)]
+        elif operation == "count":
+            found = [len(found)]
         elif operation[0] in "/*":
             found = [f / float(operation[1:]) if operation[0] == "/" else f * float(operation[1:]) for f in found]
         else:
@@ -57,9 +59,9 @@ FIGURES = quoted_figures(README)
 def test_readme_marks_the_figures_of_each_checked_result_file():
     files = {source for _, source, _, _ in FIGURES}
     assert files == {f"benchmarks/results/{name}.json" for name in
-                     ("aa_control", "coverage", "fit-issue29/fit", "harness_precision", "main_job", "study",
-                      "train_baselines", "wide_datasets")}
-    assert len(FIGURES) == 101
+                     ("aa_control", "coverage", "fit-issue29/fit", "harness_precision", "leaderboard", "main_job",
+                      "study", "train_baselines", "wide_datasets")}
+    assert len(FIGURES) == 125
     assert len([f for f in FIGURES if f[1].endswith("main_job.json")]) == 15
 
 
@@ -83,6 +85,8 @@ def test_the_path_grammar():
     assert resolve(document, "rows/*/x|min") == 1.0
     assert resolve(document, "rows/1/format") == "tflite"
     assert resolve(document, "m/*/v|max|/1024") == 2.0
+    assert resolve(document, "rows/[variant=a]/*|count") == 6  # the two rows' three values each
+    assert resolve(document, "rows/*|count") == 2
     with pytest.raises(ValueError, match="names 2 values"):
         resolve(document, "rows/[variant=a]/x")
     before, source, path, form = quoted_figures("so 1.39x<!-- figure f.json a/b {:.2f}x --> faster")[0]
