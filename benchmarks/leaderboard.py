@@ -591,7 +591,7 @@ def markdown(result: dict) -> str:
              f"{', '.join(s['tiny_models'])}.", "", status_line(result["sections"]), ""]
     if result["cell_minutes"]:
         lines += ["Minutes per cell on this machine: " + ", ".join(
-            f"{kind} median {v['median']:.1f} ({v['cells']} cells, {v['total']:.1f} in all)"
+            f"{kind} median {v['median']:.1f} ({_count(v['cells'], 'cell')}, {v['total']:.1f} in all)"
             for kind, v in result["cell_minutes"].items()) + ".", ""]
     for section in result["sections"]:
         title = f"{section['dataset']}, lookback {section['lookback']}"
