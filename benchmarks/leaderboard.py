@@ -24,10 +24,16 @@ Order: every dataset at lookback 96, each followed by its bench, then ETTh1 at l
 again (with every ETTh1 bundle, in one interleaved run; the earlier bench is kept as superseded), so the
 3-seed, 4-dataset table is done before the long lookback-720 training starts.
 
-Resumable: each finished cell is kept as WORK/cells/<cell>.json and a re-run skips it; a cell that was interrupted
-(no cell file) is redone from scratch; a cell that failed is kept as <cell>.error.json and tried again on the next
-run. `--summarize` only rewrites the results from the cells done. `--deadline HH:MM` (UTC, today's): no new cell
-starts after it. Runs under nice 15 unless `--nice 0`.
+Resumable, across sessions and machines: each finished cell is kept as RECORD/<cell>.json and a re-run skips it;
+a cell that was interrupted (no cell file) is redone from scratch; a cell that failed is kept as <cell>.error.json
+and tried again on the next run. RECORD (benchmarks/results/leaderboard-cells) is tracked, and also keeps the
+checkpoints later cells need (leaderboard_record.py): commit it after each piece of the run, since runs/ is not kept
+when a session gets a new machine. On a new machine the kept checkpoints are put back; a dense model whose checkpoint
+was kept nowhere is trained again (its record set aside) before its pruned cells; the bundles are exported again
+from the kept checkpoints before the dataset's bench, which runs on one machine in one session. A section with no
+record at all (ETTh1 at lookback 96: its records were lost before they were tracked) is carried from the previous
+results as it was, and says so. `--summarize` only rewrites the results from the cells done. `--deadline HH:MM`
+(UTC, today's): no new cell starts after it. Runs under nice 15 unless `--nice 0`.
 
 Measured: ETTh1 at lookback 96, 3 seeds, took 4.4 h alone on the machine (dense training 114 min for 30 cells,
 fit 114 min, structured 22 min, export 5 min, the bench of 24 bundles 11 min); ETTh2 should take about as long, ETTm1
@@ -50,8 +56,9 @@ epoch quiet). Run it in pieces with --deadline (every cell is kept), one process
 process's training would measure that load (the benches themselves wait for each other on the board's lock).
 
 Usage: python benchmarks/leaderboard.py [--datasets ETTh1,ETTh2,ETTm1,weather] [--models a,b] [--seeds 2021,...]
-       [--work runs/leaderboard] [--results benchmarks/results] [--max-epochs N] [--finetune-epochs 1]
-       [--rounds 5] [--min-time 1.0] [--no-lookback720] [--deadline HH:MM] [--summarize] [--nice 15]
+       [--work runs/leaderboard] [--record benchmarks/results/leaderboard-cells] [--results benchmarks/results]
+       [--max-epochs N] [--finetune-epochs 1] [--rounds 5] [--min-time 1.0] [--no-lookback720]
+       [--deadline HH:MM] [--summarize] [--nice 15]
 Writes RESULTS/leaderboard.{json,md}.
 """
 
@@ -70,8 +77,22 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from leaderboard_record import (
+    carried_sections,
+    cell_id,
+    checkpoint_of,
+    keep,
+    needed_checkpoints,
+    parse_cell,
+    read_previous,
+    restore,
+    stored_path,
+    supersede,
+)
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+RECORD = RESULTS / "leaderboard-cells"  # tracked: the cell records and the checkpoints later cells need
 DATASETS = ("ETTh1", "ETTh2", "ETTm1", "weather")
 SEEDS = (2021, 2022, 2023)
 PRED_LEN = 96
@@ -90,11 +111,6 @@ EVALUATION = ("test MSE and MAE on scaled values over every test window (stride 
 
 
 # ---- pure parts: cells, aggregation, Pareto front, the sentence (no torch) ----
-
-def cell_id(kind: str, dataset: str, model: str, lookback: int, seed: int | None = None) -> str:
-    """A cell's file name stem, e.g. train--ETTh1--dlinear--L96--s2021."""
-    return "--".join([kind, dataset, model, f"L{lookback}", *([f"s{seed}"] if seed is not None else [])])
-
 
 def run_cell(cells: Path, name: str, work: Callable[[], dict], log: Callable[[str], None] = print) -> dict:
     """The cell's record: read from cells/<name>.json when done, else computed by `work` and kept there. A
@@ -336,7 +352,8 @@ def train_cell(work: Path, dataset: str, model: str, lookback: int, seed: int, a
     except UserError as exc:  # the project's refusal: e.g. too few rows for the windows
         return {**base, "status": "n/a", "reason": str(exc)}
     t = metrics["training"]
-    return {**base, "status": "ok", "checkpoint": str(out / "model.pt"), "parameters": metrics["parameters"],
+    return {**base, "status": "ok", "checkpoint": stored_path(work, out / "model.pt"),
+            "parameters": metrics["parameters"],
             "schedule": t["schedule"], "epochs_run": t["epochs_run"], "best_epoch": t["best_epoch"],
             "test": test_metrics(out / "model.pt")}
 
@@ -345,17 +362,18 @@ def structured_cell(work: Path, dense: dict, args: argparse.Namespace) -> dict:
     from tsprune_edge.errors import UserError
     from tsprune_edge.prune.stage import PruneRequest, prune_to_dir
 
-    out = Path(dense["checkpoint"]).parent.parent / STRUCTURED
+    out = checkpoint_of(work, dense).parent.parent / STRUCTURED
     shutil.rmtree(out, ignore_errors=True)
     base = {k: dense[k] for k in ("dataset", "model", "lookback", "seed")} | {
         "commit": commit(), "finetune_epochs": args.finetune_epochs}
     request = PruneRequest(method="structured", sparsity=0.5, finetune_epochs=args.finetune_epochs,
                            seed=dense["seed"])
     try:
-        summary = prune_to_dir(Path(dense["checkpoint"]), request, out)
+        summary = prune_to_dir(checkpoint_of(work, dense), request, out)
     except UserError as exc:
         return {**base, "status": "n/a", "reason": str(exc)}
-    return {**base, "status": "ok", "checkpoint": str(out / "model.pt"), "parameters": summary["after"]["parameters"],
+    return {**base, "status": "ok", "checkpoint": stored_path(work, out / "model.pt"),
+            "parameters": summary["after"]["parameters"],
             "mac_reduction": summary["mac_reduction"], "test": test_metrics(out / "model.pt")}
 
 
@@ -366,13 +384,13 @@ def fit_cell(work: Path, dense: dict, args: argparse.Namespace) -> dict:
     from tsprune_edge.fit.loop import FitRequest, run_fit
     from tsprune_edge.fit.measure import Target
 
-    out = Path(dense["checkpoint"]).parent.parent / FIT
+    out = checkpoint_of(work, dense).parent.parent / FIT
     shutil.rmtree(out, ignore_errors=True)
     base = {k: dense[k] for k in ("dataset", "model", "lookback", "seed")} | {
         "commit": commit(), "finetune_epochs": args.finetune_epochs}
     target = Target(device="desktop", runtime=FIT_RUNTIME, threads=1, rounds=args.rounds, min_time=args.min_time,
                     min_iters=args.min_iters)
-    request = FitRequest(checkpoint=Path(dense["checkpoint"]), target=target, out=out, speedup=FIT_SPEEDUP,
+    request = FitRequest(checkpoint=checkpoint_of(work, dense), target=target, out=out, speedup=FIT_SPEEDUP,
                          finetune_epochs=args.finetune_epochs, cache=work / "fit-cache", seed=dense["seed"])
     try:
         record = run_fit(request, console=Console(stderr=True))
@@ -382,16 +400,17 @@ def fit_cell(work: Path, dense: dict, args: argparse.Namespace) -> dict:
     if chosen is None:
         return {**base, "status": "n/a", "reason": f"fit ended {record['status']} with no candidate"}
     checkpoint = Path(chosen["checkpoint"])
-    return {**base, "status": "ok", "fit_status": record["status"], "checkpoint": str(checkpoint),
+    return {**base, "status": "ok", "fit_status": record["status"], "checkpoint": stored_path(work, checkpoint),
             "fit_speedup": chosen.get("speedup"), "test": test_metrics(checkpoint)}
 
 
-def export_cell(bundles: Path, cell: dict, variant: str) -> dict:
+def export_cell(work: Path, cell: dict, variant: str) -> dict:
     """One seed's checkpoint of a variant as an ONNX and a TFLite bundle in the dataset's bench folder."""
     from tsprune_edge.export.bundle import ExportRequest, write_bundles
 
     name = bundle_name(cell["model"], cell["lookback"], variant)
-    manifest = write_bundles(bundles, {name: Path(cell["checkpoint"])}, ExportRequest(formats=tuple(RUNTIMES)))[name]
+    manifest = write_bundles(work / "bundles" / cell["dataset"], {name: checkpoint_of(work, cell)},
+                             ExportRequest(formats=tuple(RUNTIMES)))[name]
     return {"status": "ok", "bundle": name, "seed": cell["seed"], "parameters": manifest["model"]["parameters"],
             "macs": manifest["model"]["macs"],
             "bytes": {fmt: a["bytes"] for fmt, a in manifest["artifacts"].items() if fmt in RUNTIMES}}
@@ -438,17 +457,27 @@ def phases(datasets: list[str], lookback720: bool) -> list[tuple[str, int]]:
 
 def run_dataset(work: Path, dataset: str, lookback: int, models: list[str], seeds: list[int],
                 args: argparse.Namespace, past_deadline: Callable[[], bool]) -> bool:
-    """Every cell of one dataset at one lookback, then the dataset's bench; False when the deadline stopped it."""
-    cells, bundles = work / "cells", work / "bundles" / dataset
+    """Every cell of one dataset at one lookback, then the dataset's bench; False when the deadline stopped it.
+    After each cell the checkpoints later cells need are copied into the record (`keep_checkpoints`)."""
+    cells = args.record
     for model in models:
         for seed in seeds:
             for variant in VARIANTS:
                 name = cell_id(variant, dataset, model, lookback, seed)
                 if not (cells / f"{name}.json").is_file() and past_deadline():
                     return False
+                train = partial(train_cell, work, dataset, model, lookback, seed, args)
                 if variant == "dense":
-                    record = dense = run_cell(cells, name, partial(train_cell, work, dataset, model, lookback,
-                                                                   seed, args))
+                    dense = run_cell(cells, name, train)
+                    due = [cell_id(later, dataset, model, lookback, seed) for later in VARIANTS[1:]]
+                    due.append(cell_id("export-dense", dataset, model, lookback))
+                    if (dense.get("status") == "ok" and not checkpoint_of(work, dense).is_file()
+                            and not all((cells / f"{later}.json").is_file() for later in due)):
+                        if past_deadline():
+                            return False
+                        supersede(cells, name)  # its checkpoint was kept nowhere (lost with a machine): trained again
+                        dense = run_cell(cells, name, train)
+                    record = dense
                 elif dense.get("status") != "ok":
                     break
                 else:
@@ -458,17 +487,53 @@ def run_dataset(work: Path, dataset: str, lookback: int, models: list[str], seed
                 if record.get("status") == "ok" and not (cells / f"{export}.json").is_file():
                     if past_deadline():  # the first seed done is exported: latency is the architecture's
                         return False
-                    run_cell(cells, export, partial(export_cell, bundles, record, variant))
-    name = cell_id("bench", dataset, "all", LOOKBACK)
-    present = sorted(p.parent.name for p in bundles.glob("*/manifest.json"))
-    done = cells / f"{name}.json"
-    if done.is_file() and json.loads(done.read_text())["bundles"] != present:
-        done.rename(cells / f"{name}.{int(time.time())}.superseded.json")  # new bundles: measured again, kept
-    if present and not done.is_file():
-        if past_deadline():
-            return False
-        run_cell(cells, name, partial(bench_cell, work, dataset, args))
+                    run_cell(cells, export, partial(export_cell, work, record, variant))
+                keep_checkpoints(work, cells)
+    return bench_dataset(work, dataset, args, past_deadline)
+
+
+def exported(cells: dict[str, dict], dataset: str) -> dict[str, str]:
+    """The dataset's exported bundles (every lookback): bundle name -> its export cell."""
+    found = {}
+    for name, record in cells.items():
+        kind, at, model, lookback, _ = parse_cell(name)
+        if kind.startswith("export-") and at == dataset and record.get("status") == "ok":
+            found[bundle_name(model, lookback, kind.removeprefix("export-"))] = name
+    return dict(sorted(found.items()))
+
+
+def bench_dataset(work: Path, dataset: str, args: argparse.Namespace, past_deadline: Callable[[], bool]) -> bool:
+    """The dataset's one interleaved bench, once every exported bundle is in it. On a machine that did not export
+    them (a later session's), the bundles are first exported again from the kept checkpoints; a bench done with
+    fewer bundles is set aside (kept) and measured again with all of them."""
+    cells = args.record
+    name, found = cell_id("bench", dataset, "all", LOOKBACK), read_cells(args.record)
+    bundles = exported(found, dataset)
+    if not bundles or (found.get(name) or {}).get("bundles") == list(bundles):
+        return True
+    if past_deadline():
+        return False
+    for bundle, export in bundles.items():
+        if not (work / "bundles" / dataset / bundle / "manifest.json").is_file():
+            kind, _, model, lookback, _ = parse_cell(export)
+            variant = kind.removeprefix("export-")
+            source = found[cell_id(variant, dataset, model, lookback, found[export]["seed"])]
+            (cells / f"{export}.json").unlink()  # made again from the same checkpoint
+            if run_cell(cells, export, partial(export_cell, work, source, variant)).get("status") != "ok":
+                print(f"the {dataset} bench waits: {bundle} could not be exported again", file=sys.stderr)
+                return True
+    if (cells / f"{name}.json").is_file():
+        supersede(cells, name)
+    run_cell(cells, name, partial(bench_cell, work, dataset, args))
     return True
+
+
+def keep_checkpoints(work: Path, cells: Path) -> None:
+    """The record keeps exactly the checkpoints later cells need; one needed and found nowhere is said."""
+    missing = keep(work, cells, needed_checkpoints(read_cells(cells), (STRUCTURED, FIT)))
+    if missing:
+        print(f"checkpoints needed but kept nowhere (their cells will be computed again): {', '.join(missing)}",
+              file=sys.stderr)
 
 
 def read_cells(cells: Path) -> dict[str, dict]:
@@ -483,7 +548,8 @@ def read_cells(cells: Path) -> dict[str, dict]:
 
 
 def summarize(cells: dict[str, dict], datasets: list[str], models: list[str], seeds: list[int],
-              args: argparse.Namespace, tiny: list[str]) -> dict:
+              args: argparse.Namespace, tiny: list[str], previous: dict | None = None) -> dict:
+    """The results from the cell records; a section none of whose records is here is carried from `previous`."""
     sections = []
     for dataset in datasets:
         bench = cells.get(cell_id("bench", dataset, "all", LOOKBACK)) or {}
@@ -498,6 +564,8 @@ def summarize(cells: dict[str, dict], datasets: list[str], models: list[str], se
                              "bench_run": bench.get("run"), "bench_settings": bench.get("settings"),
                              "findings": (found := findings(rows, front, tiny)),
                              "sentence": verdict_sentence(f"{dataset}, lookback {lookback}", found)})
+    sections = carried_sections(sections, previous)
+    carried = sorted({c for s in sections if s.get("carried") for c in s["carried"]["cell_commits"]})
     minutes = {}
     for name, record in cells.items():
         if "seconds" in record:
@@ -510,8 +578,11 @@ def summarize(cells: dict[str, dict], datasets: list[str], models: list[str], se
         return sorted({c[key] for c in cells.values() if c.get(key) is not None})
 
     return {"benchmark": "leaderboard", "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "commit": commit(), "cell_commits": sorted({c["commit"] for c in cells.values() if c.get("commit")}),
-            "machine": any_cell.get("machine"), "evaluation": EVALUATION, "spread": SPREAD,
+            "commit": commit(),
+            "cell_commits": sorted({c["commit"] for c in cells.values() if c.get("commit")} | set(carried)),
+            "machine": any_cell.get("machine") or next((s["carried"]["machine"] for s in sections
+                                                         if s.get("carried")), None),
+            "evaluation": EVALUATION, "spread": SPREAD,
             "settings": {"datasets": datasets, "models": models, "seeds": seeds, "pred_len": PRED_LEN,
                          "lookback": LOOKBACK, "paper_lookback": {PAPER_LOOKBACK_DATA: PAPER_LOOKBACK}
                          if args.lookback720 else None, "max_epochs_cap": recorded("max_epochs_cap"),
@@ -603,6 +674,12 @@ def markdown(result: dict) -> str:
             presets = dict.fromkeys(f"{r['model']} {r['preset']}" for r in section["rows"] if r["preset"])
             lines += [f"Presets at seq_len {section['lookback']}: {', '.join(presets)} (small: the small preset's "
                       "widths with this lookback; paper: the authors' settings).", ""]
+        if section.get("carried"):
+            c = section["carried"]
+            lines += [f"Carried over unchanged from the results of {c['date']} (commit {c['commit']}; cells "
+                      f"computed at {', '.join(c['cell_commits'])}): this section's cell records were kept only on "
+                      "that session's machine and were lost with it, so it is repeated as it was, not recomputed.",
+                      ""]
         p = section["progress"]
         if not p["complete"]:
             unbenched = (f"; {_count(len(p['unbenched']), 'exported bundle')} not benched yet (p50 \"-\"; the "
@@ -652,7 +729,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models", default=None, help="comma-separated (default: every registered model)")
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)),
                         help="comma-separated seeds, or a count: 1 takes the first default seed")
-    parser.add_argument("--work", type=Path, default=HERE.parent / "runs" / "leaderboard")
+    parser.add_argument("--work", type=Path, default=HERE.parent / "runs" / "leaderboard",
+                        help="checkpoints, bundles, bench runs (not kept: remade from the record)")
+    parser.add_argument("--record", type=Path, default=RECORD,
+                        help="the cell records and the checkpoints later cells need (tracked: commit it)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
     parser.add_argument("--max-epochs", type=int, default=None,
@@ -698,14 +778,18 @@ def main() -> None:
     unknown = [d for d in args.datasets if d not in KNOWN]
     if unknown:
         fail(f"unknown dataset {unknown[0]!r}; for example {', '.join(DATASETS)}")
-    (args.work / "cells").mkdir(parents=True, exist_ok=True)
+    args.record.mkdir(parents=True, exist_ok=True)
     if not args.summarize:
+        restored = restore(args.work, args.record)
+        if restored:
+            print(f"{restored} kept checkpoint(s) put back into {args.work}", file=sys.stderr)
         past = deadline_check(args.deadline)
         for dataset, lookback in phases(args.datasets, args.lookback720):
             if not run_dataset(args.work, dataset, lookback, models, args.seeds, args, past):
                 print(f"deadline {args.deadline} UTC reached: no new cell started", file=sys.stderr)
                 break
-    result = summarize(read_cells(args.work / "cells"), args.datasets, models, args.seeds, args, tiny_models())
+    result = summarize(read_cells(args.record), args.datasets, models, args.seeds, args, tiny_models(),
+                       read_previous(args.results / "leaderboard.json"))
     args.results.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.results / "leaderboard.json", result)
     text = markdown(result)

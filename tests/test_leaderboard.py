@@ -222,3 +222,44 @@ def test_a_table_committed_mid_run_says_what_is_not_done():
            "| - | - |" in text
     assert ("| transformer | dense | 100 | - | - / - | 0.3700 [0.3600, 0.3800] | 0.4100 [0.4000, 0.4200] "
             "| 1 [0.9, 1.15] | 2 |") in text
+
+
+def test_the_bench_waits_for_every_exported_bundle_and_is_not_redone_on_a_new_machine(tmp_path):
+    cells = table()
+    cells[leaderboard.cell_id("export-dense", "ETTh1", "sparsetsf", 96)] = {"status": "ok", "seed": 1}
+    cells[leaderboard.cell_id("export-dense", "ETTh2", "sparsetsf", 96)] = {"status": "ok", "seed": 1}
+    cells[leaderboard.cell_id("export-fit-speedup2", "ETTh1", "transformer", 96)] = {"status": "failed"}
+    assert leaderboard.exported(cells, "ETTh1") == {
+        "sparsetsf-L96-dense": "export-dense--ETTh1--sparsetsf--L96",
+        "transformer-L96-structured-0.5": "export-structured-0.5--ETTh1--transformer--L96"}
+    for name, found in cells.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(found))
+    bench = {"status": "ok", "bundles": ["sparsetsf-L96-dense", "transformer-L96-structured-0.5"], "latency": {}}
+    (tmp_path / "bench--ETTh1--all--L96.json").write_text(json.dumps(bench))
+    args = leaderboard.parse(["--record", str(tmp_path)])
+    # the work folder is empty (a fresh machine): the bench done with every exported bundle is kept as it is
+    assert leaderboard.bench_dataset(tmp_path / "work", "ETTh1", args, lambda: True) is True
+    assert json.loads((tmp_path / "bench--ETTh1--all--L96.json").read_text()) == bench
+    assert not list(tmp_path.glob("*.superseded.json"))
+    # a bundle exported since: the bench is due, and past the deadline nothing starts
+    (tmp_path / "export-dense--ETTh1--transformer--L96.json").write_text(json.dumps({"status": "ok", "seed": 1}))
+    assert leaderboard.bench_dataset(tmp_path / "work", "ETTh1", args, lambda: True) is False
+    assert json.loads((tmp_path / "bench--ETTh1--all--L96.json").read_text()) == bench
+
+
+def test_a_carried_section_says_where_it_came_from():
+    rows = leaderboard.summary_rows(table(), "ETTh1", 96, ["sparsetsf", "transformer"], [1, 2], LATENCY)
+    for row in rows:
+        row["on_front"] = []
+    carried = {"date": "2026-12-07 14:57 UTC", "commit": "00e23c6", "cell_commits": ["cabaa91", "f675f4d"],
+               "machine": {}}
+    result = {"machine": {}, "date": "d", "commit": "c", "cell_commits": [], "evaluation": "e", "cell_minutes": {},
+              "settings": {"seeds": [1, 2], "pred_len": 96, "max_epochs_cap": [], "finetune_epochs": [1],
+                           "fit": "f", "bench": {"rounds": 5, "min_time_s": 1.0, "min_iters": 100},
+                           "tiny_models": ["sparsetsf"]},
+              "sections": [{"dataset": "ETTh1", "lookback": 96, "rows": rows, "front": {}, "sentence": "S.",
+                            "carried": carried, "progress": {"cells": 12, "settled": 12, "unbenched": [],
+                                                             "complete": True}}]}
+    assert ("Carried over unchanged from the results of 2026-12-07 14:57 UTC (commit 00e23c6; cells computed at "
+            "cabaa91, f675f4d): this section's cell records were kept only on that session's machine and were "
+            "lost with it, so it is repeated as it was, not recomputed.") in leaderboard.markdown(result)
