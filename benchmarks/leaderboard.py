@@ -562,6 +562,7 @@ def summarize(cells: dict[str, dict], datasets: list[str], models: list[str], se
             sections.append({"dataset": dataset, "lookback": lookback, "rows": rows, "front": front,
                              "progress": section_progress(cells, dataset, lookback, models, seeds, latency),
                              "bench_run": bench.get("run"), "bench_settings": bench.get("settings"),
+                             "bench_machine": bench.get("machine"),
                              "findings": (found := findings(rows, front, tiny)),
                              "sentence": verdict_sentence(f"{dataset}, lookback {lookback}", found)})
     sections = carried_sections(sections, previous)
@@ -686,6 +687,10 @@ def markdown(result: dict) -> str:
                          "bench runs once the section's cells are done)" if p["unbenched"] else "")
             lines += [f"**In progress**: {p['settled']} of {p['cells']} cells (model x seed x variant) settled"
                       f"{unbenched}. The sentence, the front and the means cover only what is done.", ""]
+        if section.get("bench_run"):
+            where = section.get("bench_machine") or (section.get("carried") or {}).get("machine") or {}
+            lines += [f"Latency: one interleaved bench, run {Path(section['bench_run']).name}, on "
+                      f"{where.get('cpu', '?')} ({where.get('cores', '?')} cores).", ""]
         lines += [section["sentence"], "",
                   "| model | variant | params | MACs | file KB (ONNX / TFLite) | test MSE | test MAE | p50 ms ORT "
                   "| p50 ms LiteRT | front |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]

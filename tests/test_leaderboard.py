@@ -258,8 +258,12 @@ def test_a_carried_section_says_where_it_came_from():
                            "fit": "f", "bench": {"rounds": 5, "min_time_s": 1.0, "min_iters": 100},
                            "tiny_models": ["sparsetsf"]},
               "sections": [{"dataset": "ETTh1", "lookback": 96, "rows": rows, "front": {}, "sentence": "S.",
-                            "carried": carried, "progress": {"cells": 12, "settled": 12, "unbenched": [],
-                                                             "complete": True}}]}
+                            "carried": carried, "bench_run": "runs/leaderboard/bench/ETTh1/desktop-20261207-134230",
+                            "progress": {"cells": 12, "settled": 12, "unbenched": [], "complete": True}}]}
     assert ("Carried over unchanged from the results of 2026-12-07 14:57 UTC (commit 00e23c6; cells computed at "
             "cabaa91, f675f4d): this section's cell records were kept only on that session's machine and were "
             "lost with it, so it is repeated as it was, not recomputed.") in leaderboard.markdown(result)
+    # its bench ran on the machine it was carried from
+    carried["machine"] = {"cpu": "AMD EPYC", "cores": 2}
+    assert ("Latency: one interleaved bench, run desktop-20261207-134230, on AMD EPYC (2 cores)."
+            in leaderboard.markdown(result))
