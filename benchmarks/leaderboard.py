@@ -32,8 +32,9 @@ when a session gets a new machine. On a new machine the kept checkpoints are put
 was kept nowhere is trained again (its record set aside) before its pruned cells; the bundles are exported again
 from the kept checkpoints before the dataset's bench, which runs on one machine in one session. A section with no
 record at all (ETTh1 at lookback 96: its records were lost before they were tracked) is carried from the previous
-results as it was, and says so. `--summarize` only rewrites the results from the cells done. `--deadline HH:MM`
-(UTC, today's): no new cell starts after it. Runs under nice 15 unless `--nice 0`.
+results as it was, says so, and is not computed again (`complete_elsewhere`). `--summarize` only rewrites the
+results from the cells done. `--deadline HH:MM` (UTC, today's): no new cell starts after it. Runs under nice 15
+unless `--nice 0`.
 
 Measured: ETTh1 at lookback 96, 3 seeds, took 4.4 h alone on the machine (dense training 114 min for 30 cells,
 fit 114 min, structured 22 min, export 5 min, the bench of 24 bundles 11 min); ETTh2 should take about as long, ETTm1
@@ -528,6 +529,14 @@ def bench_dataset(work: Path, dataset: str, args: argparse.Namespace, past_deadl
     return True
 
 
+def complete_elsewhere(cells: dict[str, dict], previous: dict | None) -> set[tuple[str, int]]:
+    """The sections complete in the previous results none of whose cells is in the record (lost with a machine):
+    the run carries them instead of spending their hours again."""
+    return {(s["dataset"], s["lookback"]) for s in (previous or {}).get("sections", [])
+            if s["progress"]["complete"] and not any(
+                parse_cell(name)[1:4:2] == (s["dataset"], s["lookback"]) for name in cells)}
+
+
 def keep_checkpoints(work: Path, cells: Path) -> None:
     """The record keeps exactly the checkpoints later cells need; one needed and found nowhere is said."""
     missing = keep(work, cells, needed_checkpoints(read_cells(cells), (STRUCTURED, FIT)))
@@ -789,7 +798,12 @@ def main() -> None:
         if restored:
             print(f"{restored} kept checkpoint(s) put back into {args.work}", file=sys.stderr)
         past = deadline_check(args.deadline)
+        done_before = complete_elsewhere(read_cells(args.record), read_previous(args.results / "leaderboard.json"))
         for dataset, lookback in phases(args.datasets, args.lookback720):
+            if (dataset, lookback) in done_before:
+                print(f"{dataset} L{lookback}: complete in the previous results, its records lost: carried, not "
+                      "computed again", file=sys.stderr)
+                continue
             if not run_dataset(args.work, dataset, lookback, models, args.seeds, args, past):
                 print(f"deadline {args.deadline} UTC reached: no new cell started", file=sys.stderr)
                 break

@@ -267,3 +267,15 @@ def test_a_carried_section_says_where_it_came_from():
     carried["machine"] = {"cpu": "AMD EPYC", "cores": 2}
     assert ("Latency: one interleaved bench, run desktop-20261207-134230, on AMD EPYC (2 cores)."
             in leaderboard.markdown(result))
+
+
+def test_a_complete_section_whose_records_were_lost_is_not_computed_again():
+    previous = {"sections": [
+        {"dataset": "ETTh1", "lookback": 96, "progress": {"complete": True}},
+        {"dataset": "ETTh2", "lookback": 96, "progress": {"complete": False}},
+        {"dataset": "ETTm1", "lookback": 96, "progress": {"complete": True}}]}
+    cells = {leaderboard.cell_id("dense", "ETTm1", "dlinear", 96, 2021): {"status": "ok"},
+             leaderboard.cell_id("dense", "ETTh1", "dlinear", 720, 2021): {"status": "ok"}}
+    # ETTm1 has records of its own: it goes on from them; ETTh2 was not complete: it is computed
+    assert leaderboard.complete_elsewhere(cells, previous) == {("ETTh1", 96)}
+    assert leaderboard.complete_elsewhere(cells, None) == set()
