@@ -465,7 +465,8 @@ def run_dataset(work: Path, dataset: str, lookback: int, models: list[str], seed
         for seed in seeds:
             for variant in VARIANTS:
                 name = cell_id(variant, dataset, model, lookback, seed)
-                if not (cells / f"{name}.json").is_file() and past_deadline():
+                computed = not (cells / f"{name}.json").is_file()  # the record is brought up to date only then
+                if computed and past_deadline():
                     return False
                 train = partial(train_cell, work, dataset, model, lookback, seed, args)
                 if variant == "dense":
@@ -477,7 +478,7 @@ def run_dataset(work: Path, dataset: str, lookback: int, models: list[str], seed
                         if past_deadline():
                             return False
                         supersede(cells, name)  # its checkpoint was kept nowhere (lost with a machine): trained again
-                        dense = run_cell(cells, name, train)
+                        dense, computed = run_cell(cells, name, train), True
                     record = dense
                 elif dense.get("status") != "ok":
                     break
@@ -489,7 +490,9 @@ def run_dataset(work: Path, dataset: str, lookback: int, models: list[str], seed
                     if past_deadline():  # the first seed done is exported: latency is the architecture's
                         return False
                     run_cell(cells, export, partial(export_cell, work, record, variant))
-                keep_checkpoints(work, cells)
+                    computed = True
+                if computed:
+                    keep_checkpoints(work, cells)
     return bench_dataset(work, dataset, args, past_deadline)
 
 
@@ -519,7 +522,7 @@ def bench_dataset(work: Path, dataset: str, args: argparse.Namespace, past_deadl
             kind, _, model, lookback, _ = parse_cell(export)
             variant = kind.removeprefix("export-")
             source = found[cell_id(variant, dataset, model, lookback, found[export]["seed"])]
-            (cells / f"{export}.json").unlink()  # made again from the same checkpoint
+            supersede(cells, export)  # made again from the same checkpoint; the old record is kept
             if run_cell(cells, export, partial(export_cell, work, source, variant)).get("status") != "ok":
                 print(f"the {dataset} bench waits: {bundle} could not be exported again", file=sys.stderr)
                 return True
