@@ -82,6 +82,7 @@ from leaderboard_record import (
     carried_sections,
     cell_id,
     checkpoint_of,
+    is_cell_name,
     keep,
     needed_checkpoints,
     parse_cell,
@@ -549,13 +550,21 @@ def keep_checkpoints(work: Path, cells: Path) -> None:
 
 
 def read_cells(cells: Path) -> dict[str, dict]:
-    """Every finished cell, and failed ones (their name without .error)."""
+    """Every finished cell, and failed ones (their name without .error). A file that is not a cell record (a stray
+    name, or not JSON) is a ValueError naming it: the run must not guess what it holds."""
     found = {}
     for path in sorted(cells.glob("*.json")):
         if path.name.endswith(".superseded.json"):
             continue
-        record = json.loads(path.read_text())
-        found[path.name.removesuffix(".json").removesuffix(".error")] = record
+        name = path.name.removesuffix(".json").removesuffix(".error")
+        if not is_cell_name(name):
+            raise ValueError(f"{path} is not a cell record (names are kind--dataset--model--L<lookback>[--s<seed>]); "
+                             f"move it out of {cells}")
+        try:
+            found[name] = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON ({error}); restore it with git checkout or move it out of "
+                             f"{cells} to compute that cell again") from None
     return found
 
 
@@ -796,6 +805,10 @@ def main() -> None:
     if unknown:
         fail(f"unknown dataset {unknown[0]!r}; for example {', '.join(DATASETS)}")
     args.record.mkdir(parents=True, exist_ok=True)
+    try:
+        read_cells(args.record)  # a stray or broken file stops the run here, in one line, before anything is written
+    except ValueError as error:
+        fail(str(error))
     if not args.summarize:
         restored = restore(args.work, args.record)
         if restored:

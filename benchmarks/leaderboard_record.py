@@ -34,6 +34,14 @@ def parse_cell(name: str) -> tuple[str, str, str, int, int | None]:
     return kind, dataset, model, int(lookback.removeprefix("L")), int(seed[0].removeprefix("s")) if seed else None
 
 
+def is_cell_name(name: str) -> bool:
+    """Whether `name` is a stem `cell_id` writes (a stray file in the record folder is not)."""
+    try:
+        return cell_id(*parse_cell(name)) == name
+    except ValueError:
+        return False
+
+
 def stored_path(work: Path, path: Path) -> str:
     """How a cell records a checkpoint: relative to the work folder, so the record holds on another machine."""
     return str(Path(path).resolve().relative_to(work.resolve()))

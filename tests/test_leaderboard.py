@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -113,28 +114,44 @@ def test_a_pruned_variant_on_the_front_is_named_as_a_win():
 
 
 def test_a_finished_cell_is_read_not_computed(tmp_path):
-    (tmp_path / "train--x.json").write_text(json.dumps({"status": "ok", "seconds": 3.0}))
+    (tmp_path / "train--ETTh1--x--L96.json").write_text(json.dumps({"status": "ok", "seconds": 3.0}))
 
     def never() -> dict:
         raise AssertionError("a finished cell was computed again")
 
-    assert leaderboard.run_cell(tmp_path, "train--x", never) == {"status": "ok", "seconds": 3.0}
+    assert leaderboard.run_cell(tmp_path, "train--ETTh1--x--L96", never) == {"status": "ok", "seconds": 3.0}
 
 
 def test_a_failed_cell_is_kept_and_tried_again(tmp_path):
     def broken() -> dict:
         raise ValueError("disk on fire\nsecond line")
 
-    lines = []
-    failed = leaderboard.run_cell(tmp_path, "train--y", broken, lines.append)
+    name, lines = "train--ETTh1--y--L96--s1", []
+    failed = leaderboard.run_cell(tmp_path, name, broken, lines.append)
     assert failed["status"] == "failed" and failed["error"] == "ValueError: disk on fire"
-    assert json.loads((tmp_path / "train--y.error.json").read_text())["error"] == "ValueError: disk on fire"
-    assert lines == ["cell train--y failed: ValueError: disk on fire"]
-    assert leaderboard.read_cells(tmp_path)["train--y"]["status"] == "failed"
-    done = leaderboard.run_cell(tmp_path, "train--y", lambda: {"status": "ok"})
-    assert done["status"] == "ok" and done["cell"] == "train--y"
-    assert not (tmp_path / "train--y.error.json").exists()
-    assert json.loads((tmp_path / "train--y.json").read_text())["status"] == "ok"
+    assert json.loads((tmp_path / f"{name}.error.json").read_text())["error"] == "ValueError: disk on fire"
+    assert lines == [f"cell {name} failed: ValueError: disk on fire"]
+    assert leaderboard.read_cells(tmp_path)[name]["status"] == "failed"
+    done = leaderboard.run_cell(tmp_path, name, lambda: {"status": "ok"})
+    assert done["status"] == "ok" and done["cell"] == name
+    assert not (tmp_path / f"{name}.error.json").exists()
+    assert json.loads((tmp_path / f"{name}.json").read_text())["status"] == "ok"
+
+
+@pytest.mark.parametrize("stray, text, problem", [
+    ("notes.json", "{}", "is not a cell record (names are kind--dataset--model--L<lookback>[--s<seed>]); move it out"),
+    ("dense--ETTh1--dlinear--L96--s2021.json", "<<<<<<< HEAD", "is not valid JSON"),
+])
+def test_a_stray_or_broken_file_in_the_record_stops_the_run_in_one_line(tmp_path, stray, text, problem):
+    record, results = tmp_path / "record", tmp_path / "results"
+    record.mkdir()
+    (record / stray).write_text(text)
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks" / "leaderboard.py"), "--record", str(record),
+                          "--results", str(results), "--work", str(tmp_path / "work"), "--summarize", "--nice", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.startswith(f"error: {record / stray} {problem}") and run.stderr.count("\n") == 1
+    assert not results.exists() and sorted(p.name for p in record.iterdir()) == [stray]
 
 
 def test_bad_deadline_is_one_line_and_exit_2(capsys):
