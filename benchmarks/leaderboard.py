@@ -75,7 +75,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 from leaderboard_record import (
@@ -272,9 +272,22 @@ def machine() -> dict:
     return record()
 
 
+def code_version(root: Path, results: Path) -> str:
+    """HEAD of the repository whose top folder is `root`, with "+changes" where its tracked files outside `results`
+    differ from HEAD (the run's own records change the results folder all the time; that is not a change of code)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root)
+    if head.returncode or not head.stdout.strip():
+        return "unknown"
+    kept_out = f":(exclude){results.resolve().relative_to(root.resolve())}"
+    changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", ".", kept_out], cwd=root).returncode
+    return head.stdout.strip() + ("+changes" if changed else "")
+
+
+@cache
 def commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE)
-    return done.stdout.strip() or "unknown"
+    """The code this process runs: its version when main started (main asks first), not HEAD when a cell ends, since
+    a commit made while the run goes on changes no loaded code."""
+    return code_version(HERE.parent, RESULTS)
 
 
 def preset_for(model: str, lookback: int) -> tuple[str, int | None]:
@@ -790,6 +803,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse()
+    commit()  # the code as it is now, before any later commit
     os.environ["TSPRUNE_EDGE_DATA_DIR"] = args.data_dir
     if args.nice:
         os.nice(args.nice)

@@ -296,3 +296,23 @@ def test_a_complete_section_whose_records_were_lost_is_not_computed_again():
     # ETTm1 has records of its own: it goes on from them; ETTh2 was not complete: it is computed
     assert leaderboard.complete_elsewhere(cells, previous) == {("ETTh1", 96)}
     assert leaderboard.complete_elsewhere(cells, None) == set()
+
+
+def test_the_code_version_is_head_and_says_when_code_outside_the_results_had_changed(tmp_path):
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *argv], cwd=tmp_path, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    (results / "cell.json").write_text("{}")
+    (tmp_path / "model.py").write_text("a = 1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    head = git("rev-parse", "--short", "HEAD")
+    assert leaderboard.code_version(tmp_path, results) == head
+    (results / "cell.json").write_text('{"status": "ok"}')  # the run's own record: not a change of code
+    assert leaderboard.code_version(tmp_path, results) == head
+    (tmp_path / "model.py").write_text("a = 2\n")
+    assert leaderboard.code_version(tmp_path, results) == f"{head}+changes"
