@@ -820,7 +820,7 @@ def main() -> None:
         fail(f"unknown dataset {unknown[0]!r}; for example {', '.join(DATASETS)}")
     args.record.mkdir(parents=True, exist_ok=True)
     try:
-        read_cells(args.record)  # a stray or broken file stops the run here, in one line, before anything is written
+        found = read_cells(args.record)  # a stray or broken file stops the run here, in one line, before any write
     except ValueError as error:
         fail(str(error))
     if not args.summarize:
@@ -828,7 +828,7 @@ def main() -> None:
         if restored:
             print(f"{restored} kept checkpoint(s) put back into {args.work}", file=sys.stderr)
         past = deadline_check(args.deadline)
-        done_before = complete_elsewhere(read_cells(args.record), read_previous(args.results / "leaderboard.json"))
+        done_before = complete_elsewhere(found, read_previous(args.results / "leaderboard.json"))
         for dataset, lookback in phases(args.datasets, args.lookback720):
             if (dataset, lookback) in done_before:
                 print(f"{dataset} L{lookback}: complete in the previous results, its records lost: carried, not "
