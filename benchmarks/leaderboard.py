@@ -749,11 +749,16 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def deadline_check(text: str | None) -> Callable[[], bool]:
+def deadline_check(text: str | None, now: dt.datetime | None = None) -> Callable[[], bool]:
+    """Whether the deadline HH:MM UTC has passed: its next occurrence from `now`, so a run started at 23:30 with
+    --deadline 01:30 goes on past midnight (it was taken as today's 01:30, already past, and started nothing)."""
     if not text:
         return lambda: False
     hour, minute = map(int, text.split(":"))
-    at = dt.datetime.now(dt.UTC).replace(hour=hour, minute=minute, second=0, microsecond=0)
+    start = now or dt.datetime.now(dt.UTC)
+    at = start.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if at <= start:
+        at += dt.timedelta(days=1)
     return lambda: dt.datetime.now(dt.UTC) >= at
 
 
@@ -788,7 +793,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nice", type=int, default=15)
     args = parser.parse_args(argv)
     if args.deadline and not (len(args.deadline.split(":")) == 2 and all(
-            p.isdigit() for p in args.deadline.split(":"))):
+            p.isdigit() for p in args.deadline.split(":")) and int(args.deadline.split(":")[0]) < 24
+            and int(args.deadline.split(":")[1]) < 60):
         fail(f"--deadline takes HH:MM in UTC, got {args.deadline!r}; for example --deadline 23:30")
     if args.max_epochs is not None and args.max_epochs < 1:
         fail(f"--max-epochs must be at least 1, got {args.max_epochs}")

@@ -3,6 +3,7 @@ resumability (a finished cell is never computed again, a failed one is). No trai
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import json
 import subprocess
@@ -154,11 +155,22 @@ def test_a_stray_or_broken_file_in_the_record_stops_the_run_in_one_line(tmp_path
     assert not results.exists() and sorted(p.name for p in record.iterdir()) == [stray]
 
 
-def test_bad_deadline_is_one_line_and_exit_2(capsys):
+def test_deadline_is_its_next_occurrence_past_midnight():
+    """Started at 23:30 with --deadline 01:30 the run goes on (tomorrow's 01:30); a deadline an hour after a start
+    two days ago has passed; none never passes."""
+    now = dt.datetime.now(dt.UTC)
+    assert leaderboard.deadline_check((now - dt.timedelta(minutes=90)).strftime("%H:%M"), now=now)() is False
+    two_days_ago = now - dt.timedelta(days=2)
+    assert leaderboard.deadline_check((two_days_ago + dt.timedelta(hours=1)).strftime("%H:%M"), now=two_days_ago)()
+    assert leaderboard.deadline_check(None)() is False
+
+
+@pytest.mark.parametrize("text", ["7pm", "24:00", "23:60"])
+def test_bad_deadline_is_one_line_and_exit_2(capsys, text):
     with pytest.raises(SystemExit) as stopped:
-        leaderboard.parse(["--deadline", "7pm"])
+        leaderboard.parse(["--deadline", text])
     assert stopped.value.code == 2
-    assert capsys.readouterr().err == ("error: --deadline takes HH:MM in UTC, got '7pm'; for example "
+    assert capsys.readouterr().err == (f"error: --deadline takes HH:MM in UTC, got '{text}'; for example "
                                        "--deadline 23:30\n")
 
 
