@@ -33,8 +33,8 @@ was kept nowhere is trained again (its record set aside) before its pruned cells
 from the kept checkpoints before the dataset's bench, which runs on one machine in one session. A section with no
 record at all (ETTh1 at lookback 96: its records were lost before they were tracked) is carried from the previous
 results as it was, says so, and is not computed again (`complete_elsewhere`). `--summarize` only rewrites the
-results from the cells done. `--deadline HH:MM` (UTC, today's): no new cell starts after it. Runs under nice 15
-unless `--nice 0`.
+results from the cells done. `--deadline HH:MM` (UTC, its next occurrence): no new cell starts after it. Runs
+under nice 15 unless `--nice 0`.
 
 Measured: ETTh1 at lookback 96, 3 seeds, took 4.4 h alone on the machine (dense training 114 min for 30 cells,
 fit 114 min, structured 22 min, export 5 min, the bench of 24 bundles 11 min); ETTh2 should take about as long, ETTm1
@@ -53,13 +53,21 @@ seconds per epoch and epochs run (ETTh1, small preset):
   (90) per seed: up to ~31 h more, less where early stopping ends sooner or the estimate refuses it.
 In all ~70 h on a quiet machine without the Transformers at 720 and up to ~100 h with them; far more while the
 machine is shared (the smoke's iTransformer dense cell, 1 epoch, took 6.3 min at load average 14, against 4 s per
-epoch quiet). Run it in pieces with --deadline (every cell is kept), one process at a time: a bench beside another
+epoch quiet). Run it in pieces with --deadline (every cell is kept), one main process at a time: a bench beside another
 process's training would measure that load (the benches themselves wait for each other on the board's lock).
+
+Two processes (leaderboard_sharing.py): training one model uses ~1.1 of the 2 cores, so a second process started
+with `--train-ahead` trains the lookback-96 dense cells the main run has not reached (1 torch thread, nice 19, each
+dataset from its last model while the main run goes from the first). Each process claims a cell before computing
+it, and the main run waits for a dense cell the other holds rather than train it twice. Whenever the main run
+measures latency (a fit cell, a bench, the lookback-720 estimate) it stops every registered train-ahead process
+(SIGSTOP) and lets it go on after; such records say how many it stopped (`train_ahead_stopped`), a dense record
+trained ahead says so (`process`), and every dense record has its `torch_threads`.
 
 Usage: python benchmarks/leaderboard.py [--datasets ETTh1,ETTh2,ETTm1,weather] [--models a,b] [--seeds 2021,...]
        [--work runs/leaderboard] [--record benchmarks/results/leaderboard-cells] [--results benchmarks/results]
        [--max-epochs N] [--finetune-epochs 1] [--rounds 5] [--min-time 1.0] [--no-lookback720]
-       [--deadline HH:MM] [--summarize] [--nice 15]
+       [--deadline HH:MM] [--summarize] [--nice 15] [--train-ahead]
 Writes RESULTS/leaderboard.{json,md}.
 """
 
@@ -91,6 +99,7 @@ from leaderboard_record import (
     stored_path,
     supersede,
 )
+from leaderboard_sharing import claim, holder, quiet, registered, release, state_lock
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -136,6 +145,28 @@ def run_cell(cells: Path, name: str, work: Callable[[], dict], log: Callable[[st
     write_json_atomic(done, record)
     (cells / f"{name}.error.json").unlink(missing_ok=True)
     return record
+
+
+def run_claimed(work: Path, cells: Path, name: str, compute: Callable[[], dict], poll_s: float = 20.0) -> dict:
+    """`run_cell` for a cell the other process (main or train-ahead) may be computing: its result is waited for and
+    read, never computed twice."""
+    waiting = False
+    while not (cells / f"{name}.json").is_file() and not claim(work, name):
+        if not waiting:
+            print(f"waiting for {name}: process {holder(work, name)} is computing it", file=sys.stderr)
+            waiting = True
+        time.sleep(poll_s)
+    try:
+        return run_cell(cells, name, compute)
+    finally:
+        release(work, name)
+
+
+def measured(work: Path, compute: Callable[[], dict]) -> dict:
+    """A cell that measures latency, computed with every train-ahead process stopped; the record says how many were."""
+    with quiet(work) as stopped:
+        record = compute()
+    return {**record, "train_ahead_stopped": len(stopped)}
 
 
 def aggregate(values: list[float]) -> dict | None:
@@ -290,6 +321,12 @@ def commit() -> str:
     return code_version(HERE.parent, RESULTS)
 
 
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def preset_for(model: str, lookback: int) -> tuple[str, int | None]:
     """The preset and seq_len override: lookback 96 is every model's small preset; at 720 a model whose paper preset
     is at 720 (the tiny forecasters' authors' settings) takes it, every other its small preset at seq_len 720."""
@@ -352,10 +389,12 @@ def train_cell(work: Path, dataset: str, model: str, lookback: int, seed: int, a
     shutil.rmtree(out, ignore_errors=True)  # an interrupted cell is redone from scratch
     preset, seq_len = preset_for(model, lookback)
     base = {"dataset": dataset, "model": model, "lookback": lookback, "seed": seed, "preset": preset,
-            "max_epochs_cap": args.max_epochs, "commit": commit(), "machine": machine()}
+            "max_epochs_cap": args.max_epochs, "commit": commit(), "machine": machine(),
+            "torch_threads": torch_threads()} | ({"process": "train-ahead"} if args.train_ahead else {})
     if lookback != LOOKBACK:
         try:
-            minutes = estimated_minutes(model, dataset, lookback, args.max_epochs)
+            with quiet(work):  # timed steps: nothing else may run
+                minutes = estimated_minutes(model, dataset, lookback, args.max_epochs)
         except (RuntimeError, MemoryError) as exc:  # out of memory at seq_len 720
             return {**base, "status": "n/a", "reason": f"does not fit at seq_len {lookback}: {exc}".splitlines()[0]}
         if minutes > args.max_train_minutes:
@@ -484,7 +523,7 @@ def run_dataset(work: Path, dataset: str, lookback: int, models: list[str], seed
                     return False
                 train = partial(train_cell, work, dataset, model, lookback, seed, args)
                 if variant == "dense":
-                    dense = run_cell(cells, name, train)
+                    dense = run_claimed(work, cells, name, train)
                     due = [cell_id(later, dataset, model, lookback, seed) for later in VARIANTS[1:]]
                     due.append(cell_id("export-dense", dataset, model, lookback))
                     if (dense.get("status") == "ok" and not checkpoint_of(work, dense).is_file()
@@ -492,13 +531,13 @@ def run_dataset(work: Path, dataset: str, lookback: int, models: list[str], seed
                         if past_deadline():
                             return False
                         supersede(cells, name)  # its checkpoint was kept nowhere (lost with a machine): trained again
-                        dense, computed = run_cell(cells, name, train), True
+                        dense, computed = run_claimed(work, cells, name, train), True
                     record = dense
                 elif dense.get("status") != "ok":
                     break
                 else:
-                    make = structured_cell if variant == STRUCTURED else fit_cell
-                    record = run_cell(cells, name, partial(make, work, dense, args))
+                    make = partial(structured_cell if variant == STRUCTURED else fit_cell, work, dense, args)
+                    record = run_cell(cells, name, make if variant == STRUCTURED else partial(measured, work, make))
                 export = cell_id(f"export-{variant}", dataset, model, lookback)
                 if record.get("status") == "ok" and not (cells / f"{export}.json").is_file():
                     if past_deadline():  # the first seed done is exported: latency is the architecture's
@@ -508,6 +547,37 @@ def run_dataset(work: Path, dataset: str, lookback: int, models: list[str], seed
                 if computed:
                     keep_checkpoints(work, cells)
     return bench_dataset(work, dataset, args, past_deadline)
+
+
+def ahead_order(datasets: list[str], models: list[str], seeds: list[int], skip: set[tuple[str, int]]) -> list[str]:
+    """The dense cells a train-ahead process takes: lookback 96 only (lookback 720 first times training steps, which
+    must run alone), each dataset in the run's order, its models from the last, so the main run (from the first)
+    meets it once per dataset; a section carried from earlier results (`skip`) is not trained."""
+    return [cell_id("dense", dataset, model, LOOKBACK, seed) for dataset in datasets if (dataset, LOOKBACK) not in skip
+            for model in reversed(models) for seed in seeds]
+
+
+def train_ahead(args: argparse.Namespace, models: list[str], skip: set[tuple[str, int]],
+                past_deadline: Callable[[], bool]) -> int:
+    """Train the dense cells the main run has not reached, one torch thread, registered so that the main run stops
+    this process while it measures; returns how many cells it computed."""
+    computed = 0
+    with registered(args.work):
+        for name in ahead_order(args.datasets, models, args.seeds, skip):
+            if (args.record / f"{name}.json").is_file():
+                continue
+            if past_deadline():
+                break
+            if not claim(args.work, name):  # the main run is on it
+                continue
+            try:
+                _, dataset, model, lookback, seed = parse_cell(name)
+                run_cell(args.record, name, partial(train_cell, args.work, dataset, model, lookback, seed, args))
+            finally:
+                release(args.work, name)
+            computed += 1
+            keep_checkpoints(args.work, args.record)
+    return computed
 
 
 def exported(cells: dict[str, dict], dataset: str) -> dict[str, str]:
@@ -542,7 +612,7 @@ def bench_dataset(work: Path, dataset: str, args: argparse.Namespace, past_deadl
                 return True
     if (cells / f"{name}.json").is_file():
         supersede(cells, name)
-    run_cell(cells, name, partial(bench_cell, work, dataset, args))
+    run_cell(cells, name, partial(measured, work, partial(bench_cell, work, dataset, args)))
     return True
 
 
@@ -555,8 +625,10 @@ def complete_elsewhere(cells: dict[str, dict], previous: dict | None) -> set[tup
 
 
 def keep_checkpoints(work: Path, cells: Path) -> None:
-    """The record keeps exactly the checkpoints later cells need; one needed and found nowhere is said."""
-    missing = keep(work, cells, needed_checkpoints(read_cells(cells), (STRUCTURED, FIT)))
+    """The record keeps exactly the checkpoints later cells need; one needed and found nowhere is said. Under the
+    state lock: a train-ahead process updates the same folder."""
+    with state_lock(work):
+        missing = keep(work, cells, needed_checkpoints(read_cells(cells), (STRUCTURED, FIT)))
     if missing:
         print(f"checkpoints needed but kept nowhere (their cells will be computed again): {', '.join(missing)}",
               file=sys.stderr)
@@ -628,7 +700,10 @@ def summarize(cells: dict[str, dict], datasets: list[str], models: list[str], se
                                    "threads": 1, "batch": 1}, "tiny_models": tiny},
             "cell_minutes": {kind: {"cells": len(v), "median": statistics.median(v), "total": sum(v)}
                              for kind, v in sorted(minutes.items())},
-            "cells_done": sum("seconds" in c for c in cells.values()), "sections": sections}
+            "cells_done": sum("seconds" in c for c in cells.values()),
+            "train_ahead": sorted(f"{c['dataset']} {c['model']} s{c['seed']}" for c in cells.values()
+                                  if c.get("process") == "train-ahead"),
+            "sections": sections}
 
 
 def _count(n: int, noun: str) -> str:
@@ -675,7 +750,11 @@ def markdown(result: dict) -> str:
              f"Generated by `benchmarks/leaderboard.py` {result['date']}, commit {result['commit']} (cells computed "
              f"at {', '.join(result['cell_commits']) or '-'}). Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} "
              f"cores, Python {m.get('python', '?')}, torch {m.get('torch', '?')}; run under nice, in "
-             "pieces, one process at a time, with no other heavy process beside it.", "",
+             + (f"pieces; {_count(len(result['train_ahead']), 'dense cell')} (listed in the JSON) were trained by a "
+                "second process beside the main one (`--train-ahead`, 1 torch thread), which was stopped (SIGSTOP) "
+                "whenever latency was measured (fit tables and verification, benches): latency was measured with no "
+                "other heavy process running." if result.get("train_ahead") else
+                "pieces, one process at a time, with no other heavy process beside it."), "",
              f"Evaluation: {result['evaluation']}. MSE and MAE: the mean over seeds "
              f"{', '.join(map(str, s['seeds']))}, the [{SPREAD}] in brackets where more than one is done. "
              f"Horizon {s['pred_len']}, features M; each dataset's standard split and scaling fitted "
@@ -791,7 +870,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--deadline", default=None, help="HH:MM UTC: start no new cell after it")
     parser.add_argument("--summarize", action="store_true", help="only rewrite the results from the cells done")
     parser.add_argument("--nice", type=int, default=15)
+    parser.add_argument("--train-ahead", action="store_true",
+                        help="a second process beside the main run: trains only dense cells at lookback 96, 1 torch "
+                             "thread, nice 19; the main run stops it while it measures")
     args = parser.parse_args(argv)
+    if args.train_ahead and args.summarize:
+        fail("--train-ahead trains cells and --summarize only rewrites the results; give one of them")
     if args.deadline and not (len(args.deadline.split(":")) == 2 and all(
             p.isdigit() for p in args.deadline.split(":")) and int(args.deadline.split(":")[0]) < 24
             and int(args.deadline.split(":")[1]) < 60):
@@ -829,6 +913,16 @@ def main() -> None:
         found = read_cells(args.record)  # a stray or broken file stops the run here, in one line, before any write
     except ValueError as error:
         fail(str(error))
+    if args.train_ahead:
+        import torch
+
+        torch.set_num_threads(1)  # the other core's spare share; the main run keeps its threads
+        os.nice(max(0, 19 - os.nice(0)))
+        skip = complete_elsewhere(found, read_previous(args.results / "leaderboard.json"))
+        done = train_ahead(args, models, skip, deadline_check(args.deadline))
+        print(f"train-ahead: {_count(done, 'dense cell')} computed; nothing left to train ahead or the deadline "
+              "passed", file=sys.stderr)
+        return
     if not args.summarize:
         restored = restore(args.work, args.record)
         if restored:

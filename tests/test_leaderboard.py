@@ -206,6 +206,11 @@ def test_markdown_gives_refusals_their_reason_and_marks_the_front():
     assert ("| transformer | dense | 100 | - | - / - | 0.3700 [0.3600, 0.3800] | 0.4100 [0.4000, 0.4200] | 1 | 2 "
             "| O, L |") in text
     assert "| transformer | structured-0.5 | 50 | 1,000 | 2.0 / 1.0 | 0.4600 [0.4500, 0.4700]" in text
+    assert "one process at a time, with no other heavy process beside it." in text
+    beside = leaderboard.markdown({**result, "train_ahead": ["ETTh1 transformer s1", "ETTh1 transformer s2"]})
+    assert ("2 dense cells (listed in the JSON) were trained by a second process beside the main one "
+            "(`--train-ahead`, 1 torch thread), which was stopped (SIGSTOP) whenever latency was measured") in beside
+    assert "one process at a time" not in beside
 
 
 def test_progress_counts_settled_cells_and_unbenched_bundles():
