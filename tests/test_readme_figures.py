@@ -61,7 +61,7 @@ def test_readme_marks_the_figures_of_each_checked_result_file():
     assert files == {f"benchmarks/results/{name}.json" for name in
                      ("aa_control", "coverage", "fit-issue29/fit", "harness_precision", "leaderboard", "main_job",
                       "study", "train_baselines", "wide_datasets")}
-    assert len(FIGURES) == 159
+    assert len(FIGURES) == 163
     assert len([f for f in FIGURES if f[1].endswith("main_job.json")]) == 15
 
 
