@@ -56,13 +56,15 @@ machine is shared (the smoke's iTransformer dense cell, 1 epoch, took 6.3 min at
 epoch quiet). Run it in pieces with --deadline (every cell is kept), one main process at a time: a bench beside another
 process's training would measure that load (the benches themselves wait for each other on the board's lock).
 
-Two processes (leaderboard_sharing.py): training one model uses ~1.1 of the 2 cores, so a second process started
-with `--train-ahead` trains the lookback-96 dense cells the main run has not reached (1 torch thread, nice 19, each
-dataset from its last model while the main run goes from the first). Each process claims a cell before computing
-it, and the main run waits for a dense cell the other holds rather than train it twice. Whenever the main run
-measures latency (a fit cell, a bench, the lookback-720 estimate) it stops every registered train-ahead process
-(SIGSTOP) and lets it go on after; such records say how many it stopped (`train_ahead_stopped`), a dense record
-trained ahead says so (`process`), and every dense record has its `torch_threads`.
+Two processes (leaderboard_sharing.py): one training process gains little from the second core (2 torch threads
+train Transformer and Autoformer on ETTm1 only 1.2-1.3x faster than 1), so a second process started with `--train-
+ahead` trains the lookback-96 dense cells the main run has not reached (1 torch thread, nice 19, each dataset from
+its last model while the main run goes from the first); while one is registered the main run trains with 1 torch
+thread too (one core each: `share_cores`), and with all of them again when it is alone. Each process claims a cell
+before computing it, and the main run waits for a dense cell the other holds rather than train it twice. Whenever
+the main run measures latency (a fit cell, a bench, the lookback-720 estimate) it stops every registered train-ahead
+process (SIGSTOP) and lets it go on after; such records say how many it stopped (`train_ahead_stopped`), a dense
+record trained ahead says so (`process`), and every dense record has its `torch_threads`.
 
 Usage: python benchmarks/leaderboard.py [--datasets ETTh1,ETTh2,ETTm1,weather] [--models a,b] [--seeds 2021,...]
        [--work runs/leaderboard] [--record benchmarks/results/leaderboard-cells] [--results benchmarks/results]
@@ -99,7 +101,7 @@ from leaderboard_record import (
     stored_path,
     supersede,
 )
-from leaderboard_sharing import claim, holder, quiet, registered, release, state_lock
+from leaderboard_sharing import claim, helpers, holder, quiet, registered, release, state_lock
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -163,10 +165,34 @@ def run_claimed(work: Path, cells: Path, name: str, compute: Callable[[], dict],
 
 
 def measured(work: Path, compute: Callable[[], dict]) -> dict:
-    """A cell that measures latency, computed with every train-ahead process stopped; the record says how many were."""
+    """A cell that measures latency, computed with every train-ahead process stopped (and this process's torch
+    threads all back, for its fine-tuning); the record says how many were stopped."""
     with quiet(work) as stopped:
+        set_torch_threads(full_threads())
         record = compute()
     return {**record, "train_ahead_stopped": len(stopped)}
+
+
+@cache
+def full_threads() -> int:
+    """torch's own thread count for this machine, read before this process changes it."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+def set_torch_threads(count: int) -> int:
+    import torch
+
+    torch.set_num_threads(count)
+    return count
+
+
+def share_cores(work: Path) -> int:
+    """The torch threads for a training cell of the main run: 1 while a train-ahead process is registered (one core
+    each: measured on ETTm1, 2 threads train only 1.2-1.3x faster than 1, so two 1-thread processes do ~1.5x the
+    work of one 2-thread process, while 2 threads beside the helper slowed the main run 1.4x), else all of them."""
+    return set_torch_threads(1 if helpers(work) else full_threads())
 
 
 def aggregate(values: list[float]) -> dict | None:
@@ -390,7 +416,8 @@ def train_cell(work: Path, dataset: str, model: str, lookback: int, seed: int, a
     preset, seq_len = preset_for(model, lookback)
     base = {"dataset": dataset, "model": model, "lookback": lookback, "seed": seed, "preset": preset,
             "max_epochs_cap": args.max_epochs, "commit": commit(), "machine": machine(),
-            "torch_threads": torch_threads()} | ({"process": "train-ahead"} if args.train_ahead else {})
+            "torch_threads": torch_threads() if args.train_ahead else share_cores(work)} | (
+                {"process": "train-ahead"} if args.train_ahead else {})
     if lookback != LOOKBACK:
         try:
             with quiet(work):  # timed steps: nothing else may run
@@ -419,7 +446,7 @@ def structured_cell(work: Path, dense: dict, args: argparse.Namespace) -> dict:
     out = checkpoint_of(work, dense).parent.parent / STRUCTURED
     shutil.rmtree(out, ignore_errors=True)
     base = {k: dense[k] for k in ("dataset", "model", "lookback", "seed")} | {
-        "commit": commit(), "finetune_epochs": args.finetune_epochs}
+        "commit": commit(), "finetune_epochs": args.finetune_epochs, "torch_threads": share_cores(work)}
     request = PruneRequest(method="structured", sparsity=0.5, finetune_epochs=args.finetune_epochs,
                            seed=dense["seed"])
     try:
@@ -751,9 +778,10 @@ def markdown(result: dict) -> str:
              f"at {', '.join(result['cell_commits']) or '-'}). Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} "
              f"cores, Python {m.get('python', '?')}, torch {m.get('torch', '?')}; run under nice, in "
              + (f"pieces; {_count(len(result['train_ahead']), 'dense cell')} (listed in the JSON) were trained by a "
-                "second process beside the main one (`--train-ahead`, 1 torch thread), which was stopped (SIGSTOP) "
-                "whenever latency was measured (fit tables and verification, benches): latency was measured with no "
-                "other heavy process running." if result.get("train_ahead") else
+                "second process beside the main one (`--train-ahead`, 1 torch thread; meanwhile the main run trained "
+                "with 1 thread too, each record says its `torch_threads`), which was stopped (SIGSTOP) whenever "
+                "latency was measured (fit tables and verification, benches): latency was measured with no other "
+                "heavy process running." if result.get("train_ahead") else
                 "pieces, one process at a time, with no other heavy process beside it."), "",
              f"Evaluation: {result['evaluation']}. MSE and MAE: the mean over seeds "
              f"{', '.join(map(str, s['seeds']))}, the [{SPREAD}] in brackets where more than one is done. "

@@ -1,9 +1,11 @@
 """Two leaderboard processes on one machine: the main run, and a train-ahead run that only trains dense models.
 
-Training one model uses about 1.1 of this machine's 2 cores, so a second process can train the dense models the main
-run will need later. Latency must still be measured with nothing else running: the main run stops every registered
-train-ahead process (SIGSTOP) while it measures (a fit's latency table and verification, a dataset's bench, the
-lookback-720 training estimate) and lets it go on after (SIGCONT). Claims keep the two from training the same cell.
+One training process gains little from this machine's second core (2 torch threads train Transformer and Autoformer
+on ETTm1 only 1.2-1.3x faster than 1), so two 1-thread processes, one training the dense models the main run will
+need later, do more work than one. Latency must still be measured with nothing else running: the main run stops
+every registered train-ahead process (SIGSTOP) while it measures (a fit's latency table and verification, a
+dataset's bench, the lookback-720 training estimate) and lets it go on after (SIGCONT). Claims keep the two from
+training the same cell.
 
 Files, all under <work>/sharing (the work folder, never the record): `helpers/<pid>` a registered train-ahead
 process; `claims/<cell>` the pid computing that cell; `measure.lock` held while measuring and to register;

@@ -128,6 +128,23 @@ def test_measured_says_how_many_helpers_it_stopped(tmp_path, spawn):
     assert states == ["T"] and record == {"p50": 1, "train_ahead_stopped": 1}
 
 
+def test_the_main_run_trains_with_one_thread_only_while_a_helper_is_registered(tmp_path, spawn):
+    import torch
+
+    full = leaderboard.full_threads()
+    try:
+        assert leaderboard.share_cores(tmp_path) == full == torch.get_num_threads()
+        helper = spawn()
+        (tmp_path / "sharing" / "helpers" / str(helper.pid)).write_text("")
+        assert leaderboard.share_cores(tmp_path) == 1 == torch.get_num_threads()
+        record = leaderboard.measured(tmp_path, lambda: {"threads": torch.get_num_threads()})
+        assert record == {"threads": full, "train_ahead_stopped": 1}  # measuring: the helper stopped, all threads
+        gone(helper)
+        assert leaderboard.share_cores(tmp_path) == full == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(full)
+
+
 def test_train_ahead_takes_each_dataset_from_the_last_model_and_skips_carried_sections():
     order = leaderboard.ahead_order(["ETTh1", "ETTm1"], ["autoformer", "fits"], [1, 2], {("ETTh1", 96)})
     assert order == ["dense--ETTm1--fits--L96--s1", "dense--ETTm1--fits--L96--s2",
