@@ -80,6 +80,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -920,6 +921,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main() -> None:
+    # `kill` (SIGTERM) unwinds like an exception, so a stopped train-ahead process is let go on (SIGCONT) and this
+    # process's claims and registration are removed, as at a normal end
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     args = parse()
     commit()  # the code as it is now, before any later commit
     os.environ["TSPRUNE_EDGE_DATA_DIR"] = args.data_dir

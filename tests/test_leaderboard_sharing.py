@@ -175,3 +175,22 @@ def test_a_train_ahead_run_trains_dense_cells_with_one_thread_and_writes_no_resu
     assert list((work / "sharing" / "helpers").iterdir()) == [] and list((work / "sharing" / "claims").iterdir()) == []
     assert not results.exists()
     assert "train-ahead: 1 dense cell computed" in run.stderr
+
+
+def test_kill_unwinds_a_train_ahead_run_its_registration_and_claim_go(tmp_path, shared_data):
+    work = tmp_path / "work"
+    run = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "leaderboard.py"), "--train-ahead",
+                            "--datasets", "ETTh2", "--models", "transformer", "--seeds", "1", "--max-epochs", "1",
+                            "--record", str(tmp_path / "record"), "--work", str(work), "--results",
+                            str(tmp_path / "results"), "--data-dir", str(shared_data), "--nice", "0"],
+                           stderr=subprocess.PIPE, text=True)
+    claims = work / "sharing" / "claims"
+    deadline = time.monotonic() + 120
+    while not (claims.is_dir() and any(claims.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [p.name for p in claims.iterdir()] == ["dense--ETTh2--transformer--L96--s2021"]
+    assert [p.name for p in (work / "sharing" / "helpers").iterdir()] == [str(run.pid)]
+    run.terminate()
+    assert run.wait(timeout=60) == 143, run.stderr.read()
+    assert list(claims.iterdir()) == [] and list((work / "sharing" / "helpers").iterdir()) == []
+    assert not (tmp_path / "record" / "dense--ETTh2--transformer--L96--s2021.json").exists()
