@@ -191,8 +191,8 @@ def set_torch_threads(count: int) -> int:
 
 def share_cores(work: Path) -> int:
     """The torch threads for a training cell of the main run: 1 while a train-ahead process is registered (one core
-    each: measured on ETTm1, 2 threads train only 1.2-1.3x faster than 1, so two 1-thread processes do ~1.5x the
-    work of one 2-thread process, while 2 threads beside the helper slowed the main run 1.4x), else all of them."""
+    each: on ETTm1 2 threads train only 1.2-1.3x faster than 1; two 1-thread processes did ~1.3x the work of one,
+    while 2 threads beside the helper slowed the main run 1.4x for no gain), else all of them."""
     return set_torch_threads(1 if helpers(work) else full_threads())
 
 
